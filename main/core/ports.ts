@@ -1,0 +1,44 @@
+/**
+ * The capabilities that differ between hosts (Electron, headless, tests) or that one part of the core
+ * offers another. They come in as constructor arguments; no DI framework.
+ */
+import type { AuditRecord, AuditRecordInput } from '../../common/audit-record.ts';
+
+/** Where secrets persist: the OS keychain, or nothing at all when none is usable (never a file). */
+export interface SecretStore {
+  readonly kind: 'keychain' | 'memory';
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** Opens a URL in the system browser (Electron's `shell.openExternal`, or the OS opener headless). */
+export type OpenExternal = (url: string) => Promise<void>;
+
+export interface UserIdentity {
+  sub: string;
+  name?: string;
+  email?: string;
+}
+
+/** An RFC 9470 challenge from a resource server, or the broker's own demand for a stronger login. */
+export interface StepUpChallenge {
+  acrValues?: string;
+  maxAge?: number;
+}
+
+/** The signed-in user's tokens, as the broker and connectors see them. Implemented by main/core/auth. */
+export interface TokenSource {
+  /** A fresh access token (refreshed if needed; concurrent callers share one refresh). Throws NOT_SIGNED_IN. */
+  getAccessToken(signal?: AbortSignal): Promise<string>;
+  /** Re-authenticates in the system browser with the demanded `acr_values`/`max_age`. */
+  stepUp(challenge: StepUpChallenge, signal?: AbortSignal): Promise<void>;
+  user(): UserIdentity | null;
+  /** The per-install DPoP key pair when the IdP binds tokens to it (RFC 9449), otherwise undefined. */
+  dpopKeyPair(): CryptoKeyPair | undefined;
+}
+
+/** Appends to the tamper-evident audit store. Implemented by main/core/audit. */
+export interface AuditSink {
+  append(record: AuditRecordInput): Promise<AuditRecord>;
+}
