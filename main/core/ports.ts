@@ -2,7 +2,10 @@
  * The capabilities that differ between hosts (Electron, headless, tests) or that one part of the core
  * offers another. They come in as constructor arguments; no DI framework.
  */
+import type { webcrypto } from 'node:crypto';
 import type { AuditRecord, AuditRecordInput } from '../../common/audit-record.ts';
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 /** Where secrets persist: the OS keychain, or nothing at all when none is usable (never a file). */
 export interface SecretStore {
