@@ -62,6 +62,10 @@ export const ERROR_CODES = [
   'TIMEOUT',
   'AUDIT_FAILED',
   'INTERNAL',
+  // the UI's hosts (headless web host, Electron IPC)
+  'NOT_FOUND',
+  'WEB_FORBIDDEN',
+  'WEB_UNAUTHORIZED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
