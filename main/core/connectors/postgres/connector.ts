@@ -1,0 +1,273 @@
+/**
+ * The PostgreSQL connector: tools `query`, `execute`, `list_tables`, `describe_table`. Each call runs
+ * on its own `pg` Client as the ephemeral role Vault minted for it, with `application_name` = the OBO
+ * `jti` (so PostgreSQL's log joins the audit record), a statement time-out, a row cap and, for reads, a
+ * read-only transaction. pg errors become AppErrors by SQLSTATE, in one place (`toAppError`).
+ */
+import pg from 'pg';
+import { z } from 'zod';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { AppError } from '../../../../common/errors.ts';
+import type { PostgresPolicy } from '../../policy/policy.ts';
+import type { CallPlan, Connector, ExecuteContext } from '../types.ts';
+import { CONNECTOR_NAME, DescribeTableArgs, ExecuteArgs, ListTablesArgs, QueryArgs, planPostgresCall, type PostgresCallDetails } from './plan.ts';
+
+export interface PostgresConnection {
+  host: string;
+  port: number;
+  database: string;
+  /** TLS options for `pg`; off for the loopback lab. */
+  ssl?: pg.ClientConfig['ssl'];
+  connectTimeoutMs?: number;
+}
+
+export interface PostgresConnectorOptions {
+  policy: PostgresPolicy;
+  connection: PostgresConnection;
+}
+
+export interface QueryResultContent {
+  [key: string]: unknown;
+  columns: string[];
+  rows: Array<Record<string, unknown>>;
+  rowCount: number;
+  truncated: boolean;
+  command: string;
+  note?: string;
+}
+
+const TOOL_NAMES = ['query', 'execute', 'list_tables', 'describe_table'] as const;
+
+export function createPostgresConnector(options: PostgresConnectorOptions): Connector {
+  const { policy, connection } = options;
+  return {
+    name: CONNECTOR_NAME,
+    async listTools(): Promise<Tool[]> {
+      return describeTools(policy.location);
+    },
+    hasTool(name: string): boolean {
+      return (TOOL_NAMES as readonly string[]).includes(name);
+    },
+    async plan(tool, args): Promise<CallPlan> {
+      return (await planPostgresCall(policy, tool, args)).plan;
+    },
+    async execute(ctx: ExecuteContext): Promise<CallToolResult> {
+      if (ctx.credential.kind !== 'database') throw new AppError('INTERNAL', 'The PostgreSQL connector needs a database credential.');
+      // Re-derive from the arguments: the plan the broker carried is data, the SQL is what was approved.
+      const { plan, details } = await planPostgresCall(policy, ctx.plan.tool, ctx.args);
+      if (plan.bytes !== ctx.plan.bytes) throw new AppError('INTERNAL', 'The statement changed after it was planned.');
+      ctx.note({ db_role: ctx.credential.username });
+      const result = await runStatement(connection, ctx.credential.username, ctx.credential.password, ctx.oboJti, details, ctx.signal);
+      return render(result, plan.tool);
+    },
+  };
+}
+
+function describeTools(location: string): Tool[] {
+  const schema = (s: z.ZodType): Tool['inputSchema'] => {
+    const json = z.toJSONSchema(s, { io: 'input' }) as Record<string, unknown>;
+    delete json.$schema;
+    return json as Tool['inputSchema'];
+  };
+  return [
+    {
+      name: 'query',
+      title: 'Query the database (read-only)',
+      description: `Runs one read-only SQL statement on ${location} as you, with a credential minted for this call only. Returns at most a capped number of rows.`,
+      inputSchema: schema(QueryArgs),
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    {
+      name: 'execute',
+      title: 'Change data (bounded write)',
+      description: `Runs one INSERT, UPDATE or DELETE on ${location} as you. Writes need your approval; statements that would touch more rows than allowed are rolled back.`,
+      inputSchema: schema(ExecuteArgs),
+      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+    },
+    {
+      name: 'list_tables',
+      title: 'List tables',
+      description: `Lists the tables you can see on ${location}.`,
+      inputSchema: schema(ListTablesArgs),
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    {
+      name: 'describe_table',
+      title: 'Describe a table',
+      description: `Lists a table's columns and types on ${location}.`,
+      inputSchema: schema(DescribeTableArgs),
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+  ];
+}
+
+/** Runs one statement as the per-call role. Exported for the benchmark's "hops alone" baseline. */
+export async function runStatement(
+  connection: PostgresConnection,
+  user: string,
+  password: string,
+  applicationName: string,
+  details: PostgresCallDetails,
+  signal: AbortSignal,
+): Promise<QueryResultContent> {
+  signal.throwIfAborted();
+  const client = new pg.Client({
+    host: connection.host,
+    port: connection.port,
+    database: connection.database,
+    user,
+    password,
+    ssl: connection.ssl,
+    application_name: applicationName,
+    statement_timeout: details.limits.statementTimeoutMs,
+    connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
+  });
+  // A connection error after connect would otherwise be an unhandled 'error' event.
+  client.on('error', () => {});
+  const onAbort = (): void => {
+    // Closing the socket ends the backend; the role's revocation also terminates its sessions.
+    void client.end().catch(() => {});
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  let connected = false;
+  try {
+    try {
+      await client.connect();
+      connected = true;
+    } catch (error) {
+      // Before the session exists, anything without a SQLSTATE (time-out, socket) means unreachable.
+      const code = (error as { code?: unknown }).code;
+      if (!signal.aborted && !(typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))) {
+        throw new AppError('DB_UNAVAILABLE', 'The database is not reachable or did not answer in time.', { cause: error });
+      }
+      throw error;
+    }
+    signal.throwIfAborted();
+    if (details.readOnly) return await runRead(client, details);
+    return await runWrite(client, details);
+  } catch (error) {
+    if (signal.aborted) throw new AppError('CANCELLED', 'The call was cancelled while the database was working.', { cause: error });
+    throw toAppError(error, password, user);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (connected || !signal.aborted) await client.end().catch(() => {});
+  }
+}
+
+async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
+  const cap = d.limits.rowCap;
+  await client.query('BEGIN READ ONLY');
+  // A cursor fetches one row past the cap, so a huge result is never pulled in full.
+  await client.query({ text: `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, values: d.params });
+  const fetched = await client.query(`FETCH ${cap + 1} FROM countersign_rows`);
+  await client.query('COMMIT');
+  const truncated = fetched.rows.length > cap;
+  const rows = truncated ? fetched.rows.slice(0, cap) : fetched.rows;
+  return {
+    columns: fetched.fields.map((f) => f.name),
+    rows: rows.map(plainRow),
+    rowCount: rows.length,
+    truncated,
+    command: 'SELECT',
+    ...(truncated ? { note: `Only the first ${cap} rows are shown; narrow the query (WHERE, LIMIT) to see the rest.` } : {}),
+  };
+}
+
+async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
+  await client.query('BEGIN');
+  const result = await client.query({ text: d.sql, values: d.params });
+  const affected = result.rowCount ?? 0;
+  if (affected > d.limits.maxAffectedRows) {
+    await client.query('ROLLBACK');
+    throw new AppError(
+      'POLICY_BLOCKED',
+      `The statement would change ${affected} rows, more than the ${d.limits.maxAffectedRows} allowed per call; it was rolled back. Narrow the WHERE clause.`,
+    );
+  }
+  await client.query('COMMIT');
+  const cap = d.limits.rowCap;
+  const rows = (result.rows ?? []).slice(0, cap);
+  return {
+    columns: (result.fields ?? []).map((f) => f.name),
+    rows: rows.map(plainRow),
+    rowCount: affected,
+    truncated: (result.rows ?? []).length > cap,
+    command: result.command,
+  };
+}
+
+function plainRow(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(row)) {
+    if (value instanceof Date) out[key] = Number.isNaN(value.getTime()) ? String(value) : value.toISOString();
+    else if (Buffer.isBuffer(value)) out[key] = `\\x${value.toString('hex')}`;
+    else if (typeof value === 'bigint') out[key] = value.toString();
+    else out[key] = value;
+  }
+  return out;
+}
+
+/** SQLSTATE classes whose server message helps the person fix the statement and carries no credential. */
+const SHAREABLE_CLASSES = new Set(['22', '23', '42']);
+
+/** The one place pg's errors become AppErrors: by SQLSTATE or socket error code, never by text. */
+export function toAppError(error: unknown, ...secrets: string[]): AppError {
+  if (error instanceof AppError) return error;
+  const e = error as { code?: unknown; name?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (e.name === 'AbortError') return new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
+  switch (code) {
+    case '28P01':
+    case '28000':
+      return new AppError('DB_AUTH_FAILED', 'PostgreSQL refused the per-call credential (authentication failed).', { cause: error });
+    case '57014':
+      return new AppError('DB_TIMEOUT', 'The statement ran past its time-out and was cancelled; narrow it or add an index-friendly WHERE.', { cause: error });
+    case '42501':
+      return new AppError(
+        'DB_PERMISSION_DENIED',
+        'PostgreSQL denied the statement: the credential for this call does not permit it.',
+        { cause: error },
+      );
+    case '25006':
+      return new AppError('SQL_NOT_READ_ONLY', 'PostgreSQL refused a write inside the read-only transaction.', { cause: error });
+    case 'ECONNREFUSED':
+    case 'ECONNRESET':
+    case 'EHOSTUNREACH':
+    case 'ENOTFOUND':
+    case 'ETIMEDOUT':
+    case '57P01':
+    case '57P03':
+    case '53300':
+      return new AppError('DB_UNAVAILABLE', 'The database is not reachable or not accepting connections.', { cause: error });
+    default:
+      break;
+  }
+  if (/^[0-9A-Z]{5}$/.test(code) && SHAREABLE_CLASSES.has(code.slice(0, 2))) {
+    let text = String((error as Error).message ?? '').slice(0, 300);
+    for (const s of secrets) if (s) text = text.split(s).join('[redacted]');
+    return new AppError('DB_ERROR', `PostgreSQL rejected the statement (SQLSTATE ${code}): ${text}`, { cause: error });
+  }
+  return new AppError('DB_ERROR', `PostgreSQL could not run the statement${code ? ` (SQLSTATE ${code})` : ''}.`, { cause: error });
+}
+
+function render(result: QueryResultContent, tool: string): CallToolResult {
+  const text = tool === 'execute' ? `${result.command}: ${result.rowCount} row(s) affected.\n${table(result)}` : table(result);
+  return {
+    content: [{ type: 'text', text: result.note ? `${text}\n${result.note}` : text }],
+    structuredContent: result,
+  };
+}
+
+function cell(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  const s = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+}
+
+/** A Markdown table: Claude reads it well and it renders in the app. */
+function table(r: QueryResultContent): string {
+  if (r.columns.length === 0) return '';
+  const head = `| ${r.columns.join(' | ')} |\n|${r.columns.map(() => ' --- ').join('|')}|`;
+  const body = r.rows.map((row) => `| ${r.columns.map((c) => cell(row[c])).join(' | ')} |`).join('\n');
+  return `${head}${body ? `\n${body}` : ''}\n(${r.rows.length} row${r.rows.length === 1 ? '' : 's'}${r.truncated ? ', truncated' : ''})`;
+}
