@@ -1,0 +1,162 @@
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { createElectronDouble } from '../helpers/electron-double.ts';
+import { CONTENT_SECURITY_POLICY, isTrustedSender } from '../../main/electron/hardening.ts';
+import { handleInvoke } from '../../main/electron/ipc.ts';
+import { dialogOptions, promptNatively, DENY_BUTTON } from '../../main/electron/native-prompter.ts';
+import { resolveAppFile } from '../../main/electron/app-protocol.ts';
+import { channelsFor } from '../../common/contract.ts';
+import type { ApprovalView } from '../../common/approval-view.ts';
+
+// The Electron module is replaced by a test double (the binary cannot exist here): see the helper.
+const double = createElectronDouble();
+vi.mock('electron', () => double.electron);
+
+const view: ApprovalView = {
+  id: 'a1',
+  tier: 3,
+  tool: 'execute',
+  target: 'postgres://lab/clinic',
+  summary: 'Unbounded DELETE of notes',
+  authorization: ['postgres: DELETE on notes'],
+  argumentsText: '{"sql":"DELETE FROM notes"}',
+  digest: 'sha256:00',
+  requestedAt: new Date().toISOString(),
+  expiresAt: new Date().toISOString(),
+};
+
+describe('the desktop shell (against the Electron test double)', () => {
+  beforeAll(async () => {
+    await import('../../main/electron/main.ts');
+    await new Promise((r) => setTimeout(r, 20));
+  });
+
+  it('builds every window with isolated, sandboxed, node-free webPreferences', () => {
+    expect(double.recorded.windows.length).toBeGreaterThan(0);
+    for (const w of double.recorded.windows) {
+      const prefs = w.options.webPreferences as Record<string, unknown>;
+      expect(prefs).toMatchObject({
+        contextIsolation: true,
+        sandbox: true,
+        nodeIntegration: false,
+        nodeIntegrationInWorker: false,
+        nodeIntegrationInSubFrames: false,
+        webSecurity: true,
+        allowRunningInsecureContent: false,
+        webviewTag: false,
+      });
+      expect(String(prefs.preload)).toMatch(/preload\.cjs$/);
+      expect(w.loaded).toEqual(['app://countersign/index.html']);
+    }
+  });
+
+  it('denies every permission request and check', () => {
+    let granted: boolean | undefined;
+    double.recorded.permissionHandler?.({}, 'media', (g) => (granted = g));
+    expect(granted).toBe(false);
+    expect(double.recorded.permissionCheck?.()).toBe(false);
+  });
+
+  it('blocks remote content and serves a strict CSP on every response', () => {
+    const cancel = (url: string) => {
+      let r: boolean | undefined;
+      double.recorded.beforeRequest?.({ url }, (x) => (r = x.cancel));
+      return r;
+    };
+    expect(cancel('https://example.com/x.js')).toBe(true);
+    expect(cancel('app://countersign/index.html')).toBe(false);
+    let headers: Record<string, string[]> = {};
+    double.recorded.headersReceived?.({ responseHeaders: {} }, (r) => (headers = r.responseHeaders));
+    expect(headers['Content-Security-Policy']).toEqual([CONTENT_SECURITY_POLICY]);
+    expect(CONTENT_SECURITY_POLICY).toContain("script-src 'self'");
+    expect(CONTENT_SECURITY_POLICY).toContain("frame-ancestors 'none'");
+    expect(CONTENT_SECURITY_POLICY).not.toMatch(/unsafe-inline|unsafe-eval/);
+  });
+
+  it('registers exactly the contract channels available on the desktop', () => {
+    expect([...double.recorded.ipcHandlers.keys()].sort()).toEqual(channelsFor('electron').sort());
+    expect(double.recorded.ipcHandlers.has('approvals.decide')).toBe(false);
+  });
+
+  it('starts the core in a utility process and reaches it over a message port', () => {
+    expect(double.recorded.forks).toHaveLength(1);
+    expect(double.recorded.forks[0]?.modulePath).toMatch(/core\.mjs$/);
+    expect(double.recorded.forks[0]?.corePort).toBeDefined();
+  });
+});
+
+describe('IPC handlers', () => {
+  const core = { call: vi.fn(async () => ({ ok: true })) };
+
+  it('refuse a sender that is not the app window', async () => {
+    for (const frame of [null, { url: 'https://evil.example/', parent: null }, { url: 'file:///etc/passwd', parent: null }]) {
+      const r = await handleInvoke(core, 'session.signOut', { senderFrame: frame as never }, {});
+      expect(r).toMatchObject({ ok: false, error: { code: 'INPUT_INVALID' } });
+    }
+    expect(core.call).not.toHaveBeenCalled();
+  });
+
+  it('refuse a subframe even of the app origin', () => {
+    expect(isTrustedSender({ url: 'app://countersign/index.html', parent: {} as never })).toBe(false);
+    expect(isTrustedSender({ url: 'app://countersign/index.html', parent: null })).toBe(true);
+  });
+
+  it('validate the request with the contract before the core sees it', async () => {
+    const frame = { url: 'app://countersign/index.html', parent: null } as never;
+    const bad = await handleInvoke(core, 'audit.get', { senderFrame: frame }, { seq: 'one' });
+    expect(bad).toMatchObject({ ok: false, error: { code: 'INPUT_INVALID' } });
+    expect(core.call).not.toHaveBeenCalled();
+    const good = await handleInvoke(core, 'session.signOut', { senderFrame: frame }, {});
+    expect(good).toEqual({ ok: true, value: { ok: true } });
+  });
+
+  it('strip fields the contract does not name from responses', async () => {
+    const leaky = { call: async () => ({ ok: true, refresh_token: 'rt-secret' }) };
+    const frame = { url: 'app://countersign/index.html', parent: null } as never;
+    const r = await handleInvoke(leaky, 'session.signOut', { senderFrame: frame }, {});
+    expect(JSON.stringify(r)).not.toContain('rt-secret');
+  });
+});
+
+describe('the native approval dialog', () => {
+  it('defaults to Deny, cancels to Deny and carries the abort signal', () => {
+    const signal = new AbortController().signal;
+    const o = dialogOptions(view, signal);
+    expect(o.buttons?.[DENY_BUTTON]).toBe('Deny');
+    expect(o.defaultId).toBe(DENY_BUTTON);
+    expect(o.cancelId).toBe(DENY_BUTTON);
+    expect(o.signal).toBe(signal);
+    expect(o.detail).toContain('DELETE FROM notes');
+  });
+
+  it('always has a parent window, and denies when there is none', async () => {
+    const showMessageBox = vi.fn(async () => ({ response: 1, checkboxChecked: false }));
+    const parent = {} as never;
+    expect(await promptNatively({ dialog: { showMessageBox }, parent: () => parent, platform: 'linux' }, view, new AbortController().signal)).toBe('approve');
+    expect(showMessageBox.mock.calls[0]?.[0]).toBe(parent);
+    expect(await promptNatively({ dialog: { showMessageBox }, parent: () => null, platform: 'linux' }, view, new AbortController().signal)).toBe('deny');
+  });
+
+  it('denies when the call is cancelled while the dialog is open', async () => {
+    const c = new AbortController();
+    const showMessageBox = vi.fn(async () => (c.abort(), { response: 1, checkboxChecked: false }));
+    expect(await promptNatively({ dialog: { showMessageBox }, parent: () => ({}) as never, platform: 'linux' }, view, c.signal)).toBe('deny');
+  });
+
+  it('asks for Touch ID on macOS for tier 3 and denies when it fails', async () => {
+    const showMessageBox = async () => ({ response: 1, checkboxChecked: false });
+    const systemPreferences = { canPromptTouchID: () => true, promptTouchID: vi.fn(async () => Promise.reject(new Error('cancelled'))) };
+    const r = await promptNatively({ dialog: { showMessageBox }, systemPreferences, parent: () => ({}) as never, platform: 'darwin' }, view, new AbortController().signal);
+    expect(r).toBe('deny');
+    expect(systemPreferences.promptTouchID).toHaveBeenCalled();
+  });
+});
+
+describe('the app:// protocol', () => {
+  it('serves files inside the renderer only', () => {
+    expect(resolveAppFile('/opt/app/renderer', 'app://countersign/index.html')).toBe('/opt/app/renderer/index.html');
+    expect(resolveAppFile('/opt/app/renderer', 'app://countersign/')).toBe('/opt/app/renderer/index.html');
+    expect(resolveAppFile('/opt/app/renderer', 'app://countersign/..%2f..%2fetc/passwd')).toBeNull();
+    expect(resolveAppFile('/opt/app/renderer', 'app://other/index.html')).toBeNull();
+    expect(resolveAppFile('/opt/app/renderer', 'https://countersign/index.html')).toBeNull();
+  });
+});
