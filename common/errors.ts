@@ -61,6 +61,10 @@ export const ERROR_CODES = [
   'CANCELLED',
   'TIMEOUT',
   'AUDIT_FAILED',
+  'AUDIT_REDACTION_REFUSED',
+  'AUDIT_READ_ONLY',
+  'AUDIT_ANCHOR_FAILED',
+  'AUDIT_TAMPERED',
   'INTERNAL',
   // the UI's hosts (headless web host, Electron IPC)
   'NOT_FOUND',
@@ -76,13 +80,22 @@ export interface WireError {
   message: string;
 }
 
+/** What a resource server's RFC 9470 §3 challenge demands: space-separated `acr_values` and/or `max_age`. */
+export interface StepUpDemand {
+  acrValues?: string;
+  maxAge?: number;
+}
+
 export class AppError extends Error {
   readonly code: ErrorCode;
+  /** Set on IDP_STEP_UP_REQUIRED when a resource server said what login it needs (RFC 9470). */
+  readonly stepUp?: StepUpDemand;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; stepUp?: StepUpDemand }) {
     super(message, options);
     this.name = 'AppError';
     this.code = code;
+    if (options?.stepUp) this.stepUp = options.stepUp;
   }
 
   toWire(): WireError {
