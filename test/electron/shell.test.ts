@@ -129,7 +129,7 @@ describe('the native approval dialog', () => {
   });
 
   it('always has a parent window, and denies when there is none', async () => {
-    const showMessageBox = vi.fn(async () => ({ response: 1, checkboxChecked: false }));
+    const showMessageBox = vi.fn(async (..._args: unknown[]) => ({ response: 1, checkboxChecked: false }));
     const parent = {} as never;
     expect(await promptNatively({ dialog: { showMessageBox }, parent: () => parent, platform: 'linux' }, view, new AbortController().signal)).toBe('approve');
     expect(showMessageBox.mock.calls[0]?.[0]).toBe(parent);
