@@ -32,7 +32,7 @@ describe.skipIf(!!why)(`the desktop app in Electron${why ? ` — skipped: ${why}
       const page = await app.firstWindow();
       expect(page.url()).toBe('app://countersign/index.html');
       expect(await page.evaluate(() => typeof (globalThis as { require?: unknown }).require)).toBe('undefined');
-      expect(await page.evaluate(() => Object.keys((globalThis as Record<string, object>).countersign ?? {}).sort())).toEqual(['call', 'on']);
+      expect(await page.evaluate(() => Object.keys((globalThis as unknown as Record<string, object>).countersign ?? {}).sort())).toEqual(['call', 'on']);
     } finally {
       await app.close();
     }
