@@ -1,0 +1,413 @@
+/**
+ * Per-call RFC 8693 token exchange with RFC 9396 authorization details, and the IBM Verify-style
+ * `mfa_challenge` step-up (STANDARDS.md §3). The request goes through openid-client's
+ * `genericGrantRequest` (client authentication, DPoP, response checks); what comes back is verified
+ * again here before anything uses it: the OBO's signature against the IdP's JWKS, issuer, audience,
+ * `exp` at most 60 s away, a fresh `jti` never seen before, `act`, the single `vault_role` claim, and
+ * authorization details equal to or narrower than asked. Anything else is OBO_INVALID.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
+import * as oidc from 'openid-client';
+import { calculateJwkThumbprint, createRemoteJWKSet, exportJWK, jwtVerify, customFetch as joseCustomFetch, type JWTPayload } from 'jose';
+import { AppError } from '../../../common/errors.ts';
+import type { AuthorizationDetail } from '../connectors/types.ts';
+import type { webcrypto } from 'node:crypto';
+
+export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+/** RFC 8693 §2.2.1 and the shared contract: an OBO lives at most this long. */
+export const MAX_OBO_LIFETIME_S = 60;
+
+export interface TokenExchangerOptions {
+  issuer: string;
+  clientId: string;
+  /** An openid-client Configuration from the sign-in module; discovered from `issuer` when absent. */
+  configuration?: oidc.Configuration;
+  /**
+   * Permits plain http to the IdP. Only for the loopback lab: refused for any non-loopback issuer.
+   * @deprecated insecure; named so every use stands out.
+   */
+  allowInsecureHttpForLoopbackOnly?: boolean;
+  /** Time-out per HTTP request to the IdP. */
+  timeoutMs?: number;
+  /** Clock skew tolerated on `exp`/`iat`, seconds. */
+  clockSkewS?: number;
+  stepUp?: { pollIntervalMs?: number; timeoutMs?: number };
+}
+
+export interface ExchangeRequest {
+  subjectToken: string;
+  authorizationDetails: AuthorizationDetail[];
+  audience?: string;
+  resource?: string;
+  scope?: string;
+  dpopKeyPair?: webcrypto.CryptoKeyPair;
+  /** The signed-in user's `sub`: the OBO must name the same subject. */
+  expectedSub?: string;
+  /** Shown on the push (Verify-style step-up): what the person is approving. */
+  approvalMessage?: string;
+  signal?: AbortSignal;
+  onProgress?: (message: string) => void;
+}
+
+/** A validated single-call OBO token. `token` is the only secret; the rest is safe to record. */
+export interface Obo {
+  token: string;
+  tokenType: 'Bearer' | 'DPoP';
+  jti: string;
+  sub: string;
+  exp: number;
+  iat: number;
+  vaultRole: string;
+  authorizationDetails: AuthorizationDetail[];
+  acr?: string;
+  amr?: string[];
+  /** True when a Verify-style push approval was needed (and given) for this OBO. */
+  steppedUp: boolean;
+  /** Time spent waiting on the push, when there was one (ms). */
+  stepUpMs?: number;
+}
+
+export interface TokenExchanger {
+  exchange(request: ExchangeRequest): Promise<Obo>;
+}
+
+const isLoopback = (host: string): boolean => host === '127.0.0.1' || host === '[::1]' || host === 'localhost';
+
+export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
+  const issuerUrl = new URL(options.issuer);
+  const insecure = options.allowInsecureHttpForLoopbackOnly === true;
+  if (issuerUrl.protocol === 'http:' && !(insecure && isLoopback(issuerUrl.hostname))) {
+    throw new AppError('CONFIG_INVALID', 'The identity provider must be reached over https (plain http is allowed only for a loopback lab).');
+  }
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const skew = options.clockSkewS ?? 5;
+  const pollIntervalMs = options.stepUp?.pollIntervalMs ?? 1_000;
+  const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
+  const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
+  const seenJtis = new Map<string, number>();
+
+  /** Every request to the IdP carries the call's AbortSignal and a time-out. */
+  const fetchWithCallSignal = (url: string, init: RequestInit): Promise<Response> => {
+    const signals = [AbortSignal.timeout(timeoutMs)];
+    if (init.signal) signals.push(init.signal);
+    const s = callSignal.getStore();
+    if (s) signals.push(s);
+    return fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' });
+  };
+
+  let configPromise: Promise<oidc.Configuration> | undefined;
+  const config = (): Promise<oidc.Configuration> => {
+    configPromise ??= (async () => {
+      let c = options.configuration;
+      if (!c) {
+        c = await oidc.discovery(issuerUrl, options.clientId, undefined, oidc.None(), {
+          [oidc.customFetch]: fetchWithCallSignal,
+          timeout: Math.ceil(timeoutMs / 1000),
+          ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
+        });
+      } else if (insecure) {
+        oidc.allowInsecureRequests(c);
+      }
+      c[oidc.customFetch] = fetchWithCallSignal;
+      c.timeout = Math.ceil(timeoutMs / 1000);
+      return c;
+    })().catch((error: unknown) => {
+      configPromise = undefined;
+      throw idpError(error, 'discovery');
+    });
+    return configPromise;
+  };
+
+  let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+  const keys = (c: oidc.Configuration): ReturnType<typeof createRemoteJWKSet> => {
+    const uri = c.serverMetadata().jwks_uri;
+    if (!uri) throw new AppError('IDP_BAD_RESPONSE', 'The identity provider publishes no JWKS.');
+    jwks ??= createRemoteJWKSet(new URL(uri), {
+      timeoutDuration: timeoutMs,
+      [joseCustomFetch]: (url: string, init: RequestInit) => fetchWithCallSignal(url, init),
+    });
+    return jwks;
+  };
+
+  async function grant(
+    c: oidc.Configuration,
+    grantType: string,
+    params: Record<string, string>,
+    dpop: oidc.DPoPHandle | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<oidc.TokenEndpointResponse> {
+    try {
+      return await callSignal.run(signal, () => oidc.genericGrantRequest(c, grantType, params, dpop ? { DPoP: dpop } : undefined));
+    } catch (error) {
+      if (signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
+      throw idpError(error, grantType === GRANT_JWT_BEARER ? 'step-up' : 'exchange');
+    }
+  }
+
+  async function validate(
+    c: oidc.Configuration,
+    response: oidc.TokenEndpointResponse,
+    request: ExchangeRequest,
+    steppedUp: boolean,
+  ): Promise<Obo> {
+    if (response.issued_token_type !== undefined && response.issued_token_type !== TOKEN_TYPE_ACCESS_TOKEN) {
+      throw new AppError('OBO_INVALID', 'The identity provider issued a token of an unexpected type.');
+    }
+    if (!steppedUp && response.issued_token_type !== TOKEN_TYPE_ACCESS_TOKEN) {
+      throw new AppError('OBO_INVALID', 'The identity provider did not say which token type it issued (issued_token_type).');
+    }
+    const tokenType = String(response.token_type).toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
+    if (request.dpopKeyPair && tokenType !== 'DPoP') throw new AppError('OBO_INVALID', 'The identity provider did not bind the OBO to the DPoP key.');
+    const audience = request.audience ?? request.resource;
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await callSignal.run(request.signal, () =>
+        jwtVerify(response.access_token, keys(c), {
+          issuer: c.serverMetadata().issuer,
+          ...(audience ? { audience } : {}),
+          clockTolerance: skew,
+          requiredClaims: ['jti', 'exp', 'iat', 'sub'],
+        }),
+      ));
+    } catch (error) {
+      if (request.signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
+      const code = (error as { code?: unknown }).code;
+      if (code === 'ERR_JWKS_TIMEOUT' || (error instanceof TypeError && code === undefined)) {
+        throw new AppError('IDP_UNAVAILABLE', "The identity provider's signing keys could not be fetched.", { cause: error });
+      }
+      throw new AppError('OBO_INVALID', `The OBO token failed verification${typeof code === 'string' ? ` (${code})` : ''}.`, { cause: error });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const exp = payload.exp as number;
+    const iat = payload.iat as number;
+    if (exp - now > MAX_OBO_LIFETIME_S + skew || exp - iat > MAX_OBO_LIFETIME_S) {
+      throw new AppError('OBO_INVALID', `The OBO token lives longer than ${MAX_OBO_LIFETIME_S} s; refusing it.`);
+    }
+    const jti = payload.jti as string;
+    for (const [seen, until] of seenJtis) if (until < now - skew) seenJtis.delete(seen);
+    if (seenJtis.has(jti)) throw new AppError('OBO_INVALID', 'The identity provider returned an OBO token already used (repeated jti).');
+    seenJtis.set(jti, exp);
+    if (request.expectedSub !== undefined && payload.sub !== request.expectedSub) {
+      throw new AppError('OBO_INVALID', 'The OBO token names a different user than the one signed in.');
+    }
+    const act = payload.act as { sub?: unknown } | undefined;
+    if (!act || act.sub !== options.clientId) throw new AppError('OBO_INVALID', 'The OBO token does not name Countersign as the actor (act.sub).');
+    const vaultRole = payload.vault_role;
+    if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
+      throw new AppError('OBO_INVALID', 'The OBO token lacks the single vault_role claim naming the credential it permits.');
+    }
+    const granted = payload.authorization_details;
+    if (!Array.isArray(granted) || !isNarrowerOrEqual(granted as AuthorizationDetail[], request.authorizationDetails)) {
+      throw new AppError('OBO_INVALID', 'The OBO token grants authorization details other than those asked for.');
+    }
+    if (request.dpopKeyPair) {
+      const jkt = await calculateJwkThumbprint(await exportJWK(request.dpopKeyPair.publicKey));
+      if ((payload.cnf as { jkt?: unknown } | undefined)?.jkt !== jkt) throw new AppError('OBO_INVALID', 'The OBO token is not bound to this DPoP key.');
+    }
+    return {
+      token: response.access_token,
+      tokenType,
+      jti,
+      sub: payload.sub as string,
+      exp,
+      iat,
+      vaultRole,
+      authorizationDetails: granted as AuthorizationDetail[],
+      ...(typeof payload.acr === 'string' ? { acr: payload.acr } : {}),
+      ...(Array.isArray(payload.amr) ? { amr: payload.amr.map(String) } : {}),
+      steppedUp,
+    };
+  }
+
+  return {
+    async exchange(request) {
+      request.signal?.throwIfAborted();
+      const c = await config();
+      const dpop = request.dpopKeyPair ? oidc.getDPoPHandle(c, request.dpopKeyPair) : undefined;
+      const rar = JSON.stringify(request.authorizationDetails);
+      const params: Record<string, string> = {
+        subject_token: request.subjectToken,
+        subject_token_type: TOKEN_TYPE_ACCESS_TOKEN,
+        requested_token_type: TOKEN_TYPE_ACCESS_TOKEN,
+        authorization_details: rar,
+      };
+      if (request.audience) params.audience = request.audience;
+      if (request.resource) params.resource = request.resource;
+      if (request.scope) params.scope = request.scope;
+      const first = await grant(c, GRANT_TOKEN_EXCHANGE, params, dpop, request.signal);
+      if (first.scope !== 'mfa_challenge') return validate(c, first, request, false);
+
+      // IBM Verify style: the answer is a challenge token; push, poll, then jwt-bearer with the RAR again.
+      const started = Date.now();
+      const assertion = await pushAndPoll(c, first.access_token, request);
+      const second: Record<string, string> = { assertion, authorization_details: rar };
+      if (request.scope) second.scope = request.scope;
+      if (request.audience) second.audience = request.audience;
+      if (request.resource) second.resource = request.resource;
+      const final = await grant(c, GRANT_JWT_BEARER, second, dpop, request.signal);
+      if (final.scope === 'mfa_challenge') throw new AppError('IDP_STEP_UP_DENIED', 'The identity provider asked for another step-up after the approval.');
+      const obo = await validate(c, final, request, true);
+      return { ...obo, stepUpMs: Date.now() - started };
+    },
+  };
+
+  async function pushAndPoll(c: oidc.Configuration, challenge: string, request: ExchangeRequest): Promise<string> {
+    const issuer = c.serverMetadata().issuer.replace(/\/+$/, '');
+    const signal = request.signal;
+    const api = async (url: string, init: RequestInit = {}): Promise<{ status: number; json: unknown }> => {
+      let response: Response;
+      try {
+        response = await callSignal.run(signal, () =>
+          fetchWithCallSignal(url, {
+            ...init,
+            headers: { Authorization: `Bearer ${challenge}`, Accept: 'application/json', ...(init.body ? { 'Content-Type': 'application/json' } : {}) },
+          }),
+        );
+      } catch (error) {
+        if (signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.', { cause: error });
+        throw new AppError('IDP_UNAVAILABLE', 'The identity provider could not be reached for the step-up.', { cause: error });
+      }
+      const json: unknown = await response.json().catch(() => undefined);
+      return { status: response.status, json };
+    };
+
+    const factors = await api(`${issuer}/v2.0/factors`);
+    if (factors.status !== 200) throw new AppError('IDP_BAD_RESPONSE', `The identity provider's factor list failed (HTTP ${factors.status}).`);
+    const list = ((factors.json as { factors?: unknown })?.factors ?? []) as Array<Record<string, unknown>>;
+    const factor = list.find((f) => f.type === 'signature' && (f.subType === 'userPresence' || (f.attributes as { subType?: unknown })?.subType === 'userPresence') && f.enabled !== false);
+    const authenticatorId = (factor?.references as { authenticatorId?: unknown } | undefined)?.authenticatorId;
+    if (!factor || typeof factor.id !== 'string' || typeof authenticatorId !== 'string') {
+      throw new AppError('IDP_STEP_UP_DENIED', 'You have no push authenticator registered, so this call cannot be approved.');
+    }
+    const message = request.approvalMessage ?? 'Approve a Countersign call';
+    const verification = await api(`${issuer}/v1.0/authenticators/${encodeURIComponent(authenticatorId)}/verifications`, {
+      method: 'POST',
+      body: JSON.stringify({
+        transactionData: {
+          message,
+          callDigest: authorizationDetailsDigest(request.authorizationDetails),
+          authorizationDetails: request.authorizationDetails,
+          originUserAgent: 'Countersign',
+        },
+        pushNotification: { send: true, title: 'Countersign', message },
+        authenticationMethods: [{ id: factor.id, methodType: 'signature' }],
+        logic: 'OR',
+        expiresIn: Math.ceil(pollTimeoutMs / 1000),
+      }),
+    });
+    const transactionUri = (verification.json as { transactionUri?: unknown } | undefined)?.transactionUri;
+    if (verification.status >= 300 || typeof transactionUri !== 'string') {
+      throw new AppError('IDP_BAD_RESPONSE', `The identity provider did not start the push approval (HTTP ${verification.status}).`);
+    }
+    const pollUrl = new URL(transactionUri, `${issuer}/`);
+    if (pollUrl.origin !== new URL(issuer).origin) throw new AppError('IDP_BAD_RESPONSE', 'The push transaction points outside the identity provider.');
+    pollUrl.searchParams.set('returnJwt', 'true');
+    request.onProgress?.('Waiting for your approval on your phone (push sent by your identity provider)…');
+    const deadline = Date.now() + pollTimeoutMs;
+    let polls = 0;
+    while (Date.now() < deadline) {
+      const r = await api(pollUrl.href);
+      const body = (r.json ?? {}) as { state?: unknown; assertion?: unknown };
+      if (r.status === 200 && body.state === 'VERIFY_SUCCESS') {
+        if (typeof body.assertion !== 'string') throw new AppError('IDP_BAD_RESPONSE', 'The approval came back without its assertion.');
+        return body.assertion;
+      }
+      if (r.status === 200 && typeof body.state === 'string' && ['USER_DENIED', 'DENY', 'FAILED', 'EXPIRED'].includes(body.state)) {
+        throw new AppError('IDP_STEP_UP_DENIED', `The push approval was not given (${body.state}).`);
+      }
+      polls += 1;
+      if (polls % 5 === 0) request.onProgress?.(`Still waiting for your approval (${Math.round((deadline - Date.now()) / 1000)} s left)…`);
+      await sleep(pollIntervalMs, signal);
+    }
+    throw new AppError('IDP_STEP_UP_TIMEOUT', 'The push approval was not answered in time.');
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}
+
+/** `sha256:<hex>` of the authorization details as JSON with sorted keys: the call digest a push carries. */
+export function authorizationDetailsDigest(details: unknown): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(details))).digest('hex')}`;
+}
+
+/**
+ * RFC 9396 §7: the AS may narrow what was asked. Each granted entry must match one requested entry of
+ * the same type in which every requested field is present and granted equal or as a subset (arrays).
+ */
+export function isNarrowerOrEqual(granted: AuthorizationDetail[], requested: AuthorizationDetail[]): boolean {
+  if (granted.length === 0 || granted.length > requested.length) return false;
+  return granted.every((g) => requested.some((r) => r.type === g.type && covers(r, g)));
+}
+
+function covers(requested: Record<string, unknown>, granted: Record<string, unknown>): boolean {
+  for (const [key, want] of Object.entries(requested)) {
+    if (!(key in granted)) return false;
+    const got = granted[key];
+    if (Array.isArray(want)) {
+      if (!Array.isArray(got) || !got.every((g) => want.some((w) => JSON.stringify(w) === JSON.stringify(g)))) return false;
+    } else if (JSON.stringify(canonical(want)) !== JSON.stringify(canonical(got))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** The one place the IdP's answers become AppErrors: by OAuth error code and HTTP status, never by text. */
+function idpError(error: unknown, phase: 'discovery' | 'exchange' | 'step-up'): AppError {
+  if (error instanceof AppError) return error;
+  if (error instanceof oidc.ResponseBodyError) {
+    const status = error.status;
+    const description = safeDescription(error.error_description);
+    if (status >= 500) return new AppError('IDP_UNAVAILABLE', `The identity provider failed (HTTP ${status}) during the ${phase}.`, { cause: error });
+    if (phase === 'step-up' && error.error === 'access_denied') {
+      return new AppError('IDP_STEP_UP_DENIED', `The identity provider refused the approval${description ? `: ${description}` : ''}.`, { cause: error });
+    }
+    const known = ['access_denied', 'invalid_authorization_details', 'invalid_target', 'invalid_grant', 'invalid_request', 'invalid_scope', 'unauthorized_client', 'invalid_client', 'invalid_dpop_proof'];
+    const what = known.includes(error.error) ? error.error : 'error';
+    return new AppError('IDP_DENIED', `Your identity provider denied this call (${what})${description ? `: ${description}` : ''}.`, { cause: error });
+  }
+  if (error instanceof oidc.ClientError || (error as { name?: unknown })?.name === 'OperationProcessingError') {
+    return new AppError('IDP_BAD_RESPONSE', `The identity provider's answer during the ${phase} was not a valid OAuth response.`, { cause: error });
+  }
+  const name = (error as { name?: unknown })?.name;
+  if (name === 'TimeoutError') return new AppError('IDP_UNAVAILABLE', `The identity provider did not answer the ${phase} in time.`, { cause: error });
+  if (error instanceof TypeError || name === 'AbortError') {
+    return new AppError('IDP_UNAVAILABLE', `The identity provider could not be reached for the ${phase}.`, { cause: error });
+  }
+  return new AppError('IDP_BAD_RESPONSE', `The identity provider's answer during the ${phase} could not be used.`, { cause: error });
+}
+
+/** The IdP's `error_description` is meant for the client; keep it short and printable. */
+function safeDescription(value: unknown): string {
+  if (typeof value !== 'string') return '';
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
+}

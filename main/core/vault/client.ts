@@ -1,0 +1,285 @@
+/**
+ * A typed client for the few Vault HTTP API calls a per-call credential needs: JWT login, database
+ * creds, KV v2 read, lease revoke, token revoke-self and lookup-self (Vault API docs; STANDARDS.md §5).
+ * Responses are parsed with zod; Vault's `{"errors":[…]}` shapes become AppErrors here and nowhere else.
+ * Vault's error strings are never copied except the JWT login reasons Vault documents, which carry no
+ * secret (path_login.go), and then only after the token itself is scrubbed from them.
+ */
+import { Agent } from 'undici';
+import { z } from 'zod';
+import { AppError } from '../../../common/errors.ts';
+
+export interface VaultClientOptions {
+  /** `https://vault.example:8200` (no `/v1`). */
+  address: string;
+  /** Vault Enterprise / HCP namespace, sent as `X-Vault-Namespace`. */
+  namespace?: string;
+  /** PEM of a private CA that signed Vault's certificate. */
+  caCert?: string;
+  /** Per-request time-out; the caller's AbortSignal also applies. */
+  timeoutMs?: number;
+}
+
+const Envelope = z.object({
+  request_id: z.string(),
+  lease_id: z.string().optional().default(''),
+  lease_duration: z.number().optional().default(0),
+  renewable: z.boolean().optional().default(false),
+  warnings: z.array(z.string()).nullable().optional(),
+});
+
+const LoginResponse = Envelope.extend({
+  auth: z.object({
+    client_token: z.string().min(1),
+    accessor: z.string().min(1),
+    policies: z.array(z.string()).nullable().optional(),
+    token_policies: z.array(z.string()).nullable().optional(),
+    metadata: z.record(z.string(), z.string()).nullable().optional(),
+    lease_duration: z.number(),
+    renewable: z.boolean().optional(),
+    entity_id: z.string().optional(),
+  }),
+});
+
+const DbCredsResponse = Envelope.extend({
+  lease_id: z.string().min(1),
+  data: z.object({ username: z.string().min(1), password: z.string().min(1) }),
+});
+
+const KvResponse = Envelope.extend({
+  data: z.object({
+    data: z.record(z.string(), z.unknown()).nullable(),
+    metadata: z.object({ version: z.number().optional(), destroyed: z.boolean().optional(), deletion_time: z.string().optional() }).passthrough(),
+  }),
+});
+
+const LookupSelfResponse = Envelope.extend({
+  data: z
+    .object({
+      accessor: z.string(),
+      ttl: z.number(),
+      policies: z.array(z.string()).nullable().optional(),
+      display_name: z.string().optional(),
+      meta: z.record(z.string(), z.string()).nullable().optional(),
+    })
+    .passthrough(),
+});
+
+const ErrorBody = z.object({ errors: z.array(z.string()) });
+
+export interface VaultLogin {
+  token: string;
+  accessor: string;
+  requestId: string;
+  leaseDuration: number;
+  policies: string[];
+}
+
+export interface DatabaseCreds {
+  username: string;
+  password: string;
+  leaseId: string;
+  leaseDuration: number;
+  requestId: string;
+}
+
+export interface KvSecret {
+  data: Record<string, unknown>;
+  version?: number;
+  requestId: string;
+}
+
+export interface TokenInfo {
+  accessor: string;
+  ttl: number;
+  policies: string[];
+  requestId: string;
+}
+
+export interface VaultClient {
+  loginJwt(mount: string, role: string, jwt: string, signal?: AbortSignal): Promise<VaultLogin>;
+  databaseCreds(token: string, mount: string, role: string, signal?: AbortSignal): Promise<DatabaseCreds>;
+  kvRead(token: string, mount: string, path: string, signal?: AbortSignal): Promise<KvSecret>;
+  /** `sys/leases/revoke` with `sync:true`; needs a token whose policy grants it (not the per-call token). */
+  revokeLease(token: string, leaseId: string, signal?: AbortSignal): Promise<void>;
+  /** Revokes the token and every lease created with it (`auth/token/revoke-self`). */
+  revokeSelf(token: string, signal?: AbortSignal): Promise<void>;
+  lookupSelf(token: string, signal?: AbortSignal): Promise<TokenInfo>;
+  close(): Promise<void>;
+}
+
+/** Vault path segments we build from configuration: no traversal, no query, nothing to escape. */
+function segment(value: string, what: string): string {
+  if (!/^[A-Za-z0-9_.@-]+(\/[A-Za-z0-9_.@-]+)*$/.test(value) || value.split('/').some((s) => s === '..' || s === '.')) {
+    throw new AppError('CONFIG_INVALID', `The Vault ${what} "${value}" is not a valid path.`);
+  }
+  return value;
+}
+
+export function createVaultClient(options: VaultClientOptions): VaultClient {
+  const base = new URL(options.address);
+  if (base.protocol !== 'https:' && base.protocol !== 'http:') throw new AppError('CONFIG_INVALID', 'The Vault address must be http(s).');
+  const root = base.href.replace(/\/+$/, '');
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const dispatcher = options.caCert ? new Agent({ connect: { ca: options.caCert } }) : undefined;
+
+  async function call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    opts: { token?: string; body?: unknown; schema?: z.ZodType<T>; signal?: AbortSignal; op: string; secrets?: string[] },
+  ): Promise<T | undefined> {
+    const headers: Record<string, string> = { 'X-Vault-Request': 'true' };
+    if (options.namespace) headers['X-Vault-Namespace'] = options.namespace;
+    if (opts.token) headers['X-Vault-Token'] = opts.token;
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let response: Response;
+    try {
+      response = await fetch(`${root}/v1/${path}`, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal,
+        redirect: 'error',
+        ...(dispatcher ? { dispatcher } : {}),
+      } as RequestInit);
+    } catch (error) {
+      throw transportError(error, opts.signal, timeout, opts.op);
+    }
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      throw transportError(error, opts.signal, timeout, opts.op);
+    }
+    if (response.status >= 400) throw vaultError(response.status, text, opts.op, opts.secrets ?? []);
+    if (!opts.schema) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new AppError('VAULT_BAD_RESPONSE', `Vault's answer to ${opts.op} was not JSON.`, { cause: error });
+    }
+    const parsed = opts.schema.safeParse(json);
+    if (!parsed.success) {
+      const fields = parsed.error.issues
+        .slice(0, 3)
+        .map((i) => i.path.join('.'))
+        .join(', ');
+      throw new AppError('VAULT_BAD_RESPONSE', `Vault's answer to ${opts.op} did not have the expected shape (${fields}).`);
+    }
+    return parsed.data;
+  }
+
+  return {
+    async loginJwt(mount, role, jwt, signal) {
+      const r = await call('POST', `auth/${segment(mount, 'auth mount')}/login`, {
+        body: { role, jwt },
+        schema: LoginResponse,
+        signal,
+        op: 'the JWT login',
+        secrets: [jwt],
+      });
+      const a = r!.auth;
+      return {
+        token: a.client_token,
+        accessor: a.accessor,
+        requestId: r!.request_id,
+        leaseDuration: a.lease_duration,
+        policies: a.token_policies ?? a.policies ?? [],
+      };
+    },
+    async databaseCreds(token, mount, role, signal) {
+      const r = await call('GET', `${segment(mount, 'database mount')}/creds/${segment(role, 'database role')}`, {
+        token,
+        schema: DbCredsResponse,
+        signal,
+        op: 'the database credential request',
+      });
+      return {
+        username: r!.data.username,
+        password: r!.data.password,
+        leaseId: r!.lease_id,
+        leaseDuration: r!.lease_duration,
+        requestId: r!.request_id,
+      };
+    },
+    async kvRead(token, mount, path, signal) {
+      const r = await call('GET', `${segment(mount, 'KV mount')}/data/${segment(path, 'secret path')}`, {
+        token,
+        schema: KvResponse,
+        signal,
+        op: 'the secret read',
+      });
+      if (!r!.data.data) throw new AppError('VAULT_BAD_RESPONSE', `The secret ${path} has been deleted.`);
+      return { data: r!.data.data, version: r!.data.metadata.version, requestId: r!.request_id };
+    },
+    async revokeLease(token, leaseId, signal) {
+      await call('POST', 'sys/leases/revoke', { token, body: { lease_id: leaseId, sync: true }, signal, op: 'the lease revocation' });
+    },
+    async revokeSelf(token, signal) {
+      await call('POST', 'auth/token/revoke-self', { token, signal, op: 'the token revocation' });
+    },
+    async lookupSelf(token, signal) {
+      const r = await call('GET', 'auth/token/lookup-self', { token, schema: LookupSelfResponse, signal, op: 'the token lookup' });
+      return { accessor: r!.data.accessor, ttl: r!.data.ttl, policies: r!.data.policies ?? [], requestId: r!.request_id };
+    },
+    async close() {
+      await dispatcher?.close();
+    },
+  };
+}
+
+function transportError(error: unknown, caller: AbortSignal | undefined, timeout: AbortSignal, op: string): AppError {
+  if (caller?.aborted) return new AppError('CANCELLED', `The call was cancelled during ${op}.`, { cause: error });
+  if (timeout.aborted) return new AppError('VAULT_UNAVAILABLE', `Vault did not answer ${op} in time.`, { cause: error });
+  return new AppError('VAULT_UNAVAILABLE', `Vault could not be reached for ${op}.`, { cause: error });
+}
+
+/**
+ * Vault's documented JWT login failures (vault-plugin-auth-jwt path_login.go): their text names the
+ * role or the failing claim, which is what a person needs to fix the binding. Matched as whole known
+ * prefixes, only to decide whether the text is safe to show, never to choose the code.
+ */
+const LOGIN_REASONS = [
+  'missing role',
+  'role "',
+  'role with oidc role_type is not allowed',
+  'missing token',
+  'error validating token',
+  'audience claim found in JWT but no audiences bound to the role',
+  'error validating claims',
+  'claim "',
+];
+
+function vaultError(status: number, text: string, op: string, secrets: string[]): AppError {
+  let errors: string[] = [];
+  try {
+    const parsed = ErrorBody.safeParse(JSON.parse(text));
+    if (parsed.success) errors = parsed.data.errors;
+  } catch {
+    // Not Vault's shape; the status alone decides.
+  }
+  switch (status) {
+    case 503:
+      return new AppError('VAULT_SEALED', `Vault is sealed or in standby and cannot serve ${op}; ask its operator to unseal it.`);
+    case 403:
+      return new AppError('VAULT_PERMISSION_DENIED', `Vault denied ${op} (permission denied): the per-call token does not grant it.`);
+    case 400: {
+      if (op === 'the JWT login') {
+        const reason = errors.find((e) => LOGIN_REASONS.some((p) => e.startsWith(p)));
+        let safe = reason ? reason.slice(0, 300) : 'no reason given';
+        for (const s of secrets) if (s) safe = safe.split(s).join('[redacted]');
+        return new AppError('VAULT_LOGIN_FAILED', `Vault refused the login with this call's token: ${safe}.`);
+      }
+      return new AppError('VAULT_BAD_RESPONSE', `Vault rejected ${op} as invalid (400).`);
+    }
+    case 404:
+      return new AppError('VAULT_BAD_RESPONSE', `Vault has nothing at the path used for ${op} (404); check the mount and role names.`);
+    case 429:
+      return new AppError('VAULT_UNAVAILABLE', `Vault is rate-limiting requests (429) during ${op}.`);
+    default:
+      return new AppError('VAULT_UNAVAILABLE', `Vault failed ${op} (HTTP ${status}).`);
+  }
+}
