@@ -1,0 +1,47 @@
+/**
+ * Entry point of the bridge (bundled to dist/bridge.mjs): resolves the socket from the same paths the
+ * core uses and relays stdio to it. See relay.ts.
+ */
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolvePaths } from '../common/paths.ts';
+import { makeLog, startBridge } from './relay.ts';
+
+const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+const log = makeLog(paths.logDir);
+
+startBridge({
+  socketPath: paths.socketPath,
+  secretPath: paths.secretPath,
+  appCommand: appCommand(),
+  waitMs: positiveInt(process.env.COUNTERSIGN_APP_WAIT_MS) ?? 20_000,
+  stdin: process.stdin,
+  stdout: process.stdout,
+  log,
+  onExit: (code) => {
+    process.stdout.write('', () => process.exit(code));
+  },
+});
+
+/** COUNTERSIGN_APP_CMD (a JSON array of strings), else `countersign serve` next to the bridge. */
+function appCommand(): string[] | undefined {
+  const raw = process.env.COUNTERSIGN_APP_CMD;
+  if (raw !== undefined && raw !== '') {
+    try {
+      const value: unknown = JSON.parse(raw);
+      if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')) return value as string[];
+    } catch {
+      // fall through to the warning
+    }
+    log('COUNTERSIGN_APP_CMD is not a JSON array of strings; the app will not be started');
+    return undefined;
+  }
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [process.execPath, join(here, '..', 'bin', 'countersign.mjs'), 'serve'];
+}
+
+function positiveInt(value: string | undefined): number | undefined {
+  const n = value === undefined ? NaN : Number(value);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}

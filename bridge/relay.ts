@@ -1,0 +1,426 @@
+/**
+ * The stdio relay Claude Desktop launches. It holds no token and decides nothing: it carries MCP
+ * messages between its stdio and the core's local socket, and keeps Claude's session alive across the
+ * core's restarts.
+ *
+ * - Connects and passes the mutual handshake of common/handshake.ts; the core proves itself first.
+ * - When nothing answers on the socket, starts the app (COUNTERSIGN_APP_CMD, a JSON array, else
+ *   `countersign serve` next to the bridge) and waits a bounded time; if the app still does not answer,
+ *   answers `initialize`, `tools/list` and `tools/call` itself with "Open Countersign and sign in", and
+ *   keeps looking for the app in the background.
+ * - When the connection drops: calls in flight fail with a JSON-RPC error; on reconnect it replays the
+ *   client's `initialize` (and `notifications/initialized`), swallows the duplicate answer, and sends
+ *   `notifications/tools/list_changed` so the client fetches the (possibly new) tool list.
+ * - stdout carries only MCP messages; diagnostics go to stderr and to bridge.log in the log directory.
+ *
+ * Dependency-free (Node built-ins and common/ only) so that it starts about as fast as Node itself.
+ */
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  HANDSHAKE_VERSION,
+  LineSplitter,
+  MAX_HANDSHAKE_LINE,
+  MAX_MESSAGE_BYTES,
+  clientProof,
+  constantTimeEqual,
+  encodeLine,
+  parseChallenge,
+  parseWelcome,
+  serverProof,
+  type Hmac,
+} from '../common/handshake.ts';
+
+export const BRIDGE_VERSION = '0.1.0';
+export const OFFLINE_MESSAGE = 'Countersign is not running. Open Countersign and sign in, then try again.';
+export const RESTARTED_MESSAGE = 'Countersign restarted while this call was running, so it did not finish. Try the call again.';
+/** JSON-RPC error code the bridge uses for "the app is not there" (implementation-defined server error range). */
+export const APP_NOT_RUNNING_RPC = -32001;
+const REPLAY_ID_PREFIX = 'countersign-bridge/replay/';
+const MAX_QUEUED = 10_000;
+
+export interface BridgeOptions {
+  socketPath: string;
+  secretPath: string;
+  /** Command that starts the app when nothing answers; undefined: never start it. */
+  appCommand?: string[];
+  /** How long to wait for the app to answer after starting it or after losing it. */
+  waitMs: number;
+  stdin: Readable;
+  stdout: Writable;
+  /** Diagnostics (stderr and the log file); never given message contents. */
+  log: (message: string) => void;
+  /** Called when the bridge is done (stdin closed). */
+  onExit?: (code: number) => void;
+}
+
+type Json = Record<string, unknown>;
+type Id = string | number;
+
+const hmac: Hmac = (keyHex, data) => createHmac('sha256', Buffer.from(keyHex, 'hex')).update(data).digest('hex');
+
+class ConnectError extends Error {
+  readonly absent: boolean;
+  constructor(message: string, absent: boolean) {
+    super(message);
+    this.absent = absent;
+  }
+}
+
+export function startBridge(options: BridgeOptions): { stop(): void } {
+  const { log } = options;
+  let socket: Socket | undefined;
+  let state: 'connecting' | 'connected' | 'offline' = 'connecting';
+  let initRequest: Json | undefined;
+  let initDelivered = false;
+  let sawInitialized = false;
+  let replaySeq = 0;
+  let pendingReplay: string | undefined;
+  let lastSpawn = 0;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const inflight = new Map<string, Id>();
+  const queue: string[] = [];
+
+  const out = (message: unknown): void => {
+    if (!stopped) options.stdout.write(encodeLine(message));
+  };
+  const outLine = (line: string): void => {
+    if (!stopped) options.stdout.write(line + '\n');
+  };
+
+  const stdinSplitter = new LineSplitter({
+    maxLineBytes: MAX_MESSAGE_BYTES,
+    onLine: onClientLine,
+    onOversize: (bytes) => {
+      log(`dropped a ${bytes}-byte message from the client: over the limit`);
+      out({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'The message is larger than Countersign accepts.' } });
+    },
+  });
+  options.stdin.on('data', (chunk: Buffer) => stdinSplitter.push(chunk));
+  options.stdin.on('end', () => stop(0));
+  options.stdin.on('error', () => stop(0));
+
+  function stop(code: number): void {
+    if (stopped) return;
+    stopped = true;
+    clearTimeout(pollTimer);
+    socket?.destroy();
+    options.onExit?.(code);
+  }
+
+  function onClientLine(line: string): void {
+    let msg: Json | undefined;
+    try {
+      const value: unknown = JSON.parse(line);
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) msg = value as Json;
+    } catch {
+      // forwarded as is: the core answers with a JSON-RPC parse error
+    }
+    if (msg && typeof msg.method === 'string') {
+      if (msg.method === 'initialize' && isId(msg.id)) initRequest = msg;
+      if (msg.method === 'notifications/initialized') sawInitialized = true;
+    }
+    if (state === 'connected') return forward(line, msg);
+    if (state === 'connecting') {
+      if (queue.length < MAX_QUEUED) queue.push(line);
+      else if (msg && isId(msg.id)) out(errorFor(msg.id, 'Countersign is starting: too many requests are waiting.'));
+      return;
+    }
+    answerOffline(msg, line);
+    if (msg && isId(msg.id)) void attempt({ mayStartApp: true, holdRequests: false });
+  }
+
+  function forward(line: string, msg: Json | undefined): void {
+    if (msg && isId(msg.id) && typeof msg.method === 'string') {
+      inflight.set(key(msg.id), msg.id);
+      if (msg.method === 'initialize') initDelivered = true;
+    }
+    socket!.write(line + '\n');
+  }
+
+  function answerOffline(msg: Json | undefined, line: string): void {
+    if (!msg) {
+      out({ jsonrpc: '2.0', id: null, error: { code: -32700, message: 'The message is not valid JSON.' } });
+      return;
+    }
+    if (!isId(msg.id) || typeof msg.method !== 'string') return;
+    const id = msg.id;
+    switch (msg.method) {
+      case 'initialize': {
+        const params = (msg.params ?? {}) as Json;
+        initDelivered = true;
+        out({
+          jsonrpc: '2.0',
+          id,
+          result: {
+            protocolVersion: typeof params.protocolVersion === 'string' ? params.protocolVersion : '2025-06-18',
+            capabilities: { tools: { listChanged: true } },
+            serverInfo: { name: 'countersign', version: BRIDGE_VERSION },
+            instructions: OFFLINE_MESSAGE,
+          },
+        });
+        return;
+      }
+      case 'ping':
+        out({ jsonrpc: '2.0', id, result: {} });
+        return;
+      case 'tools/list':
+        out({ jsonrpc: '2.0', id, result: { tools: [] } });
+        return;
+      case 'tools/call':
+        out({ jsonrpc: '2.0', id, result: { isError: true, content: [{ type: 'text', text: OFFLINE_MESSAGE }] } });
+        return;
+      default:
+        void line;
+        out(errorFor(id, OFFLINE_MESSAGE));
+    }
+  }
+
+  function onCoreLine(line: string): void {
+    let msg: Json;
+    try {
+      msg = JSON.parse(line) as Json;
+    } catch {
+      log('dropped an unreadable line from the core');
+      return;
+    }
+    if (isId(msg.id) && !('method' in msg)) {
+      if (pendingReplay !== undefined && msg.id === pendingReplay) {
+        pendingReplay = undefined;
+        if ('error' in msg) log('the core refused the replayed initialize');
+        else if (sawInitialized) socket?.write(encodeLine({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+        out({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+        return;
+      }
+      inflight.delete(key(msg.id));
+    }
+    outLine(line);
+  }
+
+  function onConnected(s: Socket, leftover: Uint8Array[]): void {
+    if (state === 'connected') {
+      s.destroy();
+      return;
+    }
+    socket = s;
+    state = 'connected';
+    clearTimeout(pollTimer);
+    log('connected to the core');
+    const splitter = new LineSplitter({ maxLineBytes: MAX_MESSAGE_BYTES, onLine: onCoreLine, onOversize: () => log('dropped an oversized line from the core') });
+    s.on('data', (chunk: Buffer) => splitter.push(chunk));
+    s.on('error', () => {});
+    s.on('close', () => onDisconnected(s));
+    for (const chunk of leftover) splitter.push(chunk);
+    if (initRequest && initDelivered) {
+      pendingReplay = `${REPLAY_ID_PREFIX}${++replaySeq}`;
+      s.write(encodeLine({ ...initRequest, id: pendingReplay }));
+    }
+    for (const line of queue.splice(0)) {
+      let msg: Json | undefined;
+      try {
+        msg = JSON.parse(line) as Json;
+      } catch {
+        msg = undefined;
+      }
+      forward(line, msg);
+    }
+  }
+
+  function onDisconnected(s: Socket): void {
+    if (socket !== s || stopped) return;
+    socket = undefined;
+    pendingReplay = undefined;
+    log('lost the connection to the core');
+    for (const id of inflight.values()) out(errorFor(id, RESTARTED_MESSAGE));
+    inflight.clear();
+    state = 'connecting';
+    void attempt({ mayStartApp: false, holdRequests: true });
+  }
+
+  let attempting: Promise<void> | undefined;
+  /**
+   * Tries to reach the core until `waitMs` passes. `holdRequests`: the client's requests wait for the
+   * outcome (start-up, reconnect); otherwise they keep getting the offline answer meanwhile.
+   */
+  function attempt({ mayStartApp, holdRequests }: { mayStartApp: boolean; holdRequests: boolean }): Promise<void> {
+    if (stopped || state === 'connected') return Promise.resolve();
+    attempting ??= (async () => {
+      if (holdRequests) state = 'connecting';
+      const deadline = Date.now() + options.waitMs;
+      let delay = 25;
+      let started = false;
+      for (;;) {
+        try {
+          const { socket: s, leftover } = await connectOnce(options);
+          if (stopped) {
+            s.destroy();
+            return;
+          }
+          onConnected(s, leftover);
+          return;
+        } catch (error) {
+          const absent = error instanceof ConnectError && error.absent;
+          if (!absent) log(error instanceof ConnectError ? error.message : 'could not connect to the core');
+          if (absent && mayStartApp && !started && Date.now() - lastSpawn > 30_000) {
+            started = true;
+            lastSpawn = Date.now();
+            startApp(options.appCommand, log);
+          }
+          if (Date.now() >= deadline || stopped) break;
+          await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+          delay = Math.min(delay * 2, 500);
+        }
+      }
+      goOffline();
+    })().finally(() => {
+      attempting = undefined;
+    });
+    return attempting;
+  }
+
+  function goOffline(): void {
+    if (stopped || state === 'connected') return;
+    clearTimeout(pollTimer);
+    state = 'offline';
+    log('the core is not answering: answering the client with "Open Countersign and sign in"');
+    for (const line of queue.splice(0)) {
+      let msg: Json | undefined;
+      try {
+        msg = JSON.parse(line) as Json;
+      } catch {
+        msg = undefined;
+      }
+      answerOffline(msg, line);
+    }
+    const poll = (): void => {
+      pollTimer = setTimeout(() => {
+        if (state !== 'offline' || stopped) return;
+        connectOnce(options).then(
+          ({ socket: s, leftover }) => (stopped || state !== 'offline' ? s.destroy() : onConnected(s, leftover)),
+          () => poll(),
+        );
+      }, 2000);
+      pollTimer.unref();
+    };
+    poll();
+  }
+
+  void attempt({ mayStartApp: true, holdRequests: true });
+  return { stop: () => stop(0) };
+}
+
+function startApp(command: string[] | undefined, log: (m: string) => void): void {
+  if (!command || command.length === 0) return;
+  log('starting the app');
+  try {
+    const child = spawn(command[0]!, command.slice(1), { detached: true, stdio: 'ignore', windowsHide: true });
+    child.on('error', () => log('could not start the app'));
+    child.unref();
+  } catch {
+    log('could not start the app');
+  }
+}
+
+/** Connects and runs the bridge's half of the handshake. */
+export function connectOnce(options: { socketPath: string; secretPath: string }): Promise<{ socket: Socket; leftover: Uint8Array[] }> {
+  return new Promise((resolve, reject) => {
+    const s = connect(options.socketPath);
+    let step: 'challenge' | 'welcome' = 'challenge';
+    let secret = '';
+    const clientNonce = randomBytes(32).toString('hex');
+    let settled = false;
+    const fail = (error: ConnectError): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      s.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new ConnectError('the core did not finish the handshake in time', false)), HANDSHAKE_TIMEOUT_MS);
+    const splitter = new LineSplitter({
+      maxLineBytes: MAX_HANDSHAKE_LINE,
+      onOversize: () => fail(new ConnectError('the process on the socket sent an oversized handshake line', false)),
+      onLine: (line) => {
+        if (settled) return;
+        if (step === 'challenge') {
+          const challenge = parseChallenge(line);
+          if (!challenge) return fail(new ConnectError('the process on the socket did not answer the handshake', false));
+          if (challenge.t === 'countersign/refused') return fail(new ConnectError(`the core refused the handshake (${challenge.code})`, false));
+          if (!constantTimeEqual(challenge.proof, serverProof(hmac, secret, clientNonce, challenge.nonce))) {
+            return fail(new ConnectError('the process listening on the socket could not prove it is Countersign; nothing was sent to it', false));
+          }
+          step = 'welcome';
+          s.write(encodeLine({ t: 'countersign/proof', proof: clientProof(hmac, secret, clientNonce, challenge.nonce) }));
+          return;
+        }
+        const welcome = parseWelcome(line);
+        if (!welcome || welcome.t === 'countersign/refused') {
+          return fail(new ConnectError(`the core refused the handshake (${welcome?.t === 'countersign/refused' ? welcome.code : 'unreadable'})`, false));
+        }
+        settled = true;
+        clearTimeout(timer);
+        splitter.pause();
+        s.off('data', onData);
+        s.off('close', onClose);
+        s.off('error', onError);
+        resolve({ socket: s, leftover: splitter.takeRest() });
+      },
+    });
+    const onData = (chunk: Buffer): void => splitter.push(chunk);
+    const onClose = (): void => fail(new ConnectError('the core closed the connection during the handshake', false));
+    const onError = (error: NodeJS.ErrnoException): void =>
+      fail(new ConnectError('could not connect to the core', error.code === 'ENOENT' || error.code === 'ECONNREFUSED'));
+    s.on('error', onError);
+    s.on('close', onClose);
+    s.on('data', onData);
+    s.once('connect', () => {
+      try {
+        secret = readFileSync(options.secretPath, 'utf8').trim();
+      } catch {
+        return fail(new ConnectError('could not read the core secret', false));
+      }
+      s.write(encodeLine({ t: 'countersign/hello', v: HANDSHAKE_VERSION, nonce: clientNonce }));
+    });
+  });
+}
+
+function errorFor(id: Id, message: string): Json {
+  return { jsonrpc: '2.0', id, error: { code: APP_NOT_RUNNING_RPC, message, data: { code: 'APP_NOT_RUNNING' } } };
+}
+
+function isId(value: unknown): value is Id {
+  return typeof value === 'string' || typeof value === 'number';
+}
+
+function key(id: Id): string {
+  return `${typeof id}:${id}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Writes diagnostics to stderr and to `<logDir>/bridge.log`; the log file is best effort. */
+export function makeLog(logDir: string): (message: string) => void {
+  let fileOk = true;
+  try {
+    mkdirSync(logDir, { recursive: true, mode: 0o700 });
+  } catch {
+    fileOk = false;
+  }
+  return (message) => {
+    const line = `${new Date().toISOString()} bridge[${process.pid}] ${message}\n`;
+    process.stderr.write(line);
+    if (!fileOk) return;
+    try {
+      appendFileSync(`${logDir}/bridge.log`, line, { mode: 0o600 });
+    } catch {
+      fileOk = false;
+    }
+  };
+}

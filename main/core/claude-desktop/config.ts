@@ -1,0 +1,143 @@
+/**
+ * Connects Claude Desktop to Countersign by writing our one entry into claude_desktop_config.json:
+ * parse, add or update only `mcpServers.countersign`, keep every other server and setting, back the old
+ * file up, and write atomically (temp file + rename in the same directory). A file that is not valid
+ * JSON is refused and left untouched: it is the user's, and guessing at it could lose their settings.
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFile, open, readFile, rename, rm, stat, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AppError } from '../../../common/errors.ts';
+
+export const SERVER_NAME = 'countersign';
+
+/** An `mcpServers` entry as Claude Desktop, Claude Code and Cursor read it. */
+export interface McpServerEntry {
+  command: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+/** Where Claude Desktop reads its configuration on each OS. */
+export function claudeDesktopConfigPath(input: { platform: string; env: Readonly<Record<string, string | undefined>>; home: string }): string {
+  const { platform, env, home } = input;
+  if (platform === 'darwin') return join(home, 'Library', 'Application Support', 'Claude', 'claude_desktop_config.json');
+  if (platform === 'win32') return join(env.APPDATA || join(home, 'AppData', 'Roaming'), 'Claude', 'claude_desktop_config.json');
+  return join(env.XDG_CONFIG_HOME || join(home, '.config'), 'Claude', 'claude_desktop_config.json');
+}
+
+/** The bundled bridge next to the sources (dist/bridge.mjs, built by `npm run build:bridge`). */
+export function defaultBridgePath(): string {
+  return fileURLToPath(new URL('../../../dist/bridge.mjs', import.meta.url));
+}
+
+export interface EntryOptions {
+  /** Absolute path of dist/bridge.mjs. */
+  bridgePath?: string;
+  /**
+   * The Node binary that runs the bridge. Defaults to the one running now, by absolute path: Claude
+   * Desktop started from the Dock or Start menu does not see a shell's PATH. Inside Electron that is
+   * the app's own binary, run as Node with ELECTRON_RUN_AS_NODE=1.
+   */
+  nodePath?: string;
+  /** COUNTERSIGN_HOME to pass to the bridge when the app runs with one. */
+  countersignHome?: string;
+}
+
+export function mcpConfigEntry(options: EntryOptions = {}): McpServerEntry {
+  const bridgePath = options.bridgePath ?? defaultBridgePath();
+  const env: Record<string, string> = {};
+  if (options.countersignHome) env.COUNTERSIGN_HOME = options.countersignHome;
+  if (!options.nodePath && process.versions.electron) env.ELECTRON_RUN_AS_NODE = '1';
+  const entry: McpServerEntry = { command: options.nodePath ?? process.execPath, args: [bridgePath] };
+  if (Object.keys(env).length > 0) entry.env = env;
+  return entry;
+}
+
+export interface InstallResult {
+  configPath: string;
+  /** The previous file, copied before the write (absent when there was none or nothing changed). */
+  backupPath?: string;
+  changed: boolean;
+}
+
+/** Adds or updates `mcpServers.countersign` in the file at `configPath`, keeping everything else. */
+export async function installClaudeDesktopEntry(configPath: string, entry: McpServerEntry): Promise<InstallResult> {
+  const { config, existed, mode } = await readConfig(configPath);
+  const servers = config.mcpServers;
+  if (servers !== undefined && (typeof servers !== 'object' || servers === null || Array.isArray(servers))) {
+    throw new AppError('CONFIG_INVALID', `${configPath} has an "mcpServers" that is not an object; Countersign left the file unchanged.`);
+  }
+  const current = (servers as Record<string, unknown> | undefined)?.[SERVER_NAME];
+  if (JSON.stringify(current) === JSON.stringify(entry)) return { configPath, changed: false };
+  const next = { ...config, mcpServers: { ...(servers as Record<string, unknown> | undefined), [SERVER_NAME]: entry } };
+  let backupPath: string | undefined;
+  if (existed) {
+    backupPath = `${configPath}.countersign-backup-${timestamp()}`;
+    await copyFile(configPath, backupPath);
+  }
+  await writeAtomic(configPath, JSON.stringify(next, null, 2) + '\n', mode);
+  return { configPath, backupPath, changed: true };
+}
+
+/** Removes our entry (and only ours); a missing file or entry is not an error. */
+export async function removeClaudeDesktopEntry(configPath: string): Promise<InstallResult> {
+  const { config, existed, mode } = await readConfig(configPath);
+  const servers = config.mcpServers as Record<string, unknown> | undefined;
+  if (!existed || !servers || typeof servers !== 'object' || !(SERVER_NAME in servers)) return { configPath, changed: false };
+  const { [SERVER_NAME]: _removed, ...rest } = servers;
+  const backupPath = `${configPath}.countersign-backup-${timestamp()}`;
+  await copyFile(configPath, backupPath);
+  await writeAtomic(configPath, JSON.stringify({ ...config, mcpServers: rest }, null, 2) + '\n', mode);
+  return { configPath, backupPath, changed: true };
+}
+
+async function readConfig(configPath: string): Promise<{ config: Record<string, unknown>; existed: boolean; mode: number }> {
+  let text: string;
+  let mode = 0o600;
+  try {
+    text = await readFile(configPath, 'utf8');
+    mode = (await stat(configPath)).mode & 0o777;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { config: {}, existed: false, mode };
+    throw new AppError('CONFIG_INVALID', `Countersign could not read ${configPath}.`, { cause: error });
+  }
+  if (text.trim() === '') return { config: {}, existed: true, mode };
+  let value: unknown;
+  try {
+    value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  } catch (error) {
+    throw new AppError(
+      'CONFIG_INVALID',
+      `${configPath} is not valid JSON, so Countersign left it unchanged. Fix the file (or move it away) and connect again.`,
+      { cause: error },
+    );
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new AppError('CONFIG_INVALID', `${configPath} does not hold a JSON object, so Countersign left it unchanged.`);
+  }
+  return { config: value as Record<string, unknown>, existed: true, mode };
+}
+
+async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.countersign.tmp`);
+  try {
+    const handle = await open(tmp, 'wx', mode);
+    try {
+      await handle.writeFile(text, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw new AppError('CONFIG_INVALID', `Countersign could not write ${path}.`, { cause: error });
+  }
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}

@@ -1,0 +1,156 @@
+/**
+ * One MCP server per bridge connection, hosted in the core so progress ("waiting for your approval…")
+ * and cancellation reach the call directly. Tools come from the ToolHost (the broker); the low-level
+ * SDK `Server` is used rather than `McpServer` because the tools arrive as JSON Schema, not zod.
+ *
+ * Errors follow MCP's split (server/tools "Error Handling"): an unknown tool is a JSON-RPC error
+ * (-32602); anything that fails inside the call (IdP, Vault, approval, database) is a result with
+ * `isError: true` and the AppError's message, never a foreign error's text.
+ */
+import { randomUUID } from 'node:crypto';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type CallToolResult,
+} from '@modelcontextprotocol/sdk/types.js';
+import { AppError } from '../../../common/errors.ts';
+import type { ToolHost } from '../connectors/types.ts';
+import type { PeerIdentity } from './peer.ts';
+
+export interface SessionInfo {
+  sessionId: string;
+  /** clientInfo as the MCP client asserted it, plus the peer process as the OS identified it (when it could). */
+  client: { name?: string; version?: string; pid?: number; uid?: number };
+  /** Always true: name and version come from the client's own `initialize`, not from the OS. */
+  clientInfoSelfAsserted: true;
+  connectedAt: string;
+}
+
+export interface McpSession {
+  readonly info: SessionInfo;
+  close(): Promise<void>;
+}
+
+export interface McpSessionOptions {
+  transport: Transport;
+  toolHost: ToolHost;
+  peer: Promise<PeerIdentity>;
+  serverInfo: { name: string; version: string };
+  onInitialized?: (info: SessionInfo) => void;
+  onClosed?: (sessionId: string) => void;
+}
+
+const INSTRUCTIONS =
+  'Countersign runs each tool call under your own identity: it may ask you to approve a call in the Countersign app, and it records every call.';
+
+export async function startMcpSession(options: McpSessionOptions): Promise<McpSession> {
+  const { toolHost } = options;
+  const info: SessionInfo = {
+    sessionId: randomUUID(),
+    client: {},
+    clientInfoSelfAsserted: true,
+    connectedAt: new Date().toISOString(),
+  };
+  let peer: PeerIdentity = {};
+  options.peer.then((p) => {
+    peer = p;
+    Object.assign(info.client, definedOnly(p));
+  });
+
+  const server = new Server(options.serverInfo, {
+    capabilities: { tools: { listChanged: true } },
+    instructions: INSTRUCTIONS,
+  });
+  server.onerror = () => {};
+  server.oninitialized = () => {
+    const ci = server.getClientVersion();
+    info.client = { ...definedOnly({ name: clip(ci?.name), version: clip(ci?.version) }), ...definedOnly(peer) };
+    options.onInitialized?.(info);
+  };
+
+  server.setRequestHandler(ListToolsRequestSchema, async () => {
+    try {
+      return { tools: await toolHost.listTools() };
+    } catch (error) {
+      throw new McpError(ErrorCode.InternalError, AppError.from(error).message);
+    }
+  });
+
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
+    const args = request.params.arguments ?? {};
+    if (typeof args !== 'object' || Array.isArray(args)) throw new McpError(ErrorCode.InvalidParams, 'Tool arguments must be an object.');
+    if (info.client.pid === undefined) Object.assign(info.client, definedOnly(await withTimeout(options.peer, 500, {})));
+    const progressToken = request.params._meta?.progressToken;
+    let progress = 0;
+    try {
+      return await toolHost.callTool({
+        name: request.params.name,
+        args,
+        requestId: extra.requestId,
+        sessionId: info.sessionId,
+        client: { ...info.client },
+        signal: extra.signal,
+        progress(message) {
+          if (progressToken === undefined || extra.signal.aborted) return;
+          progress += 1;
+          extra
+            .sendNotification({ method: 'notifications/progress', params: { progressToken, progress, message } })
+            .catch(() => {});
+        },
+      });
+    } catch (error) {
+      const appError = AppError.from(error);
+      if (appError.code === 'TOOL_UNKNOWN' || appError.code === 'INPUT_INVALID') {
+        throw new McpError(ErrorCode.InvalidParams, appError.message);
+      }
+      return { isError: true, content: [{ type: 'text', text: appError.message }], _meta: { 'countersign/code': appError.code } };
+    }
+  });
+
+  const unsubscribe = toolHost.onToolsChanged(() => {
+    server.sendToolListChanged().catch(() => {});
+  });
+  let closed = false;
+  server.onclose = () => {
+    if (closed) return;
+    closed = true;
+    unsubscribe();
+    options.onClosed?.(info.sessionId);
+  };
+  await server.connect(options.transport);
+
+  return {
+    info,
+    async close() {
+      await server.close();
+    },
+  };
+}
+
+function clip(value: string | undefined): string | undefined {
+  return typeof value === 'string' ? value.slice(0, 200) : undefined;
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(fallback), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(fallback);
+      },
+    );
+  });
+}
