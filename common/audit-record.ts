@@ -78,5 +78,7 @@ export const AuditRecordSchema = AuditRecordInputSchema.extend({
   at: z.string(),
   prev_hash: z.string(),
   hash: z.string(),
+  /** Where redaction masked something at write (`/args/note: jwt`), never what it masked. Part of the hashed record. */
+  redacted: z.array(z.string()).optional(),
 });
 export type AuditRecord = z.infer<typeof AuditRecordSchema>;

@@ -1,0 +1,59 @@
+import type { DatabaseSync } from 'node:sqlite';
+
+/**
+ * Schema migrations, numbered by SQLite's `user_version`. Each runs once, in its own transaction;
+ * append a new entry, never edit an applied one.
+ *
+ * `records.body` holds the exact canonical JSON the record's hash is computed over; the other columns
+ * are copies of fields in it, kept for indexed filtering, and `verify()` checks they agree with it.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: records, the chain's metadata, checkpoints, full-text search.
+  `
+  CREATE TABLE records (
+    seq INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    tier INTEGER,
+    tool TEXT,
+    user_sub TEXT,
+    body TEXT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE INDEX records_outcome ON records (outcome, seq);
+  CREATE INDEX records_kind ON records (kind, seq);
+  CREATE INDEX records_tool ON records (tool, seq);
+  CREATE INDEX records_user ON records (user_sub, seq);
+  CREATE INDEX records_tier ON records (tier, seq);
+  CREATE INDEX records_at ON records (at_ms);
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    jws TEXT NOT NULL,
+    anchored_at_ms INTEGER
+  );
+  CREATE TABLE users (sub TEXT PRIMARY KEY, name TEXT COLLATE NOCASE, email TEXT COLLATE NOCASE);
+  CREATE INDEX users_name ON users (name);
+  CREATE INDEX users_email ON users (email);
+  CREATE VIRTUAL TABLE records_fts USING fts5 (text, content = '', contentless_delete = 1, prefix = '2 3');
+  `,
+];
+
+export function migrate(db: DatabaseSync): number {
+  const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.exec(MIGRATIONS[v]!);
+      db.exec(`PRAGMA user_version = ${v + 1}`);
+      db.exec('COMMIT');
+    } catch (e) {
+      db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+  return MIGRATIONS.length;
+}

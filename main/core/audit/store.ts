@@ -1,0 +1,794 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import type { SQLInputValue, StatementSync } from 'node:sqlite';
+import type { JWK } from 'jose';
+import { AuditRecordInputSchema, OUTCOMES } from '../../../common/audit-record.ts';
+import type { AuditRecord, AuditRecordInput } from '../../../common/audit-record.ts';
+import { AuditFilterSchema, AuditPageRequestSchema } from '../../../common/contract.ts';
+import type { AuditFilter, AuditPageRequest } from '../../../common/contract.ts';
+import { AppError } from '../../../common/errors.ts';
+import type { WireError } from '../../../common/errors.ts';
+import type { AuditSink, SecretStore } from '../ports.ts';
+import { canonicalJson } from './canonical-json.ts';
+import { postAnchor, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
+import type { SignedCheckpoint } from './checkpoint.ts';
+import { loadInstallKeys } from './install-keys.ts';
+import type { InstallKeys } from './install-keys.ts';
+import { Redactor } from './redact.ts';
+import type { RedactionPolicy } from './redact.ts';
+import { migrate } from './schema.ts';
+import type { z } from 'zod';
+
+export type StoredAuditRecord = AuditRecord;
+
+/** The `prev_hash` of the first record ever written. */
+export const GENESIS_HASH = '0'.repeat(64);
+export const DB_FILE = 'audit.db';
+
+export interface AuditStoreOptions {
+  /** The app-data directory; the database is `<dataDir>/audit.db`, created owner-only. */
+  dataDir: string;
+  /** Holds the install's signing and HMAC keys. Required to append; optional for a read-only open. */
+  secrets?: SecretStore;
+  redaction?: RedactionPolicy;
+  /** Opens for reading only (export, verify from the command line while the app runs). */
+  readOnly?: boolean;
+  /** Where signed checkpoints are POSTed (`application/jose`): the off-machine anchor. */
+  anchorUrl?: string;
+  /** Sign (and anchor) a checkpoint every this many records. Off when undefined. */
+  checkpointEvery?: number;
+  /** Clock, epoch milliseconds; tests of retention pass their own. */
+  now?: () => number;
+  fetch?: typeof fetch;
+}
+
+export interface AppendOptions {
+  /** Values the caller holds right now (OBO token, database password): masked wherever they appear. */
+  knownSecrets?: readonly string[];
+}
+
+/** A page as common/contract.ts's `audit.page` returns it, plus the cursor for the next one. */
+export interface AuditPage {
+  /** Newest first. */
+  records: StoredAuditRecord[];
+  /** Records matching the filter below `before` (omitted when `withTotal` is false). */
+  total?: number;
+  /** The newest `seq` in the store when the page was read. */
+  head: number;
+  /** Pass as `before` for the next (older) page; null at the end. */
+  next_before: number | null;
+}
+
+export interface PageOptions {
+  /** Count the matches for the list's length (default true); costs time proportional to the matches. */
+  withTotal?: boolean;
+}
+
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+export interface AuditStats {
+  count: number;
+  first_seq: number | null;
+  head: ChainHead | null;
+  oldest_at: string | null;
+  newest_at: string | null;
+  by_outcome: Record<string, number>;
+  /** The last record removed by retention, whose hash the remaining chain starts from. */
+  pruned_through: ChainHead | null;
+  last_checkpoint: { seq: number; at: string; anchored: boolean } | null;
+  db_bytes: number;
+}
+
+export type VerifyProblemKind = 'edited' | 'deleted' | 'reordered' | 'truncated' | 'rewritten' | 'checkpoint_invalid';
+
+export interface VerifyProblem {
+  kind: VerifyProblemKind;
+  /** The first record affected. */
+  seq: number;
+  message: string;
+}
+
+export interface VerifyOptions {
+  /** Checkpoints kept off this machine (compact JWS), e.g. as returned by the anchor receiver. */
+  anchors?: readonly string[];
+  /** The install's public key as the anchor's holder knows it; defaults to the keychain's or the stored one. */
+  publicKey?: JWK;
+}
+
+/** A superset of common/contract.ts's `VerifyResult`. */
+export interface VerifyResult {
+  ok: boolean;
+  checked: number;
+  /** The first record edited, deleted or reordered (or the first missing one), when the chain is broken. */
+  firstBad: { seq: number; reason: string; kind: VerifyProblemKind } | null;
+  /** Whether at least one checkpoint kept off the machine was compared. */
+  anchored: boolean;
+  verifiedAt: string;
+  head: ChainHead | null;
+  checkpoints_checked: number;
+  anchors_checked: number;
+}
+
+export interface CheckpointResult {
+  checkpoint: SignedCheckpoint;
+  anchored: boolean;
+  error?: WireError;
+}
+
+export interface PruneOptions {
+  /** Remove records older than this. */
+  maxAgeMs?: number;
+  /** Keep at most this many of the newest records. */
+  keepLast?: number;
+}
+
+export interface PruneResult {
+  removed: number;
+  through: ChainHead | null;
+}
+
+type Listener = (record: StoredAuditRecord) => void;
+
+interface Row {
+  seq: number;
+  body: string;
+  hash: string;
+}
+
+/**
+ * The tamper-evident audit store: one SQLite database (`node:sqlite`) in WAL mode with
+ * `synchronous=FULL`, so a record whose `append()` has resolved survives a crash of the process and
+ * of the machine (NORMAL in WAL mode survives a process crash but may lose the last commits on power
+ * loss, which an audit log cannot afford).
+ *
+ * Each record is redacted, then chained: `hash = SHA-256(canonical JSON of the record with seq, at and
+ * prev_hash)`. `verify()` names the first record edited, deleted or reordered; signed checkpoints, and
+ * above all those kept off the machine (anchors), are what detect a fully re-hashed or truncated chain.
+ */
+export class AuditStore implements AuditSink {
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #opts: AuditStoreOptions;
+  readonly #keys: InstallKeys | undefined;
+  readonly #redactor: Redactor | undefined;
+  readonly #listeners = new Set<Listener>();
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #now: () => number;
+  readonly #insert: StatementSync | undefined;
+  readonly #insertFts: StatementSync | undefined;
+  readonly #upsertUser: StatementSync | undefined;
+  readonly #headStmt: StatementSync;
+  readonly #getStmt: StatementSync;
+  #closed = false;
+
+  private constructor(db: DatabaseSync, path: string, opts: AuditStoreOptions, keys: InstallKeys | undefined) {
+    this.#db = db;
+    this.path = path;
+    this.#opts = opts;
+    this.#keys = keys;
+    this.#now = opts.now ?? Date.now;
+    this.#redactor = keys ? new Redactor(opts.redaction, keys.hmacKey) : undefined;
+    this.#headStmt = db.prepare('SELECT seq, hash, at_ms FROM records ORDER BY seq DESC LIMIT 1');
+    this.#getStmt = db.prepare('SELECT seq, body, hash FROM records WHERE seq = ?');
+    if (!opts.readOnly) {
+      this.#insert = db.prepare(
+        'INSERT INTO records (seq, at_ms, kind, outcome, tier, tool, user_sub, body, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      this.#insertFts = db.prepare('INSERT INTO records_fts (rowid, text) VALUES (?, ?)');
+      this.#upsertUser = db.prepare(
+        'INSERT INTO users (sub, name, email) VALUES (?, ?, ?) ON CONFLICT (sub) DO UPDATE SET name = coalesce(excluded.name, name), email = coalesce(excluded.email, email)',
+      );
+    }
+  }
+
+  static async open(opts: AuditStoreOptions): Promise<AuditStore> {
+    const path = join(opts.dataDir, DB_FILE);
+    let db: DatabaseSync;
+    try {
+      if (!opts.readOnly) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+      db = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
+      db.exec('PRAGMA busy_timeout = 5000');
+      if (!opts.readOnly) {
+        db.exec('PRAGMA journal_mode = WAL');
+        db.exec('PRAGMA synchronous = FULL');
+        migrate(db);
+      }
+    } catch (e) {
+      throw AppError.from(e, 'AUDIT_FAILED', 'The audit store could not be opened.');
+    }
+    let keys: InstallKeys | undefined;
+    try {
+      if (opts.secrets) keys = await loadInstallKeys(opts.secrets);
+      else if (!opts.readOnly) throw new AppError('CONFIG_MISSING', 'The audit store needs the keychain to write records.');
+      if (keys && !opts.readOnly) {
+        db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+          'public_jwk',
+          JSON.stringify(keys.publicJwk),
+        );
+      }
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+    return new AuditStore(db, path, opts, keys);
+  }
+
+  /** The install's public key (JWK, `kid` = RFC 7638 thumbprint): what a receiver needs to check checkpoints and SETs. */
+  publicKeyJwk(): JWK {
+    if (this.#keys) return { ...this.#keys.publicJwk };
+    const stored = this.#meta('public_jwk');
+    if (!stored) throw new AppError('AUDIT_FAILED', 'This audit store has no public key yet.');
+    return JSON.parse(stored) as JWK;
+  }
+
+  /** The install keys, for the SET forwarder that signs with the same key. */
+  get installKeys(): InstallKeys | undefined {
+    return this.#keys;
+  }
+
+  append(record: AuditRecordInput, options: AppendOptions = {}): Promise<StoredAuditRecord> {
+    try {
+      return Promise.resolve(this.appendSync(record, options));
+    } catch (e) {
+      return Promise.reject(e instanceof AppError ? e : AppError.from(e, 'AUDIT_FAILED', 'The audit record could not be written.'));
+    }
+  }
+
+  /** Appends several records in one transaction (imports, bulk fills); the chain is the same as one by one. */
+  appendMany(records: readonly AuditRecordInput[], options: AppendOptions = {}): StoredAuditRecord[] {
+    const out: StoredAuditRecord[] = [];
+    this.#tx(() => {
+      for (const r of records) out.push(this.#appendInTx(r, options));
+    });
+    for (const r of out) this.#emit(r);
+    return out;
+  }
+
+  appendSync(record: AuditRecordInput, options: AppendOptions = {}): StoredAuditRecord {
+    let stored!: StoredAuditRecord;
+    this.#tx(() => {
+      stored = this.#appendInTx(record, options);
+    });
+    this.#emit(stored);
+    return stored;
+  }
+
+  #appendInTx(input: AuditRecordInput, options: AppendOptions): StoredAuditRecord {
+    if (!this.#insert || !this.#insertFts || !this.#redactor) {
+      throw new AppError('AUDIT_READ_ONLY', 'This audit store was opened for reading only.');
+    }
+    const parsed = AuditRecordInputSchema.safeParse(input);
+    if (!parsed.success) {
+      const where = parsed.error.issues.map((i) => i.path.join('.') || '(record)').join(', ');
+      throw new AppError('INPUT_INVALID', `The audit record is malformed at: ${where}.`);
+    }
+    const { value, redacted } = this.#redactor.scrubRecord(parsed.data as Record<string, unknown>, options.knownSecrets);
+    const head = this.#headStmt.get() as { seq: number; hash: string; at_ms: number } | undefined;
+    const base = head ?? this.#boundary() ?? { seq: 0, hash: GENESIS_HASH, at_ms: 0 };
+    const seq = base.seq + 1;
+    const atMs = Math.max(this.#now(), head?.at_ms ?? 0);
+    const unhashed = {
+      ...value,
+      seq,
+      at: new Date(atMs).toISOString(),
+      prev_hash: base.hash,
+      ...(redacted.length > 0 ? { redacted } : {}),
+    } as Omit<StoredAuditRecord, 'hash'>;
+    const body = canonicalJson(unhashed);
+    const hash = sha256(body);
+    this.#insert.run(
+      seq,
+      atMs,
+      unhashed.kind,
+      unhashed.outcome,
+      unhashed.tier ?? null,
+      unhashed.tool ?? null,
+      unhashed.user?.sub ?? null,
+      body,
+      hash,
+    );
+    this.#insertFts.run(seq, searchText(unhashed));
+    if (unhashed.user) this.#upsertUser!.run(unhashed.user.sub, unhashed.user.name ?? null, unhashed.user.email ?? null);
+    const stored = { ...unhashed, hash } as StoredAuditRecord;
+    if (this.#opts.checkpointEvery && seq % this.#opts.checkpointEvery === 0) {
+      queueMicrotask(() => this.#track(this.checkpoint()));
+    }
+    return stored;
+  }
+
+  /** Live updates: called after each record commits. Returns the unsubscribe function. */
+  onAppend(listener: Listener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get(seq: number): StoredAuditRecord | null {
+    const row = this.#getStmt.get(seq) as Row | undefined;
+    return row ? toRecord(row) : null;
+  }
+
+  /**
+   * The newest records first (common/contract.ts `audit.page`): filtered, below the `before` cursor,
+   * after `offset`. Every filter has an index ending in seq, so the newest page costs the same at any size.
+   */
+  page(request: AuditPageRequest = {}, options: PageOptions = {}): AuditPage {
+    const q = parseOr(AuditPageRequestSchema, request);
+    const headSeq = this.head()?.seq ?? 0;
+    const where = this.#where(q.filter, q.before);
+    if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0 }), head: headSeq, next_before: null };
+    const sql = where.fts
+      ? `SELECT r.seq, r.body, r.hash FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid
+         WHERE ${where.clauses.join(' AND ')} ORDER BY f.rowid DESC LIMIT ? OFFSET ?`
+      : `SELECT seq, body, hash FROM records r WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY seq DESC LIMIT ? OFFSET ?`;
+    const rows = this.#db.prepare(sql).all(...where.params, q.limit, q.offset) as unknown as Row[];
+    const records = rows.map(toRecord);
+    const total = options.withTotal === false ? {} : { total: this.#count(where) };
+    return { records, ...total, head: headSeq, next_before: rows.length === q.limit ? rows[rows.length - 1]!.seq : null };
+  }
+
+  /** Records matching the filter (all of them when it is empty). */
+  count(filter: AuditFilter = {}): number {
+    const f = parseOr(AuditFilterSchema, filter);
+    const where = this.#where(f, undefined);
+    return where === null ? 0 : this.#count(where);
+  }
+
+  #count(where: { clauses: string[]; params: SQLInputValue[]; fts: boolean }): number {
+    if (!where.fts && where.clauses.length === 0) {
+      // The chain keeps seq contiguous above the retention boundary, so no scan is needed.
+      const row = this.#db.prepare('SELECT count(*) AS n FROM (SELECT 1 FROM records LIMIT 1)').get() as { n: number };
+      if (row.n === 0) return 0;
+      const b = this.#db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM records').get() as { lo: number; hi: number };
+      return b.hi - b.lo + 1;
+    }
+    const sql = where.fts
+      ? `SELECT count(*) AS n FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid WHERE ${where.clauses.join(' AND ')}`
+      : `SELECT count(*) AS n FROM records r WHERE ${where.clauses.join(' AND ') || '1'}`;
+    return (this.#db.prepare(sql).get(...where.params) as { n: number }).n;
+  }
+
+  /**
+   * Records oldest first, for export and forwarding. Reads through its own connection inside one read
+   * transaction, so a long export sees one consistent snapshot while appends continue.
+   */
+  *iterate(filter: AuditFilter = {}): Generator<StoredAuditRecord> {
+    const f = parseOr(AuditFilterSchema, filter);
+    const reader = new DatabaseSync(this.path, { readOnly: true });
+    try {
+      reader.exec('BEGIN');
+      const where = this.#where(f, undefined, reader);
+      if (where === null) return;
+      const sql = where.fts
+        ? `SELECT r.seq, r.body, r.hash FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid WHERE ${where.clauses.join(' AND ')} ORDER BY f.rowid`
+        : `SELECT seq, body, hash FROM records r WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY seq`;
+      for (const row of reader.prepare(sql).iterate(...where.params)) yield toRecord(row as unknown as Row);
+    } finally {
+      reader.close();
+    }
+  }
+
+  stats(): AuditStats {
+    const agg = this.#db.prepare('SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, min(at_ms) AS a0, max(at_ms) AS a1 FROM records').get() as {
+      n: number;
+      lo: number | null;
+      hi: number | null;
+      a0: number | null;
+      a1: number | null;
+    };
+    const byOutcome: Record<string, number> = {};
+    const countOutcome = this.#db.prepare('SELECT count(*) AS n FROM records WHERE outcome = ?');
+    for (const o of OUTCOMES) {
+      const n = (countOutcome.get(o) as { n: number }).n;
+      if (n > 0) byOutcome[o] = n;
+    }
+    const head = this.#headStmt.get() as ChainHead | undefined;
+    const cp = this.#db.prepare('SELECT seq, at_ms, anchored_at_ms FROM checkpoints ORDER BY seq DESC LIMIT 1').get() as
+      | { seq: number; at_ms: number; anchored_at_ms: number | null }
+      | undefined;
+    let dbBytes = 0;
+    for (const suffix of ['', '-wal']) {
+      try {
+        dbBytes += statSync(this.path + suffix).size;
+      } catch {
+        // absent -wal is normal
+      }
+    }
+    const boundary = this.#boundary();
+    return {
+      count: agg.n,
+      first_seq: agg.lo,
+      head: head ? { seq: head.seq, hash: head.hash } : null,
+      oldest_at: agg.a0 === null ? null : new Date(agg.a0).toISOString(),
+      newest_at: agg.a1 === null ? null : new Date(agg.a1).toISOString(),
+      by_outcome: byOutcome,
+      pruned_through: boundary ? { seq: boundary.seq, hash: boundary.hash } : null,
+      last_checkpoint: cp ? { seq: cp.seq, at: new Date(cp.at_ms).toISOString(), anchored: cp.anchored_at_ms !== null } : null,
+      db_bytes: dbBytes,
+    };
+  }
+
+  head(): ChainHead | null {
+    const h = this.#headStmt.get() as ChainHead | undefined;
+    return h ? { seq: h.seq, hash: h.hash } : (this.#boundary() ?? null);
+  }
+
+  /**
+   * Walks the whole chain oldest first (streamed, one row in memory at a time) and names the first
+   * record edited, deleted or reordered; then checks the local signed checkpoints and the given anchors,
+   * which is what catches a chain re-hashed from some point on, or cut short.
+   */
+  async verify(options: VerifyOptions = {}): Promise<VerifyResult> {
+    const boundary = this.#boundary();
+    let expected = (boundary?.seq ?? 0) + 1;
+    let prevHash = boundary?.hash ?? GENESIS_HASH;
+    let checked = 0;
+    let problem: VerifyProblem | undefined;
+    let head: ChainHead | null = boundary ? { seq: boundary.seq, hash: boundary.hash } : null;
+    const rows = this.#db
+      .prepare('SELECT seq, at_ms, kind, outcome, tier, tool, user_sub, body, hash FROM records ORDER BY seq')
+      .iterate() as Iterable<Row & { at_ms: number; kind: string; outcome: string; tier: number | null; tool: string | null; user_sub: string | null }>;
+    for (const row of rows) {
+      problem = this.#checkRow(row, expected, prevHash);
+      if (problem) break;
+      checked++;
+      prevHash = row.hash;
+      head = { seq: row.seq, hash: row.hash };
+      expected = row.seq + 1;
+    }
+    let checkpointsChecked = 0;
+    let anchorsChecked = 0;
+    if (!problem) {
+      const key = options.publicKey ?? this.#keys?.publicKey ?? this.#storedPublicKey();
+      const local = this.#db.prepare('SELECT jws FROM checkpoints ORDER BY seq').all() as { jws: string }[];
+      for (const { jws } of local) {
+        if (!key) break;
+        problem = await this.#checkCheckpoint(jws, key, head, boundary, 'local checkpoint');
+        if (problem) break;
+        checkpointsChecked++;
+      }
+      for (const jws of problem ? [] : (options.anchors ?? [])) {
+        if (!key) throw new AppError('AUDIT_FAILED', 'Anchors can only be checked with the install public key.');
+        problem = await this.#checkCheckpoint(jws, key, head, boundary, 'anchor');
+        if (problem) break;
+        anchorsChecked++;
+      }
+    }
+    return {
+      ok: !problem,
+      checked,
+      firstBad: problem ? { seq: problem.seq, reason: problem.message, kind: problem.kind } : null,
+      anchored: anchorsChecked > 0,
+      verifiedAt: new Date(this.#now()).toISOString(),
+      head,
+      checkpoints_checked: checkpointsChecked,
+      anchors_checked: anchorsChecked,
+    };
+  }
+
+  #checkRow(
+    row: Row & { at_ms: number; kind: string; outcome: string; tier: number | null; tool: string | null; user_sub: string | null },
+    expected: number,
+    prevHash: string,
+  ): VerifyProblem | undefined {
+    if (row.seq > expected) {
+      return { kind: 'deleted', seq: expected, message: `Record ${expected} is missing: the chain jumps to ${row.seq}.` };
+    }
+    let body: Omit<StoredAuditRecord, 'hash'>;
+    try {
+      body = JSON.parse(row.body) as Omit<StoredAuditRecord, 'hash'>;
+    } catch {
+      return { kind: 'edited', seq: row.seq, message: `Record ${row.seq} is unreadable: it was edited.` };
+    }
+    if (sha256(row.body) !== row.hash) {
+      return { kind: 'edited', seq: row.seq, message: `Record ${row.seq} was edited: its content no longer matches its hash.` };
+    }
+    if (body.seq !== row.seq) {
+      const movedHere = body.seq;
+      const ownElsewhere = this.#db.prepare("SELECT seq FROM records WHERE json_extract(body, '$.seq') = ? AND seq <> ?").get(row.seq, row.seq);
+      if (ownElsewhere || movedHere < row.seq) {
+        return { kind: 'reordered', seq: row.seq, message: `Record ${row.seq} was reordered: record ${movedHere} stands in its place.` };
+      }
+      return { kind: 'deleted', seq: row.seq, message: `Record ${row.seq} is missing: record ${movedHere} was renumbered into its place.` };
+    }
+    if (
+      row.at_ms !== Date.parse(body.at) ||
+      row.kind !== body.kind ||
+      row.outcome !== body.outcome ||
+      row.tier !== (body.tier ?? null) ||
+      row.tool !== (body.tool ?? null) ||
+      row.user_sub !== (body.user?.sub ?? null)
+    ) {
+      return { kind: 'edited', seq: row.seq, message: `Record ${row.seq} was edited: its indexed fields disagree with its hashed content.` };
+    }
+    if (body.prev_hash !== prevHash) {
+      const previous = row.seq - 1;
+      return {
+        kind: 'edited',
+        seq: previous,
+        message: `Record ${previous} was edited or replaced: record ${row.seq} chains to a different hash.`,
+      };
+    }
+    return undefined;
+  }
+
+  async #checkCheckpoint(
+    jws: string,
+    key: NonNullable<VerifyOptions['publicKey']> | InstallKeys['publicKey'],
+    head: ChainHead | null,
+    boundary: ChainHead | undefined,
+    what: string,
+  ): Promise<VerifyProblem | undefined> {
+    let cp;
+    try {
+      cp = await verifyCheckpoint(jws, key);
+    } catch {
+      return { kind: 'checkpoint_invalid', seq: head?.seq ?? 0, message: `A ${what} does not carry a valid signature of this install.` };
+    }
+    if (!head || cp.seq > head.seq) {
+      const from = (head?.seq ?? 0) + 1;
+      return {
+        kind: 'truncated',
+        seq: from,
+        message: `Records from ${from} on are missing: a ${what} signed ${new Date(cp.at_ms).toISOString()} attests record ${cp.seq}.`,
+      };
+    }
+    let actual: string | undefined;
+    if (boundary && cp.seq <= boundary.seq) {
+      if (cp.seq !== boundary.seq) return undefined; // removed by retention: nothing left to compare
+      actual = boundary.hash;
+    } else {
+      actual = (this.#db.prepare('SELECT hash FROM records WHERE seq = ?').get(cp.seq) as { hash: string } | undefined)?.hash;
+    }
+    if (actual !== cp.hash) {
+      return {
+        kind: 'rewritten',
+        seq: cp.seq,
+        message: `Record ${cp.seq} differs from the ${what} signed ${new Date(cp.at_ms).toISOString()}: the chain was rewritten at or before it.`,
+      };
+    }
+    return undefined;
+  }
+
+  /**
+   * Signs the current head with the install key, keeps it, and POSTs it to the anchor receiver when one
+   * is configured (best effort: a failed POST is reported, not thrown).
+   */
+  async checkpoint(): Promise<CheckpointResult> {
+    if (!this.#keys || this.#opts.readOnly) throw new AppError('AUDIT_READ_ONLY', 'Checkpoints need the install key and a writable store.');
+    const head = this.head();
+    if (!head) throw new AppError('AUDIT_FAILED', 'There is nothing to checkpoint yet.');
+    const signed = await signCheckpoint({ ...head, at_ms: this.#now() }, this.#keys.privateKey, this.#keys.kid);
+    if (this.#closed) return { checkpoint: signed, anchored: false, error: { code: 'AUDIT_FAILED', message: 'The audit store is closed.' } };
+    this.#db
+      .prepare('INSERT INTO checkpoints (seq, hash, at_ms, jws) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO UPDATE SET hash = excluded.hash, at_ms = excluded.at_ms, jws = excluded.jws')
+      .run(signed.seq, signed.hash, signed.at_ms, signed.jws);
+    if (!this.#opts.anchorUrl) return { checkpoint: signed, anchored: false };
+    try {
+      await postAnchor(this.#opts.anchorUrl, signed, this.#opts.fetch);
+      if (!this.#closed) this.#db.prepare('UPDATE checkpoints SET anchored_at_ms = ? WHERE seq = ?').run(this.#now(), signed.seq);
+      return { checkpoint: signed, anchored: true };
+    } catch (e) {
+      return { checkpoint: signed, anchored: false, error: AppError.from(e, 'AUDIT_ANCHOR_FAILED').toWire() };
+    }
+  }
+
+  /** Signed checkpoints kept locally, oldest first. */
+  checkpoints(): SignedCheckpoint[] {
+    return this.#db.prepare('SELECT seq, hash, at_ms, jws FROM checkpoints ORDER BY seq').all() as unknown as SignedCheckpoint[];
+  }
+
+  /**
+   * Retention by age and/or count. Refuses on a chain that does not verify (pruning would destroy the
+   * evidence). Keeps the last removed record's `(seq, hash)` as the boundary the rest chains from, and
+   * appends a `system` record saying what was removed, so the removal is itself in the chain.
+   */
+  async prune(options: PruneOptions): Promise<PruneResult> {
+    if (!this.#insert) throw new AppError('AUDIT_READ_ONLY', 'This audit store was opened for reading only.');
+    let cutoff = 0;
+    if (options.maxAgeMs !== undefined) {
+      const row = this.#db.prepare('SELECT max(seq) AS s FROM records WHERE at_ms < ?').get(this.#now() - options.maxAgeMs) as { s: number | null };
+      cutoff = Math.max(cutoff, row.s ?? 0);
+    }
+    if (options.keepLast !== undefined) {
+      const head = this.#headStmt.get() as ChainHead | undefined;
+      if (head) cutoff = Math.max(cutoff, head.seq - options.keepLast);
+    }
+    const first = (this.#db.prepare('SELECT min(seq) AS s FROM records').get() as { s: number | null }).s;
+    if (first === null || cutoff < first) return { removed: 0, through: null };
+    const check = await this.verify();
+    if (!check.ok) throw new AppError('AUDIT_TAMPERED', `Retention refused: ${check.firstBad!.reason}`);
+    let removed = 0;
+    let through!: ChainHead;
+    let note!: StoredAuditRecord;
+    this.#tx(() => {
+      through = this.#db.prepare('SELECT seq, hash FROM records WHERE seq = ?').get(cutoff) as unknown as ChainHead;
+      removed = Number(this.#db.prepare('DELETE FROM records WHERE seq <= ?').run(cutoff).changes);
+      this.#db.prepare('DELETE FROM records_fts WHERE rowid <= ?').run(cutoff);
+      this.#setMeta('pruned_seq', String(through.seq));
+      this.#setMeta('pruned_hash', through.hash);
+      note = this.#appendInTx(
+        {
+          kind: 'system',
+          outcome: 'info',
+          user: null,
+          summary: `Retention removed ${removed} records through ${through.seq}; the chain continues from its hash ${through.hash}.`,
+        },
+        {},
+      );
+    });
+    this.#emit(note);
+    return { removed, through: { seq: through.seq, hash: through.hash } };
+  }
+
+  /** Waits for background checkpoints, then closes the database. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await Promise.allSettled([...this.#pending]);
+    this.#closed = true;
+    this.#listeners.clear();
+    this.#db.close();
+  }
+
+  #where(
+    f: AuditFilter,
+    before: number | undefined,
+    db: DatabaseSync = this.#db,
+  ): { clauses: string[]; params: SQLInputValue[]; fts: boolean } | null {
+    const clauses: string[] = [];
+    const params: SQLInputValue[] = [];
+    const fts = ftsQuery(f.search);
+    const seqCol = fts ? 'f.rowid' : 'r.seq';
+    if (fts) {
+      clauses.push('records_fts MATCH ?');
+      params.push(fts);
+    }
+    if (before !== undefined) {
+      clauses.push(`${seqCol} < ?`);
+      params.push(before);
+    }
+    const inList = (col: string, list: readonly (string | number)[] | undefined) => {
+      if (list === undefined) return;
+      clauses.push(list.length === 0 ? '0' : `r.${col} IN (${list.map(() => '?').join(',')})`);
+      params.push(...list);
+    };
+    inList('outcome', f.outcome);
+    inList('kind', f.kind);
+    inList('tier', f.tier);
+    if (f.tool !== undefined) {
+      clauses.push('r.tool = ?');
+      params.push(f.tool);
+    }
+    if (f.user !== undefined) {
+      // The user as a person names them (sub, name or email), resolved to subs through the small users table.
+      const subs = (
+        db.prepare('SELECT sub FROM users WHERE sub = ?1 OR name = ?1 COLLATE NOCASE OR email = ?1 COLLATE NOCASE').all(f.user) as { sub: string }[]
+      ).map((u) => u.sub);
+      inList('user_sub', subs);
+    }
+    // Time is monotonic in seq (append never moves the clock backwards), so a time window is a seq range.
+    if (f.from !== undefined) {
+      const row = db.prepare('SELECT seq FROM records WHERE at_ms >= ? ORDER BY at_ms LIMIT 1').get(toMs(f.from)) as { seq: number } | undefined;
+      if (!row) return null;
+      clauses.push(`${seqCol} >= ?`);
+      params.push(row.seq);
+    }
+    if (f.to !== undefined) {
+      const row = db.prepare('SELECT seq FROM records WHERE at_ms <= ? ORDER BY at_ms DESC LIMIT 1').get(toMs(f.to)) as { seq: number } | undefined;
+      if (!row) return null;
+      clauses.push(`${seqCol} <= ?`);
+      params.push(row.seq);
+    }
+    return { clauses, params, fts: fts !== undefined };
+  }
+
+  #tx(fn: () => void): void {
+    if (this.#closed) throw new AppError('AUDIT_FAILED', 'The audit store is closed.');
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      fn();
+      this.#db.exec('COMMIT');
+    } catch (e) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw e instanceof AppError ? e : AppError.from(e, 'AUDIT_FAILED', 'The audit record could not be written.');
+    }
+  }
+
+  #emit(record: StoredAuditRecord): void {
+    for (const l of this.#listeners) {
+      try {
+        l(record);
+      } catch {
+        // a listener's failure must not undo or block a committed record
+      }
+    }
+  }
+
+  #track(p: Promise<unknown>): void {
+    const q = p.catch(() => undefined).finally(() => this.#pending.delete(q));
+    this.#pending.add(q);
+  }
+
+  #meta(key: string): string | undefined {
+    return (this.#db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  #boundary(): (ChainHead & { at_ms: number }) | undefined {
+    const seq = this.#meta('pruned_seq');
+    const hash = this.#meta('pruned_hash');
+    return seq && hash ? { seq: Number(seq), hash, at_ms: 0 } : undefined;
+  }
+
+  #storedPublicKey(): JWK | undefined {
+    const s = this.#meta('public_jwk');
+    return s ? (JSON.parse(s) as JWK) : undefined;
+  }
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function toRecord(row: Row): StoredAuditRecord {
+  return { ...(JSON.parse(row.body) as Omit<StoredAuditRecord, 'hash'>), hash: row.hash } as StoredAuditRecord;
+}
+
+function toMs(v: string): number {
+  const ms = Date.parse(v);
+  if (!Number.isFinite(ms)) throw new AppError('INPUT_INVALID', 'A time filter is not a valid date.');
+  return ms;
+}
+
+function parseOr<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    throw new AppError('INPUT_INVALID', `The audit query is malformed at: ${r.error.issues.map((i) => i.path.join('.') || '(query)').join(', ')}.`);
+  }
+  return r.data;
+}
+
+/** FTS5 query from free text: each word a quoted prefix term, all required. Quoting keeps FTS syntax out. */
+function ftsQuery(text: string | undefined): string | undefined {
+  const words = text?.match(/[\p{L}\p{N}_]+/gu);
+  if (!words || words.length === 0) return undefined;
+  return words
+    .slice(0, 8)
+    .map((w) => `"${w}"*`)
+    .join(' ');
+}
+
+/** What text search finds: the words a person would look a call up by. HMAC'd values are left out. */
+function searchText(r: Omit<StoredAuditRecord, 'hash'>): string {
+  const parts: unknown[] = [
+    r.kind,
+    r.outcome,
+    r.tool,
+    r.target,
+    r.summary,
+    r.user?.sub,
+    r.user?.name,
+    r.user?.email,
+    r.client?.name,
+    r.error?.code,
+    r.error?.message,
+    ...Object.values(r.keys ?? {}),
+    ...r.hops.map((h) => h.code),
+  ];
+  const collect = (v: unknown): void => {
+    if (typeof v === 'string') {
+      if (!v.startsWith('hmac-sha256:')) parts.push(v);
+    } else if (typeof v === 'number') parts.push(String(v));
+    else if (Array.isArray(v)) v.forEach(collect);
+    else if (v && typeof v === 'object') Object.values(v).forEach(collect);
+  };
+  collect(r.args);
+  return parts.filter((p) => p !== undefined && p !== null && p !== '').join(' ').slice(0, 20_000);
+}
