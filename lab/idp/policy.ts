@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * The lab IdP's data-driven policy: which RAR entries (RFC 9396) a token exchange may turn into an
+ * OBO, for which credential (`vault_role`) and whom. The rules live in a JSON file so the decision is
+ * data, not code branches; this module only reads and applies them.
+ */
+
+const WhenSchema = z
+  .object({
+    type: z.string().min(1),
+    actions_any: z.array(z.string()).optional(),
+    actions_only: z.array(z.string()).optional(),
+    privileges_any: z.array(z.string()).optional(),
+    bounded: z.boolean().optional(),
+  })
+  .strict();
+
+const RuleSchema = z.union([
+  z.object({ when: WhenSchema, deny: z.string().min(1) }).strict(),
+  z
+    .object({
+      when: WhenSchema,
+      vault_role: z.string().min(1),
+      target: z.enum(['vault', 'resource']),
+      step_up: z.literal('push').optional(),
+    })
+    .strict(),
+]);
+
+export const PolicySchema = z
+  .object({
+    $comment: z.string().optional(),
+    version: z.literal(1),
+    vault_audience: z.string().min(1),
+    allowed_audiences: z.array(z.string().min(1)),
+    allowed_resource_patterns: z.array(z.string().min(1)),
+    rights: z.record(z.string(), z.array(z.string())),
+    rules: z.array(RuleSchema).min(1),
+    otherwise: z.string().min(1),
+  })
+  .strict();
+export type Policy = z.infer<typeof PolicySchema>;
+
+export const DEFAULT_POLICY_FILE = new URL('./policy.json', import.meta.url).pathname;
+
+export function loadPolicy(file: string = DEFAULT_POLICY_FILE): Policy {
+  const parsed = PolicySchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  if (!parsed.success) throw new Error(`lab IdP policy ${file} is invalid: ${z.prettifyError(parsed.error)}`);
+  for (const pattern of parsed.data.allowed_resource_patterns) new RegExp(pattern);
+  return parsed.data;
+}
+
+const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 lowercase hex>');
+const uri = z.string().refine((v) => URL.canParse(v), 'must be an absolute URI');
+
+/** RAR type schemas (the shared contract); the provider's RAR feature rejects anything else. */
+export const RAR_TYPES = {
+  postgres: z.object({
+    type: z.literal('postgres'),
+    locations: z.array(uri).min(1),
+    actions: z.array(z.string().regex(/^[A-Z][A-Z ]*$/, 'must be upper-case SQL command names')).min(1),
+    identifier: z.string().min(1).optional(),
+    tables: z.array(z.string().min(1)).min(1),
+    privileges: z.array(z.string().min(1)).optional(),
+    bounded: z.boolean().optional(),
+    statement_digest: digest.optional(),
+  }),
+  mcp_tool_call: z.object({
+    type: z.literal('mcp_tool_call'),
+    locations: z.array(uri).length(1),
+    actions: z.array(z.string().min(1)).min(1),
+    identifier: z.string().min(1),
+    argument_digest: digest,
+  }),
+  api_key: z.object({
+    type: z.literal('api_key'),
+    locations: z.array(uri).length(1),
+    actions: z.array(z.string().min(1)).min(1),
+    identifier: z.string().min(1),
+  }),
+} as const;
+
+export type AuthorizationDetail = { type: string; [k: string]: unknown };
+
+export type Decision =
+  | { outcome: 'deny'; description: string }
+  | { outcome: 'allow' | 'step_up'; vaultRole: string; target: 'vault' | 'resource'; location?: string };
+
+function matches(when: z.infer<typeof WhenSchema>, d: AuthorizationDetail): boolean {
+  if (when.type !== d.type) return false;
+  const actions = Array.isArray(d.actions) ? (d.actions as string[]) : [];
+  const privileges = Array.isArray(d.privileges) ? (d.privileges as string[]) : [];
+  if (when.actions_any && !actions.some((a) => when.actions_any!.includes(a))) return false;
+  if (when.actions_only && !(actions.length > 0 && actions.every((a) => when.actions_only!.includes(a)))) return false;
+  if (when.privileges_any && !privileges.some((p) => when.privileges_any!.includes(p))) return false;
+  if (when.bounded !== undefined && (d.bounded === true) !== when.bounded) return false;
+  return true;
+}
+
+/** Decides one RAR entry: the first matching rule wins; nothing matching is a tier-4 denial. */
+export function decideDetail(policy: Policy, detail: AuthorizationDetail): Decision {
+  for (const rule of policy.rules) {
+    if (!matches(rule.when, detail)) continue;
+    if ('deny' in rule) return { outcome: 'deny', description: rule.deny };
+    const locations = Array.isArray(detail.locations) ? (detail.locations as string[]) : [];
+    return {
+      outcome: rule.step_up ? 'step_up' : 'allow',
+      vaultRole: rule.vault_role,
+      target: rule.target,
+      ...(rule.target === 'resource' ? { location: locations[0] } : {}),
+    };
+  }
+  return { outcome: 'deny', description: policy.otherwise };
+}
+
+export function userMayUse(policy: Policy, role: string, vaultRole: string): boolean {
+  return (policy.rights[role] ?? []).includes(vaultRole);
+}
+
+export function targetAllowed(policy: Policy, t: { audience?: string; resource?: string }): boolean {
+  if (t.audience !== undefined) return policy.allowed_audiences.includes(t.audience);
+  if (t.resource !== undefined) return policy.allowed_resource_patterns.some((p) => new RegExp(p).test(t.resource!));
+  return false;
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}
+
+/**
+ * `sha256:<hex>` of the authorization details with object keys sorted (JSON, no whitespace): the
+ * call digest a Verify-style push carries in its transaction data, so an approval names one call.
+ */
+export function authorizationDetailsDigest(details: unknown): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(details))).digest('hex')}`;
+}
