@@ -79,6 +79,12 @@ export interface Connector {
   /** Validates arguments and classifies the call. Throws AppError (INPUT_INVALID, SQL_*, POLICY_BLOCKED). */
   plan(tool: string, args: Record<string, unknown>): Promise<CallPlan>;
   execute(ctx: ExecuteContext): Promise<CallToolResult>;
+  /**
+   * After revocation, checks at the target that the per-call credential no longer works (PostgreSQL:
+   * the role is gone). `gone` proves it; `present` means it still works; `unknown` when the target
+   * could not tell. Optional: connectors whose credential is the OBO itself have nothing to check.
+   */
+  verifyRevoked?(credential: Credential, signal: AbortSignal): Promise<'gone' | 'present' | 'unknown'>;
   /** Called when the tool list changes (remote upstreams). */
   onToolsChanged?(listener: () => void): () => void;
   close?(): Promise<void>;

@@ -60,7 +60,46 @@ export function createPostgresConnector(options: PostgresConnectorOptions): Conn
       const result = await runStatement(connection, ctx.credential.username, ctx.credential.password, ctx.oboJti, details, ctx.signal);
       return render(result, plan.tool);
     },
+    async verifyRevoked(credential, signal) {
+      if (credential.kind !== 'database') return 'unknown';
+      return roleStillLogsIn(connection, credential.username, credential.password, signal);
+    },
   };
+}
+
+/**
+ * Proves a revoked credential is dead by trying it: PostgreSQL answers 28P01/28000 once the role is
+ * dropped (or past VALID UNTIL). A successful login means the role is still there.
+ */
+export async function roleStillLogsIn(
+  connection: PostgresConnection,
+  user: string,
+  password: string,
+  signal: AbortSignal,
+): Promise<'gone' | 'present' | 'unknown'> {
+  const client = new pg.Client({
+    host: connection.host,
+    port: connection.port,
+    database: connection.database,
+    user,
+    password,
+    ssl: connection.ssl,
+    application_name: 'countersign-revoke-check',
+    connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
+  });
+  client.on('error', () => {});
+  const onAbort = (): void => void client.end().catch(() => {});
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await client.connect();
+    return 'present';
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    return code === '28P01' || code === '28000' ? 'gone' : 'unknown';
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    await client.end().catch(() => {});
+  }
 }
 
 function describeTools(location: string): Tool[] {

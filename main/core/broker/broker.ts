@@ -1,0 +1,374 @@
+/**
+ * The per-call broker (ARCHITECTURE.md "One tool call, hop by hop"): validate → classify (the
+ * connector's plan) → approve (the Approver port) → exchange (RFC 8693 + RFC 9396, every call) →
+ * Vault login and credential → execute → revoke in a `finally` and check the credential is dead →
+ * one audit record → answer. One AbortSignal runs through every hop; what a hop mints is revoked
+ * whatever happens after it, cancellation included.
+ */
+import { performance } from 'node:perf_hooks';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { AppError, type ErrorCode } from '../../../common/errors.ts';
+import type { AuditRecordInput, Hop, JoinKeys } from '../../../common/audit-record.ts';
+import type { AuditSink, TokenSource } from '../ports.ts';
+import type { CallPlan, Connector, Credential, ToolCallRequest, ToolHost } from '../connectors/types.ts';
+import type { Obo, TokenExchanger } from '../idp/token-exchange.ts';
+import type { VaultClient } from '../vault/client.ts';
+import { tierOneOnlyApprover, type Approver } from './approver.ts';
+
+export interface BrokerOptions {
+  connectors: Connector[];
+  tokens: TokenSource;
+  idp: TokenExchanger;
+  vault: VaultClient;
+  audit: AuditSink;
+  /** Asked for tier-2/3 calls. Without one, `tierOneOnlyApprover` refuses them. */
+  approver?: Approver;
+  /** One line per call and per problem; never a token, secret or password. */
+  log?: (line: string) => void;
+  /** Tags every audit record as written against the local lab. */
+  demo?: boolean;
+  /** Bounds on revocation: attempts of revoke-self, and how long to wait for the role to disappear. */
+  revoke?: { attempts?: number; checkWithinMs?: number; timeoutMs?: number };
+}
+
+export interface Broker extends ToolHost {
+  close(): Promise<void>;
+}
+
+const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> = {
+  CANCELLED: 'cancelled',
+  APPROVAL_TIMEOUT: 'timeout',
+  IDP_STEP_UP_TIMEOUT: 'timeout',
+  DB_TIMEOUT: 'timeout',
+  APPROVAL_DENIED: 'denied',
+  APPROVAL_UNAVAILABLE: 'denied',
+  POLICY_BLOCKED: 'denied',
+  IDP_DENIED: 'denied',
+  IDP_STEP_UP_DENIED: 'denied',
+  VAULT_PERMISSION_DENIED: 'denied',
+  VAULT_LOGIN_FAILED: 'denied',
+  DB_PERMISSION_DENIED: 'denied',
+};
+
+function hopOutcome(error: AppError): Hop['outcome'] {
+  const o = OUTCOME_BY_CODE[error.code];
+  return o === 'cancelled' ? 'cancelled' : o === 'timeout' ? 'timeout' : o === 'denied' ? 'denied' : 'error';
+}
+
+/** Per-call state: hops, join keys and the secrets to scrub from anything that leaves the call. */
+class CallTrace {
+  readonly hops: Hop[] = [];
+  readonly keys: JoinKeys = {};
+  readonly secrets = new Set<string>();
+
+  async hop<T>(name: Hop['name'], run: () => Promise<T>, detail?: (value: T) => string | undefined): Promise<T> {
+    const start = performance.now();
+    try {
+      const value = await run();
+      const d = detail?.(value);
+      this.hops.push({ name, outcome: 'ok', ms: round(performance.now() - start), ...(d ? { detail: d } : {}) });
+      return value;
+    } catch (error) {
+      const e = AppError.from(error);
+      this.hops.push({ name, outcome: hopOutcome(e), ms: round(performance.now() - start), code: e.code });
+      throw e;
+    }
+  }
+
+  record(name: Hop['name'], outcome: Hop['outcome'], ms: number, extra: { code?: string; detail?: string } = {}): void {
+    this.hops.push({ name, outcome, ms: round(ms), ...extra });
+  }
+
+  /** Removes every secret this call has held from a text, raw and in its common encodings. */
+  scrub(text: string): string {
+    let out = text;
+    for (const s of this.secrets) {
+      if (!s) continue;
+      for (const form of encodings(s)) out = out.split(form).join('[redacted]');
+    }
+    return out;
+  }
+}
+
+function encodings(secret: string): string[] {
+  const forms = new Set([secret, encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1), Buffer.from(secret).toString('base64url')]);
+  if (secret.split('.').length === 3) for (const part of secret.split('.')) if (part.length >= 16) forms.add(part);
+  return [...forms];
+}
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+export function createBroker(options: BrokerOptions): Broker {
+  const approver = options.approver ?? tierOneOnlyApprover;
+  const log = options.log ?? (() => {});
+  const revokeAttempts = options.revoke?.attempts ?? 3;
+  const checkWithinMs = options.revoke?.checkWithinMs ?? 2_000;
+  const revokeTimeoutMs = options.revoke?.timeoutMs ?? 5_000;
+  const listeners = new Set<() => void>();
+  const unsubscribe = options.connectors.map((c) => c.onToolsChanged?.(() => listeners.forEach((l) => l())));
+  if (!options.approver) log('broker: no approver configured; tier-2 and tier-3 calls will be refused');
+
+  const connectorFor = (tool: string): Connector | undefined => options.connectors.find((c) => c.hasTool(tool));
+
+  async function callTool(request: ToolCallRequest): Promise<CallToolResult> {
+    const started = performance.now();
+    const trace = new CallTrace();
+    trace.keys.mcp_request_id = request.requestId;
+    trace.keys.mcp_session_id = request.sessionId;
+    const signal = request.signal;
+    const user = options.tokens.user();
+    let plan: CallPlan | undefined;
+    let result: CallToolResult | undefined;
+    let failure: AppError | undefined;
+    let revokeProblem: AppError | undefined;
+
+    try {
+      const connector = await trace.hop('validate', async () => {
+        signal.throwIfAborted();
+        const c = connectorFor(request.name);
+        if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${request.name}.`);
+        return c;
+      });
+      plan = await trace.hop('classify', () => connector.plan(request.name, request.args), (p) => `tier ${p.tier}: ${p.reason}`);
+      const p = plan;
+      if (p.tier === 4) {
+        trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
+        throw new AppError('POLICY_BLOCKED', `Countersign's policy blocks this call (tier 4: ${p.reason}); it was not sent to your identity provider.`);
+      }
+      if (p.tier === 1) {
+        trace.record('approval', 'skipped', 0);
+      } else {
+        const decision = await trace.hop(
+          'approval',
+          async () => {
+            const d = await approver.approve(p, { requestId: request.requestId, sessionId: request.sessionId, client: request.client, user, progress: request.progress }, signal);
+            signal.throwIfAborted();
+            if (d.outcome === 'denied') throw new AppError('APPROVAL_DENIED', d.reason ?? 'You declined this call.');
+            if (d.outcome === 'timeout') throw new AppError('APPROVAL_TIMEOUT', d.reason ?? 'Nobody answered the approval in time, so the call was refused.');
+            return d;
+          },
+          (d) => `${d.outcome}${d.approvalId ? ` approval=${d.approvalId}` : ''}`,
+        );
+        if (decision.outcome === 'cached') trace.hops[trace.hops.length - 1]!.outcome = 'cached';
+      }
+
+      result = await runWithCredential(connector, p, request, trace, user?.sub);
+    } catch (error) {
+      failure = AppError.from(error);
+      if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
+    }
+
+    const revokeFailure = trace.hops.find((h) => (h.name === 'revoke' || h.name === 'revoke_check') && h.outcome !== 'ok' && h.outcome !== 'skipped');
+    if (revokeFailure) revokeProblem = new AppError('VAULT_REVOKE_FAILED', 'The per-call credential could not be shown revoked; it expires on its own within its 60 s lifetime.');
+
+    const durationMs = round(performance.now() - started);
+    const outcome: AuditRecordInput['outcome'] = failure ? (OUTCOME_BY_CODE[failure.code] ?? 'error') : 'success';
+    const errorWire = failure ? { code: failure.code, message: trace.scrub(failure.message) } : undefined;
+    const record: AuditRecordInput = {
+      kind: 'tool_call',
+      outcome,
+      user: user ? { sub: user.sub, ...(user.name ? { name: user.name } : {}), ...(user.email ? { email: user.email } : {}) } : null,
+      client: request.client,
+      tool: request.name,
+      ...(plan ? { tier: plan.tier, target: plan.target, authorization_details: plan.authorizationDetails } : {}),
+      args: request.args,
+      hops: trace.hops.map((h) => (h.detail ? { ...h, detail: trace.scrub(h.detail).slice(0, 2000) } : h)),
+      keys: trace.keys,
+      ...(errorWire ? { error: errorWire } : {}),
+      summary: summary(request.name, plan, outcome, revokeProblem),
+      ...(options.demo ? { demo: true } : {}),
+      duration_ms: durationMs,
+    };
+    let audited = true;
+    try {
+      await options.audit.append(record);
+    } catch (error) {
+      audited = false;
+      log(`broker: audit append failed for request ${String(request.requestId)} (${AppError.from(error, 'AUDIT_FAILED').code})`);
+    }
+    log(
+      `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
+    );
+    if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
+    if (!audited) {
+      return errorResult(
+        new AppError('AUDIT_FAILED', failure ? `${errorWire!.message} The audit record could not be written either.` : 'The call ran, but its audit record could not be written; check the audit store.'),
+      );
+    }
+    if (failure) return errorResult(new AppError(failure.code, errorWire!.message));
+    return result!;
+  }
+
+  async function runWithCredential(
+    connector: Connector,
+    plan: CallPlan,
+    request: ToolCallRequest,
+    trace: CallTrace,
+    expectedSub: string | undefined,
+  ): Promise<CallToolResult> {
+    const signal = request.signal;
+    let vaultToken: string | undefined;
+    let credential: Credential | undefined;
+    try {
+      const obo = await trace.hop(
+        'exchange',
+        async () => {
+          const subjectToken = await options.tokens.getAccessToken(signal);
+          trace.secrets.add(subjectToken);
+          const o = await options.idp.exchange({
+            subjectToken,
+            authorizationDetails: plan.authorizationDetails,
+            ...(plan.audience ? { audience: plan.audience } : {}),
+            ...(plan.resource ? { resource: plan.resource } : {}),
+            dpopKeyPair: options.tokens.dpopKeyPair(),
+            ...(expectedSub ? { expectedSub } : {}),
+            approvalMessage: `Countersign: ${plan.tool} on ${plan.target} (${plan.reason})`,
+            signal,
+            onProgress: request.progress,
+          });
+          trace.secrets.add(o.token);
+          return o;
+        },
+        (o: Obo) => `vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
+      );
+      trace.keys.obo_jti = obo.jti;
+      if (obo.steppedUp) trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
+
+      const c = plan.credential;
+      if (c.kind === 'obo') {
+        credential = { kind: 'obo' };
+      } else {
+        // Minting requests are not cancelled mid-flight: what Vault mints must come back to be revoked.
+        const login = await trace.hop(
+          'vault_login',
+          async () => {
+            const l = await options.vault.loginJwt(c.authMount, obo.vaultRole, obo.token);
+            trace.secrets.add(l.token);
+            vaultToken = l.token;
+            return l;
+          },
+          (l) => `request_id=${l.requestId} role=${obo.vaultRole}`,
+        );
+        trace.keys.vault_accessor = login.accessor;
+        trace.keys.vault_request_id = login.requestId;
+        signal.throwIfAborted();
+        if (c.kind === 'vault-database') {
+          const dbRole = c.role === obo.vaultRole ? c.dbRole : obo.vaultRole;
+          const creds = await trace.hop(
+            'vault_creds',
+            async () => {
+              const r = await options.vault.databaseCreds(login.token, c.dbMount, dbRole);
+              trace.secrets.add(r.password);
+              credential = { kind: 'database', username: r.username, password: r.password };
+              return r;
+            },
+            (r) => `request_id=${r.requestId} ttl=${r.leaseDuration}s`,
+          );
+          trace.keys.vault_request_id = creds.requestId;
+          trace.keys.lease_id = creds.leaseId;
+          trace.keys.db_role = creds.username;
+        } else {
+          const secret = await trace.hop('vault_creds', () => options.vault.kvRead(login.token, c.kvMount, c.path), (r) => `request_id=${r.requestId}`);
+          trace.keys.vault_request_id = secret.requestId;
+          const value = secret.data[c.field];
+          if (typeof value !== 'string' || value.length === 0) throw new AppError('VAULT_BAD_RESPONSE', `The secret at ${c.path} has no ${c.field} field.`);
+          trace.secrets.add(value);
+          credential = { kind: 'api-key', apiKey: value };
+        }
+        signal.throwIfAborted();
+      }
+
+      const cred = credential!;
+      return await trace.hop('execute', () =>
+        connector.execute({
+          plan,
+          args: request.args,
+          obo: obo.token,
+          oboJti: obo.jti,
+          credential: cred,
+          signal,
+          progress: request.progress,
+          note: (keys) => {
+            if (keys.db_role) trace.keys.db_role = keys.db_role;
+            if (keys.upstream_request_id) trace.keys.upstream_request_id = keys.upstream_request_id;
+          },
+        }),
+      );
+    } finally {
+      await revoke(connector, trace, vaultToken, credential);
+    }
+  }
+
+  /** revoke-self (leases go with the token), retried with a bound; then prove the credential is dead. */
+  async function revoke(connector: Connector, trace: CallTrace, vaultToken: string | undefined, credential: Credential | undefined): Promise<void> {
+    if (!vaultToken) return;
+    const start = performance.now();
+    let revoked = false;
+    let lastCode: string | undefined;
+    let attempts = 0;
+    for (; attempts < revokeAttempts && !revoked; attempts += 1) {
+      if (attempts > 0) await delay(100 * 3 ** (attempts - 1));
+      try {
+        await options.vault.revokeSelf(vaultToken, AbortSignal.timeout(revokeTimeoutMs));
+        revoked = true;
+      } catch (error) {
+        const e = AppError.from(error);
+        lastCode = e.code;
+        // 403: the token is already invalid (expired or revoked), and its leases with it.
+        if (e.code === 'VAULT_PERMISSION_DENIED') break;
+      }
+    }
+    trace.record('revoke', revoked ? 'ok' : 'error', performance.now() - start, {
+      ...(revoked ? {} : { code: lastCode ?? 'VAULT_REVOKE_FAILED' }),
+      detail: `attempts=${attempts}`,
+    });
+    if (!revoked) log(`broker: revoke-self failed (${lastCode}); the credential expires at its TTL`);
+
+    if (!credential || credential.kind !== 'database' || !connector.verifyRevoked) return;
+    const checkStart = performance.now();
+    const deadline = Date.now() + checkWithinMs;
+    let state: 'gone' | 'present' | 'unknown';
+    let checks = 0;
+    while (true) {
+      checks += 1;
+      state = await connector.verifyRevoked(credential, AbortSignal.timeout(revokeTimeoutMs)).catch(() => 'unknown' as const);
+      if (state === 'gone' || Date.now() >= deadline) break;
+      await delay(Math.min(50 * checks, 250));
+    }
+    trace.record('revoke_check', state === 'gone' ? 'ok' : 'error', performance.now() - checkStart, {
+      ...(state === 'gone' ? {} : { code: 'VAULT_REVOKE_FAILED' }),
+      detail: `role ${state} after ${checks} check(s)`,
+    });
+    if (state !== 'gone') log(`broker: database role ${credential.username} still ${state} after revocation`);
+  }
+
+  return {
+    async listTools(): Promise<Tool[]> {
+      const lists = await Promise.all(options.connectors.map((c) => c.listTools()));
+      return lists.flat();
+    },
+    callTool,
+    onToolsChanged(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      for (const u of unsubscribe) u?.();
+      await Promise.all(options.connectors.map((c) => c.close?.()));
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function summary(tool: string, plan: CallPlan | undefined, outcome: string, revokeProblem: AppError | undefined): string {
+  const base = plan ? `${tool} on ${plan.target}: ${plan.reason} → ${outcome}` : `${tool} → ${outcome}`;
+  return (revokeProblem ? `${base}; revocation not confirmed` : base).slice(0, 500);
+}
+
+/** MCP tool execution error (STANDARDS.md §6): `isError` with a reason a person can act on. */
+export function errorResult(error: AppError): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: `${error.message} [${error.code}]` }] };
+}

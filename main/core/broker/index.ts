@@ -1,0 +1,2 @@
+export { createBroker, errorResult, type Broker, type BrokerOptions } from './broker.ts';
+export { tierOneOnlyApprover, type Approver, type ApprovalContext, type ApprovalDecision } from './approver.ts';
