@@ -1,0 +1,353 @@
+/**
+ * Approvals (ARCHITECTURE.md, "Approve"). Tier 1 needs none. Tier 2 (writes): one approval covers writes
+ * of the same statement class to the same tables under a row ceiling, per user and MCP session, for 30
+ * minutes by default; visible and revocable, cleared on sign-out. Tier 3 (sensitive): a fresh approval
+ * every call, single-use and bound to the digest of the exact bytes that will run and the RAR. Deny is
+ * the default; a time-out is a deny and comes before the MCP client's own request time-out (the SDK
+ * client gives up at 60 s); Claude's cancellation closes the prompt. Parallel calls each get their own
+ * prompt, shown in arrival order. Tiers only add approvals: this service never allows a call the IdP,
+ * Vault or the database would refuse.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { ApprovalDecision, ApprovalView } from '../../../common/approval-view.ts';
+import type { CachedApproval, PendingApproval } from '../../../common/contract.ts';
+import { AppError } from '../../../common/errors.ts';
+import type { CallPlan } from '../connectors/types.ts';
+import type { AuditSink, UserIdentity } from '../ports.ts';
+import type { Prompter } from './prompter.ts';
+import { makeVisible, renderArguments, truncate, visibleName } from './render.ts';
+
+export const DEFAULT_CACHE_TTL_MS = 30 * 60_000;
+export const DEFAULT_TIMEOUT_MS = 45_000;
+const PROGRESS_EVERY_MS = 5_000;
+
+export interface ApprovalRequest {
+  plan: CallPlan;
+  args: Record<string, unknown>;
+  user: UserIdentity;
+  sessionId: string;
+  client?: { name?: string; version?: string; pid?: number };
+  signal: AbortSignal;
+  /** Progress to the MCP client while the person decides (resets its request time-out). */
+  progress?(message: string): void;
+}
+
+export type ApprovalOutcome = 'not_required' | 'approved' | 'cached' | 'denied' | 'timeout' | 'cancelled';
+
+export interface ApprovalResult {
+  outcome: ApprovalOutcome;
+  approvalId?: string;
+  /** sha256 over the exact bytes, the RAR, the tool and the target. */
+  digest: string;
+  ms: number;
+}
+
+interface Pending {
+  entry: PendingApproval;
+  view: ApprovalView;
+  resolve(decision: ApprovalDecision): void;
+}
+
+interface Cached {
+  entry: CachedApproval;
+  key: string;
+  user: string;
+  session: string;
+  rowCeiling: number;
+}
+
+export interface ApprovalServiceOptions {
+  prompter: Prompter;
+  audit?: AuditSink;
+  cacheTtlMs?: number;
+  timeoutMs?: number;
+  now?: () => number;
+  demo?: boolean;
+}
+
+export function callDigest(plan: Pick<CallPlan, 'bytes' | 'authorizationDetails' | 'tool' | 'target'>): string {
+  const canonical = JSON.stringify([plan.tool, plan.target, plan.bytes, plan.authorizationDetails]);
+  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+}
+
+function describeDetail(d: CallPlan['authorizationDetails'][number]): string {
+  const parts = [d.type];
+  if (d.actions?.length) parts.push(d.actions.join(', '));
+  const tables = Array.isArray(d.tables) ? (d.tables as unknown[]).map(String) : d.identifier ? [d.identifier] : [];
+  if (tables.length) parts.push(`on ${tables.join(', ')}`);
+  if (d.privileges?.length) parts.push(`privileges: ${d.privileges.join(', ')}`);
+  if (d.locations?.length) parts.push(`at ${d.locations.join(', ')}`);
+  return truncate(makeVisible(parts.join(' · ')), 300);
+}
+
+export class ApprovalService {
+  readonly #prompter: Prompter;
+  readonly #audit?: AuditSink;
+  readonly #ttl: number;
+  readonly #timeout: number;
+  readonly #now: () => number;
+  readonly #demo: boolean;
+  readonly #pending = new Map<string, Pending>();
+  readonly #cache = new Map<string, Cached>();
+  readonly #listeners = new Set<() => void>();
+  /** Prompts go to the person one at a time, in arrival order. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ApprovalServiceOptions) {
+    this.#prompter = options.prompter;
+    this.#audit = options.audit;
+    this.#ttl = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
+    this.#timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#now = options.now ?? Date.now;
+    this.#demo = options.demo ?? false;
+    if (this.#timeout >= 60_000) {
+      throw new AppError('CONFIG_INVALID', 'The approval time-out must be shorter than the MCP client request time-out (60 s).');
+    }
+  }
+
+  get timeoutMs(): number {
+    return this.#timeout;
+  }
+
+  async approve(request: ApprovalRequest): Promise<ApprovalResult> {
+    const started = this.#now();
+    const { plan } = request;
+    const digest = callDigest(plan);
+    const ms = () => Math.max(0, this.#now() - started);
+    if (plan.tier === 1) return { outcome: 'not_required', digest, ms: 0 };
+    if (plan.tier === 4) throw new AppError('POLICY_BLOCKED', `${plan.tool} is blocked by policy (tier 4): ${plan.reason}.`);
+    if (request.signal.aborted) return { outcome: 'cancelled', digest, ms: 0 };
+
+    if (plan.tier === 2) {
+      const hit = this.#findCached(request);
+      if (hit) {
+        hit.entry.uses += 1;
+        this.#changed();
+        const result: ApprovalResult = { outcome: 'cached', approvalId: hit.entry.id, digest, ms: ms() };
+        await this.#record(request, result, 'cache');
+        return result;
+      }
+    }
+
+    const id = randomUUID();
+    const requestedAt = new Date(this.#now());
+    const expiresAt = new Date(requestedAt.getTime() + this.#timeout);
+    const view = this.#view(id, request, digest, requestedAt, expiresAt);
+    const entry: PendingApproval = {
+      id,
+      tool: plan.tool,
+      target: plan.target,
+      tier: plan.tier,
+      reason: plan.reason,
+      authorization_details: plan.authorizationDetails,
+      args: request.args,
+      bytes: plan.bytes,
+      digest,
+      client: request.client,
+      requestedAt: requestedAt.toISOString(),
+      expiresAt: expiresAt.toISOString(),
+    };
+
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => ((timedOut = true), controller.abort()), this.#timeout);
+    const onAbort = () => controller.abort();
+    request.signal.addEventListener('abort', onAbort, { once: true });
+    const ticker = request.progress
+      ? setInterval(() => {
+          const left = Math.max(0, Math.round((expiresAt.getTime() - Date.now()) / 1000));
+          request.progress?.(`Waiting for your approval in Countersign (${left} s left)…`);
+        }, PROGRESS_EVERY_MS)
+      : undefined;
+    request.progress?.('Waiting for your approval in Countersign…');
+
+    let decision: ApprovalDecision;
+    try {
+      decision = await new Promise<ApprovalDecision>((resolve) => {
+        let settled = false;
+        const settle = (d: ApprovalDecision) => {
+          if (settled) return;
+          settled = true;
+          this.#pending.delete(id);
+          this.#changed();
+          controller.abort();
+          resolve(d);
+        };
+        this.#pending.set(id, { entry, view, resolve: settle });
+        this.#changed();
+        controller.signal.addEventListener('abort', () => settle('deny'), { once: true });
+        this.#queue = this.#queue.then(async () => {
+          if (settled) return;
+          try {
+            settle(await this.#prompter.prompt(view, controller.signal));
+          } catch {
+            settle('deny');
+          }
+        });
+      });
+    } finally {
+      clearTimeout(timer);
+      if (ticker) clearInterval(ticker);
+      request.signal.removeEventListener('abort', onAbort);
+    }
+
+    const outcome: ApprovalOutcome = request.signal.aborted
+      ? 'cancelled'
+      : timedOut
+        ? 'timeout'
+        : decision === 'approve'
+          ? 'approved'
+          : 'denied';
+    if (outcome === 'approved' && plan.tier === 2 && plan.approvalScope) this.#remember(request, id);
+    const result: ApprovalResult = { outcome, approvalId: id, digest, ms: ms() };
+    await this.#record(request, result, 'person');
+    return result;
+  }
+
+  /** The headless approval card's answer. The digest must be the one shown: an approval cannot be moved to other arguments. */
+  decide(id: string, decision: ApprovalDecision, digest: string): void {
+    const p = this.#pending.get(id);
+    if (!p) throw new AppError('INPUT_INVALID', 'That approval is no longer pending.');
+    if (p.entry.digest !== digest) {
+      throw new AppError('INPUT_INVALID', 'That approval was shown for a different call; it was not applied.');
+    }
+    p.resolve(decision);
+  }
+
+  /** Deny from the app window's pending list (which, on the desktop, cannot approve). */
+  deny(id: string): void {
+    const p = this.#pending.get(id);
+    if (!p) throw new AppError('INPUT_INVALID', 'That approval is no longer pending.');
+    p.resolve('deny');
+  }
+
+  revoke(id: string): void {
+    for (const [key, c] of this.#cache) if (c.entry.id === id) this.#cache.delete(key);
+    this.#changed();
+  }
+
+  /** Sign-out forgets every cached approval and denies every pending one. */
+  clear(): void {
+    this.#cache.clear();
+    for (const p of [...this.#pending.values()]) p.resolve('deny');
+    this.#changed();
+  }
+
+  pending(): PendingApproval[] {
+    return [...this.#pending.values()].map((p) => p.entry);
+  }
+
+  cached(): CachedApproval[] {
+    this.#expire();
+    return [...this.#cache.values()].map((c) => c.entry);
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const l of this.#listeners) l();
+  }
+
+  #scopeKey(request: ApprovalRequest): string | null {
+    const scope = request.plan.approvalScope;
+    if (!scope) return null;
+    return JSON.stringify([request.user.sub, request.sessionId, request.plan.connector, request.plan.target, scope.statementClass]);
+  }
+
+  #expire(): void {
+    const now = this.#now();
+    for (const [key, c] of this.#cache) if (Date.parse(c.entry.expiresAt) <= now) this.#cache.delete(key);
+  }
+
+  #findCached(request: ApprovalRequest): Cached | null {
+    this.#expire();
+    const scope = request.plan.approvalScope;
+    const key = this.#scopeKey(request);
+    if (!scope || !key) return null;
+    const wanted = scope.rowCeiling ?? Number.POSITIVE_INFINITY;
+    for (const c of this.#cache.values()) {
+      if (c.key !== key) continue;
+      if (!scope.targets.every((t) => c.entry.targets.includes(t))) continue;
+      if (wanted > c.rowCeiling) continue;
+      return c;
+    }
+    return null;
+  }
+
+  #remember(request: ApprovalRequest, id: string): void {
+    const scope = request.plan.approvalScope!;
+    const key = this.#scopeKey(request)!;
+    const now = this.#now();
+    const entry: CachedApproval = {
+      id,
+      tool: request.plan.tool,
+      target: request.plan.target,
+      statementClass: scope.statementClass,
+      targets: [...scope.targets].sort(),
+      rowCeiling: scope.rowCeiling,
+      grantedAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + this.#ttl).toISOString(),
+      uses: 0,
+    };
+    this.#cache.set(`${key}:${entry.targets.join(',')}:${scope.rowCeiling ?? 'inf'}`, {
+      entry,
+      key,
+      user: request.user.sub,
+      session: request.sessionId,
+      rowCeiling: scope.rowCeiling ?? Number.POSITIVE_INFINITY,
+    });
+    this.#changed();
+  }
+
+  #view(id: string, request: ApprovalRequest, digest: string, requestedAt: Date, expiresAt: Date): ApprovalView {
+    const { plan } = request;
+    const scope = plan.approvalScope;
+    return {
+      id,
+      tier: plan.tier as 2 | 3,
+      tool: visibleName(plan.tool),
+      target: truncate(makeVisible(plan.target), 200),
+      summary: truncate(makeVisible(`${plan.reason} (tier ${plan.tier})`), 300),
+      authorization: plan.authorizationDetails.map(describeDetail),
+      argumentsText: renderArguments(request.args),
+      digest,
+      scope:
+        plan.tier === 2 && scope
+          ? `${scope.statementClass} on ${scope.targets.map(visibleName).join(', ')}` +
+            `${scope.rowCeiling !== undefined ? `, at most ${scope.rowCeiling} rows` : ''}, in this Claude session for ${Math.round(this.#ttl / 60_000)} minutes`
+          : undefined,
+      requestedAt: requestedAt.toISOString(),
+      expiresAt: expiresAt.toISOString(),
+    };
+  }
+
+  async #record(request: ApprovalRequest, result: ApprovalResult, by: 'person' | 'cache'): Promise<void> {
+    if (!this.#audit) return;
+    const outcome =
+      result.outcome === 'approved' || result.outcome === 'cached'
+        ? 'success'
+        : result.outcome === 'denied'
+          ? 'denied'
+          : result.outcome === 'timeout'
+            ? 'timeout'
+            : 'cancelled';
+    await this.#audit.append({
+      kind: 'approval',
+      outcome,
+      user: request.user,
+      client: request.client,
+      tool: request.plan.tool,
+      tier: request.plan.tier,
+      target: request.plan.target,
+      authorization_details: request.plan.authorizationDetails,
+      hops: [{ name: 'approval', outcome: result.outcome === 'approved' ? 'ok' : result.outcome === 'cached' ? 'cached' : result.outcome === 'denied' ? 'denied' : result.outcome === 'timeout' ? 'timeout' : 'cancelled', ms: result.ms }],
+      keys: { mcp_session_id: request.sessionId },
+      summary: `${by === 'cache' ? 'Covered by a cached approval' : result.outcome === 'approved' ? 'Approved by the user' : `Approval ${result.outcome}`} (${result.digest.slice(0, 19)}…)`,
+      demo: this.#demo || undefined,
+      duration_ms: result.ms,
+    });
+  }
+}
