@@ -162,6 +162,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       response_types: ['code'],
       id_token_signed_response_alg: 'ES256',
       token_endpoint_auth_method: 'private_key_jwt',
+      authorization_details_types: Object.keys(RAR_TYPES),
     },
     acrValues: [ACR_PASSWORD, ACR_MFA],
     conformIdTokenClaims: false,
