@@ -385,6 +385,13 @@ describe('Verify-style push step-up', () => {
     expect(res.status).toBe(400);
   });
 
+  it('accepts the digest of the whole authorization details when the call names none of its own', async () => {
+    const details = readDetails({ privileges: ['sensitive'] });
+    const c = await challenge(details);
+    expect((await startPush(c, { message: 'x', digest: digest('c') })).status).toBe(400);
+    expect((await startPush(c, { message: 'x', digest: authorizationDetailsDigest(details) })).status).toBe(202);
+  });
+
   it('refuses the second leg when the authorization details differ from what was approved', async () => {
     const c = await challenge();
     const { transactionUri, id } = (await (await startPush(c, { digest: digest('c') })).json()) as { transactionUri: string; id: string };
