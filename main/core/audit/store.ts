@@ -755,14 +755,19 @@ function parseOr<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   return r.data;
 }
 
-/** FTS5 query from free text: each word a quoted prefix term, all required. Quoting keeps FTS syntax out. */
+/**
+ * FTS5 query from free text: each whitespace-separated word becomes a quoted phrase of its tokens with
+ * the last one a prefix (`jti-42` finds `jti-42…`), all words required. Only letters and digits reach
+ * the query, inside quotes, so no FTS syntax can be injected.
+ */
 function ftsQuery(text: string | undefined): string | undefined {
-  const words = text?.match(/[\p{L}\p{N}_]+/gu);
-  if (!words || words.length === 0) return undefined;
-  return words
+  const phrases = (text ?? '')
+    .split(/\s+/)
+    .map((w) => w.match(/[\p{L}\p{N}_]+/gu))
+    .filter((t): t is RegExpMatchArray => t !== null)
     .slice(0, 8)
-    .map((w) => `"${w}"*`)
-    .join(' ');
+    .map((t) => `"${t.join(' ')}"*`);
+  return phrases.length > 0 ? phrases.join(' ') : undefined;
 }
 
 /** What text search finds: the words a person would look a call up by. HMAC'd values are left out. */

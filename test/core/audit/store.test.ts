@@ -1,0 +1,249 @@
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditRecord } from '../../../common/audit-record.ts';
+import { AppError } from '../../../common/errors.ts';
+import { MIGRATIONS } from '../../../main/core/audit/schema.ts';
+import { AuditStore, DB_FILE, GENESIS_HASH, sha256 } from '../../../main/core/audit/store.ts';
+import { canonicalJson } from '../../../main/core/audit/canonical-json.ts';
+import { memorySecretStore, tempDir, toolCall } from './fixtures.ts';
+
+describe('appending and reading', () => {
+  const dir = tempDir();
+  let store: AuditStore;
+  const seen: AuditRecord[] = [];
+
+  beforeAll(async () => {
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    store = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore(), now: () => (t += 60_000) });
+    store.onAppend((r) => seen.push(r));
+    for (let i = 0; i < 200; i++) await store.append(toolCall(i));
+  });
+  afterAll(async () => {
+    await store.close();
+    dir[Symbol.dispose]();
+  });
+
+  it('chains each record to the previous one by the SHA-256 of its canonical JSON', () => {
+    const first = store.get(1)!;
+    expect(first.prev_hash).toBe(GENESIS_HASH);
+    const { hash, ...unhashed } = store.get(2)!;
+    expect(hash).toBe(sha256(canonicalJson(unhashed)));
+    expect(unhashed.prev_hash).toBe(first.hash);
+  });
+
+  it('returns from get() exactly what append() returned and told its listeners', () => {
+    expect(seen).toHaveLength(200);
+    expect(store.get(37)).toEqual(seen[36]);
+    expect(store.get(999)).toBeNull();
+  });
+
+  it('pages newest first with a seq cursor that reaches the oldest record exactly once', () => {
+    const all: number[] = [];
+    let before: number | undefined;
+    for (;;) {
+      const p = store.page({ limit: 64, ...(before ? { before } : {}) });
+      all.push(...p.records.map((r) => r.seq));
+      if (p.next_before === null) break;
+      before = p.next_before;
+    }
+    expect(all).toEqual(Array.from({ length: 200 }, (_, i) => 200 - i));
+  });
+
+  it('filters by outcome, tier, tool and kind, and counts what it filters', () => {
+    const p = store.page({ filter: { outcome: ['denied'], tool: 'delete_patient' }, limit: 500 });
+    const expected = Array.from({ length: 200 }, (_, i) => i)
+      .filter((i) => i % 8 === 3 && i % 5 === 3)
+      .map((i) => i + 1)
+      .reverse();
+    expect(p.records.map((r) => r.seq)).toEqual(expected);
+    expect(p.total).toBe(expected.length);
+    expect(store.count({ tier: [2, 3] })).toBe(100);
+    expect(store.count({ kind: ['sign_in'] })).toBe(0);
+    expect(store.count()).toBe(200);
+  });
+
+  it('filters by the user as a person names them: sub, name or email', () => {
+    const bySub = store.page({ filter: { user: 'user-3' }, limit: 500 }).records.map((r) => r.seq);
+    expect(bySub.length).toBeGreaterThan(0);
+    expect(store.page({ filter: { user: 'USER3@clinic.example' }, limit: 500 }).records.map((r) => r.seq)).toEqual(bySub);
+    expect(store.page({ filter: { user: 'User 3' }, limit: 500 }).records.map((r) => r.seq)).toEqual(bySub);
+    expect(store.page({ filter: { user: 'nobody' } }).records).toEqual([]);
+  });
+
+  it('filters by a time window, inclusive at both ends', () => {
+    const from = store.get(10)!.at;
+    const to = store.get(20)!.at;
+    expect(store.page({ filter: { from, to }, limit: 500 }).records.map((r) => r.seq)).toEqual(Array.from({ length: 11 }, (_, i) => 20 - i));
+    expect(store.page({ filter: { from: '2030-01-01T00:00:00Z' } }).records).toEqual([]);
+  });
+
+  it('finds records by words in the tool, summary, join keys and arguments, as prefixes', () => {
+    expect(store.page({ filter: { search: 'jti-42' } }).records.map((r) => r.seq)).toEqual([43]);
+    expect(store.page({ filter: { search: 'v-jwt-clinic-199' } }).records.map((r) => r.seq)).toEqual([200]);
+    const upd = store.page({ filter: { search: 'update_app', outcome: ['denied'] }, limit: 500 }).records;
+    expect(upd.length).toBeGreaterThan(0);
+    expect(upd.every((r) => r.tool === 'update_appointment' && r.outcome === 'denied')).toBe(true);
+  });
+
+  it('treats search text as words, never as query syntax', () => {
+    expect(() => store.page({ filter: { search: '" OR * NEAR( -- ) AND' } })).not.toThrow();
+    // Nothing searchable left: no text filter at all.
+    expect(store.page({ filter: { search: '"")(*' } }).records).toHaveLength(100);
+  });
+
+  it('skips rows with offset for random access under a pinned head', () => {
+    const p = store.page({ before: 101, offset: 10, limit: 5 });
+    expect(p.records.map((r) => r.seq)).toEqual([90, 89, 88, 87, 86]);
+    expect(p.total).toBe(100);
+    expect(p.head).toBe(200);
+  });
+
+  it('rejects a malformed record without writing anything', async () => {
+    const before = store.stats().count;
+    await expect(store.append({ kind: 'tool_call', outcome: 'exploded', user: null } as never)).rejects.toMatchObject({ code: 'INPUT_INVALID' });
+    expect(store.stats().count).toBe(before);
+  });
+
+  it('rejects a malformed query with INPUT_INVALID', () => {
+    expect(() => store.page({ limit: 100000 })).toThrow(AppError);
+    expect(() => store.page({ filter: { from: 'yesterday-ish' } })).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
+  });
+
+  it('keeps time monotonic in seq even when the clock steps back', async () => {
+    const dir2 = tempDir();
+    using _ = dir2;
+    let t = 2_000_000;
+    const s = await AuditStore.open({ dataDir: dir2.path, secrets: memorySecretStore(), now: () => (t -= 1000) });
+    const a = await s.append(toolCall(1));
+    const b = await s.append(toolCall(2));
+    expect(Date.parse(b.at)).toBeGreaterThanOrEqual(Date.parse(a.at));
+    await s.close();
+  });
+
+  it('reports stats for the status view', () => {
+    const st = store.stats();
+    expect(st).toMatchObject({ count: 200, first_seq: 1, head: { seq: 200 }, pruned_through: null, last_checkpoint: null });
+    expect(st.by_outcome.denied).toBe(25);
+    expect(st.db_bytes).toBeGreaterThan(0);
+  });
+});
+
+describe('the database on disk', () => {
+  it('is created owner-only in the data directory, in WAL mode with synchronous=FULL, at the latest schema', async () => {
+    using dir = tempDir();
+    const dataDir = join(dir.path, 'data');
+    const s = await AuditStore.open({ dataDir, secrets: memorySecretStore() });
+    await s.append(toolCall(1));
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    await s.close();
+    const db = new DatabaseSync(join(dataDir, DB_FILE));
+    expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length });
+    db.close();
+  });
+
+  it('reopens an existing store, keeps its records and continues its chain', async () => {
+    using dir = tempDir();
+    const secrets = memorySecretStore();
+    const a = await AuditStore.open({ dataDir: dir.path, secrets });
+    const r1 = await a.append(toolCall(1));
+    await a.close();
+    const b = await AuditStore.open({ dataDir: dir.path, secrets });
+    const r2 = await b.append(toolCall(2));
+    expect(r2.prev_hash).toBe(r1.hash);
+    expect((await b.verify()).ok).toBe(true);
+    await b.close();
+  });
+
+  it('refuses to write without the keychain, and refuses appends when opened read-only', async () => {
+    using dir = tempDir();
+    await expect(AuditStore.open({ dataDir: dir.path })).rejects.toMatchObject({ code: 'CONFIG_MISSING' });
+    const w = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    await w.append(toolCall(1));
+    const r = await AuditStore.open({ dataDir: dir.path, readOnly: true });
+    await expect(r.append(toolCall(2))).rejects.toMatchObject({ code: 'AUDIT_READ_ONLY' });
+    expect(r.get(1)?.seq).toBe(1);
+    await r.close();
+    await w.close();
+  });
+
+  it('never writes a planted token, password or known secret to any file of the store', async () => {
+    using dir = tempDir();
+    const jwt = 'eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwbGFudGVkIn0.c2lnbmF0dXJlLXBsYW50ZWQ';
+    const vault = 'hvs.CAESIPlantedVaultTokenValue0123456789';
+    const dbPassword = 'A1a-planted-db-password-Zz9';
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore(), redaction: { hmacArgs: ['mrn'] } });
+    const r = await s.append(
+      toolCall(1, {
+        summary: `called with Authorization: Bearer ${jwt}`,
+        args: { sql: `SELECT '${dbPassword}'`, password: 'hunter2hunter2', nested: { list: [vault] }, mrn: 'MRN-100001' },
+        error: { code: 'DB_AUTH_FAILED', message: `login as v-role with ${dbPassword} failed` },
+        hops: [{ name: 'vault_login', outcome: 'ok', ms: 1, detail: `token ${vault}` }],
+      }),
+      { knownSecrets: [dbPassword] },
+    );
+    expect(r.args).toMatchObject({ password: '[redacted]', nested: { list: ['[redacted]'] }, mrn: expect.stringMatching(/^hmac-sha256:[0-9a-f]{64}$/) });
+    expect(r.redacted).toEqual(expect.arrayContaining(['/args/password: secret field', '/summary: jwt', '/args/sql: known secret']));
+    await s.close();
+    for (const f of readdirSync(dir.path)) {
+      const bytes = readFileSync(join(dir.path, f)).toString('latin1');
+      for (const secret of [jwt, vault, dbPassword, 'hunter2hunter2', 'MRN-100001', 'c2lnbmF0dXJlLXBsYW50ZWQ']) expect(bytes).not.toContain(secret);
+    }
+  });
+});
+
+describe('retention', () => {
+  it('removes records by count, keeps the boundary hash, and the rest still verifies', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    for (let i = 0; i < 30; i++) await s.append(toolCall(i));
+    const boundary = s.get(20)!;
+    const r = await s.prune({ keepLast: 10 });
+    expect(r).toEqual({ removed: 20, through: { seq: 20, hash: boundary.hash } });
+    expect(s.get(20)).toBeNull();
+    expect(s.get(21)!.prev_hash).toBe(boundary.hash);
+    const note = s.get(31)!;
+    expect(note).toMatchObject({ kind: 'system', outcome: 'info' });
+    expect(note.summary).toContain('through 20');
+    expect(await s.verify()).toMatchObject({ ok: true, checked: 11 });
+    expect(s.stats()).toMatchObject({ count: 11, first_seq: 21, pruned_through: { seq: 20 } });
+    expect(s.count()).toBe(11);
+    expect(s.page({ filter: { search: 'jti-5' } }).records).toEqual([]);
+    await s.close();
+  });
+
+  it('removes records by age', async () => {
+    using dir = tempDir();
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const day = 86_400_000;
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore(), now: () => t });
+    for (let i = 0; i < 10; i++) {
+      await s.append(toolCall(i));
+      t += day;
+    }
+    const r = await s.prune({ maxAgeMs: 3.5 * day });
+    // Days 0..6 are older than 3.5 days at day 10.
+    expect(r.removed).toBe(7);
+    expect(s.stats().first_seq).toBe(8);
+    expect((await s.verify()).ok).toBe(true);
+    await s.close();
+  });
+
+  it('detects a record deleted just after the retention boundary', async () => {
+    using dir = tempDir();
+    const secrets = memorySecretStore();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets });
+    for (let i = 0; i < 10; i++) await s.append(toolCall(i));
+    await s.prune({ keepLast: 5 });
+    await s.close();
+    const db = new DatabaseSync(join(dir.path, DB_FILE));
+    db.prepare('DELETE FROM records WHERE seq = 6').run();
+    db.close();
+    const again = await AuditStore.open({ dataDir: dir.path, secrets });
+    expect((await again.verify()).firstBad).toMatchObject({ seq: 6, kind: 'deleted' });
+    await expect(again.prune({ keepLast: 1 })).rejects.toMatchObject({ code: 'AUDIT_TAMPERED' });
+    await again.close();
+  });
+});
