@@ -12,7 +12,7 @@ export async function buildBridge({ outfile = `${root}dist/bridge.mjs` } = {}) {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node22',
+    target: 'node18',
     packages: 'external',
     legalComments: 'none',
     metafile: true,
@@ -25,8 +25,39 @@ export async function buildBridge({ outfile = `${root}dist/bridge.mjs` } = {}) {
   return { outfile, inputs };
 }
 
+/**
+ * Packs the MCP Bundle (.mcpb) Claude Desktop installs in one click: mcpb/manifest.json plus the
+ * bundled bridge as server/bridge.mjs, staged in a temporary directory and packed with `mcpb pack`.
+ */
+export async function packMcpb({ output = `${root}dist/countersign.mcpb` } = {}) {
+  const { mkdtemp, mkdir, copyFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { execFileSync } = await import('node:child_process');
+  const stage = await mkdtemp(join(tmpdir(), 'countersign-mcpb-'));
+  try {
+    await mkdir(join(stage, 'server'));
+    await copyFile(`${root}mcpb/manifest.json`, join(stage, 'manifest.json'));
+    await buildBridge({ outfile: join(stage, 'server', 'bridge.mjs') });
+    const cli = `${root}node_modules/@anthropic-ai/mcpb/dist/cli/cli.js`;
+    execFileSync(process.execPath, [cli, 'pack', stage, output], { stdio: 'pipe' });
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+  return { output };
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const at = process.argv.indexOf('--outfile');
-  const { outfile, inputs } = await buildBridge(at > 0 ? { outfile: process.argv[at + 1] } : {});
-  console.log(`bridge: ${outfile} (${inputs.length} sources)`);
+  const arg = (name) => {
+    const at = process.argv.indexOf(name);
+    return at > 0 ? process.argv[at + 1] : undefined;
+  };
+  if (process.argv.includes('--mcpb')) {
+    const { output } = await packMcpb(arg('--mcpb') ? { output: arg('--mcpb') } : {});
+    console.log(`bundle: ${output}`);
+  } else {
+    const outfile = arg('--outfile');
+    const { outfile: written, inputs } = await buildBridge(outfile ? { outfile } : {});
+    console.log(`bridge: ${written} (${inputs.length} sources)`);
+  }
 }
