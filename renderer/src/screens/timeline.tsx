@@ -1,0 +1,339 @@
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
+import type { AuditRecord } from '../../../common/audit-record.ts';
+import { AppError } from '../../../common/errors.ts';
+import { OUTCOMES } from '../../../common/audit-record.ts';
+import type { AuditFilter, VerifyResult } from '../../../common/contract.ts';
+import { Badge, ErrorNote, OUTCOME_TONE, formatMs, formatTime } from '../components/common.tsx';
+import { useAction, useEvent, useTransport } from '../lib/use-app.ts';
+import { CallDetail } from './call-detail.tsx';
+
+const PAGE = 100;
+const ROW_HEIGHT = 36;
+
+interface Snapshot {
+  /** `before` for every page of this view: records appended later do not shift rows. */
+  before: number;
+  total: number;
+  pages: Map<number, AuditRecord[]>;
+}
+
+function toIso(local: string): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
+function useDebounced<T>(value: T, ms: number): T {
+  const [v, setV] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setV(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return v;
+}
+
+function IntegrityBadge() {
+  const transport = useTransport();
+  const [result, setResult] = useState<VerifyResult | null>(null);
+  const action = useAction();
+  const verify = useCallback(() => {
+    void action.run(async () => setResult(await transport.call('audit.verify', {})));
+  }, [transport]);
+  useEffect(verify, [verify]);
+  const label = !result
+    ? 'Checking the chain…'
+    : result.ok
+      ? `Chain intact · ${result.checked.toLocaleString()} records${result.anchored ? ' · anchored' : ''}`
+      : `Chain broken at #${result.firstBad?.seq ?? '?'}: ${result.firstBad?.reason ?? ''}`;
+  return (
+    <span className="integrity" role="status" aria-live="polite">
+      <Badge tone={!result ? 'muted' : result.ok ? 'ok' : 'bad'} label={`Integrity: ${label}`}>
+        {result?.ok === false ? '⚠ ' : result ? '✓ ' : ''}
+        {label}
+      </Badge>{' '}
+      <button type="button" className="link" onClick={verify} disabled={action.busy}>
+        Verify
+      </button>
+      <ErrorNote error={action.error} />
+    </span>
+  );
+}
+
+function download(filename: string, mediaType: string, content: string): void {
+  const url = URL.createObjectURL(new Blob([content], { type: mediaType }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  a.rel = 'noopener';
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export function TimelineScreen() {
+  const transport = useTransport();
+  const [outcome, setOutcome] = useState('');
+  const [tier, setTier] = useState('');
+  const [tool, setTool] = useState('');
+  const [user, setUser] = useState('');
+  const [from, setFrom] = useState('');
+  const [to, setTo] = useState('');
+  const [search, setSearch] = useState('');
+  const filterNow = useMemo<AuditFilter>(() => {
+    const f: AuditFilter = {};
+    if (outcome) f.outcome = [outcome as AuditFilter['outcome'] & string] as AuditFilter['outcome'];
+    if (tier) f.tier = [Number(tier) as 1 | 2 | 3 | 4];
+    if (tool.trim()) f.tool = tool.trim();
+    if (user.trim()) f.user = user.trim();
+    const fromIso = toIso(from);
+    const toIsoV = toIso(to);
+    if (fromIso) f.from = fromIso;
+    if (toIsoV) f.to = toIsoV;
+    if (search.trim()) f.search = search.trim();
+    return f;
+  }, [outcome, tier, tool, user, from, to, search]);
+  const filter = useDebounced(filterNow, 200);
+  const filterKey = JSON.stringify(filter);
+
+  const [snap, setSnap] = useState<Snapshot | null>(null);
+  const [version, setVersion] = useState(0);
+  const [fresh, setFresh] = useState(0);
+  const [active, setActive] = useState(0);
+  const [selected, setSelected] = useState<number | null>(null);
+  const [error, setError] = useState<AppError | null>(null);
+  const loading = useRef(new Set<number>());
+  const parentRef = useRef<HTMLDivElement>(null);
+  const exportAction = useAction();
+
+  const reset = useCallback(async () => {
+    try {
+      const first = await transport.call('audit.page', { filter: JSON.parse(filterKey) as AuditFilter, offset: 0, limit: PAGE });
+      loading.current.clear();
+      setSnap({ before: first.head + 1, total: first.total, pages: new Map([[0, first.records]]) });
+      setFresh(0);
+      setError(null);
+    } catch (err) {
+      setError(AppError.from(err));
+    }
+  }, [transport, filterKey]);
+
+  useEffect(() => {
+    void reset();
+  }, [reset]);
+
+  const virtualizer = useVirtualizer({
+    count: snap?.total ?? 0,
+    getScrollElement: () => parentRef.current,
+    estimateSize: () => ROW_HEIGHT,
+    overscan: 12,
+  });
+  const items = virtualizer.getVirtualItems();
+
+  const firstIndex = items[0]?.index ?? 0;
+  const lastIndex = items.at(-1)?.index ?? 0;
+  useEffect(() => {
+    if (!snap) return;
+    for (let page = Math.floor(firstIndex / PAGE); page <= Math.floor(lastIndex / PAGE); page++) {
+      if (snap.pages.has(page) || loading.current.has(page)) continue;
+      loading.current.add(page);
+      const current = snap;
+      transport
+        .call('audit.page', { filter: JSON.parse(filterKey) as AuditFilter, before: current.before, offset: page * PAGE, limit: PAGE })
+        .then(
+          (res) => {
+            current.pages.set(page, res.records);
+            setVersion((v) => v + 1);
+          },
+          (err: unknown) => setError(AppError.from(err)),
+        )
+        .finally(() => loading.current.delete(page));
+    }
+  }, [snap, firstIndex, lastIndex, transport, filterKey]);
+
+  const atTop = useRef(true);
+  useEvent('audit.appended', () => {
+    if (atTop.current) void reset();
+    else setFresh((n) => n + 1);
+  });
+
+  const recordAt = (index: number): AuditRecord | undefined => snap?.pages.get(Math.floor(index / PAGE))?.[index % PAGE];
+  void version;
+
+  const onKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
+    const total = snap?.total ?? 0;
+    if (!total) return;
+    const pageRows = Math.max(1, Math.floor((parentRef.current?.clientHeight ?? 400) / ROW_HEIGHT) - 1);
+    let next: number;
+    if (e.key === 'ArrowDown') next = Math.min(total - 1, active + 1);
+    else if (e.key === 'ArrowUp') next = Math.max(0, active - 1);
+    else if (e.key === 'PageDown') next = Math.min(total - 1, active + pageRows);
+    else if (e.key === 'PageUp') next = Math.max(0, active - pageRows);
+    else if (e.key === 'Home') next = 0;
+    else if (e.key === 'End') next = total - 1;
+    else if (e.key === 'Enter' || e.key === ' ') {
+      const r = recordAt(active);
+      if (r) setSelected(r.seq);
+      e.preventDefault();
+      return;
+    } else return;
+    e.preventDefault();
+    setActive(next);
+    virtualizer.scrollToIndex(next, { align: 'auto' });
+  };
+
+  return (
+    <section aria-labelledby="timeline-title" className="screen timeline-screen">
+      <header className="row wrap">
+        <h1 id="timeline-title">Timeline</h1>
+        <IntegrityBadge />
+        <span className="spacer" />
+        <button
+          type="button"
+          disabled={exportAction.busy}
+          onClick={() =>
+            void exportAction.run(async () => {
+              const r = await transport.call('audit.export', { format: 'jsonl', filter });
+              download(r.filename, r.mediaType, r.content);
+            })
+          }
+        >
+          Export JSON Lines
+        </button>
+        <button
+          type="button"
+          disabled={exportAction.busy}
+          onClick={() =>
+            void exportAction.run(async () => {
+              const r = await transport.call('audit.export', { format: 'csv', filter });
+              download(r.filename, r.mediaType, r.content);
+            })
+          }
+        >
+          Export CSV
+        </button>
+      </header>
+      <ErrorNote error={exportAction.error} />
+      <form className="filters" role="search" aria-label="Filter records" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Search
+          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="tool, target, jti, lease…" />
+        </label>
+        <label>
+          Outcome
+          <select value={outcome} onChange={(e) => setOutcome(e.target.value)}>
+            <option value="">Any</option>
+            {OUTCOMES.map((o) => (
+              <option key={o} value={o}>
+                {o}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Tier
+          <select value={tier} onChange={(e) => setTier(e.target.value)}>
+            <option value="">Any</option>
+            <option value="1">1 · read</option>
+            <option value="2">2 · write</option>
+            <option value="3">3 · sensitive</option>
+            <option value="4">4 · blocked</option>
+          </select>
+        </label>
+        <label>
+          Tool
+          <input value={tool} onChange={(e) => setTool(e.target.value)} />
+        </label>
+        <label>
+          User
+          <input value={user} onChange={(e) => setUser(e.target.value)} />
+        </label>
+        <label>
+          From
+          <input type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} />
+        </label>
+        <label>
+          To
+          <input type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} />
+        </label>
+      </form>
+      <ErrorNote error={error} />
+      <div className="split">
+        <div className="list-pane">
+          <div className="row small muted">
+            <span aria-live="polite" data-testid="record-count">
+              {snap ? `${snap.total.toLocaleString()} records` : 'Loading…'}
+            </span>
+            {fresh > 0 && (
+              <button type="button" className="link" onClick={() => void reset()}>
+                {fresh} new — show
+              </button>
+            )}
+          </div>
+          <div className="list-head" aria-hidden="true">
+            <span>#</span>
+            <span>Time</span>
+            <span>Tool</span>
+            <span>Tier</span>
+            <span>User</span>
+            <span>Outcome</span>
+            <span>Duration</span>
+          </div>
+          <div
+            ref={parentRef}
+            className="list"
+            role="listbox"
+            aria-label="Audit records, newest first"
+            aria-activedescendant={snap?.total ? `row-${active}` : undefined}
+            tabIndex={0}
+            onKeyDown={onKeyDown}
+            onScroll={(e) => {
+              atTop.current = e.currentTarget.scrollTop < ROW_HEIGHT;
+              if (atTop.current && fresh > 0) void reset();
+            }}
+          >
+            <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }}>
+              {items.map((item) => {
+                const r = recordAt(item.index);
+                return (
+                  <div
+                    key={item.key}
+                    id={`row-${item.index}`}
+                    role="option"
+                    aria-selected={item.index === active}
+                    aria-label={r ? `${r.tool ?? r.kind} ${r.outcome} at ${formatTime(r.at)}` : 'Loading'}
+                    className={`list-row${item.index === active ? ' active' : ''}${r && r.seq === selected ? ' selected' : ''}`}
+                    style={{ transform: `translateY(${item.start}px)`, height: ROW_HEIGHT }}
+                    onClick={() => {
+                      setActive(item.index);
+                      if (r) setSelected(r.seq);
+                    }}
+                  >
+                    {r ? (
+                      <>
+                        <span className="mono muted">{r.seq}</span>
+                        <span>{formatTime(r.at)}</span>
+                        <span className="mono ellipsis">{r.tool ?? r.kind}</span>
+                        <span>{r.tier ?? '—'}</span>
+                        <span className="ellipsis">{r.user?.name ?? r.user?.sub ?? '—'}</span>
+                        <span>
+                          <Badge tone={OUTCOME_TONE[r.outcome] ?? 'muted'}>{r.outcome}</Badge>
+                          {r.demo && <span className="lab-tag">lab</span>}
+                        </span>
+                        <span className="mono">{r.duration_ms !== undefined ? formatMs(r.duration_ms) : ''}</span>
+                      </>
+                    ) : (
+                      <span className="muted">…</span>
+                    )}
+                  </div>
+                );
+              })}
+            </div>
+          </div>
+        </div>
+        {selected !== null && <CallDetail seq={selected} onClose={() => setSelected(null)} />}
+      </div>
+    </section>
+  );
+}
