@@ -6,8 +6,10 @@ CREATE ROLE clinic_reader NOLOGIN;
 CREATE ROLE clinic_writer NOLOGIN IN ROLE clinic_reader;
 CREATE ROLE clinic_sensitive NOLOGIN IN ROLE clinic_reader;
 
+-- CONNECT stays with PUBLIC (PostgreSQL's default): a role outside the groups can log in and see
+-- nothing, since the schema is closed to PUBLIC.
 REVOKE ALL ON DATABASE clinic FROM PUBLIC;
-GRANT CONNECT ON DATABASE clinic TO clinic_reader, clinic_writer, clinic_sensitive;
+GRANT CONNECT ON DATABASE clinic TO PUBLIC;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO clinic_reader;
 
