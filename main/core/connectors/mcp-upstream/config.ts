@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import type { Tier } from '../types.ts';
+
+const TierSchema = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]);
+
+/**
+ * One remote MCP server behind Countersign. `auth: "obo"` upstreams accept IdP-issued tokens for their
+ * own audience (RFC 9728 metadata, per-call RFC 8693 exchange with `resource` = the URL); `auth:
+ * "api-key"` upstreams want a static key, which lives in Vault KV v2 and is read per call.
+ */
+export const UpstreamConfigSchema = z
+  .object({
+    /** Namespace of its tools (`<name>.<tool>`). */
+    name: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, "_" or "-", starting with a letter'),
+    /** The Streamable HTTP endpoint; also the RFC 8707 `resource` and the audience the upstream checks. */
+    url: z.url(),
+    auth: z.enum(['obo', 'api-key']).default('obo'),
+    /** When set, the upstream's metadata must list this issuer among its `authorization_servers`. */
+    issuer: z.string().optional(),
+    apiKey: z
+      .object({
+        audience: z.string().min(1).default('countersign-vault'),
+        authMount: z.string().min(1).default('jwt'),
+        role: z.string().min(1).default('upstream-apikey'),
+        kvMount: z.string().min(1).default('secret'),
+        path: z.string().min(1),
+        field: z.string().min(1).default('api_key'),
+        header: z.string().regex(/^[A-Za-z0-9-]+$/).default('X-API-Key'),
+      })
+      .strict()
+      .optional(),
+    /** Glob patterns on the upstream's tool names (`*` any run, `?` one character); the first match gives the tier. */
+    tools: z.array(z.object({ pattern: z.string().min(1), tier: TierSchema }).strict()).default([]),
+    /** Whole-call limit (connect, call, answer). */
+    timeoutMs: z.number().int().positive().max(600_000).default(30_000),
+    /** Plain http is refused unless the upstream is on a loopback address and this is set (the lab). */
+    allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
+  })
+  .strict()
+  .refine((c) => c.auth !== 'api-key' || c.apiKey !== undefined, { message: 'an api-key upstream needs apiKey.path' });
+
+export type UpstreamConfig = z.output<typeof UpstreamConfigSchema>;
+export type UpstreamConfigInput = z.input<typeof UpstreamConfigSchema>;
+
+export interface TierRule {
+  pattern: string;
+  tier: Tier;
+}

@@ -1,0 +1,327 @@
+/**
+ * A remote MCP server behind Countersign (Streamable HTTP). Its tools are listed as `<name>.<tool>` and
+ * each call is described by a RAR (`mcp_tool_call` with an argument digest, or `api_key` for upstreams
+ * that take a static key from Vault). The broker exchanges and fetches the credential; this connector
+ * only carries it: a fresh connection per call, the OBO or key held for that call alone.
+ */
+import type { webcrypto } from 'node:crypto';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import type { JsonSchemaType, JsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
+import { AppError } from '../../../../common/errors.ts';
+import type { AuthorizationDetail, CallPlan, Connector, Credential, CredentialPlan, ExecuteContext, Tier } from '../types.ts';
+import { canonicalJson, sha256Digest } from './canonical-json.ts';
+import { UpstreamConfigSchema } from './config.ts';
+import type { UpstreamConfig, UpstreamConfigInput } from './config.ts';
+import { discoverResourceMetadata } from './metadata.ts';
+import type { ResourceMetadata } from './metadata.ts';
+import { tierFor } from './tiers.ts';
+import { classify, oboAccess, openSession } from './upstream-session.ts';
+import type { UpstreamAccess, UpstreamSession, WireNotes } from './upstream-session.ts';
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+/**
+ * Runs `use` with a credential for `plan` and cleans up after it (the broker's exchange and Vault legs).
+ * The connector needs one to list an upstream's tools, which happens outside any tool call.
+ */
+export type CredentialBroker = <T>(
+  plan: CallPlan,
+  use: (access: { obo: string; credential: Credential }) => Promise<T>,
+  signal: AbortSignal,
+) => Promise<T>;
+
+export interface McpUpstreamDeps {
+  withCredential: CredentialBroker;
+  /** TokenSource.dpopKeyPair: the install's DPoP key when the IdP binds tokens to it. */
+  dpopKeyPair(): CryptoKeyPair | undefined;
+}
+
+interface UpstreamTool {
+  tool: Tool;
+  tier: Tier;
+  validate: JsonSchemaValidator<unknown>;
+}
+
+const LISTING_WAIT_FOR_STREAM_MS = 5_000;
+
+export class McpUpstreamConnector implements Connector {
+  readonly name: string;
+  readonly config: UpstreamConfig;
+  readonly #deps: McpUpstreamDeps;
+  readonly #validators = new AjvJsonSchemaValidator();
+  readonly #listeners = new Set<() => void>();
+  #tools = new Map<string, UpstreamTool>();
+  #loaded = false;
+  #refreshing: Promise<void> | undefined;
+  #watcher: UpstreamSession | undefined;
+  #metadata: ResourceMetadata | undefined;
+  #closed = false;
+
+  constructor(config: UpstreamConfigInput, deps: McpUpstreamDeps) {
+    const parsed = UpstreamConfigSchema.safeParse(config);
+    if (!parsed.success) throw new AppError('CONFIG_INVALID', `The upstream configuration is invalid: ${parsed.error.issues[0]?.message ?? 'unknown'}.`);
+    this.config = parsed.data;
+    this.name = parsed.data.name;
+    this.#deps = deps;
+    checkTransportSecurity(this.config);
+  }
+
+  /** RFC 9728 metadata, after the first successful listing (undefined for API-key upstreams). */
+  get metadata(): ResourceMetadata | undefined {
+    return this.#metadata;
+  }
+
+  async listTools(): Promise<Tool[]> {
+    if (!this.#loaded) await this.refresh();
+    return [...this.#tools.values()].filter((t) => t.tier < 4).map((t) => this.#exposed(t));
+  }
+
+  hasTool(name: string): boolean {
+    return this.#tools.has(this.#local(name) ?? '');
+  }
+
+  /** Lists the upstream's tools again (single-flight) and keeps a session open for `tools/list_changed`. */
+  refresh(signal: AbortSignal = AbortSignal.timeout(this.config.timeoutMs)): Promise<void> {
+    this.#refreshing ??= this.#refresh(signal).finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  async plan(tool: string, args: Record<string, unknown>): Promise<CallPlan> {
+    if (!this.#loaded) await this.refresh();
+    const local = this.#local(tool);
+    const entry = local === undefined ? undefined : this.#tools.get(local);
+    if (!entry || local === undefined) throw new AppError('TOOL_UNKNOWN', `The upstream ${this.name} has no tool named ${tool}.`);
+    const checked = entry.validate(args);
+    if (!checked.valid) {
+      throw new AppError('INPUT_INVALID', `The arguments for ${tool} do not match its input schema.`);
+    }
+    if (entry.tier === 4) throw new AppError('POLICY_BLOCKED', `Your policy blocks ${tool}.`);
+    let bytes: string;
+    try {
+      bytes = canonicalJson(args);
+    } catch (error) {
+      throw new AppError('INPUT_INVALID', `The arguments for ${tool} cannot be written as JSON.`, { cause: error });
+    }
+    const url = this.config.url;
+    const base = {
+      connector: this.name,
+      tool,
+      tier: entry.tier,
+      reason: `${entry.tier === 1 ? 'read-only' : entry.tier === 2 ? 'write' : 'sensitive'} call of ${local} on ${this.name}`,
+      target: url,
+      bytes,
+      ...(entry.tier === 2 ? { approvalScope: { statementClass: 'mcp_tool_call', targets: [tool] } } : {}),
+    };
+    if (this.config.auth === 'api-key') return { ...base, ...this.#apiKeyLeg() };
+    const detail: AuthorizationDetail = {
+      type: 'mcp_tool_call',
+      locations: [url],
+      actions: ['call'],
+      identifier: local,
+      argument_digest: sha256Digest(bytes),
+    };
+    return { ...base, authorizationDetails: [detail], resource: url, credential: { kind: 'obo' } };
+  }
+
+  async execute(ctx: ExecuteContext): Promise<CallToolResult> {
+    const local = this.#local(ctx.plan.tool);
+    if (local === undefined || ctx.plan.connector !== this.name) {
+      throw new AppError('INTERNAL', 'A plan for another connector reached this upstream.');
+    }
+    const access = await this.#access(ctx.obo, ctx.credential);
+    return this.#withSession(access, ctx.signal, async (session, signal) => {
+      const result = await session.client.callTool({ name: local, arguments: ctx.args }, CallToolResultSchema, {
+        signal,
+        timeout: this.config.timeoutMs + 1_000,
+        onprogress: (p) => ctx.progress(p.message ?? (p.total ? `${p.progress} of ${p.total}` : `${p.progress}`)),
+      });
+      if (session.notes.requestId) ctx.note({ upstream_request_id: session.notes.requestId });
+      return result as CallToolResult;
+    });
+  }
+
+  onToolsChanged(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    await watcher?.close({ terminate: false });
+  }
+
+  async #refresh(signal: AbortSignal): Promise<void> {
+    if (this.config.auth === 'obo') {
+      this.#metadata = await discoverResourceMetadata(this.name, this.config.url, {
+        ...(this.config.issuer !== undefined ? { issuer: this.config.issuer } : {}),
+        signal,
+      });
+      if (this.#metadata.dpop_bound_access_tokens_required && !this.#deps.dpopKeyPair()) {
+        throw new AppError('CONFIG_INVALID', `The upstream ${this.name} requires DPoP-bound tokens and this install has no DPoP key.`);
+      }
+    }
+    const plan = this.#listingPlan();
+    await this.#deps.withCredential(
+      plan,
+      async ({ obo, credential }) => {
+        const access = await this.#access(obo, credential);
+        const session = await this.#open(access, signal);
+        try {
+          const tools: Tool[] = [];
+          let cursor: string | undefined;
+          do {
+            const page = await session.client.listTools(cursor ? { cursor } : {}, { signal, timeout: this.config.timeoutMs });
+            tools.push(...page.tools);
+            cursor = page.nextCursor;
+          } while (cursor && tools.length < 10_000);
+          this.#tools = new Map(tools.map((t) => [t.name, this.#describe(t)]));
+          this.#loaded = true;
+        } catch (error) {
+          await session.close();
+          throw classify(error, session.notes, this.name, signal.aborted ? 'timeout' : undefined);
+        }
+        await this.#watch(session);
+      },
+      signal,
+    );
+  }
+
+  /** Keeps the listing session open to hear `notifications/tools/list_changed`; its credential is dropped. */
+  async #watch(session: UpstreamSession): Promise<void> {
+    await session.listening(LISTING_WAIT_FOR_STREAM_MS);
+    session.forget();
+    const previous = this.#watcher;
+    this.#watcher = session;
+    await previous?.close({ terminate: false });
+    if (this.#closed) {
+      this.#watcher = undefined;
+      await session.close({ terminate: false });
+      return;
+    }
+    session.client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      if (this.#watcher !== session) return;
+      try {
+        await this.refresh();
+      } catch {
+        this.#loaded = false;
+      }
+      for (const listener of this.#listeners) listener();
+    });
+    session.client.onclose = () => {
+      if (this.#watcher === session) this.#watcher = undefined;
+    };
+  }
+
+  async #withSession<T>(access: UpstreamAccess, outer: AbortSignal, run: (s: UpstreamSession, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    let reason: 'cancelled' | 'timeout' | undefined;
+    const onAbort = () => {
+      reason ??= 'cancelled';
+      controller.abort(outer.reason);
+    };
+    if (outer.aborted) onAbort();
+    else outer.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => {
+      reason ??= 'timeout';
+      controller.abort();
+    }, this.config.timeoutMs);
+    let session: UpstreamSession | undefined;
+    try {
+      session = await this.#open(access, controller.signal, () => reason);
+      return await run(session, controller.signal);
+    } catch (error) {
+      throw classify(error, session?.notes ?? {}, this.name, reason);
+    } finally {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', onAbort);
+      await session?.close({ terminate: reason === undefined });
+    }
+  }
+
+  async #open(access: UpstreamAccess, signal: AbortSignal, reason: () => 'cancelled' | 'timeout' | undefined = () => undefined) {
+    const notes: WireNotes = {};
+    try {
+      return await openSession(this.config.url, access, { signal, timeoutMs: this.config.timeoutMs + 1_000, notes });
+    } catch (error) {
+      throw classify(error, notes, this.name, reason() ?? (signal.aborted ? 'timeout' : undefined));
+    }
+  }
+
+  async #access(obo: string, credential: Credential): Promise<UpstreamAccess> {
+    if (this.config.auth === 'api-key') {
+      if (credential.kind !== 'api-key') throw new AppError('INTERNAL', `The upstream ${this.name} needs an API key from Vault.`);
+      return { kind: 'api-key', header: this.config.apiKey?.header ?? 'X-API-Key', value: credential.apiKey };
+    }
+    return oboAccess(obo, this.#deps.dpopKeyPair());
+  }
+
+  #listingPlan(): CallPlan {
+    const base = { connector: this.name, tool: `${this.name}.*`, tier: 1 as Tier, target: this.config.url, bytes: '' };
+    if (this.config.auth === 'api-key') return { ...base, reason: `listing the tools of ${this.name}`, ...this.#apiKeyLeg() };
+    return {
+      ...base,
+      reason: `listing the tools of ${this.name}`,
+      authorizationDetails: [{ type: 'mcp_tool_call', locations: [this.config.url], actions: ['list'] }],
+      resource: this.config.url,
+      credential: { kind: 'obo' },
+    };
+  }
+
+  #apiKeyLeg(): { authorizationDetails: AuthorizationDetail[]; audience: string; credential: CredentialPlan } {
+    const k = this.config.apiKey;
+    if (!k) throw new AppError('CONFIG_INVALID', `The upstream ${this.name} has no API-key settings.`);
+    return {
+      authorizationDetails: [{ type: 'api_key', locations: [this.config.url], actions: ['read'], identifier: this.name }],
+      audience: k.audience,
+      credential: { kind: 'vault-kv', authMount: k.authMount, role: k.role, kvMount: k.kvMount, path: k.path, field: k.field },
+    };
+  }
+
+  #describe(tool: Tool): UpstreamTool {
+    let validate: JsonSchemaValidator<unknown>;
+    try {
+      validate = this.#validators.getValidator(tool.inputSchema as JsonSchemaType);
+    } catch {
+      validate = () => ({ valid: false, data: undefined, errorMessage: 'unusable schema' });
+    }
+    return { tool, tier: tierFor(tool.name, tool.annotations, this.config.tools), validate };
+  }
+
+  /** The tool as Countersign lists it: namespaced, with annotations that say its tier, not the upstream's claims. */
+  #exposed({ tool, tier }: UpstreamTool): Tool {
+    const { outputSchema: _outputSchema, ...rest } = tool;
+    return {
+      ...rest,
+      name: `${this.name}.${tool.name}`,
+      description: `${tool.description ?? tool.name} (from ${this.name})`,
+      annotations: {
+        ...(tool.annotations?.title ? { title: tool.annotations.title } : {}),
+        readOnlyHint: tier === 1,
+        destructiveHint: tier >= 3,
+        openWorldHint: true,
+      },
+    };
+  }
+
+  #local(name: string): string | undefined {
+    const prefix = `${this.name}.`;
+    return name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
+  }
+}
+
+function checkTransportSecurity(config: UpstreamConfig): void {
+  const url = new URL(config.url);
+  if (url.protocol === 'https:') return;
+  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+  if (url.protocol === 'http:' && loopback && config.allowInsecureHttpForLoopbackOnly) {
+    process.emitWarning(`Upstream ${config.name} uses plain http on loopback (allowInsecureHttpForLoopbackOnly).`);
+    return;
+  }
+  throw new AppError('CONFIG_INVALID', `The upstream ${config.name} must use https.`);
+}
