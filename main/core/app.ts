@@ -1,0 +1,268 @@
+/**
+ * The core, composed: configuration → keychain → sign-in → audit → approvals → broker (exchange, Vault,
+ * connectors) → the local socket for bridges → the contract handlers any UI host serves. The same code
+ * runs in Electron's utility process and under plain Node (`countersign serve`); what differs between
+ * hosts comes in as arguments (a Prompter, OpenExternal, the host name).
+ */
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import type { ContractHandlers, EventName, EventOf, EventSubscribe, Status } from '../../common/contract.ts';
+import { AppError } from '../../common/errors.ts';
+import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
+import { ApprovalService } from './approvals/approval-service.ts';
+import { approverFor } from './approvals/broker-approver.ts';
+import type { Prompter } from './approvals/prompter.ts';
+import { AuditStore } from './audit/store.ts';
+import { exportLines, exportFilename, EXPORT_MEDIA_TYPES } from './audit/export.ts';
+import { createBroker, type Broker } from './broker/index.ts';
+import { claudeDesktopConfigPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
+import type { AppConfig } from './config/config.ts';
+import type { Connector } from './connectors/types.ts';
+import { createPostgresConnector } from './connectors/postgres/connector.ts';
+import { createTokenExchanger } from './idp/token-exchange.ts';
+import { startSocketServer, type Log, type SocketServer } from './mcp/socket-server.ts';
+import type { SessionInfo } from './mcp/mcp-session.ts';
+import { loadPolicyFile } from './policy/policy.ts';
+import type { OpenExternal, SecretStore, TokenSource, UserIdentity } from './ports.ts';
+import { createVaultClient, type VaultClient } from './vault/client.ts';
+
+/** What the core needs of sign-in (main/core/auth): the user's tokens, and the session's state for the UI. */
+export interface CoreAuth extends TokenSource {
+  state(): { state: 'signed_out' | 'signing_in' | 'signed_in' | 'needs_sign_in'; reason?: string; signInUrl?: string };
+  onChange(listener: () => void): () => void;
+  signIn(signal?: AbortSignal): Promise<UserIdentity>;
+  signOut(): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export interface CoreOptions {
+  config: AppConfig;
+  host: 'electron' | 'headless';
+  version: string;
+  secrets: SecretStore;
+  prompter: Prompter;
+  openExternal: OpenExternal;
+  /** Builds sign-in once the audit store exists (it records sign-in and sign-out). */
+  createAuth(deps: { config: AppConfig; secrets: SecretStore; openExternal: OpenExternal; audit: AuditStore; log: Log }): Promise<CoreAuth>;
+  paths?: CountersignPaths;
+  log: Log;
+  /** Extra connectors (remote MCP upstreams are built by the caller, which owns their credentials plumbing). */
+  connectors?: (broker: () => Broker) => Connector[];
+}
+
+export interface Core {
+  readonly handlers: ContractHandlers;
+  readonly events: EventSubscribe;
+  readonly broker: Broker;
+  readonly audit: AuditStore;
+  readonly approvals: ApprovalService;
+  readonly auth: CoreAuth;
+  readonly vault: VaultClient;
+  readonly paths: CountersignPaths;
+  readonly socket: SocketServer;
+  status(): Status;
+  /** Drains in-flight calls (their credentials are revoked in their own `finally`), then stops everything. */
+  stop(): Promise<void>;
+}
+
+type Listeners = { [E in EventName]: Set<(payload: EventOf<E>) => void> };
+
+export async function startCore(options: CoreOptions): Promise<Core> {
+  const { config, log } = options;
+  const paths = options.paths ?? resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+  if (config.idp.allowInsecureHttpForLoopbackOnly) {
+    log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
+  }
+  const policy = await loadPolicyFile(config.policyFile);
+  const policyText = await readFile(config.policyFile, 'utf8');
+  const audit = await AuditStore.open({
+    dataDir: paths.dataDir,
+    secrets: options.secrets,
+    anchorUrl: config.audit.anchorUrl,
+    checkpointEvery: config.audit.checkpointEvery,
+  });
+  const listeners: Listeners = { 'status.changed': new Set(), 'audit.appended': new Set(), 'approvals.changed': new Set() };
+  const emit = <E extends EventName>(event: E, payload: EventOf<E>) => {
+    for (const l of listeners[event]) (l as (p: EventOf<E>) => void)(payload);
+  };
+  const events: EventSubscribe = (event, listener) => {
+    const set = listeners[event] as Set<typeof listener>;
+    set.add(listener);
+    return () => set.delete(listener);
+  };
+
+  const auth = await options.createAuth({ config, secrets: options.secrets, openExternal: options.openExternal, audit, log });
+  const approvals = new ApprovalService({
+    prompter: options.prompter,
+    audit,
+    cacheTtlMs: config.approvals.tier2CacheMinutes * 60_000,
+    timeoutMs: config.approvals.timeoutSeconds * 1000,
+    demo: config.demo,
+  });
+  const vault = createVaultClient({
+    address: config.vault.address,
+    namespace: config.vault.namespace,
+    caCert: config.vault.caCertFile ? await readFile(config.vault.caCertFile, 'utf8') : undefined,
+    timeoutMs: config.vault.timeoutMs,
+  });
+  const idp = createTokenExchanger({
+    issuer: config.idp.issuer,
+    clientId: config.idp.clientId,
+    allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
+  });
+  const connectors: Connector[] = [];
+  const postgresPolicy = policy.postgres;
+  if (config.postgres && postgresPolicy) {
+    connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: config.postgres }));
+  }
+  const ref: { broker?: Broker } = {};
+  connectors.push(...(options.connectors?.(() => ref.broker!) ?? []));
+  const broker = createBroker({
+    connectors,
+    tokens: auth,
+    idp,
+    vault,
+    audit,
+    approver: approverFor(approvals),
+    demo: config.demo,
+    log: (line) => log.info(line),
+  });
+  ref.broker = broker;
+
+  const sessions = new Map<string, SessionInfo & { calls: number }>();
+  const socket = await startSocketServer({
+    paths,
+    toolHost: broker,
+    log,
+    serverInfo: { name: 'countersign', version: options.version },
+    onSession: (info) => {
+      sessions.set(info.sessionId, { ...info, calls: 0 });
+      emit('status.changed', status());
+    },
+  });
+
+  const claudeConfigPath = claudeDesktopConfigPath({ platform: process.platform, env: process.env, home: homedir() });
+  let claudeConfigured = false;
+  const refreshClaudeConfigured = async () => {
+    try {
+      const text = await readFile(claudeConfigPath, 'utf8');
+      claudeConfigured = Boolean((JSON.parse(text) as { mcpServers?: Record<string, unknown> }).mcpServers?.countersign);
+    } catch {
+      claudeConfigured = false;
+    }
+  };
+  await refreshClaudeConfigured();
+
+  function status(): Status {
+    const live = socket.sessions();
+    const liveIds = new Set(live.map((s) => s.sessionId));
+    for (const id of sessions.keys()) if (!liveIds.has(id)) sessions.delete(id);
+    const a = auth.state();
+    return {
+      host: options.host,
+      version: options.version,
+      demo: config.demo,
+      user: a.state === 'signed_in' ? auth.user() : null,
+      idp: { issuer: config.idp.issuer, state: a.state === 'needs_sign_in' ? 'unknown' : 'ok' },
+      vault: { address: config.vault.address, state: 'unknown' },
+      claudeDesktop: { configured: claudeConfigured, connected: live.length > 0 },
+      bridgeSessions: live.map((s) => ({
+        id: s.sessionId,
+        clientName: s.client.name,
+        clientVersion: s.client.version,
+        pid: s.client.pid,
+        connectedAt: s.connectedAt,
+        calls: sessions.get(s.sessionId)?.calls ?? 0,
+      })),
+      pendingApprovals: approvals.pending().length,
+    };
+  }
+
+  const offAudit = audit.onAppend((record) => emit('audit.appended', record as EventOf<'audit.appended'>));
+  const offApprovals = approvals.onChange(() => {
+    emit('approvals.changed', { pending: approvals.pending(), cached: approvals.cached() });
+    emit('status.changed', status());
+  });
+  const offAuth = auth.onChange(() => emit('status.changed', status()));
+
+  const handlers: ContractHandlers = {
+    'status.get': async () => status(),
+    'session.signIn': async () => ({ user: await auth.signIn() }),
+    'session.signOut': async () => {
+      await auth.signOut();
+      approvals.clear();
+      return { ok: true as const };
+    },
+    'audit.page': async (request) => {
+      const page = audit.page(request);
+      return { records: page.records, total: page.total ?? page.records.length, head: page.head };
+    },
+    'audit.get': async ({ seq }) => {
+      const record = audit.get(seq);
+      if (!record) throw new AppError('INPUT_INVALID', `There is no audit record ${seq}.`);
+      return record;
+    },
+    'audit.verify': async () => audit.verify(),
+    'audit.export': async ({ format, filter }) => ({
+      filename: exportFilename(format),
+      mediaType: EXPORT_MEDIA_TYPES[format],
+      content: [...exportLines(audit, format, filter)].join(''),
+    }),
+    'approvals.pending': async () => approvals.pending(),
+    'approvals.decide': async ({ id, decision, digest }) => {
+      approvals.decide(id, decision, digest);
+      return { ok: true as const };
+    },
+    'approvals.deny': async ({ id }) => {
+      approvals.deny(id);
+      return { ok: true as const };
+    },
+    'approvals.cached': async () => approvals.cached(),
+    'approvals.revoke': async ({ id }) => {
+      approvals.revoke(id);
+      return { ok: true as const };
+    },
+    'settings.get': async () => ({
+      idp: { issuer: config.idp.issuer, clientId: config.idp.clientId, scopes: config.idp.scopes, dpop: !!auth.dpopKeyPair() },
+      vault: { address: config.vault.address, authMount: config.vault.authMount, roles: [] },
+      policy: { path: config.policyFile, text: policyText },
+      claudeDesktop: { configPath: claudeConfigPath, configured: claudeConfigured },
+      dataDir: paths.dataDir,
+      demo: config.demo,
+    }),
+    'claude.connect': async () => {
+      const entry = mcpConfigEntry({ countersignHome: process.env.COUNTERSIGN_HOME || undefined });
+      await installClaudeDesktopEntry(claudeConfigPath, entry);
+      await refreshClaudeConfigured();
+      emit('status.changed', status());
+      return { configured: true, configPath: claudeConfigPath, message: 'Restart Claude Desktop to load Countersign.' };
+    },
+  };
+
+  let stopped = false;
+  return {
+    handlers,
+    events,
+    broker,
+    audit,
+    approvals,
+    auth,
+    vault,
+    paths,
+    socket,
+    status,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      offAudit();
+      offApprovals();
+      offAuth();
+      approvals.clear();
+      await socket.close();
+      await broker.close();
+      await auth.close?.();
+      await vault.close();
+      await audit.close();
+    },
+  };
+}

@@ -1,0 +1,49 @@
+/** Connects the approval service to the broker's Approver port. */
+import { AppError } from '../../../common/errors.ts';
+import type { Approver } from '../broker/approver.ts';
+import type { ApprovalService } from './approval-service.ts';
+
+export function approverFor(service: ApprovalService): Approver {
+  return {
+    async approve(plan, ctx, signal) {
+      if (!ctx.user) throw new AppError('NOT_SIGNED_IN', 'Sign in to Countersign before Claude can use its tools.');
+      const result = await service.approve({
+        plan,
+        args: argsOf(plan),
+        user: ctx.user,
+        sessionId: ctx.sessionId,
+        client: ctx.client,
+        signal,
+        progress: ctx.progress,
+      });
+      switch (result.outcome) {
+        case 'not_required':
+        case 'approved':
+          return { outcome: 'approved', approvalId: result.approvalId };
+        case 'cached':
+          return { outcome: 'cached', approvalId: result.approvalId };
+        case 'timeout':
+          return {
+            outcome: 'timeout',
+            approvalId: result.approvalId,
+            reason: `Nobody approved ${plan.tool} within ${Math.round(service.timeoutMs / 1000)} s, so it was not run.`,
+          };
+        case 'cancelled':
+          throw new AppError('CANCELLED', 'The call was cancelled while it waited for approval.');
+        default:
+          return { outcome: 'denied', approvalId: result.approvalId, reason: `You denied ${plan.tool} on ${plan.target}.` };
+      }
+    },
+  };
+}
+
+/** The plan carries the exact bytes; the prompt shows them as the call's arguments. */
+function argsOf(plan: { bytes: string }): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(plan.bytes);
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+  } catch {
+    // SQL text, not JSON
+  }
+  return { statement: plan.bytes };
+}

@@ -1,0 +1,103 @@
+/**
+ * The app's configuration file (`<dataDir>/config.json`, or `--config FILE`): which IdP, which Vault,
+ * which targets and which policy. Validated with a clear error per bad field. With nothing configured
+ * the app says so and asks; it never falls back to the lab.
+ */
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { AppError } from '../../../common/errors.ts';
+import { UpstreamConfigSchema } from '../connectors/mcp-upstream/config.ts';
+
+const Url = z.string().url();
+
+export const AppConfigSchema = z
+  .object({
+    idp: z
+      .object({
+        issuer: Url,
+        clientId: z.string().min(1),
+        scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'offline_access']),
+        /** RFC 8707 resource for the user's own access token. */
+        resource: z.string().min(1).optional(),
+        /** RFC 8693 `audience` for OBO tokens meant for Vault. */
+        vaultAudience: z.string().min(1).default('countersign-vault'),
+        /**
+         * Permits plain http to an IdP on 127.0.0.1 (the lab). Insecure; off by default; logged at start.
+         */
+        allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
+      })
+      .strict(),
+    vault: z
+      .object({
+        address: Url,
+        namespace: z.string().min(1).optional(),
+        caCertFile: z.string().min(1).optional(),
+        authMount: z.string().min(1).default('jwt'),
+        timeoutMs: z.number().int().positive().max(120_000).default(10_000),
+      })
+      .strict(),
+    /** The policy file (JSON with comments): tools and tables → tier, RAR template, limits. */
+    policyFile: z.string().min(1),
+    postgres: z
+      .object({
+        host: z.string().min(1),
+        port: z.number().int().min(1).max(65535),
+        database: z.string().min(1),
+        connectTimeoutMs: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    upstreams: z.array(UpstreamConfigSchema).default([]),
+    approvals: z
+      .object({
+        tier2CacheMinutes: z.number().positive().max(24 * 60).default(30),
+        timeoutSeconds: z.number().positive().max(59).default(45),
+      })
+      .strict()
+      .default({ tier2CacheMinutes: 30, timeoutSeconds: 45 }),
+    audit: z
+      .object({
+        anchorUrl: Url.optional(),
+        checkpointEvery: z.number().int().positive().optional(),
+      })
+      .strict()
+      .default({}),
+    /** Written by the lab's demo launcher only: the UI shows a banner and every audit record is tagged. */
+    demo: z.boolean().default(false),
+  })
+  .strict();
+
+export type AppConfig = z.output<typeof AppConfigSchema>;
+export type AppConfigInput = z.input<typeof AppConfigSchema>;
+
+export function parseAppConfig(value: unknown, source = 'configuration'): AppConfig {
+  const result = AppConfigSchema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const field = issue.path.join('.') || '(top level)';
+    throw new AppError('CONFIG_INVALID', `${source}: ${field}: ${issue.message}`);
+  }
+  return result.data;
+}
+
+export async function loadAppConfig(file: string): Promise<AppConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new AppError(
+        'CONFIG_MISSING',
+        `Countersign is not configured yet: ${file} does not exist. Write it (see docs/identity-providers.md and docs/vault.md), or try the local lab with \`npm run demo\`.`,
+      );
+    }
+    throw new AppError('CONFIG_INVALID', `${file} could not be read.`, { cause: error });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new AppError('CONFIG_INVALID', `${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseAppConfig(json, file);
+}
