@@ -15,7 +15,7 @@ startBridge({
   socketPath: paths.socketPath,
   secretPath: paths.secretPath,
   appCommand: appCommand(),
-  waitMs: positiveInt(process.env.COUNTERSIGN_APP_WAIT_MS) ?? 20_000,
+  waitMs: positiveInt(process.env.COUNTERSIGN_APP_WAIT_MS) ?? 10_000,
   stdin: process.stdin,
   stdout: process.stdout,
   log,

@@ -1,0 +1,98 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { LineSplitter, clientProof, constantTimeEqual, parseChallenge, parseHello, serverProof } from '../../common/handshake.ts';
+import { resolvePaths } from '../../common/paths.ts';
+import { hmacSha256 } from '../../main/core/mcp/socket-server.ts';
+
+describe('resolvePaths', () => {
+  it('follows XDG on Linux, with the socket in the runtime directory', () => {
+    expect(resolvePaths({ platform: 'linux', env: { XDG_STATE_HOME: '/s', XDG_RUNTIME_DIR: '/run/user/1000' }, home: '/home/u' })).toMatchObject({
+      dataDir: '/s/countersign',
+      runDir: '/run/user/1000/countersign',
+      socketPath: '/run/user/1000/countersign/core.sock',
+      secretPath: '/run/user/1000/countersign/core.secret',
+      logDir: '/s/countersign/logs',
+    });
+    expect(resolvePaths({ platform: 'linux', env: {}, home: '/home/u' })).toMatchObject({
+      dataDir: '/home/u/.local/state/countersign',
+      runDir: '/home/u/.local/state/countersign/run',
+    });
+  });
+
+  it('uses Application Support and Logs on macOS', () => {
+    expect(resolvePaths({ platform: 'darwin', env: {}, home: '/Users/u' })).toMatchObject({
+      dataDir: '/Users/u/Library/Application Support/Countersign',
+      socketPath: '/Users/u/Library/Application Support/Countersign/run/core.sock',
+      logDir: '/Users/u/Library/Logs/Countersign',
+    });
+  });
+
+  it('uses a named pipe carrying the SID and a random part on Windows', () => {
+    const p = resolvePaths({ platform: 'win32', env: { LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, home: 'C:\\Users\\u', sid: 'S-1-5-21-1-2-3-1001', pipeNonce: 'k3j4' });
+    expect(p.socketPath).toBe('\\\\.\\pipe\\countersign-S-1-5-21-1-2-3-1001-k3j4');
+    expect(p.dataDir).toBe('C:\\Users\\u\\AppData\\Local\\Countersign');
+  });
+
+  it('lets COUNTERSIGN_HOME override everything', () => {
+    expect(resolvePaths({ platform: 'darwin', env: { COUNTERSIGN_HOME: '/t/h/', XDG_RUNTIME_DIR: '/r' }, home: '/Users/u' })).toEqual({
+      dataDir: '/t/h',
+      runDir: '/t/h/run',
+      socketPath: '/t/h/run/core.sock',
+      secretPath: '/t/h/run/core.secret',
+      logDir: '/t/h/logs',
+      pipeNoncePath: '/t/h/pipe-nonce',
+    });
+  });
+});
+
+describe('handshake', () => {
+  const secret = 'a1'.repeat(32);
+  const cn = 'b2'.repeat(32);
+  const sn = 'c3'.repeat(32);
+
+  it('gives the two roles different proofs, so a reflected proof does not pass', () => {
+    expect(serverProof(hmacSha256, secret, cn, sn)).not.toBe(clientProof(hmacSha256, secret, cn, sn));
+    expect(serverProof(hmacSha256, secret, cn, sn)).not.toBe(serverProof(hmacSha256, 'ff'.repeat(32), cn, sn));
+  });
+
+  it('accepts only well-formed handshake lines', () => {
+    expect(parseHello(JSON.stringify({ t: 'countersign/hello', v: 1, nonce: cn }))).toBeDefined();
+    expect(parseHello(JSON.stringify({ t: 'countersign/hello', v: 2, nonce: cn }))).toBeUndefined();
+    expect(parseHello(JSON.stringify({ t: 'countersign/hello', v: 1, nonce: 'short' }))).toBeUndefined();
+    expect(parseChallenge(JSON.stringify({ t: 'countersign/challenge', v: 1, nonce: sn, proof: 'zz' }))).toBeUndefined();
+    expect(parseChallenge('{"t":"countersign/refused","code":"HANDSHAKE_FAILED","message":"no"}')).toMatchObject({ code: 'HANDSHAKE_FAILED' });
+  });
+
+  it('compares proofs by value', () => {
+    fc.assert(fc.property(fc.string(), fc.string(), (a, b) => constantTimeEqual(a, b) === (a === b)));
+  });
+});
+
+describe('LineSplitter', () => {
+  it('reassembles lines however the bytes are chunked', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: 'grapheme' }).filter((s) => !s.includes('\n') && s.trim() !== ''), { maxLength: 20 }), fc.array(fc.nat(50)), (lines, cuts) => {
+        const bytes = new TextEncoder().encode(lines.map((l) => l + '\n').join(''));
+        const got: string[] = [];
+        const splitter = new LineSplitter({ maxLineBytes: 1 << 20, onLine: (l) => got.push(l) });
+        let at = 0;
+        for (const cut of cuts) {
+          splitter.push(bytes.subarray(at, Math.min(bytes.length, at + cut)));
+          at = Math.min(bytes.length, at + cut);
+        }
+        splitter.push(bytes.subarray(at));
+        expect(got).toEqual(lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)));
+      }),
+    );
+  });
+
+  it('drops an oversized line and carries on with the next', () => {
+    const got: string[] = [];
+    const over: number[] = [];
+    const s = new LineSplitter({ maxLineBytes: 10, onLine: (l) => got.push(l), onOversize: (n) => over.push(n) });
+    s.push(new TextEncoder().encode('0123456789ABCDEF'));
+    s.push(new TextEncoder().encode('GHIJ\nok\n'));
+    expect(over).toEqual([20]);
+    expect(got).toEqual(['ok']);
+  });
+});
