@@ -394,15 +394,28 @@ function idpError(error: unknown, phase: 'discovery' | 'exchange' | 'step-up'): 
     const what = known.includes(error.error) ? error.error : 'error';
     return new AppError('IDP_DENIED', `Your identity provider denied this call (${what})${description ? `: ${description}` : ''}.`, { cause: error });
   }
+  // oauth4webapi reports a non-conforming answer with the Response as its cause: a 5xx is an outage.
+  const cause = (error as { cause?: { status?: unknown } })?.cause;
+  if (typeof cause?.status === 'number' && cause.status >= 500) {
+    return new AppError('IDP_UNAVAILABLE', `The identity provider failed (HTTP ${cause.status}) during the ${phase}.`, { cause: error });
+  }
+  const chain = causeChain(error);
+  if ((error as { code?: unknown })?.code === 'OAUTH_TIMEOUT' || chain.some((e) => (e as { name?: unknown })?.name === 'TimeoutError')) {
+    return new AppError('IDP_UNAVAILABLE', `The identity provider did not answer the ${phase} in time.`, { cause: error });
+  }
+  if (chain.some((e) => e instanceof TypeError || (e as { name?: unknown })?.name === 'AbortError')) {
+    return new AppError('IDP_UNAVAILABLE', `The identity provider could not be reached for the ${phase}.`, { cause: error });
+  }
   if (error instanceof oidc.ClientError || (error as { name?: unknown })?.name === 'OperationProcessingError') {
     return new AppError('IDP_BAD_RESPONSE', `The identity provider's answer during the ${phase} was not a valid OAuth response.`, { cause: error });
   }
-  const name = (error as { name?: unknown })?.name;
-  if (name === 'TimeoutError') return new AppError('IDP_UNAVAILABLE', `The identity provider did not answer the ${phase} in time.`, { cause: error });
-  if (error instanceof TypeError || name === 'AbortError') {
-    return new AppError('IDP_UNAVAILABLE', `The identity provider could not be reached for the ${phase}.`, { cause: error });
-  }
   return new AppError('IDP_BAD_RESPONSE', `The identity provider's answer during the ${phase} could not be used.`, { cause: error });
+}
+
+function causeChain(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = error; e !== undefined && e !== null && chain.length < 5; e = (e as { cause?: unknown }).cause) chain.push(e);
+  return chain;
 }
 
 /** The IdP's `error_description` is meant for the client; keep it short and printable. */
