@@ -267,7 +267,15 @@ export class McpUpstreamConnector implements Connector {
     return {
       ...base,
       reason: `listing the tools of ${this.name}`,
-      authorizationDetails: [{ type: 'mcp_tool_call', locations: [this.config.url], actions: ['list'] }],
+      authorizationDetails: [
+        {
+          type: 'mcp_tool_call',
+          locations: [this.config.url],
+          actions: ['list'],
+          identifier: 'tools/list',
+          argument_digest: sha256Digest(canonicalJson({})),
+        },
+      ],
       resource: this.config.url,
       credential: { kind: 'obo' },
     };
