@@ -46,7 +46,7 @@ function one(value: unknown, name: string): string | undefined {
 
 async function dpopOf(deps: GrantDeps, ctx: Ctx): Promise<DPoPResult | undefined> {
   const proof = await validateDpop(deps.provider, ctx);
-  if (proof) await checkDpopReplay(deps.provider, ctx, proof, ctx.oidc.client.clientId);
+  if (proof) await checkDpopReplay(deps.provider, ctx, proof, ctx.oidc.client.clientId, errors.InvalidDpopProof);
   return proof;
 }
 

@@ -284,6 +284,7 @@ describe('DPoP', () => {
     keep(first.json);
     const again = await postForm(idp.tokenEndpoint, form, { dpop: proof });
     expect(again.status).toBe(400);
+    expect(again.json.error).toBe('invalid_dpop_proof');
     expect(again.json.access_token).toBeUndefined();
   });
 
