@@ -1,0 +1,278 @@
+/**
+ * Bridge benchmark. Each ratio the issue asks for is measured in the same run:
+ * - bridge_cold_start (spawn → `initialize` answered by the core, not by the bridge) against
+ *   node_bare_start (`node -e 0`), and against mcp-remote's cold start to a local HTTP MCP server;
+ * - relay_overhead (call_via_bridge − call_via_socket, per percentile) against call_via_socket, and
+ *   against mcp-remote's added latency over a direct Streamable HTTP client;
+ * - the bridge's peak RSS (VmHWM) against mcp-remote's.
+ * Both sides of each comparison are driven by the same raw newline-JSON client, so only the relay differs.
+ *
+ * Run alone: `node bench/bridge.bench.ts` (builds the bridge into a temp dir, prints JSON).
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { LineSplitter } from '../common/handshake.ts';
+import { resolvePaths } from '../common/paths.ts';
+import { connectOnce } from '../bridge/relay.ts';
+import type { ToolHost } from '../main/core/connectors/types.ts';
+import { startSocketServer } from '../main/core/mcp/socket-server.ts';
+
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const MCP_REMOTE = join(ROOT, 'node_modules/mcp-remote/dist/proxy.js');
+const INIT = (id: number | string) => ({
+  jsonrpc: '2.0',
+  id,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '0' } },
+});
+const ECHO = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { text: 'ping' } } });
+
+const echoHost: ToolHost = {
+  async listTools() {
+    return [{ name: 'echo', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } }];
+  },
+  async callTool(request) {
+    return { content: [{ type: 'text', text: String(request.args.text) }] };
+  },
+  onToolsChanged: () => () => {},
+};
+
+export function percentiles(samples: number[]): Percentiles {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => round(s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN);
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
+
+/** A raw newline-JSON client over any pair of streams: the same one for socket, bridge and mcp-remote. */
+function lineClient(readable: Readable, writable: Writable) {
+  const waiting = new Map<string | number, (m: Record<string, unknown>) => void>();
+  const splitter = new LineSplitter({
+    maxLineBytes: 1 << 24,
+    onLine: (line) => {
+      const m = JSON.parse(line) as Record<string, unknown>;
+      const id = m.id as string | number;
+      const w = waiting.get(id);
+      if (w && !('method' in m)) {
+        waiting.delete(id);
+        w(m);
+      }
+    },
+  });
+  readable.on('data', (c: Buffer) => splitter.push(c));
+  return {
+    request(message: { id: string | number }, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('bench: no answer')), timeoutMs);
+        waiting.set(message.id, (m) => {
+          clearTimeout(t);
+          resolve(m);
+        });
+        writable.write(JSON.stringify(message) + '\n');
+      });
+    },
+    notify(method: string) {
+      writable.write(JSON.stringify({ jsonrpc: '2.0', method }) + '\n');
+    },
+  };
+}
+
+async function timeCalls(client: ReturnType<typeof lineClient>, n: number, warmup = 20): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < warmup + n; i++) {
+    const t0 = performance.now();
+    const answer = await client.request(ECHO(1000 + i));
+    if (!answer.result) throw new Error('bench: echo failed');
+    if (i >= warmup) out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? round(Number(m[1]) / 1024) : NaN;
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+async function httpMcpServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const http: HttpServer = createServer(async (req: IncomingMessage, res) => {
+    const server = new Server({ name: 'bench-http', version: '0' }, { capabilities: { tools: {} } });
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: await echoHost.listTools() }));
+    server.setRequestHandler(CallToolRequestSchema, async (r) => ({ content: [{ type: 'text', text: String(r.params.arguments?.text) }] }));
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    res.on('close', () => void transport.close());
+    await server.connect(transport);
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
+    await transport.handleRequest(req, res, body);
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  const { port } = http.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    close: () => new Promise<void>((r) => http.close(() => r())),
+  };
+}
+
+export async function benchBridge(options: { starts?: number; calls?: number } = {}): Promise<Record<string, Percentiles>> {
+  const starts = options.starts ?? 20;
+  const calls = options.calls ?? 300;
+  const work = mkdtempSync(join(tmpdir(), 'cs-bench-bridge-'));
+  const bridgePath = join(work, 'bridge.mjs');
+  execFileSync(process.execPath, [join(ROOT, 'scripts/build-bridge.mjs'), '--outfile', bridgePath], { stdio: 'pipe' });
+  const home = join(work, 'home');
+  const paths = resolvePaths({ platform: process.platform, env: { COUNTERSIGN_HOME: home }, home });
+  const core = await startSocketServer({ paths, toolHost: echoHost, log: { info() {}, warn() {}, error() {} } });
+  const env = { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' };
+  const result: Record<string, Percentiles> = {};
+  try {
+    // node -e 0: the floor any Node-based bridge starts from
+    const bare: number[] = [];
+    for (let i = 0; i < starts; i++) {
+      const t0 = performance.now();
+      execFileSync(process.execPath, ['-e', '0']);
+      bare.push(performance.now() - t0);
+    }
+    result.node_bare_start = percentiles(bare);
+
+    // spawn → initialize answered by the core (the bridge's own offline answer carries other instructions)
+    const cold: number[] = [];
+    for (let i = 0; i < starts; i++) {
+      const t0 = performance.now();
+      const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+      const client = lineClient(child.stdout!, child.stdin!);
+      const answer = await client.request(INIT(0));
+      cold.push(performance.now() - t0);
+      const instructions = (answer.result as { instructions?: string } | undefined)?.instructions ?? '';
+      if (/not running/.test(instructions)) throw new Error('bench: initialize was answered by the bridge, not the core');
+      await stop(child);
+    }
+    result.bridge_cold_start = percentiles(cold);
+
+    // the same raw client straight on the core's socket…
+    const { socket } = await connectOnce(paths);
+    const direct = lineClient(socket, socket);
+    await direct.request(INIT(0));
+    direct.notify('notifications/initialized');
+    const viaSocket = await timeCalls(direct, calls);
+    socket.destroy();
+    result.call_via_socket = percentiles(viaSocket);
+
+    // …and through the bridge
+    const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+    const bridged = lineClient(child.stdout!, child.stdin!);
+    await bridged.request(INIT(0));
+    bridged.notify('notifications/initialized');
+    const viaBridge = await timeCalls(bridged, calls);
+    result.call_via_bridge = percentiles(viaBridge);
+    result.relay_overhead = diff(result.call_via_bridge, result.call_via_socket);
+    result.bridge_peak_rss_mb = same(peakRssMb(child.pid!));
+    await stop(child);
+
+    if (existsSync(MCP_REMOTE)) Object.assign(result, await benchMcpRemote(work, starts, calls));
+  } finally {
+    await core.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+  return result;
+}
+
+/** mcp-remote, the peer stdio bridge, in front of a local Streamable HTTP MCP server. */
+async function benchMcpRemote(work: string, starts: number, calls: number): Promise<Record<string, Percentiles>> {
+  const http = await httpMcpServer();
+  const env = { PATH: process.env.PATH ?? '', MCP_REMOTE_CONFIG_DIR: join(work, 'mcp-auth'), HOME: work };
+  const out: Record<string, Percentiles> = {};
+  try {
+    const cold: number[] = [];
+    for (let i = 0; i < starts; i++) {
+      const t0 = performance.now();
+      const child = spawn(process.execPath, [MCP_REMOTE, http.url, '--transport', 'http-only'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+      const client = lineClient(child.stdout!, child.stdin!);
+      await client.request(INIT(0));
+      cold.push(performance.now() - t0);
+      await stop(child);
+    }
+    out.peer_mcp_remote_cold_start = percentiles(cold);
+
+    // a direct HTTP client (the SDK's Streamable HTTP client) against mcp-remote relaying to the same server
+    const direct = new Client({ name: 'bench', version: '0' });
+    await direct.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+    const viaHttp: number[] = [];
+    for (let i = 0; i < 20 + calls; i++) {
+      const t0 = performance.now();
+      await direct.callTool({ name: 'echo', arguments: { text: 'ping' } });
+      if (i >= 20) viaHttp.push(performance.now() - t0);
+    }
+    await direct.close();
+    out.peer_direct_http_call = percentiles(viaHttp);
+
+    const child = spawn(process.execPath, [MCP_REMOTE, http.url, '--transport', 'http-only'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+    const client = lineClient(child.stdout!, child.stdin!);
+    await client.request(INIT(0));
+    client.notify('notifications/initialized');
+    out.peer_mcp_remote_call = percentiles(await timeCalls(client, calls));
+    out.peer_mcp_remote_added_latency = diff(out.peer_mcp_remote_call, out.peer_direct_http_call);
+    out.peer_mcp_remote_rss_mb = same(peakRssMb(child.pid!));
+    await stop(child);
+  } finally {
+    await http.close();
+  }
+  return out;
+}
+
+function diff(a: Percentiles, b: Percentiles): Percentiles {
+  return { p50: round(a.p50 - b.p50), p95: round(a.p95 - b.p95), p99: round(a.p99 - b.p99) };
+}
+
+function same(n: number): Percentiles {
+  return { p50: n, p95: n, p99: n };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const r = await benchBridge();
+  const ratio = (a: number | undefined, b: number | undefined): number | null => (a && b ? round(a / b) : null);
+  console.log(
+    JSON.stringify(
+      {
+        ...r,
+        ratios: {
+          cold_start_vs_node: ratio(r.bridge_cold_start?.p50, r.node_bare_start?.p50),
+          cold_start_vs_mcp_remote: ratio(r.bridge_cold_start?.p50, r.peer_mcp_remote_cold_start?.p50),
+          call_via_bridge_vs_socket: ratio(r.call_via_bridge?.p50, r.call_via_socket?.p50),
+          relay_overhead_vs_mcp_remote: ratio(r.relay_overhead?.p50, r.peer_mcp_remote_added_latency?.p50),
+          rss_vs_mcp_remote: ratio(r.bridge_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),
+        },
+      },
+      null,
+      2,
+    ),
+  );
+}
