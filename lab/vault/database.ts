@@ -51,9 +51,15 @@ function expirationString(d: Date): string {
   return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}+0000`;
 }
 
-/** Splits each statement on `;` as the plugin does (strutil.ParseArbitraryStringSlice). */
+/**
+ * Splits each statement on `;` as the plugin does (strutil.ParseArbitraryStringSlice), except one that
+ * holds a dollar-quoted body (`DO $$ … $$`), which runs whole (the plugin's containsMultilineStatement).
+ */
 function split(statements: string[]): string[] {
-  return statements.flatMap((s) => s.split(';')).map((s) => s.trim()).filter(Boolean);
+  return statements
+    .flatMap((s) => (s.includes('$$') ? [s] : s.split(';')))
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function substitute(stmt: string, vars: Record<string, string>): string {
