@@ -177,9 +177,20 @@ function collect(root: unknown): Walk {
     if (!node || typeof node !== 'object') return;
     for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
       if (key === 'RangeVar') {
-        const rv = value as { relname?: string; schemaname?: string; location?: number };
-        const name = relationName(rv);
-        if (name && !walk.tables.has(name)) walk.tables.set(name, { schema: rv.schemaname, location: rv.location ?? 0 });
+        addRelation(walk, value as { relname?: string; schemaname?: string; location?: number });
+      } else if (key === 'relation' && value && typeof value === 'object' && 'relname' in value) {
+        // Write targets and ALTER/CREATE INDEX relations are bare RangeVar bodies, not wrapped nodes.
+        addRelation(walk, value as { relname?: string; schemaname?: string; location?: number });
+      } else if (key === 'DropStmt') {
+        // DROP names its objects as lists of identifiers rather than RangeVars.
+        const objects = ((value as { objects?: unknown[] }).objects ?? []) as Array<{ List?: { items?: Array<{ String?: { sval?: string } }> } }>;
+        for (const o of objects) {
+          const parts = (o.List?.items ?? []).map((i) => i.String?.sval).filter((x): x is string => typeof x === 'string');
+          if (parts.length === 0) continue;
+          const relname = parts[parts.length - 1]!;
+          const schemaname = parts.length > 1 ? parts[parts.length - 2] : undefined;
+          addRelation(walk, { relname, schemaname, location: 0 });
+        }
       } else if (key === 'CommonTableExpr') {
         const name = (value as { ctename?: string }).ctename;
         if (name) walk.cteNames.add(name);
@@ -192,18 +203,17 @@ function collect(root: unknown): Walk {
         if (action === 'MERGE') walk.unboundedWrites += 1;
         if (action === 'SELECT' && Array.isArray(body.lockingClause) && body.lockingClause.length > 0) walk.lockingClause = true;
         if (action === 'SELECT' && body.intoClause) walk.selectInto = true;
-        // The relation of a write is a RangeVar too: record it where it stands.
-        if (body.relation && action !== 'SELECT') {
-          const rv = body.relation as { relname?: string; schemaname?: string; location?: number };
-          const name = relationName(rv);
-          if (name && !walk.tables.has(name)) walk.tables.set(name, { schema: rv.schemaname, location: rv.location ?? 0 });
-        }
       }
       visit(value);
     }
   };
   visit(root);
   return walk;
+}
+
+function addRelation(walk: Walk, rv: { relname?: string; schemaname?: string; location?: number }): void {
+  const name = relationName(rv);
+  if (name && !walk.tables.has(name)) walk.tables.set(name, { schema: rv.schemaname, location: rv.location ?? 0 });
 }
 
 /** INSERT … VALUES adds the rows it lists; INSERT … SELECT is bounded only by a LIMIT. */

@@ -73,6 +73,13 @@ describe('classifySql', () => {
     expect((await classifySql('SET ROLE postgres')).kind).toBe('other');
   });
 
+  it('names the tables that DROP, TRUNCATE, GRANT and ALTER act on', async () => {
+    expect((await classifySql('DROP TABLE notes, clinic.archive')).tables).toEqual(['clinic.archive', 'notes']);
+    expect((await classifySql('TRUNCATE notes')).tables).toEqual(['notes']);
+    expect((await classifySql('GRANT SELECT ON patients TO bob')).tables).toEqual(['patients']);
+    expect((await classifySql('ALTER TABLE notes ADD COLUMN x int')).tables).toEqual(['notes']);
+  });
+
   it('classifies EXPLAIN ANALYZE by the statement it runs', async () => {
     const c = await classifySql('EXPLAIN ANALYZE DELETE FROM notes');
     expect(c.kind).toBe('DELETE');

@@ -1,0 +1,148 @@
+/**
+ * The lab parts the broker needs, started once per test file: PostgreSQL (clinic), the IdP, the Vault
+ * stand-in configured as an administrator would, and the core pieces pointed at them. Everything is
+ * real and talks over loopback sockets; `stop()` leaves no process, port, directory or role behind.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { startPostgres, type LabPostgres } from '../../../lab/postgres.ts';
+import { startIdp, type LabIdp } from '../../../lab/idp/index.ts';
+import { startVault, type LabVault } from '../../../lab/vault/index.ts';
+import { configureLabVault } from '../../../lab/vault/lab-config.ts';
+import { createBroker, type Approver, type Broker } from '../../../main/core/broker/index.ts';
+import { createPostgresConnector, type PostgresConnection } from '../../../main/core/connectors/postgres/connector.ts';
+import { createTokenExchanger, type TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
+import { parsePolicy, type PostgresPolicy } from '../../../main/core/policy/policy.ts';
+import { createVaultClient, type VaultClient } from '../../../main/core/vault/client.ts';
+import type { Connector, ToolCallRequest } from '../../../main/core/connectors/types.ts';
+import type { TokenSource } from '../../../main/core/ports.ts';
+import { labTokenSource, MemoryAudit } from './fixtures.ts';
+
+export const DEMO_POLICY = parsePolicy(
+  readFileSync(new URL('../../../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8'),
+).postgres as PostgresPolicy;
+
+export interface BrokerLab {
+  pg: LabPostgres;
+  idp: LabIdp;
+  vault: LabVault;
+  connection: PostgresConnection;
+  exchanger: TokenExchanger;
+  vaultClient: VaultClient;
+  alice: TokenSource & { accessToken: string; calls: number };
+  logs: { idp: string[]; vault: string[]; core: string[] };
+  auditDir: string;
+  /** A broker over the real parts; every argument can be replaced for a fault test. */
+  broker(o?: { tokens?: TokenSource; approver?: Approver; connectors?: Connector[]; idp?: TokenExchanger; vault?: VaultClient; audit?: MemoryAudit }): {
+    broker: Broker;
+    audit: MemoryAudit;
+  };
+  /** Per-call roles (Vault's `v-…` names) still present in PostgreSQL. */
+  leftoverRoles(): Promise<string[]>;
+  admin<T extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<T[]>;
+  stop(): Promise<void>;
+}
+
+let nextRequestId = 1;
+export function call(name: string, args: Record<string, unknown>, o: { signal?: AbortSignal; progress?: (m: string) => void } = {}): ToolCallRequest {
+  return {
+    name,
+    args,
+    requestId: nextRequestId++,
+    sessionId: 'test-session',
+    client: { name: 'vitest', version: '1' },
+    signal: o.signal ?? new AbortController().signal,
+    progress: o.progress ?? (() => {}),
+  };
+}
+
+export async function startBrokerLab(): Promise<BrokerLab> {
+  const logs = { idp: [] as string[], vault: [] as string[], core: [] as string[] };
+  const auditDir = await mkdtemp(join(tmpdir(), 'countersign-broker-'));
+  const started: Array<() => Promise<void>> = [];
+  try {
+    const pgLab = await startPostgres();
+    started.push(() => pgLab.stop());
+    const idp = await startIdp({ log: (l) => logs.idp.push(l) });
+    started.push(() => idp.stop());
+    const vault = await startVault({ log: (l) => logs.vault.push(l), auditLogPath: join(auditDir, 'vault-audit.log') });
+    started.push(() => vault.stop());
+    await configureLabVault({
+      addr: vault.addr,
+      token: vault.rootToken,
+      issuer: idp.issuer,
+      jwksUrl: idp.jwksUri,
+      postgres: { host: pgLab.host, port: pgLab.port, database: pgLab.database, username: pgLab.managementUser, password: pgLab.managementPassword },
+      apiKey: 'lab-api-key-not-a-secret',
+    });
+    const connection: PostgresConnection = { host: pgLab.host, port: pgLab.port, database: pgLab.database };
+    const exchanger = createTokenExchanger({
+      issuer: idp.issuer,
+      clientId: 'countersign-desktop',
+      allowInsecureHttpForLoopbackOnly: true,
+      timeoutMs: 3_000,
+      stepUp: { pollIntervalMs: 50, timeoutMs: 5_000 },
+    });
+    const vaultClient = createVaultClient({ address: vault.addr, timeoutMs: 3_000 });
+    const alice = await labTokenSource(idp, 'alice');
+    const adminPool = new pg.Pool({ connectionString: pgLab.adminUrl, max: 2 });
+    adminPool.on('error', () => {});
+
+    return {
+      pg: pgLab,
+      idp,
+      vault,
+      connection,
+      exchanger,
+      vaultClient,
+      alice,
+      logs,
+      auditDir,
+      broker(o = {}) {
+        const audit = o.audit ?? new MemoryAudit();
+        const broker = createBroker({
+          connectors: o.connectors ?? [createPostgresConnector({ policy: DEMO_POLICY, connection })],
+          tokens: o.tokens ?? alice,
+          idp: o.idp ?? exchanger,
+          vault: o.vault ?? vaultClient,
+          audit,
+          ...(o.approver ? { approver: o.approver } : {}),
+          log: (l) => logs.core.push(l),
+          demo: true,
+        });
+        return { broker, audit };
+      },
+      async leftoverRoles() {
+        const r = await adminPool.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'");
+        return r.rows.map((x) => x.rolname);
+      },
+      async admin<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) {
+        return (await adminPool.query<T>(sql, params)).rows;
+      },
+      async stop() {
+        await adminPool.end().catch(() => {});
+        await vaultClient.close();
+        for (const stop of started.reverse()) await stop().catch(() => {});
+        await rm(auditDir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    for (const stop of started.reverse()) await stop().catch(() => {});
+    await rm(auditDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Waits until Vault holds no lease and PostgreSQL no per-call role (revocation may complete lazily). */
+export async function settled(lab: BrokerLab, withinMs = 3_000): Promise<{ roles: string[]; leases: number }> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const roles = await lab.leftoverRoles();
+    const leases = lab.vault.leases();
+    if ((roles.length === 0 && leases === 0) || Date.now() > deadline) return { roles, leases };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
