@@ -4,6 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { memoryAdapter } from './adapter.ts';
 import { LabKeys } from './keys.ts';
 import { loginPage, messagePage, PAGE_CSP, phonePage } from './pages.ts';
 import { DEFAULT_POLICY_FILE, loadPolicy, RAR_TYPES } from './policy.ts';
@@ -102,6 +103,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const policy: Policy = loadPolicy(policyFile);
   const keys = await LabKeys.create();
   const push = new PushStore();
+  const storage = memoryAdapter();
+  /** JWT access tokens are not stored: remember each one's grant so an exchange can tell the sign-in still stands. */
+  const accessTokenGrants = new Map<string, { grantId: string; exp: number }>();
   const timings: number[] = [];
   let fault: IdpFault | null = null;
   let accessTokenTtl = DEFAULT_AT_TTL_S;
@@ -130,6 +134,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   };
 
   const configuration: Configuration = {
+    adapter: storage.Adapter,
     clients: [
       {
         client_id: NATIVE_CLIENT_ID,
@@ -300,8 +305,18 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   } as Configuration;
 
   const provider = new Provider(issuer, configuration);
+  provider.on('access_token.issued', (token: { jti: string; grantId?: string; exp?: number }) => {
+    if (!token.grantId) return;
+    const now = Math.floor(Date.now() / 1000);
+    for (const [jti, e] of accessTokenGrants) if (e.exp < now) accessTokenGrants.delete(jti);
+    accessTokenGrants.set(token.jti, { grantId: token.grantId, exp: token.exp ?? now + accessTokenTtl });
+  });
   const deps = {
     provider,
+    async signInStands(jti: string): Promise<boolean> {
+      const entry = accessTokenGrants.get(jti);
+      return entry !== undefined && (await provider.Grant.find(entry.grantId)) !== undefined;
+    },
     issuer,
     keys,
     policy: () => policy,
@@ -459,6 +474,8 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      storage.clear();
+      accessTokenGrants.clear();
     },
   };
 }

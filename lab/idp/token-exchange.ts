@@ -27,6 +27,8 @@ export interface GrantDeps {
   push: PushStore;
   log: (line: string) => void;
   onExchange?: (ms: number) => void;
+  /** Whether the sign-in (grant) behind an access token still stands: revoked or reused refresh tokens end it. */
+  signInStands: (jti: string) => Promise<boolean>;
 }
 
 type Ctx = TokenEndpointGrantContext;
@@ -163,6 +165,7 @@ export function tokenExchangeHandler(deps: GrantDeps) {
     const proof = await dpopOf(deps, ctx);
     const subject = await verifySubject(deps, params.subject_token);
     if (subject.client_id !== client.clientId) fail('invalid_request', 'the subject token was issued to another client');
+    if (!(await deps.signInStands(String(subject.jti)))) fail('invalid_request', 'the sign-in behind the subject token has ended: sign in again');
     const boundTo = (subject.cnf as { jkt?: unknown } | undefined)?.jkt;
     if (typeof boundTo === 'string' && proof?.thumbprint !== boundTo)
       fail('invalid_dpop_proof', 'the subject token is DPoP-bound: send a DPoP proof made with its key');

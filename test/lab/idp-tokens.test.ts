@@ -140,6 +140,9 @@ describe('refresh tokens', () => {
     expect(reuse.json.error).toBe('invalid_grant');
     const successor = await refresh(String(r1.json.refresh_token));
     expect(successor.json.error).toBe('invalid_grant');
+    // the access tokens of that sign-in can no longer be exchanged either
+    const obo = await exchange(idp, String(r1.json.access_token));
+    expect(obo.json).toMatchObject({ error: 'invalid_request', error_description: 'the sign-in behind the subject token has ended: sign in again' });
   });
 
   it('revokes a refresh token (RFC 7009) so it no longer refreshes', async () => {
@@ -151,6 +154,14 @@ describe('refresh tokens', () => {
     });
     expect(rev.status).toBe(200);
     expect((await refresh(t.refresh_token!)).json.error).toBe('invalid_grant');
+    expect((await exchange(idp, t.access_token)).json.error).toBe('invalid_request');
+  });
+
+  it('keeps exchanging for a sign-in that stands', async () => {
+    const t = await signIn(idp, alice);
+    const r1 = await refresh(t.refresh_token!);
+    expect((await exchange(idp, t.access_token)).status).toBe(200);
+    expect((await exchange(idp, String(r1.json.access_token))).status).toBe(200);
   });
 
   it('answers 200 to the revocation of an unknown token', async () => {
