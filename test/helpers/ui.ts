@@ -11,6 +11,9 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import type { AuditRecord, AuditRecordInput } from '../../common/audit-record.ts';
 import { AuditRecordInputSchema } from '../../common/audit-record.ts';
 import { AppError } from '../../common/errors.ts';
+import type { AuditStore } from '../../main/core/audit/store.ts';
+import { exportFilename, exportLines, EXPORT_MEDIA_TYPES } from '../../main/core/audit/export.ts';
+import type { SecretStore } from '../../main/core/ports.ts';
 import type {
   AuditFilter,
   CachedApproval,
@@ -307,4 +310,38 @@ export function sampleToolCall(i: number, overrides: Partial<AuditRecordInput> =
     duration_ms: 50 + (i % 17),
     ...overrides,
   };
+}
+
+/** A SecretStore held in memory (stands in for the OS keychain, which tests of the UI do not need). */
+export function memorySecrets(): SecretStore {
+  const m = new Map<string, string>();
+  return {
+    kind: 'memory',
+    get: async (k) => m.get(k) ?? null,
+    set: async (k, v) => void m.set(k, v),
+    delete: async (k) => void m.delete(k),
+  };
+}
+
+/**
+ * Puts a real AuditStore behind the fixture's audit channels: pages, records, verification and
+ * export come from SQLite, and appends reach the UI as `audit.appended` events. Returns the unsubscribe.
+ */
+export function backWithStore(app: FixtureApp, store: AuditStore): () => void {
+  app.handlers['audit.page'] = async (request) => {
+    const page = store.page(request);
+    return { records: page.records, total: page.total ?? 0, head: page.head };
+  };
+  app.handlers['audit.get'] = async ({ seq }) => {
+    const r = store.get(seq);
+    if (!r) throw new AppError('NOT_FOUND', `No record ${seq}.`);
+    return r;
+  };
+  app.handlers['audit.verify'] = async () => store.verify();
+  app.handlers['audit.export'] = async ({ format, filter }) => ({
+    filename: exportFilename(format),
+    mediaType: EXPORT_MEDIA_TYPES[format],
+    content: [...exportLines(store, format, filter)].join(''),
+  });
+  return store.onAppend((record) => app.emit('audit.appended', record));
 }

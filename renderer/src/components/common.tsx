@@ -79,7 +79,7 @@ export function CopyButton({ value, label }: { value: string; label: string }) {
 export function formatMs(ms: number): string {
   if (ms >= 10_000) return `${(ms / 1000).toFixed(1)} s`;
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
-  if (ms >= 10) return `${Math.round(ms)} ms`;
+  if (ms >= 100) return `${Math.round(ms)} ms`;
   return `${ms.toFixed(1)} ms`;
 }
 

@@ -218,11 +218,11 @@ export function TimelineScreen() {
       <form className="filters" role="search" aria-label="Filter records" onSubmit={(e) => e.preventDefault()}>
         <label>
           Search
-          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="tool, target, jti, lease…" />
+          <input aria-label="Search" type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="tool, target, jti, lease…" />
         </label>
         <label>
           Outcome
-          <select value={outcome} onChange={(e) => setOutcome(e.target.value)}>
+          <select aria-label="Outcome" value={outcome} onChange={(e) => setOutcome(e.target.value)}>
             <option value="">Any</option>
             {OUTCOMES.map((o) => (
               <option key={o} value={o}>
@@ -233,7 +233,7 @@ export function TimelineScreen() {
         </label>
         <label>
           Tier
-          <select value={tier} onChange={(e) => setTier(e.target.value)}>
+          <select aria-label="Tier" value={tier} onChange={(e) => setTier(e.target.value)}>
             <option value="">Any</option>
             <option value="1">1 · read</option>
             <option value="2">2 · write</option>
@@ -243,19 +243,19 @@ export function TimelineScreen() {
         </label>
         <label>
           Tool
-          <input value={tool} onChange={(e) => setTool(e.target.value)} />
+          <input aria-label="Tool" value={tool} onChange={(e) => setTool(e.target.value)} />
         </label>
         <label>
           User
-          <input value={user} onChange={(e) => setUser(e.target.value)} />
+          <input aria-label="User" value={user} onChange={(e) => setUser(e.target.value)} />
         </label>
         <label>
           From
-          <input type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} />
+          <input aria-label="From" type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} />
         </label>
         <label>
           To
-          <input type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} />
+          <input aria-label="To" type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} />
         </label>
       </form>
       <ErrorNote error={error} />
