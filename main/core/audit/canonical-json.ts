@@ -8,6 +8,51 @@
  * so it is kept where its tests are.
  */
 export function canonicalJson(value: unknown): string {
+  // Fast path: copy with keys inserted in sorted order and let the engine's JSON.stringify write it.
+  // Engines list integer-like keys ("10", "9") first in numeric order, which is not JCS order, so a
+  // record with such a key takes the reference path below.
+  const sorted = sortedCopy(value);
+  return sorted === INTEGER_KEY ? canonicalJsonReference(value) : JSON.stringify(sorted);
+}
+
+const INTEGER_KEY = Symbol('integer-like key');
+const INTEGER_LIKE = /^(?:0|[1-9][0-9]*)$/;
+
+function sortedCopy(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('Canonical JSON has no representation for NaN or Infinity.');
+    if (typeof value === 'bigint' || typeof value === 'function' || typeof value === 'symbol') {
+      throw new TypeError(`Canonical JSON has no representation for ${typeof value}.`);
+    }
+    return value;
+  }
+  if (Array.isArray(value)) {
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const c = sortedCopy(value[i]);
+      if (c === INTEGER_KEY) return INTEGER_KEY;
+      out[i] = c === undefined ? null : c;
+    }
+    return out;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return sortedCopy((value as { toJSON(): unknown }).toJSON());
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  // No prototype, so a member named __proto__ stays a member.
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const k of keys) {
+    if (INTEGER_LIKE.test(k)) return INTEGER_KEY;
+    const v = obj[k];
+    if (v === undefined) continue;
+    const c = sortedCopy(v);
+    if (c === INTEGER_KEY) return INTEGER_KEY;
+    out[k] = c;
+  }
+  return out;
+}
+
+/** The definition, written out: used for records with integer-like keys, and to test the fast path against. */
+export function canonicalJsonReference(value: unknown): string {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
@@ -17,11 +62,27 @@ export function canonicalJson(value: unknown): string {
       if (!Number.isFinite(value)) throw new TypeError('Canonical JSON has no representation for NaN or Infinity.');
       return JSON.stringify(value);
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
-      const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-      // Default sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 asks for.
-      entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalJsonReference((value as { toJSON(): unknown }).toJSON());
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          const v: unknown = value[i];
+          out += (i === 0 ? '' : ',') + canonicalJsonReference(v === undefined ? null : v);
+        }
+        return out + ']';
+      }
+      const obj = value as Record<string, unknown>;
+      // Array.prototype.sort without a comparator orders strings by UTF-16 code units: RFC 8785 §3.2.3.
+      const keys = Object.keys(obj).sort();
+      let out = '{';
+      let first = true;
+      for (const k of keys) {
+        const v = obj[k];
+        if (v === undefined) continue;
+        out += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJsonReference(v);
+        first = false;
+      }
+      return out + '}';
     }
     default:
       throw new TypeError(`Canonical JSON has no representation for ${typeof value}.`);

@@ -59,7 +59,7 @@ export class Redactor {
   scrubRecord<T extends Record<string, unknown>>(record: T, knownSecrets: readonly string[] = []): RedactionResult<T> {
     const known = knownSecrets.filter((s) => typeof s === 'string' && s.length >= MIN_KNOWN_SECRET);
     const redacted: string[] = [];
-    const out = this.#walk(record, '', known, redacted) as T;
+    const out = this.#walk(record, [], known, redacted) as T;
     const args = (out as Record<string, unknown>).args;
     if (args && typeof args === 'object' && !Array.isArray(args)) {
       for (const name of this.#policy.hmacArgs) {
@@ -73,19 +73,28 @@ export class Redactor {
     return { value: out, redacted };
   }
 
-  #walk(value: unknown, path: string, known: string[], redacted: string[]): unknown {
+  #walk(value: unknown, path: string[], known: string[], redacted: string[]): unknown {
     if (typeof value === 'string') return scrubString(value, path, known, redacted);
-    if (Array.isArray(value)) return value.map((v, i) => this.#walk(v, `${path}/${i}`, known, redacted));
+    if (Array.isArray(value)) {
+      return value.map((v, i) => {
+        path.push(String(i));
+        const out = this.#walk(v, path, known, redacted);
+        path.pop();
+        return out;
+      });
+    }
     if (value && typeof value === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        const p = `${path}/${escapePointer(k)}`;
+      const out = Object.create(null) as Record<string, unknown>;
+      for (const k of Object.keys(value)) {
+        const v = (value as Record<string, unknown>)[k];
+        path.push(k);
         if (SECRET_FIELD.test(k) && v !== null && v !== undefined && v !== '') {
-          redacted.push(`${p}: secret field`);
+          redacted.push(`${pointer(path)}: secret field`);
           out[k] = MASK;
         } else {
-          out[k] = this.#walk(v, p, known, redacted);
+          out[k] = this.#walk(v, path, known, redacted);
         }
+        path.pop();
       }
       return out;
     }
@@ -93,14 +102,18 @@ export class Redactor {
   }
 }
 
-function scrubString(s: string, path: string, known: string[], redacted: string[]): string {
+/** One cheap test before the four precise ones: most strings in a record hold nothing like a credential. */
+const MAYBE_SECRET = /eyJ|bearer|dpop|basic|hv[sbr]\.|\b[sbr]\.[A-Za-z0-9]{24}/i;
+
+function scrubString(s: string, path: string[], known: string[], redacted: string[]): string {
   let out = s;
   for (const secret of known) {
     if (out.includes(secret)) {
       out = out.split(secret).join(MASK);
-      redacted.push(`${path}: known secret`);
+      redacted.push(`${pointer(path)}: known secret`);
     }
   }
+  if (out.length < 12 || !MAYBE_SECRET.test(out)) return out;
   const rules: [RegExp, string][] = [
     [JWT, 'jwt'],
     [AUTH_HEADER, 'authorization'],
@@ -112,12 +125,13 @@ function scrubString(s: string, path: string, known: string[], redacted: string[
     if (re.test(out)) {
       re.lastIndex = 0;
       out = why === 'authorization' ? out.replace(re, (_m, scheme: string) => `${scheme} ${MASK}`) : out.replace(re, MASK);
-      redacted.push(`${path}: ${why}`);
+      redacted.push(`${pointer(path)}: ${why}`);
     }
   }
   return out;
 }
 
-function escapePointer(k: string): string {
-  return k.replaceAll('~', '~0').replaceAll('/', '~1');
+/** JSON Pointer (RFC 6901) of a path, built only when something was masked. */
+function pointer(path: string[]): string {
+  return path.map((k) => '/' + k.replaceAll('~', '~0').replaceAll('/', '~1')).join('');
 }

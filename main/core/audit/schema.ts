@@ -38,7 +38,7 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE users (sub TEXT PRIMARY KEY, name TEXT COLLATE NOCASE, email TEXT COLLATE NOCASE);
   CREATE INDEX users_name ON users (name);
   CREATE INDEX users_email ON users (email);
-  CREATE VIRTUAL TABLE records_fts USING fts5 (text, content = '', contentless_delete = 1, prefix = '2 3');
+  CREATE VIRTUAL TABLE records_fts USING fts5 (text, content = '', contentless_delete = 1);
   `,
 ];
 

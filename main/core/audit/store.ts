@@ -631,7 +631,12 @@ export class AuditStore implements AuditSink {
     await Promise.allSettled([...this.#pending]);
     this.#closed = true;
     this.#listeners.clear();
-    this.#db.close();
+    try {
+      // Keeps the planner's statistics current so each filter keeps choosing its (filter, seq) index.
+      if (!this.#opts.readOnly) this.#db.exec('PRAGMA optimize');
+    } finally {
+      this.#db.close();
+    }
   }
 
   #where(
