@@ -142,6 +142,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
         application_type: 'native',
         token_endpoint_auth_method: 'none',
         authorization_details_types: Object.keys(RAR_TYPES),
+        require_auth_time: true,
         redirect_uris: ['http://127.0.0.1/callback'],
         response_types: ['code'],
         grant_types: [
@@ -478,4 +479,22 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       accessTokenGrants.clear();
     },
   };
+}
+
+// `node lab/idp/index.ts [--json]`: the IdP alone, until interrupted (the full lab composes it with the rest).
+if (import.meta.main) {
+  const idp = await startIdp({ port: Number(process.env.LAB_IDP_PORT ?? 0), log: (l) => process.stderr.write(`${l}\n`) });
+  const summary = {
+    issuer: idp.issuer,
+    jwks_uri: idp.jwksUri,
+    token_endpoint: idp.tokenEndpoint,
+    client_id: idp.nativeClientId,
+    phone: `${idp.issuer}/lab/phone`,
+    users: idp.users.map(({ username, password, role }) => ({ username, password, role })),
+  };
+  if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else process.stdout.write(`Countersign lab IdP at ${idp.issuer}\n${JSON.stringify(summary, null, 2)}\n`);
+  const stop = () => void idp.stop().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 }

@@ -1,8 +1,9 @@
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startIdp } from '../../lab/idp/index.ts';
 import type { LabIdp } from '../../lab/idp/index.ts';
-import { authorize, decodeJwt, exchange, pkce, postForm, redeemCode, signIn } from './idp-fixtures.ts';
+import { authorize, decodeJwt, exchange, pkce, postForm, readDetails, redeemCode, signIn } from './idp-fixtures.ts';
 
 // The lab IdP's native-client token handling over real sockets: PKCE, loopback redirects, refresh
 // rotation with reuse detection, revocation (RFC 7009), JWKS rotation and the token endpoint faults.
@@ -212,5 +213,36 @@ describe('keys and faults', () => {
       idp.setFault(null);
     }
     expect((await exchange(idp, t.access_token)).status).toBe(200);
+  });
+});
+
+describe('interoperability with openid-client (the app\'s OIDC library)', () => {
+  it('validates the callback, then exchanges and refreshes with a DPoP key', async () => {
+    const config = await oidc.discovery(new URL(idp.issuer), idp.nativeClientId, undefined, oidc.None(), {
+      execute: [oidc.allowInsecureRequests],
+    });
+    const DPoP = oidc.getDPoPHandle(config, await oidc.randomDPoPKeyPair('ES256'));
+    const a = await authorize(idp, alice);
+    const callback = new URL(a.redirectUri);
+    callback.search = new URLSearchParams({ code: a.code, iss: idp.issuer }).toString();
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: a.verifier }, { resource: 'urn:countersign:app' }, { DPoP });
+    expect(tokens.token_type).toBe('dpop');
+    expect(tokens.claims()).toMatchObject({ name: 'Alice Lab', email: 'alice@lab.countersign.test' });
+
+    const obo = await oidc.genericGrantRequest(
+      config,
+      'urn:ietf:params:oauth:grant-type:token-exchange',
+      {
+        subject_token: tokens.access_token,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        audience: idp.vaultAudience,
+        authorization_details: JSON.stringify(readDetails()),
+      },
+      { DPoP },
+    );
+    expect(obo).toMatchObject({ token_type: 'dpop', expires_in: 60, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' });
+
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!, undefined, { DPoP });
+    expect(refreshed.refresh_token).not.toBe(tokens.refresh_token);
   });
 });
