@@ -304,23 +304,29 @@ export function createBroker(options: BrokerOptions): Broker {
     if (!vaultToken) return;
     const start = performance.now();
     let revoked = false;
+    let alreadyGone = false;
     let lastCode: string | undefined;
     let attempts = 0;
-    for (; attempts < revokeAttempts && !revoked; attempts += 1) {
+    while (attempts < revokeAttempts && !revoked) {
       if (attempts > 0) await delay(100 * 3 ** (attempts - 1));
+      attempts += 1;
       try {
         await options.vault.revokeSelf(vaultToken, AbortSignal.timeout(revokeTimeoutMs));
         revoked = true;
       } catch (error) {
         const e = AppError.from(error);
         lastCode = e.code;
-        // 403: the token is already invalid (expired or revoked), and its leases with it.
-        if (e.code === 'VAULT_PERMISSION_DENIED') break;
+        // 403: the token is no longer valid (revoked by an attempt whose answer failed, or expired);
+        // Vault revokes its leases with it, which the role check below proves or disproves.
+        if (e.code === 'VAULT_PERMISSION_DENIED') {
+          revoked = true;
+          alreadyGone = true;
+        }
       }
     }
     trace.record('revoke', revoked ? 'ok' : 'error', performance.now() - start, {
       ...(revoked ? {} : { code: lastCode ?? 'VAULT_REVOKE_FAILED' }),
-      detail: `attempts=${attempts}`,
+      detail: `attempts=${attempts}${alreadyGone ? ' token already invalid' : ''}`,
     });
     if (!revoked) log(`broker: revoke-self failed (${lastCode}); the credential expires at its TTL`);
 
