@@ -1,0 +1,89 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { MASK, Redactor } from '../../../main/core/audit/redact.ts';
+
+const JWT = 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.Zm9vYmFyYmF6cXV4';
+const JWE = 'eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2oj.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOe.XFBoMYUZodetZdvTiFvSkQ';
+
+describe('redaction at write', () => {
+  const r = new Redactor({}, randomBytes(32));
+
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['a JWT anywhere in a nested argument', { args: { deep: [{ note: `token=${JWT}` }] } }, JWT],
+    ['a JWE', { summary: `got ${JWE}` }, JWE],
+    ['a Bearer authorization value', { error: { code: 'X', message: 'sent Authorization: Bearer abc.def-ghi_jkl~123' } }, 'abc.def-ghi_jkl~123'],
+    ['a DPoP authorization value', { summary: 'DPoP Zm9vYmFyYmF6cXV4eHl6' }, 'Zm9vYmFyYmF6cXV4eHl6'],
+    ['a Vault service token', { hops: [{ detail: 'X-Vault-Token: hvs.CAESIB2y0aGqN0C9NMmD1n4J8mIGHGXWkP' }] }, 'hvs.CAESIB2y0aGqN0C9NMmD1n4J8mIGHGXWkP'],
+    ['a Vault batch token', { summary: 'hvb.AAAAAQJZpk9u1cXWgWv1w4mDm8Fz' }, 'hvb.AAAAAQJZpk9u1cXWgWv1w4mDm8Fz'],
+    ['a legacy Vault token', { summary: 'token s.Qf1s5zigZ4OX6akYjQXJC1jY used' }, 's.Qf1s5zigZ4OX6akYjQXJC1jY'],
+    ['a password field', { args: { password: 'correct horse battery staple' } }, 'correct horse battery staple'],
+    ['a client_secret field', { args: { config: { client_secret: 'cs-1234567890' } } }, 'cs-1234567890'],
+    ['an api_key field', { args: { API_KEY: 'k-1234567890' } }, 'k-1234567890'],
+    ['a refresh_token field', { args: { refresh_token: 'opaque-refresh-value' } }, 'opaque-refresh-value'],
+    ['a code_verifier field', { args: { code_verifier: 'verifier-value-43-chars' } }, 'verifier-value-43-chars'],
+  ];
+  for (const [what, record, secret] of cases) {
+    it(`masks ${what} and says where, never what`, () => {
+      const { value, redacted } = r.scrubRecord(record);
+      const text = JSON.stringify(value);
+      expect(text).not.toContain(secret);
+      expect(text).toContain(MASK);
+      expect(redacted.length).toBeGreaterThan(0);
+      expect(redacted.join(' ')).not.toContain(secret);
+    });
+  }
+
+  it('masks a value the caller names as a known secret, in any field and shape', () => {
+    const pw = 'Xy9-per-call-db-password';
+    const { value, redacted } = r.scrubRecord({ summary: `connect user=v-role password=${pw}`, args: { list: [`${pw}`] } }, [pw]);
+    expect(JSON.stringify(value)).not.toContain(pw);
+    expect(redacted).toEqual(['/summary: known secret', '/args/list/0: known secret']);
+  });
+
+  it('leaves ordinary text, join keys and RAR alone', () => {
+    const rec = {
+      summary: 'i.e. s.t. the update ran, see database/creds/clinic-read/abc',
+      keys: { lease_id: 'database/creds/clinic-read/Zx81', obo_jti: 'a1b2c3', vault_accessor: 'hmac-free-accessor' },
+      authorization_details: [{ type: 'postgres', actions: ['update'] }],
+      args: { sql: "UPDATE appointments SET status = 'done' WHERE id = 4", token_count: 5 },
+    };
+    const { value, redacted } = r.scrubRecord(rec);
+    expect(redacted).toEqual([]);
+    expect(value).toEqual(rec);
+  });
+
+  it('refuses the record in refuse mode instead of masking', () => {
+    const strict = new Redactor({ onSecret: 'refuse' });
+    expect(() => strict.scrubRecord({ summary: JWT })).toThrow(expect.objectContaining({ code: 'AUDIT_REDACTION_REFUSED' }));
+    try {
+      strict.scrubRecord({ summary: JWT });
+    } catch (e) {
+      expect(String((e as Error).message)).not.toContain(JWT);
+    }
+  });
+});
+
+describe('argument hashing', () => {
+  it('replaces the listed arguments with a keyed HMAC that correlates within an install', () => {
+    const key = randomBytes(32);
+    const r = new Redactor({ hmacArgs: ['mrn'] }, key);
+    const a = r.scrubRecord({ args: { mrn: 'MRN-100001', sql: 'SELECT 1' } }).value.args as Record<string, string>;
+    const b = r.scrubRecord({ args: { mrn: 'MRN-100001' } }).value.args as Record<string, string>;
+    expect(a.mrn).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    expect(a.mrn).toBe(b.mrn);
+    expect(a.sql).toBe('SELECT 1');
+  });
+
+  it('cannot be reversed by hashing guesses without the install key', () => {
+    const r = new Redactor({ hmacArgs: ['mrn'] }, randomBytes(32));
+    const other = new Redactor({ hmacArgs: ['mrn'] }, randomBytes(32));
+    const h = (r.scrubRecord({ args: { mrn: 'MRN-100001' } }).value.args as Record<string, string>).mrn;
+    const plain = createHash('sha256').update('"MRN-100001"').digest('hex');
+    expect(h).not.toContain(plain);
+    expect((other.scrubRecord({ args: { mrn: 'MRN-100001' } }).value.args as Record<string, string>).mrn).not.toBe(h);
+  });
+
+  it('needs the install key when the policy asks for hashing', () => {
+    expect(() => new Redactor({ hmacArgs: ['mrn'] })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+  });
+});
