@@ -13,7 +13,7 @@ import { spawn, execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, openSync, closeSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, rename, rm, chown, chmod, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, chown, chmod, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,9 +245,27 @@ async function buildTemplate(log: (l: string) => void): Promise<string> {
       if (!existsSync(join(final, 'PG_VERSION'))) throw e;
     }
     log(`postgres: template built in ${Date.now() - started} ms at ${final}`);
+    await removeStaleTemplates(final);
     return final;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Templates built from an older seed or PostgreSQL version are of no further use; one untouched for
+ * ten minutes is no longer being copied by a process still running the older code.
+ */
+async function removeStaleTemplates(current: string): Promise<void> {
+  const prefix = 'countersign-lab-pg-template-';
+  for (const name of await readdir(tmpdir())) {
+    const path = join(tmpdir(), name);
+    if (!name.startsWith(prefix) || path === current) continue;
+    try {
+      if (Date.now() - (await stat(path)).mtimeMs > 10 * 60_000) await rm(path, { recursive: true, force: true });
+    } catch {
+      /* already gone */
+    }
   }
 }
 

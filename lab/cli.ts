@@ -1,0 +1,85 @@
+/**
+ * `npm run lab`: starts the local identity lab and prints every endpoint and the demo users (or, with
+ * `--json`, one JSON line a script can read), then runs until SIGINT/SIGTERM and stops cleanly.
+ * The administrator token and the demo passwords are printed on purpose: this is a local lab, as
+ * `vault server -dev` prints its root token.
+ */
+import { startLab } from './index.ts';
+import type { Lab } from './index.ts';
+
+const json = process.argv.includes('--json');
+const verbose = process.argv.includes('--verbose');
+const log = (line: string): void => {
+  if (verbose) process.stderr.write(`${line}\n`);
+};
+
+function describe(lab: Lab, ms: number): string {
+  const users = lab.users.map((u) => `    ${u.username.padEnd(6)} / ${u.password.padEnd(14)} ${u.name} <${u.email}>  (${u.role})`).join('\n');
+  return `
+  Countersign lab — for development and demos only (ready in ${ms} ms)
+
+  IdP issuer            ${lab.issuer}
+    discovery           ${lab.issuer}/.well-known/openid-configuration
+    native client       ${lab.idp.nativeClientId} (PKCE S256, loopback redirect http://127.0.0.1:<port>/callback)
+    one-time code       246810 (for acr urn:countersign:acr:mfa)
+  Vault                 ${lab.vaultAddr}
+    admin token         ${lab.vaultToken}
+    audit log           ${lab.vaultAuditLogPath}
+  PostgreSQL            ${lab.postgresUrl}
+    admin               ${lab.postgresAdminUrl}
+    server log          ${lab.pg.logFile}
+  Upstream MCP          ${lab.upstreamMcpUrl}
+  API-key upstream MCP  ${lab.apiKeyUpstreamUrl}
+
+  Demo users (username / password):
+${users}
+
+  export VAULT_ADDR=${lab.vaultAddr} VAULT_TOKEN=${lab.vaultToken}
+  Press Ctrl+C to stop; everything the lab started is removed.
+`;
+}
+
+const t0 = Date.now();
+let lab: Lab;
+try {
+  lab = await startLab({ log });
+} catch (e) {
+  process.stderr.write(`lab: failed to start (${(e as Error).message})\n`);
+  process.exit(1);
+}
+const ms = Date.now() - t0;
+
+if (json) {
+  process.stdout.write(
+    `${JSON.stringify({
+      issuer: lab.issuer,
+      vault_addr: lab.vaultAddr,
+      vault_token: lab.vaultToken,
+      vault_audit_log: lab.vaultAuditLogPath,
+      postgres_url: lab.postgresUrl,
+      postgres_admin_url: lab.postgresAdminUrl,
+      postgres_log: lab.pg.logFile,
+      upstream_mcp_url: lab.upstreamMcpUrl,
+      api_key_upstream_url: lab.apiKeyUpstreamUrl,
+      native_client_id: lab.idp.nativeClientId,
+      vault_audience: lab.idp.vaultAudience,
+      users: lab.users.map((u) => ({ username: u.username, password: u.password, sub: u.sub, name: u.name, email: u.email, role: u.role })),
+      ready_ms: ms,
+    })}\n`,
+  );
+} else {
+  process.stdout.write(describe(lab, ms));
+}
+
+let stopping = false;
+const shutdown = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  log(`lab: ${signal}, stopping`);
+  lab.stop().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGTERM', () => shutdown('SIGTERM'));
