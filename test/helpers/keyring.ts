@@ -1,0 +1,122 @@
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** The password of the throwaway login keyring (it protects only a temp directory's test data). */
+const KEYRING_PASSWORD = 'countersign-test-keyring';
+
+export interface TestKeyring {
+  /** True when this helper started its own bus and daemon (false: the developer's session keyring is used). */
+  readonly private: boolean;
+  /** Where gnome-keyring keeps its (encrypted) keyring files; empty when not private. */
+  readonly dataDir: string;
+  readonly env: { DBUS_SESSION_BUS_ADDRESS: string; XDG_DATA_HOME: string; XDG_RUNTIME_DIR: string };
+  /** Restarts the keyring daemon without unlocking it: the login collection exists but is locked. */
+  relock(): Promise<void>;
+  /** Restarts the daemon unlocked again. */
+  unlock(): Promise<void>;
+  /** Stops the daemon and the bus, removes the temp directory, restores the environment. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+async function waitForName(address: string, name: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { stdout } = await run(
+      'dbus-send',
+      ['--session', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', `string:${name}`],
+      { env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: address } },
+    ).catch(() => ({ stdout: '' }));
+    if (stdout.includes('boolean true')) return;
+    if (Date.now() > deadline) throw new Error(`${name} did not appear on the test session bus`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * A Secret Service for tests: when DBUS_SESSION_BUS_ADDRESS isn't set (CI, containers), a private
+ * D-Bus session bus and a gnome-keyring-daemon whose login keyring is unlocked and lives in a temp
+ * directory (XDG_DATA_HOME). `private: true` forces that even on a desktop, for tests that lock it.
+ * The test process's environment points at it until `stop()`.
+ */
+export async function startTestKeyring(options: { private?: boolean } = {}): Promise<TestKeyring> {
+  const existing = process.env.DBUS_SESSION_BUS_ADDRESS;
+  if (existing && !options.private) {
+    return {
+      private: false,
+      dataDir: '',
+      env: { DBUS_SESSION_BUS_ADDRESS: existing, XDG_DATA_HOME: process.env.XDG_DATA_HOME ?? '', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '' },
+      relock: () => Promise.reject(new Error('relock needs a private keyring')),
+      unlock: () => Promise.reject(new Error('unlock needs a private keyring')),
+      stop: async () => {},
+    };
+  }
+  const root = await mkdtemp(join(tmpdir(), 'countersign-keyring-'));
+  const dataDir = join(root, 'data');
+  const runtimeDir = join(root, 'run');
+  await mkdir(dataDir);
+  await mkdir(runtimeDir);
+  await chmod(runtimeDir, 0o700);
+  const address = `unix:path=${join(runtimeDir, 'bus')}`;
+  const env = { DBUS_SESSION_BUS_ADDRESS: address, XDG_DATA_HOME: dataDir, XDG_RUNTIME_DIR: runtimeDir };
+  const saved = { DBUS_SESSION_BUS_ADDRESS: process.env.DBUS_SESSION_BUS_ADDRESS, XDG_DATA_HOME: process.env.XDG_DATA_HOME, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR };
+
+  const bus = spawn('dbus-daemon', ['--session', '--nofork', `--address=${address}`], { stdio: 'ignore' });
+  let daemon: ChildProcess | undefined;
+  const startDaemon = async (unlocked: boolean) => {
+    daemon = spawn('gnome-keyring-daemon', ['--components=secrets', '--foreground', ...(unlocked ? ['--unlock'] : [])], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    if (unlocked) daemon.stdin!.end(KEYRING_PASSWORD);
+    else daemon.stdin!.end();
+    await waitForName(address, 'org.freedesktop.secrets');
+  };
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await stopChild(daemon);
+    await stopChild(bus);
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    await waitForName(address, 'org.freedesktop.DBus');
+    await startDaemon(true);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  Object.assign(process.env, env);
+  return {
+    private: true,
+    dataDir,
+    env,
+    async relock() {
+      await stopChild(daemon);
+      await startDaemon(false);
+    },
+    async unlock() {
+      await stopChild(daemon);
+      await startDaemon(true);
+    },
+    stop,
+  };
+}
