@@ -67,6 +67,8 @@ export class FaultProxy {
   #fault: { match: RegExp; fault: Fault } | null = null;
   url = '';
   hits = 0;
+  /** Headers of the last request that came through, to check what a client sends. */
+  lastHeaders: Record<string, string | string[] | undefined> = {};
 
   private constructor(target: string) {
     const t = new URL(target);
@@ -97,6 +99,7 @@ export class FaultProxy {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
+    this.lastHeaders = { ...req.headers };
     const f = this.#fault && this.#fault.match.test(req.url ?? '') ? this.#fault.fault : null;
     if (f) this.hits += 1;
     if (f?.kind === 'status') {
