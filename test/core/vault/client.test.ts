@@ -56,7 +56,7 @@ describe('Vault client against the Vault stand-in', () => {
 
   it("maps a refused JWT login (400) to VAULT_LOGIN_FAILED with Vault's reason and without the token", async () => {
     const jwt = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXRoYXQtaXMtbm90';
-    const err = await client.loginJwt('jwt', 'no-such-role', jwt).catch((e: unknown) => e as AppError);
+    const err = (await client.loginJwt('jwt', 'no-such-role', jwt).catch((e: unknown) => e)) as AppError;
     expect(err.code).toBe('VAULT_LOGIN_FAILED');
     expect(err.message).toContain('no-such-role');
     expect(err.message).not.toContain(jwt);
