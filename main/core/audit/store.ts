@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
@@ -140,6 +140,15 @@ interface Row {
   hash: string;
 }
 
+interface VerifyRow extends Row {
+  at_ms: number;
+  kind: string;
+  outcome: string;
+  tier: number | null;
+  tool: string | null;
+  user_sub: string | null;
+}
+
 /**
  * The tamper-evident audit store: one SQLite database (`node:sqlite`) in WAL mode with
  * `synchronous=FULL`, so a record whose `append()` has resolved survives a crash of the process and
@@ -192,6 +201,7 @@ export class AuditStore implements AuditSink {
     try {
       if (!opts.readOnly) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
       db = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
+      if (!opts.readOnly) chmodSync(path, 0o600);
       db.exec('PRAGMA busy_timeout = 5000');
       if (!opts.readOnly) {
         db.exec('PRAGMA journal_mode = WAL');
@@ -423,37 +433,54 @@ export class AuditStore implements AuditSink {
    * which is what catches a chain re-hashed from some point on, or cut short.
    */
   async verify(options: VerifyOptions = {}): Promise<VerifyResult> {
-    const boundary = this.#boundary();
+    // Its own connection and read transaction: one consistent snapshot, read in batches that yield to
+    // the event loop, so calls keep being recorded while a large store is checked.
+    const reader = new DatabaseSync(this.path, { readOnly: true });
+    try {
+      reader.exec('BEGIN');
+      return await this.#verify(reader, options);
+    } finally {
+      reader.close();
+    }
+  }
+
+  async #verify(db: DatabaseSync, options: VerifyOptions): Promise<VerifyResult> {
+    const boundary = this.#boundary(db);
     let expected = (boundary?.seq ?? 0) + 1;
     let prevHash = boundary?.hash ?? GENESIS_HASH;
     let checked = 0;
     let problem: VerifyProblem | undefined;
     let head: ChainHead | null = boundary ? { seq: boundary.seq, hash: boundary.hash } : null;
-    const rows = this.#db
-      .prepare('SELECT seq, at_ms, kind, outcome, tier, tool, user_sub, body, hash FROM records ORDER BY seq')
-      .iterate() as Iterable<Row & { at_ms: number; kind: string; outcome: string; tier: number | null; tool: string | null; user_sub: string | null }>;
-    for (const row of rows) {
-      problem = this.#checkRow(row, expected, prevHash);
-      if (problem) break;
-      checked++;
-      prevHash = row.hash;
-      head = { seq: row.seq, hash: row.hash };
-      expected = row.seq + 1;
+    const batch = db.prepare('SELECT seq, at_ms, kind, outcome, tier, tool, user_sub, body, hash FROM records WHERE seq > ? ORDER BY seq LIMIT 5000');
+    let after = Number.MIN_SAFE_INTEGER;
+    while (!problem) {
+      const rows = batch.all(after) as unknown as VerifyRow[];
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        problem = this.#checkRow(db, row, expected, prevHash);
+        if (problem) break;
+        checked++;
+        prevHash = row.hash;
+        head = { seq: row.seq, hash: row.hash };
+        expected = row.seq + 1;
+      }
+      after = rows[rows.length - 1]!.seq;
+      await new Promise<void>((r) => setImmediate(r));
     }
     let checkpointsChecked = 0;
     let anchorsChecked = 0;
     if (!problem) {
-      const key = options.publicKey ?? this.#keys?.publicKey ?? this.#storedPublicKey();
-      const local = this.#db.prepare('SELECT jws FROM checkpoints ORDER BY seq').all() as { jws: string }[];
+      const key = options.publicKey ?? this.#keys?.publicKey ?? this.#storedPublicKey(db);
+      const local = db.prepare('SELECT jws FROM checkpoints ORDER BY seq').all() as { jws: string }[];
       for (const { jws } of local) {
         if (!key) break;
-        problem = await this.#checkCheckpoint(jws, key, head, boundary, 'local checkpoint');
+        problem = await this.#checkCheckpoint(db, jws, key, head, boundary, 'local checkpoint');
         if (problem) break;
         checkpointsChecked++;
       }
       for (const jws of problem ? [] : (options.anchors ?? [])) {
         if (!key) throw new AppError('AUDIT_FAILED', 'Anchors can only be checked with the install public key.');
-        problem = await this.#checkCheckpoint(jws, key, head, boundary, 'anchor');
+        problem = await this.#checkCheckpoint(db, jws, key, head, boundary, 'anchor');
         if (problem) break;
         anchorsChecked++;
       }
@@ -471,7 +498,8 @@ export class AuditStore implements AuditSink {
   }
 
   #checkRow(
-    row: Row & { at_ms: number; kind: string; outcome: string; tier: number | null; tool: string | null; user_sub: string | null },
+    db: DatabaseSync,
+    row: VerifyRow,
     expected: number,
     prevHash: string,
   ): VerifyProblem | undefined {
@@ -489,7 +517,7 @@ export class AuditStore implements AuditSink {
     }
     if (body.seq !== row.seq) {
       const movedHere = body.seq;
-      const ownElsewhere = this.#db.prepare("SELECT seq FROM records WHERE json_extract(body, '$.seq') = ? AND seq <> ?").get(row.seq, row.seq);
+      const ownElsewhere = db.prepare("SELECT seq FROM records WHERE json_extract(body, '$.seq') = ? AND seq <> ?").get(row.seq, row.seq);
       if (ownElsewhere || movedHere < row.seq) {
         return { kind: 'reordered', seq: row.seq, message: `Record ${row.seq} was reordered: record ${movedHere} stands in its place.` };
       }
@@ -517,6 +545,7 @@ export class AuditStore implements AuditSink {
   }
 
   async #checkCheckpoint(
+    db: DatabaseSync,
     jws: string,
     key: NonNullable<VerifyOptions['publicKey']> | InstallKeys['publicKey'],
     head: ChainHead | null,
@@ -542,7 +571,7 @@ export class AuditStore implements AuditSink {
       if (cp.seq !== boundary.seq) return undefined; // removed by retention: nothing left to compare
       actual = boundary.hash;
     } else {
-      actual = (this.#db.prepare('SELECT hash FROM records WHERE seq = ?').get(cp.seq) as { hash: string } | undefined)?.hash;
+      actual = (db.prepare('SELECT hash FROM records WHERE seq = ?').get(cp.seq) as { hash: string } | undefined)?.hash;
     }
     if (actual !== cp.hash) {
       return {
@@ -718,22 +747,22 @@ export class AuditStore implements AuditSink {
     this.#pending.add(q);
   }
 
-  #meta(key: string): string | undefined {
-    return (this.#db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  #meta(key: string, db: DatabaseSync = this.#db): string | undefined {
+    return (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }
 
   #setMeta(key: string, value: string): void {
     this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
-  #boundary(): (ChainHead & { at_ms: number }) | undefined {
-    const seq = this.#meta('pruned_seq');
-    const hash = this.#meta('pruned_hash');
+  #boundary(db: DatabaseSync = this.#db): (ChainHead & { at_ms: number }) | undefined {
+    const seq = this.#meta('pruned_seq', db);
+    const hash = this.#meta('pruned_hash', db);
     return seq && hash ? { seq: Number(seq), hash, at_ms: 0 } : undefined;
   }
 
-  #storedPublicKey(): JWK | undefined {
-    const s = this.#meta('public_jwk');
+  #storedPublicKey(db: DatabaseSync = this.#db): JWK | undefined {
+    const s = this.#meta('public_jwk', db);
     return s ? (JSON.parse(s) as JWK) : undefined;
   }
 }

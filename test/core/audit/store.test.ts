@@ -137,6 +137,7 @@ describe('the database on disk', () => {
     const s = await AuditStore.open({ dataDir, secrets: memorySecretStore() });
     await s.append(toolCall(1));
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dataDir, DB_FILE)).mode & 0o777).toBe(0o600);
     await s.close();
     const db = new DatabaseSync(join(dataDir, DB_FILE));
     expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
@@ -191,6 +192,29 @@ describe('the database on disk', () => {
       const bytes = readFileSync(join(dir.path, f)).toString('latin1');
       for (const secret of [jwt, vault, dbPassword, 'hunter2hunter2', 'MRN-100001', 'c2lnbmF0dXJlLXBsYW50ZWQ']) expect(bytes).not.toContain(secret);
     }
+  });
+});
+
+describe('verifying a large store', () => {
+  it('reads one snapshot in batches that let appends through meanwhile', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    s.appendMany(Array.from({ length: 12_000 }, (_, i) => toolCall(i)));
+    let verified = false;
+    const pending = s.verify().then((r) => {
+      verified = true;
+      return r;
+    });
+    // A verify that held the event loop to the end would have settled by the next turn.
+    await new Promise<void>((r) => setImmediate(r));
+    expect(verified).toBe(false);
+    const appended = await s.append(toolCall(12_000));
+    expect(verified).toBe(false);
+    const r = await pending;
+    expect(r).toMatchObject({ ok: true, checked: 12_000 });
+    expect(appended.seq).toBe(12_001);
+    expect((await s.verify()).checked).toBe(12_001);
+    await s.close();
   });
 });
 
