@@ -1,17 +1,15 @@
 /**
- * The lab parts the broker needs, started once per test file: PostgreSQL (clinic), the IdP, the Vault
- * stand-in configured as an administrator would, and the core pieces pointed at them. Everything is
- * real and talks over loopback sockets; `stop()` leaves no process, port, directory or role behind.
+ * The lab (startLab: PostgreSQL with the clinic, the IdP, the Vault stand-in configured as an
+ * administrator would, the upstreams), started once per test file, and the core pieces pointed at it.
+ * Everything is real and talks over loopback sockets; `stop()` leaves no process, port, directory or
+ * role behind.
  */
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
-import { startPostgres, type LabPostgres } from '../../../lab/postgres.ts';
-import { startIdp, type LabIdp } from '../../../lab/idp/index.ts';
-import { startVault, type LabVault } from '../../../lab/vault/index.ts';
-import { configureLabVault } from '../../../lab/vault/lab-config.ts';
+import { startLab } from '../../../lab/index.ts';
+import type { LabPostgres } from '../../../lab/postgres.ts';
+import type { LabIdp } from '../../../lab/idp/index.ts';
+import type { LabVault } from '../../../lab/vault/index.ts';
 import { createBroker, type Approver, type Broker } from '../../../main/core/broker/index.ts';
 import { createPostgresConnector, type PostgresConnection } from '../../../main/core/connectors/postgres/connector.ts';
 import { createTokenExchanger, type TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
@@ -33,8 +31,9 @@ export interface BrokerLab {
   exchanger: TokenExchanger;
   vaultClient: VaultClient;
   alice: TokenSource & { accessToken: string; calls: number };
-  logs: { idp: string[]; vault: string[]; core: string[] };
-  auditDir: string;
+  /** The lab's own log (IdP, Vault, PostgreSQL lifecycle) and the core's. */
+  logs: { lab: string[]; core: string[] };
+  vaultAuditLogPath: string;
   /** A broker over the real parts; every argument can be replaced for a fault test. */
   broker(o?: { tokens?: TokenSource; approver?: Approver; connectors?: Connector[]; idp?: TokenExchanger; vault?: VaultClient; audit?: MemoryAudit }): {
     broker: Broker;
@@ -60,24 +59,10 @@ export function call(name: string, args: Record<string, unknown>, o: { signal?: 
 }
 
 export async function startBrokerLab(): Promise<BrokerLab> {
-  const logs = { idp: [] as string[], vault: [] as string[], core: [] as string[] };
-  const auditDir = await mkdtemp(join(tmpdir(), 'countersign-broker-'));
-  const started: Array<() => Promise<void>> = [];
+  const logs = { lab: [] as string[], core: [] as string[] };
+  const lab = await startLab({ log: (l) => logs.lab.push(l) });
+  const { pg: pgLab, idp, vault } = lab;
   try {
-    const pgLab = await startPostgres();
-    started.push(() => pgLab.stop());
-    const idp = await startIdp({ log: (l) => logs.idp.push(l) });
-    started.push(() => idp.stop());
-    const vault = await startVault({ log: (l) => logs.vault.push(l), auditLogPath: join(auditDir, 'vault-audit.log') });
-    started.push(() => vault.stop());
-    await configureLabVault({
-      addr: vault.addr,
-      token: vault.rootToken,
-      issuer: idp.issuer,
-      jwksUrl: idp.jwksUri,
-      postgres: { host: pgLab.host, port: pgLab.port, database: pgLab.database, username: pgLab.managementUser, password: pgLab.managementPassword },
-      apiKey: 'lab-api-key-not-a-secret',
-    });
     const connection: PostgresConnection = { host: pgLab.host, port: pgLab.port, database: pgLab.database };
     const exchanger = createTokenExchanger({
       issuer: idp.issuer,
@@ -100,7 +85,7 @@ export async function startBrokerLab(): Promise<BrokerLab> {
       vaultClient,
       alice,
       logs,
-      auditDir,
+      vaultAuditLogPath: lab.vaultAuditLogPath,
       broker(o = {}) {
         const audit = o.audit ?? new MemoryAudit();
         const broker = createBroker({
@@ -125,13 +110,11 @@ export async function startBrokerLab(): Promise<BrokerLab> {
       async stop() {
         await adminPool.end().catch(() => {});
         await vaultClient.close();
-        for (const stop of started.reverse()) await stop().catch(() => {});
-        await rm(auditDir, { recursive: true, force: true });
+        await lab.stop();
       },
     };
   } catch (error) {
-    for (const stop of started.reverse()) await stop().catch(() => {});
-    await rm(auditDir, { recursive: true, force: true });
+    await lab.stop();
     throw error;
   }
 }

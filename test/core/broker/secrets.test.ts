@@ -52,11 +52,10 @@ it('plants the user token, OBOs, Vault tokens and database passwords and finds n
   lab.vault.unseal();
 
   expect(Object.keys(planted).filter((k) => k.startsWith('db_password')).length).toBeGreaterThanOrEqual(3);
-  const vaultAudit = lab.vault.auditLogPath ? await readFile(lab.vault.auditLogPath, 'utf8').catch(() => '') : '';
+  const vaultAudit = await readFile(lab.vaultAuditLogPath, 'utf8').catch(() => '');
   const outputs: Record<string, string> = {
     'core log': lab.logs.core.join('\n'),
-    'IdP log': lab.logs.idp.join('\n'),
-    'Vault log': lab.logs.vault.join('\n'),
+    'lab log (IdP, Vault, PostgreSQL)': lab.logs.lab.join('\n'),
     'Vault audit device': vaultAudit,
     'PostgreSQL log': await lab.pg.readLog(),
     'audit records': JSON.stringify(audit.records),
