@@ -3,7 +3,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent }
 import type { AuditRecord } from '../../../common/audit-record.ts';
 import { AppError } from '../../../common/errors.ts';
 import { OUTCOMES } from '../../../common/audit-record.ts';
-import type { AuditFilter, VerifyResult } from '../../../common/contract.ts';
+import type { AuditFilter, Transport, VerifyResult } from '../../../common/contract.ts';
 import { Badge, ErrorNote, OUTCOME_TONE, formatMs, formatTime } from '../components/common.tsx';
 import { useAction, useEvent, useTransport } from '../lib/use-app.ts';
 import { CallDetail } from './call-detail.tsx';
@@ -33,14 +33,27 @@ function useDebounced<T>(value: T, ms: number): T {
   return v;
 }
 
-function IntegrityBadge() {
+/**
+ * The last verification per transport, kept across visits to the screen: walking the chain reads every
+ * record, so it runs once when the timeline is first shown (after its first page) and again on request.
+ */
+const verified = new WeakMap<Transport, VerifyResult>();
+
+function IntegrityBadge({ ready }: { ready: boolean }) {
   const transport = useTransport();
-  const [result, setResult] = useState<VerifyResult | null>(null);
+  const [result, setResult] = useState<VerifyResult | null>(() => verified.get(transport) ?? null);
   const action = useAction();
   const verify = useCallback(() => {
-    void action.run(async () => setResult(await transport.call('audit.verify', {})));
+    void action.run(async () => {
+      const r = await transport.call('audit.verify', {});
+      verified.set(transport, r);
+      setResult(r);
+    });
+    // `action.run` is stable; the transport is the only input.
   }, [transport]);
-  useEffect(verify, [verify]);
+  useEffect(() => {
+    if (ready && !verified.has(transport)) verify();
+  }, [ready, transport, verify]);
   const label = !result
     ? 'Checking the chain…'
     : result.ok
@@ -52,6 +65,7 @@ function IntegrityBadge() {
         {result?.ok === false ? '⚠ ' : result ? '✓ ' : ''}
         {label}
       </Badge>{' '}
+      {result && <span className="muted small">as of {formatTime(result.verifiedAt)}</span>}
       <button type="button" className="link" onClick={verify} disabled={action.busy}>
         Verify
       </button>
@@ -187,7 +201,7 @@ export function TimelineScreen() {
     <section aria-labelledby="timeline-title" className="screen timeline-screen">
       <header className="row wrap">
         <h1 id="timeline-title">Timeline</h1>
-        <IntegrityBadge />
+        <IntegrityBadge ready={snap !== null} />
         <span className="spacer" />
         <button
           type="button"
