@@ -137,6 +137,35 @@ describe('the composed lab', () => {
     await vault('POST', 'auth/token/revoke-self', undefined, token);
   });
 
+  it('follows the IdP\'s key rotation: an OBO signed with the new key logs in without reconfiguring Vault', async () => {
+    const alice = lab.users.find((u) => u.username === 'alice')!;
+    const tokens = await signIn(lab.idp, { username: alice.username, password: alice.password });
+    const before = await exchange(lab.idp, tokens.access_token as string, { details: readDetails() });
+    await lab.idp.rotateKeys();
+    const after = await exchange(lab.idp, tokens.access_token as string, { details: readDetails() });
+    const kid = (t: string): string => JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString()).kid as string;
+    expect(kid(after.json.access_token as string)).not.toBe(kid(before.json.access_token as string));
+    const login = await vault('POST', 'auth/jwt/login', { role: 'clinic-read', jwt: after.json.access_token });
+    expect(login.status, JSON.stringify(login.json)).toBe(200);
+    await vault('POST', 'auth/token/revoke-self', undefined, login.json.auth.client_token);
+  });
+
+  it('also trusts the IdP through oidc_discovery_url, and refuses the user\'s own access token (wrong audience)', async () => {
+    const mount = `jwt-discovery-${Date.now()}`;
+    expect((await vault('POST', `sys/auth/${mount}`, { type: 'jwt' }, lab.vaultToken)).status).toBe(204);
+    expect((await vault('POST', `auth/${mount}/config`, { oidc_discovery_url: lab.issuer, bound_issuer: lab.issuer }, lab.vaultToken)).status).toBe(204);
+    await vault('POST', `auth/${mount}/role/read`, { role_type: 'jwt', bound_audiences: ['countersign-vault'], bound_claims: { vault_role: 'clinic-read' }, user_claim: 'sub', token_ttl: 60 }, lab.vaultToken);
+    const alice = lab.users.find((u) => u.username === 'alice')!;
+    const tokens = await signIn(lab.idp, { username: alice.username, password: alice.password });
+    const ex = await exchange(lab.idp, tokens.access_token as string, { details: readDetails() });
+    const ok = await vault('POST', `auth/${mount}/login`, { role: 'read', jwt: ex.json.access_token });
+    expect(ok.status).toBe(200);
+    await vault('POST', 'auth/token/revoke-self', undefined, ok.json.auth.client_token);
+    const passthrough = await vault('POST', 'auth/jwt/login', { role: 'clinic-read', jwt: tokens.access_token });
+    expect(passthrough.status).toBe(400);
+    expect(passthrough.json.errors[0]).toMatch(/^error validating token: invalid audience/);
+  });
+
   it('runs `npm run lab --json`: one JSON line with the contract\'s fields, then stops cleanly on SIGTERM', async () => {
     const t0 = Date.now();
     const child = spawn(process.execPath, ['lab/cli.ts', '--json'], { cwd: new URL('../..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] });
