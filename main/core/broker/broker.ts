@@ -152,7 +152,17 @@ export function createBroker(options: BrokerOptions): Broker {
         if (decision.outcome === 'cached') trace.hops[trace.hops.length - 1]!.outcome = 'cached';
       }
 
-      result = await runWithCredential(connector, p, request, trace, user?.sub);
+      try {
+        result = await runWithCredential(connector, p, request, trace, user?.sub);
+      } catch (error) {
+        // RFC 9470: the target wants a stronger or fresher login. Re-login with what it demands, then
+        // one fresh exchange (never the old OBO) and one retry.
+        if (!AppError.is(error, 'IDP_STEP_UP_REQUIRED') || !error.stepUp) throw error;
+        const demand = error.stepUp;
+        request.progress('The service asks you to sign in again with a stronger method…');
+        await trace.hop('step_up', () => options.tokens.stepUp(demand, signal), () => `re-login acr_values=${demand.acrValues ?? '-'} max_age=${demand.maxAge ?? '-'}`);
+        result = await runWithCredential(connector, p, request, trace, user?.sub);
+      }
     } catch (error) {
       failure = AppError.from(error);
       if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });

@@ -190,3 +190,33 @@ describe('what the broker refuses and what the IdP and database enforce', () => 
     expect(progress.some((m) => m.includes('approval'))).toBe(true);
   });
 });
+
+describe('an RFC 9470 step-up demand from the target', () => {
+  it('re-logs in with the demanded acr_values and retries once with a fresh exchange and credential', async () => {
+    const real = createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection });
+    let executions = 0;
+    // Test double for a target answering 401 insufficient_user_authentication on the first try.
+    const demanding: Connector = {
+      ...real,
+      async execute(ctx) {
+        executions += 1;
+        if (executions === 1) {
+          const { AppError } = await import('../../../common/errors.ts');
+          throw new AppError('IDP_STEP_UP_REQUIRED', 'The service needs a stronger login.', { stepUp: { acrValues: 'urn:countersign:acr:mfa' } });
+        }
+        return real.execute(ctx);
+      },
+    };
+    const demands: unknown[] = [];
+    const tokens = { ...lab.alice, stepUp: async (d: unknown) => void demands.push(d) };
+    const { broker, audit } = lab.broker({ connectors: [demanding], tokens });
+    const r = await broker.callTool(call('query', { sql: 'SELECT id FROM patients' }));
+    expect(r.isError, text(r)).toBeFalsy();
+    expect(demands).toEqual([{ acrValues: 'urn:countersign:acr:mfa' }]);
+    const hops = audit.records[0]!.hops!.map((h) => h.name);
+    expect(hops.filter((h) => h === 'exchange')).toHaveLength(2);
+    expect(hops.filter((h) => h === 'revoke')).toHaveLength(2);
+    expect(hops).toContain('step_up');
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+});
