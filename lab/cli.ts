@@ -4,6 +4,7 @@
  * The administrator token and the demo passwords are printed on purpose: this is a local lab, as
  * `vault server -dev` prints its root token.
  */
+import { ACR_MFA, LAB_ONE_TIME_CODE } from './idp/index.ts';
 import { startLab } from './index.ts';
 import type { Lab } from './index.ts';
 
@@ -21,7 +22,7 @@ function describe(lab: Lab, ms: number): string {
   IdP issuer            ${lab.issuer}
     discovery           ${lab.issuer}/.well-known/openid-configuration
     native client       ${lab.idp.nativeClientId} (PKCE S256, loopback redirect http://127.0.0.1:<port>/callback)
-    one-time code       246810 (for acr urn:countersign:acr:mfa)
+    one-time code       ${LAB_ONE_TIME_CODE} (for acr ${ACR_MFA})
   Vault                 ${lab.vaultAddr}
     admin token         ${lab.vaultToken}
     audit log           ${lab.vaultAuditLogPath}
