@@ -221,7 +221,10 @@ function template(log: (l: string) => void): Promise<string> {
 
 async function buildTemplate(log: (l: string) => void): Promise<string> {
   const final = join(baseDir(), `countersign-lab-pg-template-${await templateKey()}`);
-  if (existsSync(join(final, 'PG_VERSION'))) return final;
+  if (existsSync(join(final, 'PG_VERSION'))) {
+    await removeStaleTemplates(final);
+    return final;
+  }
   const user = serverUser();
   const work = await mkdtemp(join(baseDir(), 'countersign-lab-pg-build-'));
   await own(work, user, 0o755);
