@@ -174,6 +174,21 @@ describe('Vault stand-in configured like the lab', () => {
     expect(r.json.errors[0]).toMatch(/^error validating token: /);
   });
 
+  it('rejects an unsigned (alg none) token and an HS256 token keyed with the public JWK', async () => {
+    const enc = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const claims = JSON.parse(Buffer.from((await obo()).split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    const none = `${enc({ alg: 'none', typ: 'JWT' })}.${enc(claims)}.`;
+    const r1 = await login('clinic-read', none);
+    expect(r1.status).toBe(400);
+    expect(r1.json.errors[0]).toMatch(/^error validating token: /);
+    const hs = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256', kid: currentKeys[0]!.kid })
+      .sign(new TextEncoder().encode(JSON.stringify(currentKeys[0]!.jwk)));
+    const r2 = await login('clinic-read', hs);
+    expect(r2.status).toBe(400);
+    expect(r2.json.errors[0]).toMatch(/^error validating token: /);
+  });
+
   it('rejects a token for another audience', async () => {
     const r = await login('clinic-read', await obo({ aud: 'urn:countersign:app' }));
     expect(r.status).toBe(400);
