@@ -209,6 +209,7 @@ describe('the renderer against the headless host', () => {
     await page.screenshot({ path: await screenshotPath('call-detail') });
     await page.keyboard.press('Escape');
     await expect.poll(() => page.getByRole('complementary').count()).toBe(0);
+    expect(await page.getByRole('listbox', { name: /Audit records/ }).evaluate((el) => el === (el.ownerDocument as { activeElement: unknown }).activeElement)).toBe(true);
     await page.close();
   });
 
@@ -249,6 +250,34 @@ describe('the renderer against the headless host', () => {
     await expect.poll(() => app.decisions.at(-1)).toEqual({ id: 'p-1', decision: 'approve', digest: app.decisions.at(-1)?.digest });
     expect(app.decisions.at(-1)!.digest).toBe(digestOf("UPDATE appointments SET note = 'x' WHERE clinic = 'north'"));
     await expect.poll(() => page.getByText('No call is waiting for approval.').count()).toBe(1);
+    await page.close();
+  });
+
+  it('shows a call waiting for approval as soon as it arrives, and denies it', async () => {
+    const page = await open();
+    await page.getByRole('tab', { name: /Approvals/ }).click();
+    await page.getByRole('heading', { name: 'Waiting for you' }).waitFor();
+    const bytes = 'DROP TABLE appointments';
+    app.pending.push({
+      id: 'p-2',
+      tool: 'run_ddl',
+      target: 'postgres://lab/clinic',
+      tier: 3,
+      reason: 'DDL',
+      authorization_details: [{ type: 'postgres', actions: ['DROP'] }],
+      args: { sql: bytes },
+      bytes,
+      digest: digestOf(bytes),
+      requestedAt: new Date().toISOString(),
+      expiresAt: new Date(Date.now() + 30_000).toISOString(),
+    });
+    app.emit('approvals.changed', { pending: [...app.pending], cached: [...app.cached] });
+    const card = page.getByTestId('pending-approval').filter({ hasText: 'run_ddl' });
+    await card.waitFor();
+    await expect.poll(() => page.getByRole('tab', { name: /Approvals/ }).textContent()).toContain('1');
+    await card.getByRole('button', { name: 'Deny' }).click();
+    await expect.poll(() => app.decisions.at(-1)).toEqual({ id: 'p-2', decision: 'deny' });
+    await expect.poll(() => card.count()).toBe(0);
     await page.close();
   });
 

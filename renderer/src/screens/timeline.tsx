@@ -346,7 +346,15 @@ export function TimelineScreen() {
             </div>
           </div>
         </div>
-        {selected !== null && <CallDetail seq={selected} onClose={() => setSelected(null)} />}
+        {selected !== null && (
+          <CallDetail
+            seq={selected}
+            onClose={() => {
+              setSelected(null);
+              parentRef.current?.focus();
+            }}
+          />
+        )}
       </div>
     </section>
   );
