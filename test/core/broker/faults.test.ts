@@ -192,23 +192,29 @@ describe('cancellation in each hop revokes whatever was minted', () => {
   });
 
   it('during the Vault login (the token it mints is revoked)', async () => {
-    lab.vault.setLatency(300);
+    const controller = new AbortController();
+    // The abort lands while Vault is handling the login.
+    vaultProxy.set(/\/v1\/auth\/jwt\/login/, { kind: 'delay', ms: 300 }, () => setTimeout(() => controller.abort(), 50));
+    const proxied = createVaultClient({ address: vaultProxy.url, timeoutMs: 10_000 });
     try {
-      const { broker, audit } = lab.broker();
-      await expectCleanFailure(await broker.callTool(call('query', { sql: 'SELECT id FROM patients' }, { signal: cancelled(120) })), audit, 'CANCELLED');
+      const { broker, audit } = lab.broker({ vault: proxied });
+      await expectCleanFailure(await broker.callTool(call('query', { sql: 'SELECT id FROM patients' }, { signal: controller.signal })), audit, 'CANCELLED');
+      expect(vaultProxy.hits).toBe(1);
       expect(audit.records[0]!.hops!.find((h) => h.name === 'vault_login')?.outcome).toBe('ok');
       expect(audit.records[0]!.hops!.find((h) => h.name === 'revoke')?.outcome).toBe('ok');
     } finally {
-      lab.vault.setLatency(0);
+      vaultProxy.clear();
+      await proxied.close();
     }
   });
 
   it('during the credential request (the role it creates is dropped)', async () => {
-    vaultProxy.set(/\/v1\/database\/creds\//, { kind: 'delay', ms: 400 });
-    const proxied = createVaultClient({ address: vaultProxy.url, timeoutMs: 3_000 });
+    const controller = new AbortController();
+    vaultProxy.set(/\/v1\/database\/creds\//, { kind: 'delay', ms: 300 }, () => setTimeout(() => controller.abort(), 50));
+    const proxied = createVaultClient({ address: vaultProxy.url, timeoutMs: 10_000 });
     try {
       const { broker, audit } = lab.broker({ vault: proxied });
-      await expectCleanFailure(await broker.callTool(call('query', { sql: 'SELECT id FROM patients' }, { signal: cancelled(150) })), audit, 'CANCELLED');
+      await expectCleanFailure(await broker.callTool(call('query', { sql: 'SELECT id FROM patients' }, { signal: controller.signal })), audit, 'CANCELLED');
       const hops = audit.records[0]!.hops!;
       expect(hops.find((h) => h.name === 'vault_creds')?.outcome).toBe('ok');
       expect(hops.find((h) => h.name === 'revoke_check')?.outcome).toBe('ok');

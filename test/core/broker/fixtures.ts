@@ -64,7 +64,7 @@ export type Fault =
 export class FaultProxy {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
-  #fault: { match: RegExp; fault: Fault } | null = null;
+  #fault: { match: RegExp; fault: Fault; onHit?: () => void } | null = null;
   url = '';
   hits = 0;
   /** Headers of the last request that came through, to check what a client sends. */
@@ -86,8 +86,9 @@ export class FaultProxy {
     return p;
   }
 
-  set(match: RegExp, fault: Fault): void {
-    this.#fault = { match, fault };
+  /** Injects `fault` on matching requests; `onHit` runs as each one arrives (to act mid-request). */
+  set(match: RegExp, fault: Fault, onHit?: () => void): void {
+    this.#fault = { match, fault, ...(onHit ? { onHit } : {}) };
     this.hits = 0;
   }
 
@@ -101,7 +102,10 @@ export class FaultProxy {
     const body = Buffer.concat(chunks);
     this.lastHeaders = { ...req.headers };
     const f = this.#fault && this.#fault.match.test(req.url ?? '') ? this.#fault.fault : null;
-    if (f) this.hits += 1;
+    if (f) {
+      this.hits += 1;
+      this.#fault?.onHit?.();
+    }
     if (f?.kind === 'status') {
       res.writeHead(f.status, { 'content-type': f.contentType ?? 'application/json' }).end(f.body);
       return;

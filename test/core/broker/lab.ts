@@ -68,10 +68,11 @@ export async function startBrokerLab(): Promise<BrokerLab> {
       issuer: idp.issuer,
       clientId: 'countersign-desktop',
       allowInsecureHttpForLoopbackOnly: true,
-      timeoutMs: 3_000,
+      // Generous: 32 concurrent exchanges on a busy 2-core machine can take seconds.
+      timeoutMs: 15_000,
       stepUp: { pollIntervalMs: 50, timeoutMs: 5_000 },
     });
-    const vaultClient = createVaultClient({ address: vault.addr, timeoutMs: 3_000 });
+    const vaultClient = createVaultClient({ address: vault.addr, timeoutMs: 15_000 });
     const alice = await labTokenSource(idp, 'alice');
     const adminPool = new pg.Pool({ connectionString: pgLab.adminUrl, max: 2 });
     adminPool.on('error', () => {});
