@@ -166,6 +166,8 @@ export class AuditStore implements AuditSink {
   readonly #keys: InstallKeys | undefined;
   readonly #redactor: Redactor | undefined;
   readonly #listeners = new Set<Listener>();
+  /** Users already in the users table as last written, so an unchanged user costs no write. */
+  readonly #knownUsers = new Map<string, string>();
   readonly #pending = new Set<Promise<unknown>>();
   readonly #now: () => number;
   readonly #insert: StatementSync | undefined;
@@ -303,7 +305,14 @@ export class AuditStore implements AuditSink {
       hash,
     );
     this.#insertFts.run(seq, searchText(unhashed));
-    if (unhashed.user) this.#upsertUser!.run(unhashed.user.sub, unhashed.user.name ?? null, unhashed.user.email ?? null);
+    if (unhashed.user) {
+      const u = unhashed.user;
+      const seen = `${u.name ?? ''}\u0000${u.email ?? ''}`;
+      if (this.#knownUsers.get(u.sub) !== seen) {
+        this.#upsertUser!.run(u.sub, u.name ?? null, u.email ?? null);
+        this.#knownUsers.set(u.sub, seen);
+      }
+    }
     const stored = { ...unhashed, hash } as StoredAuditRecord;
     if (this.#opts.checkpointEvery && seq % this.#opts.checkpointEvery === 0) {
       queueMicrotask(() => this.#track(this.checkpoint()));
@@ -331,14 +340,37 @@ export class AuditStore implements AuditSink {
     const headSeq = this.head()?.seq ?? 0;
     const where = this.#where(q.filter, q.before);
     if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0 }), head: headSeq, next_before: null };
-    const sql = where.fts
-      ? `SELECT r.seq, r.body, r.hash FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid
-         WHERE ${where.clauses.join(' AND ')} ORDER BY f.rowid DESC LIMIT ? OFFSET ?`
-      : `SELECT seq, body, hash FROM records r WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY seq DESC LIMIT ? OFFSET ?`;
-    const rows = this.#db.prepare(sql).all(...where.params, q.limit, q.offset) as unknown as Row[];
+    const rows = where.fts
+      ? this.#searchNewest(where, q.before ?? headSeq + 1, q.limit + q.offset).slice(q.offset)
+      : (this.#db
+          .prepare(`SELECT seq, body, hash FROM records r WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY seq DESC LIMIT ? OFFSET ?`)
+          .all(...where.params, q.limit, q.offset) as unknown as Row[]);
     const records = rows.map(toRecord);
     const total = options.withTotal === false ? {} : { total: this.#count(where) };
     return { records, ...total, head: headSeq, next_before: rows.length === q.limit ? rows[rows.length - 1]!.seq : null };
+  }
+
+  /**
+   * The newest `need` full-text matches below `before`. FTS5 keeps each term's document list in
+   * ascending rowid order, so "newest first, limit n" over a common word would read the whole list;
+   * asking for windows of seq from the newest end, widening each time, reads only the tail it needs.
+   */
+  #searchNewest(where: { clauses: string[]; params: SQLInputValue[] }, before: number, need: number): Row[] {
+    const stmt = this.#db.prepare(
+      `SELECT r.seq, r.body, r.hash FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid
+       WHERE ${where.clauses.join(' AND ')} AND f.rowid >= ? AND f.rowid < ? ORDER BY f.rowid DESC LIMIT ?`,
+    );
+    const lowest = (this.#db.prepare('SELECT min(seq) AS s FROM records').get() as { s: number | null }).s ?? 0;
+    const out: Row[] = [];
+    let hi = before;
+    let width = Math.max(2048, need * 16);
+    while (out.length < need && hi > lowest) {
+      const lo = Math.max(lowest, hi - width);
+      out.push(...(stmt.all(...where.params, lo, hi, need - out.length) as unknown as Row[]));
+      hi = lo;
+      width *= 8;
+    }
+    return out;
   }
 
   /** Records matching the filter (all of them when it is empty). */

@@ -218,6 +218,24 @@ describe('verifying a large store', () => {
   });
 });
 
+describe('search over a long history', () => {
+  it('finds the newest matches of a rare word however far back they are, and pages through common ones', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    s.appendMany(Array.from({ length: 9000 }, (_, i) => toolCall(i, i === 2 || i === 8990 ? { summary: 'zebracorn sighting' } : {})));
+    expect(s.page({ filter: { search: 'zebracorn' } }).records.map((r) => r.seq)).toEqual([8991, 3]);
+    expect(s.page({ filter: { search: 'zebracorn' }, before: 8991 }).records.map((r) => r.seq)).toEqual([3]);
+    const common = s.page({ filter: { search: 'delete_patient' }, limit: 500, offset: 1000 });
+    const expected = Array.from({ length: 9000 }, (_, i) => i)
+      .filter((i) => i % 5 === 3)
+      .map((i) => i + 1)
+      .reverse()
+      .slice(1000, 1500);
+    expect(common.records.map((r) => r.seq)).toEqual(expected);
+    await s.close();
+  });
+});
+
 describe('retention', () => {
   it('removes records by count, keeps the boundary hash, and the rest still verifies', async () => {
     using dir = tempDir();
