@@ -197,6 +197,21 @@ describe('anchors kept off the machine', () => {
     await store.close();
   });
 
+  it('checkpoints and anchors every N records on its own', async () => {
+    using dir = tempDir();
+    const secrets = memorySecretStore();
+    const store = await AuditStore.open({ dataDir: dir.path, secrets, anchorUrl: url, checkpointEvery: 5 });
+    const before = received.length;
+    for (let i = 0; i < 12; i++) await store.append(toolCall(i));
+    await store.close();
+    const anchors = received.slice(before).map((r) => r.body);
+    const seqs = anchors.map((jws) => (JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString()) as { seq: number }).seq);
+    expect(seqs.sort((a, b) => a - b)).toEqual([5, 10]);
+    const s = await AuditStore.open({ dataDir: dir.path, secrets });
+    expect(await s.verify({ anchors })).toMatchObject({ ok: true, anchors_checked: 2, checkpoints_checked: 2 });
+    await s.close();
+  });
+
   it('reports an anchor receiver that is down without failing the checkpoint', async () => {
     const { dir, store } = await filledStore(2, { anchorUrl: 'http://127.0.0.1:9/unreachable' });
     using _ = dir;
