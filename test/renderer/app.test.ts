@@ -172,6 +172,15 @@ describe('the renderer against the headless host', () => {
     await page.getByLabel('User', { exact: true }).fill('bob');
     await expect.poll(count).toBe(`${store.count({ user: 'bob' }).toLocaleString('en-US')} records`);
     await page.getByLabel('User', { exact: true }).fill('');
+    await page.getByLabel('From', { exact: true }).fill('2099-01-01T00:00');
+    await expect.poll(count).toBe('0 records');
+    await page.getByLabel('From', { exact: true }).fill('2000-01-01T00:00');
+    await page.getByLabel('To', { exact: true }).fill('2099-01-01T00:00');
+    await expect.poll(count).toBe(`${store.count({}).toLocaleString('en-US')} records`);
+    await page.getByLabel('To', { exact: true }).fill('2000-01-02T00:00');
+    await expect.poll(count).toBe('0 records');
+    await page.getByLabel('From', { exact: true }).fill('');
+    await page.getByLabel('To', { exact: true }).fill('');
     await page.getByLabel('Search', { exact: true }).fill('jti-000004d2');
     await expect.poll(count).toBe('1 records');
     expect(await page.locator('#row-0').textContent()).toContain('1234');
@@ -346,6 +355,27 @@ describe('the renderer against the headless host', () => {
     expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('light');
     await page.getByLabel('Theme', { exact: true }).selectOption('system');
     await page.close();
+  });
+
+  it('pauses live updates when the app stops, and says the page has ended when the app comes back without its bearer', async () => {
+    const first = await startWebServer({ handlers: app.handlers, events: app.events, staticDir: renderer.dir });
+    const page = await browser.context.newPage();
+    try {
+      await page.goto(first.url);
+      await page.getByRole('heading', { name: 'Status' }).waitFor();
+      await expect.poll(() => page.getByRole('status').filter({ hasText: 'live updates' }).count()).toBe(0);
+      await first.close();
+      await page.getByText('Live updates paused: reconnecting to the app…').waitFor();
+      const second = await startWebServer({ handlers: app.handlers, events: app.events, staticDir: renderer.dir, port: first.port });
+      try {
+        await page.getByText('This page is no longer connected to the app.', { exact: false }).waitFor({ timeout: 15_000 });
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await page.close();
+      await first.close();
+    }
   });
 
   it('asks to sign in when nobody is, and signs in through the app', async () => {
