@@ -10,8 +10,7 @@ import type { AuditRecord } from '../../common/audit-record.ts';
 import { createTokenExchanger } from '../../main/core/idp/token-exchange.ts';
 import { createVaultClient } from '../../main/core/vault/client.ts';
 import type { Connector } from '../../main/core/connectors/types.ts';
-import { call, settled } from '../core/broker/lab.ts';
-import { pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { call, pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
 
 let r: ReliabilityLab;
 let tried = 0;
@@ -53,7 +52,7 @@ async function expectAnswered(request: () => Promise<CallToolResult>, code: stri
   const record = r.audit.page({ limit: 1 }).records[0]!;
   if (code) expect(record.error?.code).toBe(code);
   expect((await r.audit.verify()).ok).toBe(true);
-  expect(await settled(r.lab, 8_000)).toEqual({ roles: [], leases: 0 });
+  expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
   return { result, record };
 }
 
@@ -73,7 +72,7 @@ describe('the identity provider failing', () => {
   ] as const) {
     it(`${what}: ${code}`, async () => {
       await fault(async () => {
-        const quick = createTokenExchanger({ issuer: r.lab.idp.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 400 });
+        const quick = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 400 });
         r.lab.idp.setFault(f);
         try {
           await expectAnswered(() => r.broker({ idp: quick }).callTool(readCall()), code);
@@ -122,7 +121,7 @@ describe('Vault failing', () => {
 
   it('too slow: VAULT_UNAVAILABLE', async () => {
     await fault(async () => {
-      const impatient = createVaultClient({ address: r.lab.vault.addr, timeoutMs: 300 });
+      const impatient = createVaultClient({ address: r.lab.vaultAddr, timeoutMs: 300 });
       r.lab.vault.setLatency(600);
       try {
         await expectAnswered(() => r.broker({ vault: impatient }).callTool(readCall()), 'VAULT_UNAVAILABLE');
@@ -159,7 +158,7 @@ describe('Vault failing', () => {
         expect(revokeHops.some((h) => h.outcome === 'error'), JSON.stringify(revokeHops)).toBe(true);
         expect(record.summary).toContain('revocation not confirmed');
         // The stand-in retries a failed lease revocation with back-off (as Vault's expiration manager does).
-        expect(await settled(r.lab, 15_000)).toEqual({ roles: [], leases: 0 });
+        expect(await r.settled(15_000)).toEqual({ roles: [], leases: 0 });
       } finally {
         r.lab.vault.setFault(null);
       }
@@ -191,7 +190,7 @@ describe('PostgreSQL failing', () => {
     await fault(async () => {
       const broker = r.broker({ connectors: [r.postgresConnector({ statementTimeoutMs: 200 })] });
       await expectAnswered(() => broker.callTool(call('query', { sql: 'SELECT pg_sleep(5), id FROM patients' })), 'DB_TIMEOUT');
-      expect(await r.lab.admin("SELECT 1 FROM pg_stat_activity WHERE usename LIKE 'v-%'")).toEqual([]);
+      expect(await r.admin("SELECT 1 FROM pg_stat_activity WHERE usename LIKE 'v-%'")).toEqual([]);
     });
   });
 });
@@ -201,7 +200,7 @@ describe('the identity provider rotating its signing key mid-run (last: the rota
 
   it('answers every one of 64 concurrent calls across the rotation, records each once, and leaves nothing behind', async () => {
     await fault(async () => {
-      const exchanger = createTokenExchanger({ issuer: r.lab.idp.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
+      const exchanger = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
       const broker = r.broker({ idp: exchanger });
       expect((await broker.callTool(readCall())).isError).toBeFalsy(); // the JWKS is fetched and cached
       const before = r.audit.count();
@@ -218,14 +217,14 @@ describe('the identity provider rotating its signing key mid-run (last: the rota
       for (const res of results) if (res.isError) expect(text(res)).toMatch(/\[OBO_INVALID\]$/);
       expect(r.audit.count() - before).toBe(64);
       expect((await r.audit.verify()).ok).toBe(true);
-      expect(await settled(r.lab, 8_000)).toEqual({ roles: [], leases: 0 });
+      expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
       afterRotation = results.slice(40);
     });
   });
 
   it('lets Vault accept OBOs signed with the new key (a core that fetches the JWKS after the rotation succeeds)', async () => {
     await fault(async () => {
-      const fresh = createTokenExchanger({ issuer: r.lab.idp.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
+      const fresh = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
       await expectAnswered(() => r.broker({ idp: fresh }).callTool(readCall()), null);
     });
   });

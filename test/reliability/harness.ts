@@ -5,69 +5,145 @@
  * long-mode switch.
  */
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { startLab, type Lab } from '../../lab/index.ts';
 import { createBroker, type Approver, type Broker } from '../../main/core/broker/index.ts';
 import { AuditStore } from '../../main/core/audit/store.ts';
-import { createPostgresConnector } from '../../main/core/connectors/postgres/connector.ts';
-import type { Connector } from '../../main/core/connectors/types.ts';
-import type { TokenExchanger } from '../../main/core/idp/token-exchange.ts';
+import { createPostgresConnector, type PostgresConnection } from '../../main/core/connectors/postgres/connector.ts';
+import type { Connector, ToolCallRequest } from '../../main/core/connectors/types.ts';
+import { createTokenExchanger, type TokenExchanger } from '../../main/core/idp/token-exchange.ts';
+import { parsePolicy, type PostgresPolicy } from '../../main/core/policy/policy.ts';
 import type { TokenSource } from '../../main/core/ports.ts';
-import type { VaultClient } from '../../main/core/vault/client.ts';
+import { createVaultClient, type VaultClient } from '../../main/core/vault/client.ts';
 import { memorySecretStore } from '../core/audit/fixtures.ts';
-import { DEMO_POLICY, startBrokerLab, type BrokerLab } from '../core/broker/lab.ts';
+import { decodeJwt, signIn } from '../lab/idp-fixtures.ts';
 
 /** `RELIABILITY_LONG=1`: the longer local mode (10,000 calls, more fuzz runs). */
 export const LONG = process.env.RELIABILITY_LONG === '1';
 
+export const DEMO_POLICY_FILE = fileURLToPath(new URL('../../main/core/policy/demo-clinic.policy.jsonc', import.meta.url));
+export const DEMO_POLICY = parsePolicy(readFileSync(DEMO_POLICY_FILE, 'utf8')).postgres as PostgresPolicy;
+
+export const PASSWORDS = { alice: 'alice-lab-pw', bob: 'bob-lab-pw', admin: 'admin-lab-pw' } as const;
+
+export interface SignedIn extends TokenSource {
+  accessToken: string;
+  refreshToken?: string;
+  idToken?: string;
+}
+
+/** A TokenSource holding a real sign-in at the lab IdP (PKCE through its login page, over HTTP): the auth module's stand-in. */
+export async function signedIn(lab: Lab, who: keyof typeof PASSWORDS = 'alice'): Promise<SignedIn> {
+  const t = (await signIn(lab.idp, { username: who, password: PASSWORDS[who] })) as { access_token: string; refresh_token?: string; id_token?: string };
+  const sub = String(decodeJwt(t.access_token).sub);
+  return {
+    accessToken: t.access_token,
+    ...(t.refresh_token ? { refreshToken: t.refresh_token } : {}),
+    ...(t.id_token ? { idToken: t.id_token } : {}),
+    async getAccessToken(signal?: AbortSignal) {
+      signal?.throwIfAborted();
+      return t.access_token;
+    },
+    async stepUp() {},
+    user: () => ({ sub }),
+    dpopKeyPair: () => undefined,
+  };
+}
+
+let nextRequestId = 1;
+export function call(name: string, args: Record<string, unknown>, signal: AbortSignal = new AbortController().signal): ToolCallRequest {
+  return { name, args, requestId: nextRequestId++, sessionId: 'reliability', client: { name: 'vitest', version: '1' }, signal, progress: () => {} };
+}
+
 export interface ReliabilityLab {
-  lab: BrokerLab;
+  lab: Lab;
+  /** Lines the lab's parts logged (IdP, Vault stand-in, PostgreSQL lifecycle) and the broker's own. */
+  logs: { lab: string[]; core: string[] };
+  connection: PostgresConnection;
+  exchanger: TokenExchanger;
+  vaultClient: VaultClient;
+  alice: SignedIn;
   audit: AuditStore;
   auditDir: string;
   /** A broker over the real parts writing to the on-disk audit store; any part can be replaced for a fault. */
   broker(o?: { tokens?: TokenSource; approver?: Approver; connectors?: Connector[]; idp?: TokenExchanger; vault?: VaultClient }): Broker;
   postgresConnector(o?: { statementTimeoutMs?: number; port?: number; connectTimeoutMs?: number }): Connector;
+  admin<T extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Waits until Vault holds no lease and PostgreSQL no per-call (`v-…`) role; returns what is left. */
+  settled(withinMs?: number): Promise<{ roles: string[]; leases: number }>;
   stop(): Promise<void>;
 }
 
 export async function startReliabilityLab(): Promise<ReliabilityLab> {
-  const lab = await startBrokerLab();
+  const logs = { lab: [] as string[], core: [] as string[] };
+  const lab = await startLab({ log: (l) => logs.lab.push(l) });
   const auditDir = await mkdtemp(join(tmpdir(), 'countersign-reliability-'));
-  let audit: AuditStore;
-  try {
-    audit = await AuditStore.open({ dataDir: auditDir, secrets: memorySecretStore() });
-  } catch (error) {
+  const adminPool = new pg.Pool({ connectionString: lab.postgresAdminUrl, max: 2 });
+  adminPool.on('error', () => {});
+  const vaultClient = createVaultClient({ address: lab.vaultAddr, timeoutMs: 15_000 });
+  const stopAll = async () => {
+    await adminPool.end().catch(() => {});
+    await vaultClient.close().catch(() => {});
     await lab.stop();
     await rm(auditDir, { recursive: true, force: true });
+  };
+  let audit: AuditStore;
+  let alice: SignedIn;
+  try {
+    audit = await AuditStore.open({ dataDir: auditDir, secrets: memorySecretStore() });
+    alice = await signedIn(lab, 'alice');
+  } catch (error) {
+    await stopAll();
     throw error;
   }
+  const connection: PostgresConnection = { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database };
+  // Generous time-outs: 32 concurrent calls on a busy 2-core machine can take seconds per hop.
+  const exchanger = createTokenExchanger({ issuer: lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 15_000 });
   const postgresConnector: ReliabilityLab['postgresConnector'] = (o = {}) =>
     createPostgresConnector({
       policy: o.statementTimeoutMs ? { ...DEMO_POLICY, limits: { ...DEMO_POLICY.limits, statementTimeoutMs: o.statementTimeoutMs } } : DEMO_POLICY,
-      connection: { ...lab.connection, ...(o.port ? { port: o.port } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) },
+      connection: { ...connection, ...(o.port ? { port: o.port } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) },
     });
+  const admin = async <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => (await adminPool.query<T>(sql, params)).rows;
   return {
     lab,
+    logs,
+    connection,
+    exchanger,
+    vaultClient,
+    alice,
     audit,
     auditDir,
     postgresConnector,
+    admin,
     broker(o = {}) {
       return createBroker({
         connectors: o.connectors ?? [postgresConnector()],
-        tokens: o.tokens ?? lab.alice,
-        idp: o.idp ?? lab.exchanger,
-        vault: o.vault ?? lab.vaultClient,
+        tokens: o.tokens ?? alice,
+        idp: o.idp ?? exchanger,
+        vault: o.vault ?? vaultClient,
         audit,
         ...(o.approver ? { approver: o.approver } : {}),
-        log: (l) => lab.logs.core.push(l),
+        log: (l) => logs.core.push(l),
         demo: true,
       });
     },
+    async settled(withinMs = 3_000) {
+      const deadline = Date.now() + withinMs;
+      for (;;) {
+        const roles = (await admin<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'")).map((x) => x.rolname);
+        const leases = lab.vault.leases();
+        if ((roles.length === 0 && leases === 0) || Date.now() > deadline) return { roles, leases };
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    },
     async stop() {
       await audit.close().catch(() => {});
-      await lab.stop();
-      await rm(auditDir, { recursive: true, force: true });
+      await stopAll();
     },
   };
 }

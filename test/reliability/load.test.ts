@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, settled } from '../core/broker/lab.ts';
-import { heapAfterGc, LONG, pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { call, heapAfterGc, LONG, pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
 
 const N = LONG ? 10_000 : 1_000;
 const WARM_UP = LONG ? 1_000 : 200;
@@ -45,7 +44,7 @@ describe(`load: ${N} tier-1 calls at concurrency ${CONCURRENCY} through the brok
     const recorded = r.audit.count() - before;
     const lost = N - recorded;
     const verify = await r.audit.verify();
-    const left = await settled(r.lab, 10_000);
+    const left = await r.settled(10_000);
     const growthMb = (heapEnd - heapWarm) / 2 ** 20;
     const callsPerS = Math.round(((N - WARM_UP) / seconds) * 10) / 10;
     await reportCounters('load', { lost_records: lost, calls: N }, {
@@ -64,7 +63,7 @@ describe(`load: ${N} tier-1 calls at concurrency ${CONCURRENCY} through the brok
     const records = r.audit.page({ limit: 50 }).records;
     expect(records.every((rec) => rec.outcome === 'success' && rec.keys.obo_jti && rec.keys.db_role)).toBe(true);
     expect(left).toEqual({ roles: [], leases: 0 });
-    const perCallRoles = await r.lab.admin<{ n: number }>("SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE 'v-%'");
+    const perCallRoles = await r.admin<{ n: number }>("SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE 'v-%'");
     expect(perCallRoles[0]!.n).toBe(0);
     expect(growthMb, `heap grew ${growthMb.toFixed(1)} MB between call ${WARM_UP} and call ${N}`).toBeLessThan(HEAP_GROWTH_LIMIT_MB);
   });

@@ -1,0 +1,294 @@
+/**
+ * Processes dying and what they leave: the whole core runs in a child process (fixtures/core-child.ts)
+ * behind real bridges (the bundled bridge, spawned as Claude Desktop spawns it). A bridge killed with
+ * SIGKILL mid-call; a realistic session whose every artifact is scanned for planted secrets; the core
+ * killed with SIGKILL mid-call and started again on the same data directory.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolvePaths } from '../../common/paths.ts';
+import { AuditStore } from '../../main/core/audit/store.ts';
+import { exportLines } from '../../main/core/audit/export.ts';
+import { decodeJwt } from '../lab/idp-fixtures.ts';
+import { artifactBytes, describeHits, scanForSecrets, type Artifact } from '../helpers/secret-scan.ts';
+import { DEMO_POLICY_FILE, LONG, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { INITIALIZE, lineClient, startRecordingProxy, toolCall, type Json, type LineClient, type RecordingProxy } from './wire.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CHILD = fileURLToPath(new URL('./fixtures/core-child.ts', import.meta.url));
+
+let r: ReliabilityLab;
+let vaultTap: RecordingProxy;
+let work: string;
+let home: string;
+let bridgePath: string;
+let core: ChildProcess | undefined;
+const coreStderr: string[] = [];
+const bridgeStderr: string[] = [];
+const bridges = new Set<ChildProcess>();
+let tried = 0;
+let survived = 0;
+
+const paths = () => resolvePaths({ platform: process.platform, env: { COUNTERSIGN_HOME: home }, home });
+
+async function startCoreChild(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [CHILD], {
+    env: { ...process.env, CS_CORE_CHILD: JSON.stringify({ home, configFile: join(work, 'config.json'), accessToken: r.alice.accessToken, sub: String(decodeJwt(r.alice.accessToken).sub) }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stderr!.on('data', (c: Buffer) => coreStderr.push(c.toString('utf8')));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the core did not start: ${coreStderr.join('').slice(-2000)}`)), 30_000);
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+      if (out.includes('ready ')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the core exited with ${code}: ${coreStderr.join('').slice(-2000)}`));
+    });
+  });
+  return child;
+}
+
+function killed(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+async function startBridgeChild(): Promise<{ child: ChildProcess; client: LineClient }> {
+  const child = spawn(process.execPath, [bridgePath], {
+    env: { PATH: process.env.PATH ?? '', HOME: home, COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]', COUNTERSIGN_APP_WAIT_MS: '15000' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  bridges.add(child);
+  child.once('exit', () => bridges.delete(child));
+  child.stderr!.on('data', (c: Buffer) => bridgeStderr.push(c.toString('utf8')));
+  const client = lineClient(child.stdout!, child.stdin!);
+  const init = await client.request(INITIALIZE('init'));
+  expect(init.result).toBeTruthy();
+  client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  return { child, client };
+}
+
+const resultText = (m: Json): string => {
+  const r = m.result as { content?: Array<{ text?: string }>; isError?: boolean } | undefined;
+  if (r) return (r.content ?? []).map((c) => c.text ?? '').join('\n');
+  return JSON.stringify(m.error ?? m);
+};
+const isToolError = (m: Json): boolean => 'error' in m || (m.result as { isError?: boolean } | undefined)?.isError === true;
+
+/** Waits until a per-call role is running a statement (the call is past exchange, Vault and connect). */
+async function untilStatementRuns(client: LineClient, withinMs = 10_000): Promise<string> {
+  const deadline = Date.now() + withinMs;
+  const seen: string[] = [];
+  for (;;) {
+    const rows = await r.admin<{ usename: string; state: string; query: string }>("SELECT usename, state, query FROM pg_stat_activity WHERE usename LIKE 'v-%'");
+    seen.push(...rows.map((x) => `${x.state}: ${x.query}`));
+    const running = rows.find((x) => x.state === 'active');
+    if (running) return running.usename;
+    if (Date.now() > deadline) throw new Error(`no per-call role ever ran the statement (seen: ${[...new Set(seen)].join(' | ')}); the client got: ${client.received.join('\n').slice(-1500)}; core: ${coreStderr.join('').slice(-1500)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function withAudit<T>(read: (store: AuditStore) => T | Promise<T>): Promise<T> {
+  const store = await AuditStore.open({ dataDir: paths().dataDir, readOnly: true });
+  try {
+    return await read(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function recordsFor(requestId: string | number, withinMs = 10_000) {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const found = await withAudit((s) => s.page({ limit: 200 }).records.filter((rec) => rec.kind === 'tool_call' && rec.keys.mcp_request_id === requestId));
+    if (found.length > 0 || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  r = await startReliabilityLab();
+  vaultTap = await startRecordingProxy(r.lab.vaultAddr);
+  work = await mkdtemp(join(tmpdir(), 'countersign-processes-'));
+  home = join(work, 'home');
+  bridgePath = join(work, 'bridge.mjs');
+  execFileSync(process.execPath, [join(ROOT, 'scripts/build-bridge.mjs'), '--outfile', bridgePath], { stdio: 'pipe' });
+  await writeFile(
+    join(work, 'config.json'),
+    JSON.stringify({
+      idp: { issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
+      vault: { address: vaultTap.url, timeoutMs: 5_000 },
+      policyFile: DEMO_POLICY_FILE,
+      postgres: r.connection,
+      demo: true,
+    }),
+  );
+  core = await startCoreChild();
+}, 90_000);
+
+afterAll(async () => {
+  await reportCounters('processes', { faults_tried: tried, faults_survived: survived });
+  for (const b of bridges) await killed(b);
+  if (core) await killed(core);
+  await vaultTap?.stop();
+  await r?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+}, 60_000);
+
+describe('the bridge killed mid-call', () => {
+  it('does not stop the call: it finishes, is recorded once, revokes its credential, and the next bridge works', async () => {
+    tried += 1;
+    const { child, client } = await startBridgeChild();
+    client.send(toolCall('slow-1', 'query', { sql: 'SELECT pg_sleep(2), id FROM patients WHERE id = 1' }));
+    await untilStatementRuns(client);
+    await killed(child);
+
+    const records = await recordsFor('slow-1');
+    expect(records).toHaveLength(1);
+    expect(['success', 'cancelled']).toContain(records[0]!.outcome);
+    expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
+    expect(core!.exitCode).toBeNull();
+
+    const next = await startBridgeChild();
+    const answer = await next.client.request(toolCall('after-1', 'query', { sql: 'SELECT count(*)::int AS n FROM patients' }));
+    expect(isToolError(answer), resultText(answer)).toBe(false);
+    await killed(next.child);
+    survived += 1;
+  });
+});
+
+describe('a realistic session, then every artifact scanned for planted secrets', () => {
+  it('finds no token, OBO, Vault token, password or key in any log, store, export, stderr or MCP answer', async () => {
+    const { child, client } = await startBridgeChild();
+    const answers: Json[] = [];
+    for (const [i, args] of [
+      { sql: 'SELECT id, full_name FROM patients ORDER BY id' },
+      { sql: 'SELECT count(*)::int AS n FROM appointments WHERE status = $1', params: ['scheduled'] },
+      { sql: 'SELECT id, body FROM notes ORDER BY id LIMIT 2' },
+    ].entries()) {
+      answers.push(await client.request(toolCall(`s-${i}`, 'query', args)));
+    }
+    answers.push(await client.request(toolCall('s-list', 'list_tables', {})));
+    answers.push(await client.request(toolCall('s-desc', 'describe_table', { table: 'appointments' })));
+    // Errors: one refused at the database with a live credential, one refused before any exchange.
+    const denied = await client.request(toolCall('s-err', 'query', { sql: 'SELECT rolpassword FROM pg_authid' }));
+    expect(isToolError(denied), resultText(denied)).toBe(true);
+    const blocked = await client.request(toolCall('s-drop', 'execute', { sql: 'DROP TABLE notes' }));
+    expect(resultText(blocked)).toContain('POLICY_BLOCKED');
+    for (const a of answers) expect(isToolError(a), resultText(a)).toBe(false);
+    await killed(child);
+    expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
+
+    // What the core in the other process held, learned from the wire between it and Vault.
+    const planted: Record<string, string> = {
+      user_access_token: r.alice.accessToken,
+      ...(r.alice.refreshToken ? { user_refresh_token: r.alice.refreshToken } : {}),
+      ...(r.alice.idToken ? { user_id_token: r.alice.idToken } : {}),
+      vault_root_token: r.lab.vaultToken,
+      vault_unseal_key: r.lab.vault.unsealKey,
+      pg_management_password: r.lab.pg.managementPassword,
+      pg_admin_password: decodeURIComponent(new URL(r.lab.postgresAdminUrl).password),
+    };
+    let obos = 0;
+    let passwords = 0;
+    for (const x of vaultTap.exchanges) {
+      if (/\/auth\/[^/]+\/login$/.test(x.path)) {
+        planted[`obo_${++obos}`] = (JSON.parse(x.request) as { jwt: string }).jwt;
+        const token = (JSON.parse(x.response) as { auth?: { client_token?: string } }).auth?.client_token;
+        if (token) planted[`vault_token_${obos}`] = token;
+      }
+      const password = (JSON.parse(x.response || '{}') as { data?: { password?: unknown } }).data?.password;
+      if (typeof password === 'string') planted[`db_password_${++passwords}`] = password;
+    }
+    expect(obos).toBeGreaterThanOrEqual(6);
+    expect(passwords).toBeGreaterThanOrEqual(6);
+
+    const exports = await withAudit((s) => ({ jsonl: [...exportLines(s, 'jsonl')].join(''), csv: [...exportLines(s, 'csv')].join('') }));
+    expect(exports.jsonl).toContain('s-err');
+    const artifacts: Artifact[] = [
+      { kind: 'text', name: 'core stderr', text: coreStderr.join('') },
+      { kind: 'text', name: 'bridge stderr', text: bridgeStderr.join('') },
+      { kind: 'text', name: 'MCP answers', text: client.received.join('\n') },
+      { kind: 'text', name: 'lab log (IdP, Vault stand-in, PostgreSQL)', text: r.logs.lab.join('\n') },
+      { kind: 'file', path: r.lab.vaultAuditLogPath },
+      { kind: 'file', path: r.lab.pg.logFile },
+      { kind: 'dir', path: paths().dataDir },
+      { kind: 'text', name: 'export.jsonl', text: exports.jsonl },
+      { kind: 'text', name: 'export.csv', text: exports.csv },
+    ];
+    const hits = await scanForSecrets(planted, artifacts);
+    const scanned = await artifactBytes(artifacts);
+    expect(scanned).toBeGreaterThan(50_000);
+    await reportCounters('secrets', {}, { secrets_planted: Object.keys(planted).length, artifact_bytes_scanned: scanned, secret_hits: hits.length });
+    expect(hits, describeHits(hits)).toEqual([]);
+  });
+});
+
+describe('the core killed mid-call and started again', () => {
+  let requestId = 'doomed-1';
+  let role = '';
+
+  it('answers the in-flight call with an error, leaves a credential that expires at its TTL, and serves the same bridge after the restart', async () => {
+    tried += 1;
+    const { child, client } = await startBridgeChild();
+    requestId = 'doomed-1';
+    client.send(toolCall(requestId, 'query', { sql: 'SELECT pg_sleep(3), id FROM patients WHERE id = 1' }));
+    role = await untilStatementRuns(client);
+    await killed(core!);
+
+    const answer = await client.response(requestId, 10_000);
+    expect(isToolError(answer)).toBe(true);
+    expect(resultText(answer).length).toBeGreaterThan(20);
+
+    // The credential outlives the core, but not its TTL: the role is VALID UNTIL at most 60 s out, and
+    // Vault holds its lease with the same bound.
+    const valid = await r.admin<{ until: Date | null }>('SELECT rolvaliduntil AS until FROM pg_roles WHERE rolname = $1', [role]);
+    if (valid.length > 0) expect(valid[0]!.until!.getTime() - Date.now()).toBeLessThanOrEqual(61_000);
+    for (const id of r.lab.vault.leaseIds()) {
+      const res = await fetch(`${r.lab.vaultAddr}/v1/sys/leases/lookup`, {
+        method: 'PUT',
+        headers: { 'x-vault-token': r.lab.vaultToken, 'content-type': 'application/json' },
+        body: JSON.stringify({ lease_id: id }),
+      });
+      const ttl = ((await res.json()) as { data: { ttl: number } }).data.ttl;
+      expect(ttl).toBeLessThanOrEqual(60);
+    }
+
+    core = await startCoreChild();
+    let after: Json | undefined;
+    for (let i = 0; i < 20 && (!after || isToolError(after)); i += 1) {
+      after = await client.request(toolCall(`after-restart-${i}`, 'query', { sql: 'SELECT count(*)::int AS n FROM patients' }), 20_000);
+      if (isToolError(after)) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(isToolError(after!), resultText(after!)).toBe(false);
+    await killed(child);
+    survived += 1;
+  });
+
+  // Known gap, kept visible: the broker writes a call's record only when the call ends, so a call the
+  // core was running when it died leaves no record at all; on restart nothing closes it as `aborted`.
+  // Remove `.fails` once the core writes an opening record (or a journal) and closes it on start.
+  it.fails('KNOWN GAP: on restart, the record of the call that was in flight is closed as aborted', async () => {
+    const records = await recordsFor(requestId, 3_000);
+    expect(records.map((x) => x.outcome)).toEqual(['aborted']);
+  });
+
+  it.runIf(LONG)('sees the orphaned credential gone once its TTL passes', { timeout: 90_000 }, async () => {
+    expect(await r.settled(75_000)).toEqual({ roles: [], leases: 0 });
+  });
+});
