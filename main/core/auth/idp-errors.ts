@@ -61,7 +61,10 @@ export function idpError(error: unknown, rejected: ErrorCode, what: string): App
   }
   const code = codeOf(error);
   if (code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED') {
-    const claim = safeOAuthCode((error as { cause?: { claim?: unknown } }).cause?.claim);
+    let claim = 'unknown_error';
+    for (let v: unknown = error, i = 0; v && i < 4 && claim === 'unknown_error'; v = (v as { cause?: unknown }).cause, i++) {
+      claim = safeOAuthCode((v as { claim?: unknown }).claim);
+    }
     return new AppError('IDP_BAD_RESPONSE', `The ID token from your identity provider failed validation: its ${claim} claim is not what was expected.`, { cause: error });
   }
   if (code === 'OAUTH_RESPONSE_IS_NOT_JSON' || code === 'OAUTH_PARSE_ERROR') {
