@@ -328,6 +328,8 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     };
     if (!hostIsOurs(req)) return reject('host mismatch');
     if (req.headers.origin !== origin) return reject('origin mismatch');
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin') return reject(`not same-origin (${String(site).slice(0, 20)})`);
     let pathname: string;
     try {
       pathname = new URL(req.url ?? '/', origin).pathname;

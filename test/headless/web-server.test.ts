@@ -260,6 +260,14 @@ describe('the headless web host', () => {
       ws.on('error', () => {});
     });
     expect(status).toBe(403);
+
+    const spoofed = await new Promise<number>((resolve) => {
+      const ws = new NodeWebSocket(`ws://127.0.0.1:${server.port}/api/events`, { origin: server.origin, headers: { 'Sec-Fetch-Site': 'cross-site' } });
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => resolve(101));
+      ws.on('error', () => {});
+    });
+    expect(spoofed).toBe(403);
   });
 
   it('sends events over a same-origin WebSocket only after the bearer arrives', async () => {
