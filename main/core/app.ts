@@ -23,17 +23,12 @@ import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
 import { loadPolicyFile } from './policy/policy.ts';
-import type { OpenExternal, SecretStore, TokenSource, UserIdentity } from './ports.ts';
+import { AuthService } from './auth/auth-service.ts';
+import type { OpenExternal, SecretStore } from './ports.ts';
 import { createVaultClient, type VaultClient } from './vault/client.ts';
 
-/** What the core needs of sign-in (main/core/auth): the user's tokens, and the session's state for the UI. */
-export interface CoreAuth extends TokenSource {
-  state(): { state: 'signed_out' | 'signing_in' | 'signed_in' | 'needs_sign_in'; reason?: string; signInUrl?: string };
-  onChange(listener: () => void): () => void;
-  signIn(signal?: AbortSignal): Promise<UserIdentity>;
-  signOut(): Promise<void>;
-  close?(): Promise<void>;
-}
+/** What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth). */
+export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'>;
 
 export interface CoreOptions {
   config: AppConfig;
@@ -42,8 +37,8 @@ export interface CoreOptions {
   secrets: SecretStore;
   prompter: Prompter;
   openExternal: OpenExternal;
-  /** Builds sign-in once the audit store exists (it records sign-in and sign-out). */
-  createAuth(deps: { config: AppConfig; secrets: SecretStore; openExternal: OpenExternal; audit: AuditStore; log: Log }): Promise<CoreAuth>;
+  /** Builds sign-in once the audit store exists (it records sign-in and sign-out); AuthService by default. */
+  createAuth?(deps: { config: AppConfig; secrets: SecretStore; openExternal: OpenExternal; audit: AuditStore; log: Log }): Promise<CoreAuth>;
   paths?: CountersignPaths;
   log: Log;
   /** Extra connectors (remote MCP upstreams are built by the caller, which owns their credentials plumbing). */
@@ -91,7 +86,16 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     return () => set.delete(listener);
   };
 
-  const auth = await options.createAuth({ config, secrets: options.secrets, openExternal: options.openExternal, audit, log });
+  const auth = options.createAuth
+    ? await options.createAuth({ config, secrets: options.secrets, openExternal: options.openExternal, audit, log })
+    : await AuthService.create({
+        config: config.idp,
+        secrets: options.secrets,
+        openExternal: options.openExternal,
+        audit,
+        log: (line) => log.info(line),
+        demo: config.demo,
+      });
   const approvals = new ApprovalService({
     prompter: options.prompter,
     audit,
@@ -157,12 +161,12 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     const live = socket.sessions();
     const liveIds = new Set(live.map((s) => s.sessionId));
     for (const id of sessions.keys()) if (!liveIds.has(id)) sessions.delete(id);
-    const a = auth.state();
+    const a = auth.status();
     return {
       host: options.host,
       version: options.version,
       demo: config.demo,
-      user: a.state === 'signed_in' ? auth.user() : null,
+      user: a.state === 'signed_in' ? a.user : null,
       idp: { issuer: config.idp.issuer, state: a.state === 'needs_sign_in' ? 'unknown' : 'ok' },
       vault: { address: config.vault.address, state: 'unknown' },
       claudeDesktop: { configured: claudeConfigured, connected: live.length > 0 },
@@ -183,11 +187,12 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     emit('approvals.changed', { pending: approvals.pending(), cached: approvals.cached() });
     emit('status.changed', status());
   });
-  const offAuth = auth.onChange(() => emit('status.changed', status()));
+  const offAuth = auth.onStatus(() => emit('status.changed', status()));
+  const offSignOut = auth.onSignOut(() => approvals.clear());
 
   const handlers: ContractHandlers = {
     'status.get': async () => status(),
-    'session.signIn': async () => ({ user: await auth.signIn() }),
+    'session.signIn': async () => ({ user: await auth.signIn({ openExternal: options.openExternal }) }),
     'session.signOut': async () => {
       await auth.signOut();
       approvals.clear();
@@ -257,10 +262,11 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       offAudit();
       offApprovals();
       offAuth();
+      offSignOut();
       approvals.clear();
       await socket.close();
       await broker.close();
-      await auth.close?.();
+      await auth.close();
       await vault.close();
       await audit.close();
     },

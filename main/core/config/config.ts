@@ -6,27 +6,15 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
+import { IdpConfigSchema } from '../auth/config.ts';
 import { UpstreamConfigSchema } from '../connectors/mcp-upstream/config.ts';
 
-const Url = z.string().url();
+const Url = z.url();
 
 export const AppConfigSchema = z
   .object({
-    idp: z
-      .object({
-        issuer: Url,
-        clientId: z.string().min(1),
-        scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'offline_access']),
-        /** RFC 8707 resource for the user's own access token. */
-        resource: z.string().min(1).optional(),
-        /** RFC 8693 `audience` for OBO tokens meant for Vault. */
-        vaultAudience: z.string().min(1).default('countersign-vault'),
-        /**
-         * Permits plain http to an IdP on 127.0.0.1 (the lab). Insecure; off by default; logged at start.
-         */
-        allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
-      })
-      .strict(),
+    /** Same fields as main/core/auth/config.ts validates (issuer, client, scopes, resource, DPoP…). */
+    idp: IdpConfigSchema,
     vault: z
       .object({
         address: Url,

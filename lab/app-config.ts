@@ -1,0 +1,37 @@
+/**
+ * The app's configuration for a running lab: what a user would write for their own IdP, Vault and
+ * database (docs/identity-providers.md, docs/vault.md), pointed at the lab's loopback endpoints.
+ */
+import { fileURLToPath } from 'node:url';
+import type { AppConfigInput } from '../main/core/config/config.ts';
+import type { Lab } from './index.ts';
+
+export const DEMO_POLICY_FILE = fileURLToPath(new URL('../main/core/policy/demo-clinic.policy.jsonc', import.meta.url));
+
+export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}): AppConfigInput {
+  const pg = new URL(lab.postgresUrl);
+  return {
+    idp: {
+      issuer: lab.issuer,
+      clientId: lab.idp.nativeClientId,
+      resource: 'urn:countersign:app',
+      vaultAudience: lab.idp.vaultAudience,
+      allowInsecureHttpForLoopbackOnly: true,
+    },
+    vault: { address: lab.vaultAddr, authMount: 'jwt' },
+    policyFile: DEMO_POLICY_FILE,
+    postgres: { host: pg.hostname, port: Number(pg.port), database: pg.pathname.slice(1) },
+    upstreams: [
+      { name: 'tickets', url: lab.upstreamMcpUrl, auth: 'obo', issuer: lab.issuer, allowInsecureHttpForLoopbackOnly: true },
+      {
+        name: 'weather',
+        url: lab.apiKeyUpstreamUrl,
+        auth: 'api-key',
+        apiKey: { path: 'upstreams/apikey-demo' },
+        allowInsecureHttpForLoopbackOnly: true,
+      },
+    ],
+    demo: true,
+    ...overrides,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * `countersign serve`: the core under plain Node with the hardened web UI on 127.0.0.1, for machines
+ * without a desktop and for the end-to-end tests. `countersign start`: the desktop app where Electron's
+ * binary can be had, otherwise `serve`, saying why.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { AppError } from '../../common/errors.ts';
+import { resolvePaths } from '../../common/paths.ts';
+import { waitForUi } from '../core/approvals/prompter.ts';
+import { startCore, type Core } from '../core/app.ts';
+import { loadAppConfig, type AppConfig } from '../core/config/config.ts';
+import type { Log } from '../core/mcp/socket-server.ts';
+import { openSecretStore } from '../core/secrets/open-secret-store.ts';
+import { openExternal } from './open-external.ts';
+import { startWebServer, type WebServer } from './web-server.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface Served {
+  core: Core;
+  web: WebServer;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export function stderrLog(prefix = 'countersign'): Log {
+  const line = (level: string, message: string, fields?: Record<string, unknown>) =>
+    process.stderr.write(`${new Date().toISOString()} ${prefix} ${level} ${message}${fields ? ' ' + JSON.stringify(fields) : ''}\n`);
+  return {
+    info: (m, f) => line('info', m, f),
+    warn: (m, f) => line('warn', m, f),
+    error: (m, f) => line('error', m, f),
+  };
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** Starts the core and the web UI; used by `serve`, by the lab's demo launcher and by tests. */
+export async function serve(options: { config: AppConfig; port?: number; log?: Log; home?: string }): Promise<Served> {
+  const log = options.log ?? stderrLog();
+  const env = options.home ? { ...process.env, COUNTERSIGN_HOME: options.home } : process.env;
+  const paths = resolvePaths({ platform: process.platform, env, home: homedir() });
+  const staticDir = path.join(root, 'dist', 'renderer');
+  if (!existsSync(path.join(staticDir, 'index.html'))) {
+    throw new AppError('CONFIG_MISSING', 'The web UI is not built yet: run `npm run build` first.');
+  }
+  const { store: secrets } = await openSecretStore({ log: (line) => log.info(line) });
+  const core = await startCore({
+    config: options.config,
+    host: 'headless',
+    version: version(),
+    secrets,
+    prompter: waitForUi,
+    openExternal,
+    paths,
+    log,
+  });
+  let web: WebServer;
+  try {
+    web = await startWebServer({ handlers: core.handlers, events: core.events, staticDir, port: options.port, log: (l) => log.info(l) });
+  } catch (error) {
+    await core.stop();
+    throw error;
+  }
+  return {
+    core,
+    web,
+    url: web.url,
+    async stop() {
+      await web.close();
+      await core.stop();
+    },
+  };
+}
+
+function flags(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      port: { type: 'string' },
+      'no-open': { type: 'boolean', default: false },
+      demo: { type: 'boolean', default: false },
+    },
+    strict: true,
+  }).values;
+}
+
+export function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  const f = flags(argv);
+  if (f.demo) {
+    process.stderr.write('The local lab is started by `npm run demo` (it is a development tool and not part of the app).\n');
+    return 2;
+  }
+  const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+  const config = await loadAppConfig(f.config ?? path.join(paths.dataDir, 'config.json'));
+  const served = await serve({ config, port: f.port ? Number(f.port) : undefined });
+  process.stdout.write(`Countersign is running headless. Open the app:\n  ${served.url}\n`);
+  if (!f['no-open']) void openExternal(served.url).catch(() => undefined);
+  await untilSignal();
+  await served.stop();
+  return 0;
+}
+
+/** The Electron binary, when this machine has one (it is downloaded on first launch where there is internet). */
+export function electronBinary(): string | null {
+  try {
+    const require = createRequire(import.meta.url);
+    const dir = path.dirname(require.resolve('electron/package.json'));
+    const override = process.env.ELECTRON_OVERRIDE_DIST_PATH;
+    const candidates = [
+      override && path.join(override, process.platform === 'darwin' ? 'Electron.app/Contents/MacOS/Electron' : 'electron'),
+      path.join(dir, 'dist', process.platform === 'darwin' ? 'Electron.app/Contents/MacOS/Electron' : process.platform === 'win32' ? 'electron.exe' : 'electron'),
+    ].filter((c): c is string => !!c);
+    return candidates.find((c) => existsSync(c)) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runStart(argv: string[]): Promise<number> {
+  const binary = electronBinary();
+  const main = path.join(root, 'dist', 'electron', 'main.cjs');
+  if (binary && existsSync(main)) {
+    const child = spawn(binary, [main, ...argv], { stdio: 'inherit' });
+    return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 0)));
+  }
+  process.stderr.write(
+    `Electron is not available here (${binary ? 'dist/electron/main.cjs is missing: run npm run build' : "its binary isn't installed: Electron downloads it on first launch, which needs internet"}). ` +
+      'Starting the headless app instead: the same core, with the UI in your browser on 127.0.0.1.\n',
+  );
+  return runServe(argv);
+}
