@@ -37,6 +37,20 @@ export const StatusSchema = z.object({
   /** The app runs against the local identity lab: the UI shows a banner. */
   demo: z.boolean(),
   user: UserSchema.nullable(),
+  /**
+   * The sign-in session. While signing in, `url` is the sign-in page (shown where no browser could be
+   * opened) and `userCode` the device code; `reason` says why a sign-in is needed. Never a token.
+   */
+  session: z
+    .object({
+      state: z.enum(['signed_out', 'signing_in', 'signed_in', 'needs_sign_in']),
+      url: z.string().max(4000).optional(),
+      userCode: z.string().max(100).optional(),
+      reason: z.string().max(1000).optional(),
+      /** False when no keychain is usable: the sign-in lasts until the app stops. */
+      persistent: z.boolean().optional(),
+    })
+    .default({ state: 'signed_out' }),
   idp: z.object({ issuer: z.string(), state: Reachability }),
   vault: z.object({ address: z.string(), state: Reachability }),
   claudeDesktop: z.object({ configured: z.boolean(), connected: z.boolean() }),

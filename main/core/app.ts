@@ -167,7 +167,18 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       version: options.version,
       demo: config.demo,
       user: a.state === 'signed_in' ? a.user : null,
-      idp: { issuer: config.idp.issuer, state: a.state === 'needs_sign_in' ? 'unknown' : 'ok' },
+      session:
+        a.state === 'signing_in'
+          ? { state: a.state, url: a.url, userCode: a.userCode }
+          : a.state === 'needs_sign_in'
+            ? { state: a.state, reason: a.reason }
+            : a.state === 'signed_in'
+              ? { state: a.state, persistent: a.persistent }
+              : { state: a.state },
+      idp: {
+        issuer: config.idp.issuer,
+        state: a.state === 'needs_sign_in' && a.code === 'IDP_UNAVAILABLE' ? 'unreachable' : a.state === 'signed_in' ? 'ok' : 'unknown',
+      },
       vault: { address: config.vault.address, state: 'unknown' },
       claudeDesktop: { configured: claudeConfigured, connected: live.length > 0 },
       bridgeSessions: live.map((s) => ({

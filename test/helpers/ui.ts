@@ -133,6 +133,7 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
     version: '0.1.0',
     demo: options.demo ?? true,
     user: { sub: 'alice', name: 'Alice Example', email: 'alice@clinic.example' },
+    session: { state: 'signed_in', persistent: true },
     idp: { issuer: 'http://127.0.0.1:4000/oidc', state: 'ok' },
     vault: { address: 'http://127.0.0.1:8200', state: 'ok' },
     claudeDesktop: { configured: true, connected: true },
