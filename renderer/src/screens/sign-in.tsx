@@ -23,7 +23,31 @@ export function SignInScreen({ status }: { status: Status }) {
       >
         {signIn.busy ? 'Waiting for the browser…' : 'Sign in with your identity provider'}
       </button>
-      {signIn.busy && <p className="muted">Finish signing in in the browser window that opened.</p>}
+      {status.session.state === 'needs_sign_in' && status.session.reason && (
+        <p role="alert" className="muted">
+          {status.session.reason}
+        </p>
+      )}
+      {status.session.state === 'signing_in' && status.session.url ? (
+        <div className="sign-in-url" aria-live="polite">
+          <p>If no browser window opened, open this address to continue signing in:</p>
+          <p>
+            <a href={status.session.url} target="_blank" rel="noopener noreferrer" className="mono">
+              {status.session.url}
+            </a>
+          </p>
+          {status.session.userCode && (
+            <p>
+              Code to enter: <strong className="mono">{status.session.userCode}</strong>
+            </p>
+          )}
+        </div>
+      ) : (
+        signIn.busy && <p className="muted">Finish signing in in the browser window that opened.</p>
+      )}
+      {status.session.state === 'signed_in' && status.session.persistent === false && (
+        <p className="muted">No OS keychain is usable, so this sign-in lasts until Countersign stops.</p>
+      )}
       <ErrorNote error={signIn.error} />
     </section>
   );
