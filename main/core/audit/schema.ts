@@ -40,6 +40,22 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX users_email ON users (email);
   CREATE VIRTUAL TABLE records_fts USING fts5 (text, content = '', contentless_delete = 1);
   `,
+  // 2: each filter's index also carries the other filter columns after seq. The newest page still
+  // walks one index backwards in seq order, but the other filters are tested on the index entry before
+  // the row is read, and a filtered count is a covering scan: at 1M records a two-filter page went
+  // from ~5 ms to ~0.5 ms and its count from ~300 ms to ~15 ms.
+  `
+  DROP INDEX records_outcome;
+  DROP INDEX records_kind;
+  DROP INDEX records_tool;
+  DROP INDEX records_user;
+  DROP INDEX records_tier;
+  CREATE INDEX records_outcome ON records (outcome, seq, tool, tier, kind, user_sub);
+  CREATE INDEX records_tool ON records (tool, seq, outcome, tier, kind, user_sub);
+  CREATE INDEX records_user ON records (user_sub, seq, outcome, tool, tier, kind);
+  CREATE INDEX records_tier ON records (tier, seq, outcome, tool, kind, user_sub);
+  CREATE INDEX records_kind ON records (kind, seq, outcome, tool, tier, user_sub);
+  `,
 ];
 
 export function migrate(db: DatabaseSync): number {

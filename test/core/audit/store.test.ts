@@ -145,6 +145,29 @@ describe('the database on disk', () => {
     db.close();
   });
 
+  it('migrates a store created at an older schema version', async () => {
+    using dir = tempDir();
+    const old = new DatabaseSync(join(dir.path, DB_FILE));
+    old.exec(MIGRATIONS[0]!);
+    old.exec('PRAGMA user_version = 1');
+    old.close();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    await s.append(toolCall(1));
+    expect((await s.verify()).ok).toBe(true);
+    await s.close();
+    const db = new DatabaseSync(join(dir.path, DB_FILE));
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length });
+    expect((db.prepare("PRAGMA index_info('records_outcome')").all() as { name: string }[]).map((c) => c.name)).toEqual([
+      'outcome',
+      'seq',
+      'tool',
+      'tier',
+      'kind',
+      'user_sub',
+    ]);
+    db.close();
+  });
+
   it('reopens an existing store, keeps its records and continues its chain', async () => {
     using dir = tempDir();
     const secrets = memorySecretStore();
