@@ -32,6 +32,12 @@ export interface BrokerOptions {
 }
 
 export interface Broker extends ToolHost {
+  /**
+   * Runs `use` with a per-use credential for a tier-1 plan, outside any tools/call (a remote
+   * upstream's tool listing): exchange → Vault → `use` → revoke in a `finally`, one `system` audit
+   * record. The shape of mcp-upstream's `CredentialBroker`.
+   */
+  withCredential<T>(plan: CallPlan, use: (access: { obo: string; credential: Credential }) => Promise<T>, signal: AbortSignal): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -109,6 +115,7 @@ export function createBroker(options: BrokerOptions): Broker {
   if (!options.approver) log('broker: no approver configured; tier-2 and tier-3 calls will be refused');
 
   const connectorFor = (tool: string): Connector | undefined => options.connectors.find((c) => c.hasTool(tool));
+  const connectorNamed = (name: string): Connector | undefined => options.connectors.find((c) => c.name === name);
 
   async function callTool(request: ToolCallRequest): Promise<CallToolResult> {
     const started = performance.now();
@@ -216,7 +223,37 @@ export function createBroker(options: BrokerOptions): Broker {
     trace: CallTrace,
     expectedSub: string | undefined,
   ): Promise<CallToolResult> {
-    const signal = request.signal;
+    return withTracedCredential(plan, trace, { signal: request.signal, progress: request.progress, expectedSub }, connector, (obo, cred) =>
+      trace.hop('execute', () =>
+        connector.execute({
+          plan,
+          args: request.args,
+          obo: obo.token,
+          oboJti: obo.jti,
+          credential: cred,
+          signal: request.signal,
+          progress: request.progress,
+          note: (keys) => {
+            if (keys.db_role) trace.keys.db_role = keys.db_role;
+            if (keys.upstream_request_id) trace.keys.upstream_request_id = keys.upstream_request_id;
+          },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Exchange → Vault login and credential (when the plan asks for one) → `use` → revoke in a
+   * `finally`, whatever `use` did. Every hop lands in `trace`.
+   */
+  async function withTracedCredential<T>(
+    plan: CallPlan,
+    trace: CallTrace,
+    ctx: { signal: AbortSignal; progress: (message: string) => void; expectedSub: string | undefined },
+    connector: Connector | undefined,
+    use: (obo: Obo, credential: Credential) => Promise<T>,
+  ): Promise<T> {
+    const { signal, expectedSub } = ctx;
     let vaultToken: string | undefined;
     let credential: Credential | undefined;
     try {
@@ -234,7 +271,7 @@ export function createBroker(options: BrokerOptions): Broker {
             ...(expectedSub ? { expectedSub } : {}),
             approvalMessage: `Countersign: ${plan.tool} on ${plan.target} (${plan.reason})`,
             signal,
-            onProgress: request.progress,
+            onProgress: ctx.progress,
           });
           trace.secrets.add(o.token);
           return o;
@@ -288,29 +325,69 @@ export function createBroker(options: BrokerOptions): Broker {
         signal.throwIfAborted();
       }
 
-      const cred = credential!;
-      return await trace.hop('execute', () =>
-        connector.execute({
-          plan,
-          args: request.args,
-          obo: obo.token,
-          oboJti: obo.jti,
-          credential: cred,
-          signal,
-          progress: request.progress,
-          note: (keys) => {
-            if (keys.db_role) trace.keys.db_role = keys.db_role;
-            if (keys.upstream_request_id) trace.keys.upstream_request_id = keys.upstream_request_id;
-          },
-        }),
-      );
+      return await use(obo, credential!);
     } finally {
       await revoke(connector, trace, vaultToken, credential);
     }
   }
 
+  /**
+   * The connectors' `CredentialBroker` (mcp-upstream's tool listing, which happens outside any
+   * tools/call): the same exchange, Vault and revocation legs as a call, for a tier-1 plan only, with
+   * one `system` audit record carrying every hop and join key. Approvals are never skipped through
+   * here: a plan above tier 1 is refused before any token is read.
+   */
+  async function withCredential<T>(plan: CallPlan, use: (access: { obo: string; credential: Credential }) => Promise<T>, signal: AbortSignal): Promise<T> {
+    const started = performance.now();
+    const trace = new CallTrace();
+    const user = options.tokens.user();
+    let failure: AppError | undefined;
+    let value: T | undefined;
+    try {
+      if (plan.tier !== 1) {
+        trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
+        throw new AppError('POLICY_BLOCKED', `Countersign obtains credentials outside a tool call only for tier-1 work; ${plan.tool} is tier ${plan.tier}.`);
+      }
+      trace.record('approval', 'skipped', 0);
+      value = await withTracedCredential(plan, trace, { signal, progress: () => {}, expectedSub: user?.sub }, connectorNamed(plan.connector), (obo, credential) =>
+        trace.hop('execute', () => use({ obo: obo.token, credential }), () => plan.reason),
+      );
+    } catch (error) {
+      failure = AppError.from(error);
+      if (signal.aborted && failure.code !== 'CANCELLED' && failure.code !== 'TIMEOUT') {
+        failure = new AppError('CANCELLED', 'The request was cancelled.', { cause: error });
+      }
+    }
+    const outcome: AuditRecordInput['outcome'] = failure ? (OUTCOME_BY_CODE[failure.code] ?? 'error') : 'success';
+    const errorWire = failure ? { code: failure.code, message: trace.scrub(failure.message) } : undefined;
+    const durationMs = round(performance.now() - started);
+    try {
+      await options.audit.append({
+        kind: 'system',
+        outcome,
+        user: user ? { sub: user.sub, ...(user.name ? { name: user.name } : {}), ...(user.email ? { email: user.email } : {}) } : null,
+        tool: plan.tool,
+        tier: plan.tier,
+        target: plan.target,
+        authorization_details: plan.authorizationDetails,
+        hops: trace.hops.map((h) => (h.detail ? { ...h, detail: trace.scrub(h.detail).slice(0, 2000) } : h)),
+        keys: trace.keys,
+        ...(errorWire ? { error: errorWire } : {}),
+        summary: `${plan.reason} on ${plan.target} → ${outcome}`.slice(0, 500),
+        ...(options.demo ? { demo: true } : {}),
+        duration_ms: durationMs,
+      });
+    } catch (error) {
+      log(`broker: audit append failed for ${plan.tool} (${AppError.from(error, 'AUDIT_FAILED').code})`);
+      if (!failure) failure = new AppError('AUDIT_FAILED', `Countersign could not record ${plan.reason}, so it does not use the result.`);
+    }
+    log(`broker: ${plan.tool} (${plan.reason}) outcome=${outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} ms=${durationMs}`);
+    if (failure) throw new AppError(failure.code, errorWire?.message ?? failure.message, failure.stepUp ? { stepUp: failure.stepUp } : undefined);
+    return value as T;
+  }
+
   /** revoke-self (leases go with the token), retried with a bound; then prove the credential is dead. */
-  async function revoke(connector: Connector, trace: CallTrace, vaultToken: string | undefined, credential: Credential | undefined): Promise<void> {
+  async function revoke(connector: Connector | undefined, trace: CallTrace, vaultToken: string | undefined, credential: Credential | undefined): Promise<void> {
     if (!vaultToken) return;
     const start = performance.now();
     let revoked = false;
@@ -340,7 +417,7 @@ export function createBroker(options: BrokerOptions): Broker {
     });
     if (!revoked) log(`broker: revoke-self failed (${lastCode}); the credential expires at its TTL`);
 
-    if (!credential || credential.kind !== 'database' || !connector.verifyRevoked) return;
+    if (!credential || credential.kind !== 'database' || !connector?.verifyRevoked) return;
     const checkStart = performance.now();
     const deadline = Date.now() + checkWithinMs;
     let state: 'gone' | 'present' | 'unknown';
@@ -359,11 +436,21 @@ export function createBroker(options: BrokerOptions): Broker {
   }
 
   return {
+    /**
+     * Every connector's tools. A connector that cannot list (an upstream down, the user not signed
+     * in yet, the IdP refusing the listing) is left out of this answer rather than taking the others
+     * with it; its failure is logged (and, for upstreams, recorded by `withCredential`).
+     */
     async listTools(): Promise<Tool[]> {
-      const lists = await Promise.all(options.connectors.map((c) => c.listTools()));
-      return lists.flat();
+      const lists = await Promise.allSettled(options.connectors.map((c) => c.listTools()));
+      return lists.flatMap((r, i) => {
+        if (r.status === 'fulfilled') return r.value;
+        log(`broker: the tools of ${options.connectors[i]?.name ?? '?'} are left out of this list (${AppError.from(r.reason).code})`);
+        return [];
+      });
     },
     callTool,
+    withCredential,
     onToolsChanged(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

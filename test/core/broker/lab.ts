@@ -10,6 +10,7 @@ import { startLab } from '../../../lab/index.ts';
 import type { LabPostgres } from '../../../lab/postgres.ts';
 import type { LabIdp } from '../../../lab/idp/index.ts';
 import type { LabVault } from '../../../lab/vault/index.ts';
+import type { Upstream } from '../../../lab/upstream/index.ts';
 import { createBroker, type Approver, type Broker } from '../../../main/core/broker/index.ts';
 import { createPostgresConnector, type PostgresConnection } from '../../../main/core/connectors/postgres/connector.ts';
 import { createTokenExchanger, type TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
@@ -27,6 +28,8 @@ export interface BrokerLab {
   pg: LabPostgres;
   idp: LabIdp;
   vault: LabVault;
+  /** The lab's upstream MCP servers: identity-protected (`url`) and API-key (`apiKeyUrl`, key seeded in Vault KV). */
+  upstream: Upstream;
   connection: PostgresConnection;
   exchanger: TokenExchanger;
   vaultClient: VaultClient;
@@ -81,6 +84,7 @@ export async function startBrokerLab(): Promise<BrokerLab> {
       pg: pgLab,
       idp,
       vault,
+      upstream: lab.upstream,
       connection,
       exchanger,
       vaultClient,

@@ -78,8 +78,14 @@ export class McpUpstreamConnector implements Connector {
     return [...this.#tools.values()].filter((t) => t.tier < 4).map((t) => this.#exposed(t));
   }
 
+  /**
+   * Before the first listing the whole `<name>.` namespace is claimed, so a call that arrives first
+   * (a client that listed before a restart) reaches `plan()`, which lists and then knows.
+   */
   hasTool(name: string): boolean {
-    return this.#tools.has(this.#local(name) ?? '');
+    const local = this.#local(name);
+    if (local === undefined) return false;
+    return !this.#loaded || this.#tools.has(local);
   }
 
   /** Lists the upstream's tools again (single-flight) and keeps a session open for `tools/list_changed`. */

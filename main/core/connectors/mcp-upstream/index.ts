@@ -6,3 +6,5 @@ export { canonicalJson, sha256Digest } from './canonical-json.ts';
 export { discoverResourceMetadata, metadataUrlFor } from './metadata.ts';
 export type { ResourceMetadata } from './metadata.ts';
 export { tierFor, globToRegExp } from './tiers.ts';
+export { createUpstreamConnectors } from './upstream-connectors.ts';
+export type { CredentialHost, UpstreamConnectorDeps } from './upstream-connectors.ts';

@@ -1,0 +1,42 @@
+/**
+ * Builds the configured remote MCP upstreams as connectors for the broker. The broker is created
+ * after its connectors and is the one that obtains their listing credentials, so it is taken as a
+ * getter: nothing is asked of it until the first listing, by which time it exists.
+ */
+import type { TokenSource } from '../../ports.ts';
+import type { Connector } from '../types.ts';
+import type { CredentialBroker } from './connector.ts';
+import { McpUpstreamConnector } from './connector.ts';
+import type { UpstreamConfigInput } from './config.ts';
+import { AppError } from '../../../../common/errors.ts';
+
+/** The part of the broker an upstream needs: `Broker.withCredential` (main/core/broker). */
+export interface CredentialHost {
+  withCredential: CredentialBroker;
+}
+
+export interface UpstreamConnectorDeps {
+  /** The broker, or a getter for it when the broker is built after these connectors. */
+  broker: CredentialHost | (() => CredentialHost);
+  /** Supplies the install's DPoP key (RFC 9449) when the IdP binds tokens to it. */
+  tokens: Pick<TokenSource, 'dpopKeyPair'>;
+}
+
+/**
+ * One connector per configured upstream, lazy: no request leaves until the broker first lists tools.
+ * Names must be unique (they are the tools' namespace); a duplicate is a configuration error.
+ */
+export function createUpstreamConnectors(configs: readonly UpstreamConfigInput[], deps: UpstreamConnectorDeps): Connector[] {
+  const host = (): CredentialHost => (typeof deps.broker === 'function' ? deps.broker() : deps.broker);
+  const withCredential: CredentialBroker = (plan, use, signal) => {
+    const broker = host();
+    if (!broker) throw new AppError('INTERNAL', 'The remote MCP upstreams were used before the broker was ready.');
+    return broker.withCredential(plan, use, signal);
+  };
+  const seen = new Set<string>();
+  return configs.map((config) => {
+    if (seen.has(config.name)) throw new AppError('CONFIG_INVALID', `Two upstreams are named ${config.name}; each needs its own name.`);
+    seen.add(config.name);
+    return new McpUpstreamConnector(config, { withCredential, dpopKeyPair: () => deps.tokens.dpopKeyPair() });
+  });
+}
