@@ -111,6 +111,8 @@ export const VerifyResultSchema = z.object({
   /** Whether the head was compared with a signed checkpoint kept off the machine. */
   anchored: z.boolean(),
   verifiedAt: IsoTime,
+  /** The last record the walk reached: records after it were appended since. */
+  head: z.object({ seq: z.number().int(), hash: z.string() }).nullable().optional(),
 });
 export type VerifyResult = z.infer<typeof VerifyResultSchema>;
 

@@ -102,7 +102,7 @@ describe('the UI on the real core and the lab', () => {
     await expect.poll(() => page.getByRole('table', { name: 'Bridge sessions' }).textContent().catch(() => '')).toContain('claude-ai');
     await page.screenshot({ path: await screenshotPath('e2e-status'), fullPage: true });
     await page.getByRole('tab', { name: 'Timeline' }).click();
-    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records$/);
+    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
 
     const result = await client.callTool({ name: 'query', arguments: { sql: 'SELECT count(*) AS n FROM appointments' } });
     expect(result.isError).toBeFalsy();

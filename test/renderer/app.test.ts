@@ -96,7 +96,7 @@ async function open(options: { colorScheme?: 'light' | 'dark' } = {}): Promise<P
 
 async function openTimeline(page: Page): Promise<void> {
   await page.getByRole('tab', { name: 'Timeline' }).click();
-  await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records$/);
+  await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
 }
 
 describe('the renderer against the headless host', () => {
@@ -182,10 +182,10 @@ describe('the renderer against the headless host', () => {
     await page.getByLabel('From', { exact: true }).fill('');
     await page.getByLabel('To', { exact: true }).fill('');
     await page.getByLabel('Search', { exact: true }).fill('jti-000004d2');
-    await expect.poll(count).toBe('1 records');
+    await expect.poll(count).toBe('1 record');
     expect(await page.locator('#row-0').textContent()).toContain('1234');
     await page.getByLabel('Search', { exact: true }).fill('');
-    await expect.poll(count).not.toBe('1 records');
+    await expect.poll(count).not.toBe('1 record');
     expect(Number((await count())!.replace(/\D/g, ''))).toBeGreaterThanOrEqual(total);
     await page.close();
   });
@@ -193,7 +193,13 @@ describe('the renderer against the headless host', () => {
   it('shows the integrity badge from the store’s verification', async () => {
     const page = await open();
     await openTimeline(page);
-    await expect.poll(() => page.getByRole('status').filter({ hasText: 'Chain' }).textContent()).toMatch(/Chain intact · [\d,]+ records/);
+    const badge = page.getByRole('status').filter({ hasText: 'Chain' });
+    await expect.poll(() => badge.textContent()).toMatch(/Chain intact · [\d,]+ records/);
+    await store.append(sampleToolCall(99_003));
+    await expect.poll(() => badge.textContent()).toContain('1 newer record not yet checked');
+    await badge.getByRole('button', { name: 'Verify' }).click();
+    await expect.poll(() => badge.textContent()).not.toContain('newer');
+    expect(await badge.textContent()).toContain(`Chain intact · ${store.count({}).toLocaleString('en-US')} records`);
     await page.close();
   });
 
@@ -202,7 +208,7 @@ describe('the renderer against the headless host', () => {
     await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.origin });
     await openTimeline(page);
     await page.getByLabel('Search', { exact: true }).fill('jti-000004d2');
-    await expect.poll(() => page.getByTestId('record-count').textContent()).toBe('1 records');
+    await expect.poll(() => page.getByTestId('record-count').textContent()).toBe('1 record');
     await page.locator('#row-0').click();
     const detail = page.getByRole('complementary');
     await detail.getByRole('heading', { name: 'Call #1234' }).waitFor();
@@ -227,7 +233,7 @@ describe('the renderer against the headless host', () => {
     await page.getByRole('tab', { name: 'Status' }).focus();
     await page.keyboard.press('ArrowDown');
     expect(await page.getByRole('tab', { name: 'Timeline' }).getAttribute('aria-selected')).toBe('true');
-    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records$/);
+    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
     await page.getByRole('listbox', { name: /Audit records/ }).focus();
     await page.keyboard.press('ArrowDown');
     await page.keyboard.press('ArrowDown');
@@ -305,7 +311,7 @@ describe('the renderer against the headless host', () => {
     const page = await open();
     await openTimeline(page);
     await page.getByLabel('Tool', { exact: true }).fill('html_probe');
-    await expect.poll(() => page.getByTestId('record-count').textContent()).toBe('1 records');
+    await expect.poll(() => page.getByTestId('record-count').textContent()).toBe('1 record');
     await page.locator('#row-0').click();
     const detail = page.getByRole('complementary');
     await detail.getByText(hostile).first().waitFor();

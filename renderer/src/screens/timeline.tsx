@@ -39,10 +39,15 @@ function useDebounced<T>(value: T, ms: number): T {
  */
 const verified = new WeakMap<Transport, VerifyResult>();
 
-function IntegrityBadge({ ready }: { ready: boolean }) {
+export function plural(n: number, noun: string): string {
+  return `${n.toLocaleString()} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+function IntegrityBadge({ ready, head }: { ready: boolean; head: number }) {
   const transport = useTransport();
   const [result, setResult] = useState<VerifyResult | null>(() => verified.get(transport) ?? null);
   const action = useAction();
+  const newer = result?.ok && result.head ? Math.max(0, head - result.head.seq) : 0;
   const verify = useCallback(() => {
     void action.run(async () => {
       const r = await transport.call('audit.verify', {});
@@ -57,7 +62,7 @@ function IntegrityBadge({ ready }: { ready: boolean }) {
   const label = !result
     ? 'Checking the chain…'
     : result.ok
-      ? `Chain intact · ${result.checked.toLocaleString()} records${result.anchored ? ' · anchored' : ''}`
+      ? `Chain intact · ${plural(result.checked, 'record')}${result.anchored ? ' · anchored' : ''}`
       : `Chain broken at #${result.firstBad?.seq ?? '?'}: ${result.firstBad?.reason ?? ''}`;
   return (
     <span className="integrity" role="status" aria-live="polite">
@@ -65,7 +70,12 @@ function IntegrityBadge({ ready }: { ready: boolean }) {
         {result?.ok === false ? '⚠ ' : result ? '✓ ' : ''}
         {label}
       </Badge>{' '}
-      {result && <span className="muted small">as of {formatTime(result.verifiedAt)}</span>}
+      {result && (
+        <span className="muted small">
+          as of {formatTime(result.verifiedAt)}
+          {newer > 0 && <> · {plural(newer, 'newer record')} not yet checked</>}
+        </span>
+      )}
       <button type="button" className="link" onClick={verify} disabled={action.busy}>
         Verify
       </button>
@@ -201,7 +211,7 @@ export function TimelineScreen() {
     <section aria-labelledby="timeline-title" className="screen timeline-screen">
       <header className="row wrap">
         <h1 id="timeline-title">Timeline</h1>
-        <IntegrityBadge ready={snap !== null} />
+        <IntegrityBadge ready={snap !== null} head={snap ? snap.before - 1 + fresh : 0} />
         <span className="spacer" />
         <button
           type="button"
@@ -277,7 +287,7 @@ export function TimelineScreen() {
         <div className="list-pane">
           <div className="row small muted">
             <span aria-live="polite" data-testid="record-count">
-              {snap ? `${snap.total.toLocaleString()} records` : 'Loading…'}
+              {snap ? plural(snap.total, 'record') : 'Loading…'}
             </span>
             {fresh > 0 && (
               <button type="button" className="link" onClick={() => void reset()}>
