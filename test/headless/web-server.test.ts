@@ -337,6 +337,31 @@ describe('the headless web host', () => {
     }
   });
 
+  it('never copies a foreign error into a response or a log line, where it could carry a token', async () => {
+    const planted = 'eyJplanted.secret-token-value.sig';
+    const leaky = createFixtureApp();
+    leaky.handlers['status.get'] = async () => {
+      throw new Error(`connect failed: Authorization: Bearer ${planted}`);
+    };
+    const lines: string[] = [];
+    const host = await startWebServer({ handlers: leaky.handlers, events: leaky.events, staticDir, log: (l) => lines.push(l) });
+    try {
+      const page = await browser.context.newPage();
+      const bearer = await openAndExchange(page, host.url);
+      const res = await callFromPage(page, 'status.get', {}, bearer);
+      expect(res).toEqual({ status: 500, json: { code: 'INTERNAL', message: 'An internal error occurred.' } });
+      expect(lines).toEqual(['web: status.get failed (INTERNAL)']);
+      expect(JSON.stringify(lines)).not.toContain(planted);
+      // Neither the launch token nor the bearer appears in a refusal line either.
+      await callFromPage(page, 'status.get', {}, bearer.slice(0, -1) + (bearer.endsWith('A') ? 'B' : 'A'));
+      expect(lines.join('\n')).not.toContain(bearer);
+      expect(lines.join('\n')).not.toContain(new URL(host.url).hash.slice('#token='.length));
+      await page.close();
+    } finally {
+      await host.close();
+    }
+  });
+
   it('does not serve files outside the renderer directory', async () => {
     for (const path of ['/../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/..%2f..%2fetc%2fpasswd', '/nope.js']) {
       const res = await raw(server.port, { path });
