@@ -79,12 +79,19 @@ describe('appending and reading', () => {
     expect(store.page({ filter: { from: '2030-01-01T00:00:00Z' } }).records).toEqual([]);
   });
 
-  it('finds records by words in the tool, summary, join keys and arguments, as prefixes', () => {
+  it('finds records by whole words in the tool, summary, join keys and arguments', () => {
     expect(store.page({ filter: { search: 'jti-42' } }).records.map((r) => r.seq)).toEqual([43]);
+    expect(store.page({ filter: { search: 'jti-4' } }).records.map((r) => r.seq)).toEqual([5]);
     expect(store.page({ filter: { search: 'v-jwt-clinic-199' } }).records.map((r) => r.seq)).toEqual([200]);
-    const upd = store.page({ filter: { search: 'update_app', outcome: ['denied'] }, limit: 500 }).records;
-    expect(upd.length).toBeGreaterThan(0);
+    const upd = store.page({ filter: { search: 'update_appointment', outcome: ['denied'] }, limit: 500 }).records;
+    expect(upd.length).toBe(5);
     expect(upd.every((r) => r.tool === 'update_appointment' && r.outcome === 'denied')).toBe(true);
+    expect(store.page({ filter: { search: 'update_app' } }).records).toEqual([]);
+  });
+
+  it('matches a word ending in * as a prefix', () => {
+    expect(store.page({ filter: { search: 'update_app*', outcome: ['denied'] }, limit: 500 }).records).toHaveLength(5);
+    expect(store.page({ filter: { search: 'jti-4*' } }).records.map((r) => r.seq).sort((a, b) => a - b)).toEqual([5, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]);
   });
 
   it('treats search text as words, never as query syntax', () => {
@@ -98,6 +105,10 @@ describe('appending and reading', () => {
     expect(p.records.map((r) => r.seq)).toEqual([90, 89, 88, 87, 86]);
     expect(p.total).toBe(100);
     expect(p.head).toBe(200);
+    expect(store.page({ offset: 198, limit: 5 }).records.map((r) => r.seq)).toEqual([2, 1]);
+    const f = store.page({ before: 101, offset: 2, limit: 3, filter: { outcome: ['denied'] } });
+    expect(f.records.map((r) => r.seq)).toEqual([84, 76, 68]);
+    expect(f.total).toBe(13);
   });
 
   it('rejects a malformed record without writing anything', async () => {
