@@ -15,7 +15,7 @@ import type { Prompter } from './approvals/prompter.ts';
 import { AuditStore } from './audit/store.ts';
 import { exportLines, exportFilename, EXPORT_MEDIA_TYPES } from './audit/export.ts';
 import { createBroker, type Broker } from './broker/index.ts';
-import { claudeDesktopConfigPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
+import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
 import type { AppConfig } from './config/config.ts';
 import type { Connector } from './connectors/types.ts';
 import { createPostgresConnector } from './connectors/postgres/connector.ts';
@@ -247,7 +247,10 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       demo: config.demo,
     }),
     'claude.connect': async () => {
-      const entry = mcpConfigEntry({ countersignHome: process.env.COUNTERSIGN_HOME || undefined });
+      const entry = mcpConfigEntry({
+        countersignHome: process.env.COUNTERSIGN_HOME || undefined,
+        nodePath: process.versions.electron ? await findNodeOnPath() : undefined,
+      });
       await installClaudeDesktopEntry(claudeConfigPath, entry);
       await refreshClaudeConfigured();
       emit('status.changed', status());

@@ -37,8 +37,9 @@ export interface EntryOptions {
   bridgePath?: string;
   /**
    * The Node binary that runs the bridge. Defaults to the one running now, by absolute path: Claude
-   * Desktop started from the Dock or Start menu does not see a shell's PATH. Inside Electron that is
-   * the app's own binary, run as Node with ELECTRON_RUN_AS_NODE=1.
+   * Desktop started from the Dock or Start menu does not see a shell's PATH. Inside the desktop app
+   * the app's own binary is never borrowed (its RunAsNode fuse is off): the caller passes a Node the
+   * user has, or installs the .mcpb bundle, which runs on Claude Desktop's own Node.
    */
   nodePath?: string;
   /** COUNTERSIGN_HOME to pass to the bridge when the app runs with one. */
@@ -49,7 +50,12 @@ export function mcpConfigEntry(options: EntryOptions = {}): McpServerEntry {
   const bridgePath = options.bridgePath ?? defaultBridgePath();
   const env: Record<string, string> = {};
   if (options.countersignHome) env.COUNTERSIGN_HOME = options.countersignHome;
-  if (!options.nodePath && process.versions.electron) env.ELECTRON_RUN_AS_NODE = '1';
+  if (!options.nodePath && process.versions.electron) {
+    throw new AppError(
+      'CONFIG_MISSING',
+      'No Node.js was found for the bridge. Install the Countersign bundle (countersign.mcpb) in Claude Desktop, or install Node.js and try again.',
+    );
+  }
   const entry: McpServerEntry = { command: options.nodePath ?? process.execPath, args: [bridgePath] };
   if (Object.keys(env).length > 0) entry.env = env;
   return entry;
@@ -140,4 +146,23 @@ async function writeAtomic(path: string, text: string, mode: number): Promise<vo
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-');
+}
+
+/** A Node.js on the user's PATH (for the desktop app, which never lends its own binary), or undefined. */
+export async function findNodeOnPath(env: Readonly<Record<string, string | undefined>> = process.env): Promise<string | undefined> {
+  const { access } = await import('node:fs/promises');
+  const { constants } = await import('node:fs');
+  const names = process.platform === 'win32' ? ['node.exe'] : ['node'];
+  for (const dir of (env.PATH ?? '').split(process.platform === 'win32' ? ';' : ':').filter(Boolean)) {
+    for (const name of names) {
+      const candidate = join(dir, name);
+      try {
+        await access(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return undefined;
 }
