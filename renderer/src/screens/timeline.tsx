@@ -326,7 +326,6 @@ export function TimelineScreen() {
                     id={`row-${item.index}`}
                     role="option"
                     aria-selected={item.index === active}
-                    aria-label={r ? `${r.tool ?? r.kind} ${r.outcome} at ${formatTime(r.at)}` : 'Loading'}
                     className={`list-row${item.index === active ? ' active' : ''}${r && r.seq === selected ? ' selected' : ''}`}
                     style={{ transform: `translateY(${item.start}px)`, height: ROW_HEIGHT }}
                     onClick={() => {
