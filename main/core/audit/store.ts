@@ -134,6 +134,13 @@ export interface PruneResult {
 
 type Listener = (record: StoredAuditRecord) => void;
 
+interface PendingAppend {
+  record: AuditRecordInput;
+  options: AppendOptions;
+  resolve(r: StoredAuditRecord): void;
+  reject(e: AppError): void;
+}
+
 interface Row {
   seq: number;
   body: string;
@@ -166,6 +173,7 @@ export class AuditStore implements AuditSink {
   readonly #keys: InstallKeys | undefined;
   readonly #redactor: Redactor | undefined;
   readonly #listeners = new Set<Listener>();
+  #batch: PendingAppend[] = [];
   /** Users already in the users table as last written, so an unchanged user costs no write. */
   readonly #knownUsers = new Map<string, string>();
   readonly #pending = new Set<Promise<unknown>>();
@@ -243,11 +251,45 @@ export class AuditStore implements AuditSink {
     return this.#keys;
   }
 
+  /**
+   * Appends one record; resolves once it is committed and synced. Appends made in the same turn of the
+   * event loop (concurrent calls finishing together) share one transaction and one sync: group commit.
+   * Each is validated on its own, so a malformed record is refused without holding back the others.
+   */
   append(record: AuditRecordInput, options: AppendOptions = {}): Promise<StoredAuditRecord> {
+    return new Promise((resolve, reject) => {
+      this.#batch.push({ record, options, resolve, reject });
+      if (this.#batch.length === 1) queueMicrotask(() => this.#flush());
+    });
+  }
+
+  #flush(): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    const done: { item: PendingAppend; stored?: StoredAuditRecord; error?: AppError }[] = [];
     try {
-      return Promise.resolve(this.appendSync(record, options));
+      this.#tx(() => {
+        for (const item of batch) {
+          try {
+            done.push({ item, stored: this.#appendInTx(item.record, item.options) });
+          } catch (e) {
+            // Only refusals before any write (validation, redaction) reach here; a database error
+            // aborts the transaction below and fails the whole batch.
+            if (!AppError.is(e, 'INPUT_INVALID') && !AppError.is(e, 'AUDIT_REDACTION_REFUSED') && !AppError.is(e, 'AUDIT_READ_ONLY')) throw e;
+            done.push({ item, error: e });
+          }
+        }
+      });
     } catch (e) {
-      return Promise.reject(e instanceof AppError ? e : AppError.from(e, 'AUDIT_FAILED', 'The audit record could not be written.'));
+      const err = e instanceof AppError ? e : AppError.from(e, 'AUDIT_FAILED', 'The audit record could not be written.');
+      for (const item of batch) item.reject(err);
+      return;
+    }
+    for (const d of done) {
+      if (d.stored) {
+        this.#emit(d.stored);
+        d.item.resolve(d.stored);
+      } else d.item.reject(d.error!);
     }
   }
 

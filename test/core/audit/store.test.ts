@@ -122,6 +122,21 @@ describe('appending and reading', () => {
     expect(() => store.page({ filter: { from: 'yesterday-ish' } })).toThrow(expect.objectContaining({ code: 'INPUT_INVALID' }));
   });
 
+  it('commits concurrent appends together in call order, refusing only the malformed one', async () => {
+    using dir2 = tempDir();
+    const s = await AuditStore.open({ dataDir: dir2.path, secrets: memorySecretStore() });
+    const calls = Array.from({ length: 30 }, (_, i) =>
+      i === 13 ? s.append({ kind: 'tool_call', outcome: 'nope', user: null } as never) : s.append(toolCall(i)),
+    );
+    const results = await Promise.allSettled(calls);
+    expect(results[13]).toMatchObject({ status: 'rejected', reason: { code: 'INPUT_INVALID' } });
+    const seqs = results.filter((r) => r.status === 'fulfilled').map((r) => r.value.seq);
+    expect(seqs).toEqual(Array.from({ length: 29 }, (_, i) => i + 1));
+    expect(s.get(14)!.summary).toBe('search_docs #14');
+    expect(await s.verify()).toMatchObject({ ok: true, checked: 29 });
+    await s.close();
+  });
+
   it('keeps time monotonic in seq even when the clock steps back', async () => {
     const dir2 = tempDir();
     using _ = dir2;
