@@ -58,16 +58,25 @@ const uri = z.string().refine((v) => URL.canParse(v), 'must be an absolute URI')
 
 /** RAR type schemas (the shared contract); the provider's RAR feature rejects anything else. */
 export const RAR_TYPES = {
-  postgres: z.object({
-    type: z.literal('postgres'),
-    locations: z.array(uri).min(1),
-    actions: z.array(z.string().regex(/^[A-Z][A-Z ]*$/, 'must be upper-case SQL command names')).min(1),
-    identifier: z.string().min(1).optional(),
-    tables: z.array(z.string().min(1)).min(1),
-    privileges: z.array(z.string().min(1)).optional(),
-    bounded: z.boolean().optional(),
-    statement_digest: digest.optional(),
-  }),
+  /**
+   * `tables` is required and names every table the statement touches. It may be empty only for a
+   * read-only statement that touches none (`SELECT now()`): a write always touches a table.
+   */
+  postgres: z
+    .object({
+      type: z.literal('postgres'),
+      locations: z.array(uri).min(1),
+      actions: z.array(z.string().regex(/^[A-Z][A-Z ]*$/, 'must be upper-case SQL command names')).min(1),
+      identifier: z.string().min(1).optional(),
+      tables: z.array(z.string().min(1)),
+      privileges: z.array(z.string().min(1)).optional(),
+      bounded: z.boolean().optional(),
+      statement_digest: digest.optional(),
+    })
+    .refine((d) => d.tables.length > 0 || d.actions.every((a) => a === 'SELECT'), {
+      path: ['tables'],
+      message: 'must name the tables a statement other than a plain SELECT touches',
+    }),
   mcp_tool_call: z.object({
     type: z.literal('mcp_tool_call'),
     locations: z.array(uri).length(1),

@@ -187,6 +187,22 @@ describe('rejections', () => {
     expect(res.json.error).toBe('invalid_authorization_details');
   });
 
+  it('maps a SELECT that touches no table (tables: []) to clinic-read', async () => {
+    const res = await exchange(idp, alice.access_token, {
+      details: [{ type: 'postgres', locations: [CLINIC], actions: ['SELECT'], tables: [], bounded: false, statement_digest: digest('c') }],
+    });
+    expect(res.status).toBe(200);
+    expect(decodeJwt(String(keep(res.json).access_token)).vault_role).toBe('clinic-read');
+  });
+
+  it.each(['INSERT', 'UPDATE', 'DELETE'])('rejects a %s whose tables list is empty: a write always touches a table', async (action) => {
+    const res = await exchange(idp, alice.access_token, {
+      details: [{ type: 'postgres', locations: [CLINIC], actions: [action], tables: [], bounded: true }],
+    });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toBe('invalid_authorization_details');
+  });
+
   it('rejects a postgres entry that does not name the tables it touches', async () => {
     const res = await exchange(idp, alice.access_token, {
       details: [{ type: 'postgres', locations: [CLINIC], actions: ['SELECT'] }],

@@ -47,6 +47,15 @@ describe('a tier-1 query through the broker', () => {
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   });
 
+  it('runs a SELECT that touches no table: its RAR says tables: [] and the IdP grants the read credential', async () => {
+    const { broker, audit } = lab.broker();
+    const result = await broker.callTool(call('query', { sql: 'SELECT now() AS at' }));
+    expect(result.isError, text(result)).toBeFalsy();
+    expect((result.structuredContent as { rowCount: number }).rowCount).toBe(1);
+    expect(audit.records[0]!.authorization_details).toMatchObject([{ type: 'postgres', actions: ['SELECT'], tables: [] }]);
+    expect(audit.records[0]!.keys!.lease_id).toMatch(/^database\/creds\/clinic-read\//);
+  });
+
   it('gives two calls two different jtis and two different roles', async () => {
     const { broker, audit } = lab.broker();
     await broker.callTool(call('query', { sql: 'SELECT count(*) FROM appointments' }));
