@@ -5,13 +5,21 @@
  * again here before anything uses it: the OBO's signature against the IdP's JWKS, issuer, audience,
  * `exp` at most 60 s away, a fresh `jti` never seen before, `act`, the single `vault_role` claim, and
  * authorization details equal to or narrower than asked. Anything else is OBO_INVALID.
+ *
+ * The `jti` replay check is per process: each exchanger remembers the jtis it accepted until their
+ * `exp` (at most 60 s), in memory. A restarted core, a second exchanger or another install does not
+ * see them. It catches an IdP (or something between us and it) handing the same OBO out twice to this
+ * core; the guarantees against replay at the targets are the IdP's jti uniqueness, the 60 s lifetime,
+ * and the targets' own single-use checks (the lab upstream refuses a used jti; Vault keeps no jti
+ * record, see STANDARDS.md §5, so its roles' leeways must stay small).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
-import { calculateJwkThumbprint, createRemoteJWKSet, exportJWK, jwtVerify, customFetch as joseCustomFetch, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, exportJWK, jwtVerify, type JWTPayload } from 'jose';
 import { AppError } from '../../../common/errors.ts';
 import type { AuthorizationDetail } from '../connectors/types.ts';
+import { createIdpJwks, type IdpJwks } from './jwks.ts';
 import type { webcrypto } from 'node:crypto';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -35,6 +43,11 @@ export interface TokenExchangerOptions {
   /** Clock skew tolerated on `exp`/`iat`, seconds. */
   clockSkewS?: number;
   stepUp?: { pollIntervalMs?: number; timeoutMs?: number };
+  /**
+   * After the IdP rotates its signing key, an OBO with an unknown `kid` waits for a JWKS refetch;
+   * refetches are at most one per this many ms, however many unknown kids arrive. Default 1 s.
+   */
+  jwksCooldownMs?: number;
 }
 
 export interface ExchangeRequest {
@@ -87,6 +100,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const pollIntervalMs = options.stepUp?.pollIntervalMs ?? 1_000;
   const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
   const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
+  /** jti → exp of every OBO this exchanger accepted: a per-process replay check (see the module comment). */
   const seenJtis = new Map<string, number>();
 
   /** Every request to the IdP carries the call's AbortSignal and a time-out. */
@@ -121,13 +135,14 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     return configPromise;
   };
 
-  let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
-  const keys = (c: oidc.Configuration): ReturnType<typeof createRemoteJWKSet> => {
+  let jwks: IdpJwks | undefined;
+  const keys = (c: oidc.Configuration): IdpJwks => {
     const uri = c.serverMetadata().jwks_uri;
     if (!uri) throw new AppError('IDP_BAD_RESPONSE', 'The identity provider publishes no JWKS.');
-    jwks ??= createRemoteJWKSet(new URL(uri), {
-      timeoutDuration: timeoutMs,
-      [joseCustomFetch]: (url: string, init: RequestInit) => fetchWithCallSignal(url, init),
+    jwks ??= createIdpJwks(uri, {
+      cooldownMs: options.jwksCooldownMs ?? 1_000,
+      fetch: fetchWithCallSignal,
+      signal: () => callSignal.getStore(),
     });
     return jwks;
   };
@@ -174,6 +189,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       ));
     } catch (error) {
       if (request.signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
+      if (error instanceof AppError) throw error;
       const code = (error as { code?: unknown }).code;
       if (code === 'ERR_JWKS_TIMEOUT' || (error instanceof TypeError && code === undefined)) {
         throw new AppError('IDP_UNAVAILABLE', "The identity provider's signing keys could not be fetched.", { cause: error });
