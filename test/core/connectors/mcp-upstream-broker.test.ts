@@ -234,6 +234,32 @@ describe('an identity-protected upstream through the broker', () => {
     await passthrough.body?.cancel();
   });
 
+  it("tells the broker's listeners when the upstream's tool list changes, and lists the new tool with a fresh listing credential", async () => {
+    const listingsBefore = main.audit.records.filter((r) => r.kind === 'system' && r.tool === 'lab.*').length;
+    let unsubscribe: () => void = () => {};
+    const changed = new Promise<void>((resolve) => (unsubscribe = main.broker.onToolsChanged(resolve)));
+    lab.upstream.addTool('echo_fresh');
+    await Promise.race([changed, new Promise((_, reject) => setTimeout(() => reject(new Error('no tools/list_changed reached the broker')), 5_000))]);
+    unsubscribe();
+    expect((await main.broker.listTools()).map((t) => t.name)).toContain('lab.echo_fresh');
+    expect(main.audit.records.filter((r) => r.kind === 'system' && r.tool === 'lab.*').length).toBe(listingsBefore + 1);
+  });
+
+  it("passes the upstream's progress to the client and cancels the upstream call when the client cancels, with one record", async () => {
+    const controller = new AbortController();
+    const progress: string[] = [];
+    const t0 = performance.now();
+    const result = await main.broker.callTool(
+      call('lab.generate_report', { steps: 20, step_ms: 100 }, { signal: controller.signal, progress: (m) => (progress.push(m), controller.abort()) }),
+    );
+    expect(performance.now() - t0).toBeLessThan(1_500);
+    expect(result.isError).toBe(true);
+    expect(text(result)).toMatch(/\[CANCELLED\]$/);
+    expect(progress[0]).toBe('step 1 of 20');
+    const records = main.audit.records.filter((r) => r.tool === 'lab.generate_report');
+    expect(records).toMatchObject([{ kind: 'tool_call', outcome: 'cancelled', error: { code: 'CANCELLED' } }]);
+  });
+
   it('re-logs in with the acr_values the upstream demands (RFC 9470) and succeeds on one retry with a fresh exchange; the upstream refuses the used jti again', async () => {
     const user = new LabUser('alice', 'alice-lab-pw');
     await user.signIn();
