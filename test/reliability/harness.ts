@@ -161,17 +161,20 @@ export const RESULTS_FILE = join(ROOT, 'test-results', 'reliability.json');
 const PARTS_DIR = join(ROOT, 'test-results', 'reliability');
 
 /**
- * Each test file writes its own part (files run in parallel workers), then the sum of every part is
- * written to test-results/reliability.json atomically, so whichever file finishes last leaves the total.
+ * Each test file writes its own part (files run in parallel workers), then the sum of this run's parts
+ * is written to test-results/reliability.json atomically, so whichever file finishes last leaves the total.
  */
 export async function reportCounters(part: string, counters: Partial<ReliabilityCounters>, extra: Record<string, unknown> = {}): Promise<void> {
   await mkdir(PARTS_DIR, { recursive: true });
-  const line = { part, at: new Date().toISOString(), long: LONG, ...counters, ...extra };
+  // Workers of one vitest run share its process as their parent: only this run's parts are summed.
+  const run = process.ppid;
+  const line = { part, run, at: new Date().toISOString(), long: LONG, ...counters, ...extra };
   await writeFile(join(PARTS_DIR, `${part}.json`), JSON.stringify(line, null, 2));
   const parts: Array<Record<string, unknown>> = [];
   for (const f of (await readdir(PARTS_DIR)).filter((n) => n.endsWith('.json')).sort()) {
     try {
-      parts.push(JSON.parse(await readFile(join(PARTS_DIR, f), 'utf8')) as Record<string, unknown>);
+      const p = JSON.parse(await readFile(join(PARTS_DIR, f), 'utf8')) as Record<string, unknown>;
+      if (p.run === run) parts.push(p);
     } catch {
       // a part being written right now; the file that writes it sums again
     }
