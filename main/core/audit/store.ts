@@ -355,7 +355,8 @@ export class AuditStore implements AuditSink {
         this.#knownUsers.set(u.sub, seen);
       }
     }
-    const stored = { ...unhashed, hash } as StoredAuditRecord;
+    // Returned as get() would return it: parsed from the stored bytes, plain objects throughout.
+    const stored = toRecord({ seq, body, hash });
     if (this.#opts.checkpointEvery && seq % this.#opts.checkpointEvery === 0) {
       queueMicrotask(() => this.#track(this.checkpoint()));
     }

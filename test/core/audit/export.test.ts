@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Writable } from 'node:stream';
@@ -99,6 +99,7 @@ describe('countersign audit export|verify', () => {
     const io = { stdout: sink(), stderr: sink() };
     const env = {};
     expect(await runAuditCommand(['export', '--format', 'jsonl', '--out', out, '--data-dir', dir.path], { stdout: io.stdout.stream, stderr: io.stderr.stream, env })).toBe(0);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines.map((l) => JSON.parse(l) as unknown)).toEqual([1, 2, 3, 4, 5].map((n) => s.get(n)));
     expect(await runAuditCommand(['verify', '--data-dir', dir.path], { stdout: io.stdout.stream, stderr: io.stderr.stream, env })).toBe(0);

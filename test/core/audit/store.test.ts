@@ -35,7 +35,7 @@ describe('appending and reading', () => {
 
   it('returns from get() exactly what append() returned and told its listeners', () => {
     expect(seen).toHaveLength(200);
-    expect(store.get(37)).toEqual(seen[36]);
+    expect(store.get(37)).toStrictEqual(seen[36]);
     expect(store.get(999)).toBeNull();
   });
 
