@@ -19,6 +19,7 @@ import type { Log } from '../core/mcp/socket-server.ts';
 import { openSecretStore } from '../core/secrets/open-secret-store.ts';
 import { openExternal } from './open-external.ts';
 import { startWebServer, type WebServer } from './web-server.ts';
+import { EXPORT_MEDIA_TYPES, exportFilename, exportLines } from '../core/audit/export.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -65,7 +66,19 @@ export async function serve(options: { config: AppConfig; port?: number; log?: L
   });
   let web: WebServer;
   try {
-    web = await startWebServer({ handlers: core.handlers, events: core.events, staticDir, port: options.port, log: (l) => log.info(l) });
+    web = await startWebServer({
+      handlers: core.handlers,
+      events: core.events,
+      staticDir,
+      port: options.port,
+      log: (l) => log.info(l),
+      // Exports stream from one read snapshot instead of travelling as one string.
+      exportAudit: ({ format, filter }) => ({
+        filename: exportFilename(format),
+        mediaType: EXPORT_MEDIA_TYPES[format],
+        lines: exportLines(core.audit, format, filter),
+      }),
+    });
   } catch (error) {
     await core.stop();
     throw error;

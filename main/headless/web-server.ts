@@ -19,12 +19,15 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { AppError, type ErrorCode, type WireError } from '../../common/errors.ts';
 import {
   CHANNELS,
   EVENTS,
+  ExportRequestSchema,
   EVENT_NAMES,
   isChannel,
   type Channel,
@@ -43,7 +46,14 @@ export interface WebServerOptions {
   launchTokenTtlMs?: number;
   /** Receives one line per refused request: a reason and a code, never a header value or a body. */
   log?: (line: string) => void;
+  /**
+   * Streams an export as a download (`POST /api/export`), so a large history is never held as one
+   * string the way the `audit.export` channel's answer is. Without it the UI falls back to the channel.
+   */
+  exportAudit?: (request: ExportRequest) => { filename: string; mediaType: string; lines: Iterable<string> | AsyncIterable<string> };
 }
+
+export type ExportRequest = z.output<typeof ExportRequestSchema>;
 
 export interface WebServer {
   /** `http://127.0.0.1:<port>/#token=<one-time>`: open it once. */
@@ -258,6 +268,7 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     if (bearer === null || !bearers.check(bearer, false)) {
       return refuse(res, 'WEB_UNAUTHORIZED', 'This page is not signed in to the app. Open a new link from `countersign serve`.', 'bearer missing or unknown');
     }
+    if (pathname === '/api/export') return serveExport(req, res);
     if (!pathname.startsWith(API_PREFIX)) return refuse(res, 'NOT_FOUND', 'Not found.');
     const name = pathname.slice(API_PREFIX.length);
     if (!isChannel(name) || !CHANNELS[name].hosts.includes('headless')) return refuse(res, 'NOT_FOUND', 'No such channel.');
@@ -272,6 +283,37 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     const result = await dispatch(name, body);
     if ('error' in result) return refuse(res, result.error.code, result.error.message);
     sendJson(res, 200, result.value);
+  };
+
+  const serveExport = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (!options.exportAudit) return refuse(res, 'NOT_FOUND', 'Not found.');
+    let body: unknown;
+    try {
+      body = await readBody(req);
+    } catch (err) {
+      const e = AppError.from(err, 'INPUT_INVALID');
+      return refuse(res, e.code, e.message);
+    }
+    const parsed = ExportRequestSchema.safeParse(body);
+    if (!parsed.success) return refuse(res, 'INPUT_INVALID', 'The export request is not valid.');
+    let source: ReturnType<NonNullable<WebServerOptions['exportAudit']>>;
+    try {
+      source = options.exportAudit(parsed.data);
+    } catch (err) {
+      const e = AppError.from(err);
+      return refuse(res, e.code, e.message);
+    }
+    res.writeHead(200, {
+      ...securityHeaders(),
+      'Content-Type': source.mediaType,
+      'Content-Disposition': `attachment; filename="${source.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
+    });
+    try {
+      await pipeline(Readable.from(source.lines, { objectMode: false, encoding: 'utf8' }), res);
+    } catch (err) {
+      log(`web: export stopped (${AppError.from(err).code})`);
+      res.destroy();
+    }
   };
 
   const dispatch = async (name: Channel, body: unknown): Promise<{ value: unknown } | { error: WireError }> => {

@@ -5,7 +5,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -35,7 +35,7 @@ beforeAll(async () => {
   [lab, renderer, browser, home] = await Promise.all([
     startLab(),
     buildRenderer(),
-    launchBrowser(),
+    launchBrowser({ acceptDownloads: true }),
     mkdtemp(join(tmpdir(), 'countersign-e2e-home-')),
   ]);
   const alice = lab.users.find((u) => u.username === 'alice')!;
@@ -144,7 +144,18 @@ describe('the UI on the real core and the lab', () => {
     expect(record.hops.find((h) => h.name === 'approval')?.outcome).toBe('ok');
   });
 
+  it('exports the timeline as CSV through the contract, one row per stored record', async () => {
+    await page.getByRole('tab', { name: 'Timeline' }).click();
+    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
+    expect(download.suggestedFilename()).toMatch(/^countersign-audit-.*\.csv$/);
+    const rows = (await readFile(await download.path(), 'utf8')).trim().split('\r\n');
+    expect(rows[0]).toMatch(/^seq,at,kind,outcome,/);
+    expect(rows.length - 1).toBe(core.audit.count({}));
+  });
+
   it('asks again once the standing approval is revoked, and refuses the call when the person denies it', async () => {
+    await page.getByRole('tab', { name: /Approvals/ }).click();
     await page.getByRole('button', { name: /^Revoke approval for execute/ }).click();
     await expect.poll(() => core.approvals.cached().length).toBe(0);
     const pendingCall = client.callTool(

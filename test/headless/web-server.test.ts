@@ -362,6 +362,46 @@ describe('the headless web host', () => {
     }
   });
 
+  it('streams an export only to the page holding the bearer, from its own origin', async () => {
+    const host = await startWebServer({
+      handlers: app.handlers,
+      events: app.events,
+      staticDir,
+      exportAudit: ({ format }) => ({ filename: `audit.${format}`, mediaType: 'application/jsonl', lines: ['{"seq":1}\n', '{"seq":2}\n'] }),
+    });
+    try {
+      const page = await browser.context.newPage();
+      const bearer = await openAndExchange(page, host.url);
+      const fetchExport = (b: string | null, body: unknown) =>
+        page.evaluate(
+          async ([b, body]) => {
+            const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+            if (b) headers.Authorization = `Bearer ${b}`;
+            const res = await fetch('/api/export', { method: 'POST', headers, body: JSON.stringify(body) });
+            return { status: res.status, disposition: res.headers.get('content-disposition'), text: await res.text() };
+          },
+          [b, body] as const,
+        );
+      expect(await fetchExport(bearer, { format: 'jsonl', filter: {} })).toEqual({
+        status: 200,
+        disposition: 'attachment; filename="audit.jsonl"',
+        text: '{"seq":1}\n{"seq":2}\n',
+      });
+      expect((await fetchExport(null, { format: 'jsonl' })).status).toBe(401);
+      expect((await fetchExport(bearer, { format: 'xml' })).status).toBe(400);
+      const foreign = await raw(host.port, {
+        method: 'POST',
+        path: '/api/export',
+        headers: { Origin: 'http://attacker.example', 'Sec-Fetch-Site': 'cross-site', 'Content-Type': 'application/json', Authorization: `Bearer ${bearer}` },
+        body: '{"format":"jsonl"}',
+      });
+      expect(foreign.status).toBe(403);
+      await page.close();
+    } finally {
+      await host.close();
+    }
+  });
+
   it('does not serve files outside the renderer directory', async () => {
     for (const path of ['/../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/..%2f..%2fetc%2fpasswd', '/nope.js']) {
       const res = await raw(server.port, { path });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditStore } from '../../main/core/audit/store.ts';
+import { EXPORT_MEDIA_TYPES, exportFilename, exportLines } from '../../main/core/audit/export.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
 import {
   backWithStore,
@@ -75,7 +76,12 @@ beforeAll(async () => {
     expiresAt: new Date(Date.now() + 30 * 60_000).toISOString(),
     uses: 2,
   });
-  server = await startWebServer({ handlers: app.handlers, events: app.events, staticDir: renderer.dir });
+  server = await startWebServer({
+    handlers: app.handlers,
+    events: app.events,
+    staticDir: renderer.dir,
+    exportAudit: ({ format, filter }) => ({ filename: exportFilename(format), mediaType: EXPORT_MEDIA_TYPES[format], lines: exportLines(store, format, filter) }),
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -320,7 +326,7 @@ describe('the renderer against the headless host', () => {
     await page.close();
   });
 
-  it('exports the filtered records as a file whose lines match the store', async () => {
+  it('exports the filtered records as a streamed file whose lines match the store', async () => {
     const page = await open();
     await openTimeline(page);
     await page.getByLabel('Tool', { exact: true }).fill('delete_user');

@@ -1,10 +1,11 @@
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from 'react';
 import { AppError } from '../../../common/errors.ts';
-import type { Channel, EventName, EventOf, RequestOf, ResponseOf, Transport } from '../../../common/contract.ts';
+import type { Channel, EventName, EventOf, RequestOf, ResponseOf } from '../../../common/contract.ts';
+import type { RendererTransport } from '../transport/web-transport.ts';
 
-export const TransportContext = createContext<Transport | null>(null);
+export const TransportContext = createContext<RendererTransport | null>(null);
 
-export function useTransport(): Transport {
+export function useTransport(): RendererTransport {
   const t = useContext(TransportContext);
   if (!t) throw new Error('No transport');
   return t;

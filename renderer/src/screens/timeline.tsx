@@ -7,6 +7,7 @@ import type { AuditFilter, Transport, VerifyResult } from '../../../common/contr
 import { Badge, ErrorNote, OUTCOME_TONE, formatMs, formatTime } from '../components/common.tsx';
 import { useAction, useEvent, useTransport } from '../lib/use-app.ts';
 import { CallDetail } from './call-detail.tsx';
+import type { RendererTransport } from '../transport/web-transport.ts';
 
 const PAGE = 100;
 const ROW_HEIGHT = 36;
@@ -84,8 +85,8 @@ function IntegrityBadge({ ready, head }: { ready: boolean; head: number }) {
   );
 }
 
-function download(filename: string, mediaType: string, content: string): void {
-  const url = URL.createObjectURL(new Blob([content], { type: mediaType }));
+function download(filename: string, blob: Blob): void {
+  const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
   a.download = filename;
@@ -94,6 +95,14 @@ function download(filename: string, mediaType: string, content: string): void {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** Streams the export where the host can; otherwise takes it whole through the contract. */
+async function exportAs(transport: RendererTransport, format: 'jsonl' | 'csv', filter: AuditFilter): Promise<void> {
+  const streamed = await transport.exportFile?.({ format, filter });
+  if (streamed) return download(streamed.filename, streamed.blob);
+  const r = await transport.call('audit.export', { format, filter });
+  download(r.filename, new Blob([r.content], { type: r.mediaType }));
 }
 
 export function TimelineScreen() {
@@ -218,8 +227,7 @@ export function TimelineScreen() {
           disabled={exportAction.busy}
           onClick={() =>
             void exportAction.run(async () => {
-              const r = await transport.call('audit.export', { format: 'jsonl', filter });
-              download(r.filename, r.mediaType, r.content);
+              await exportAs(transport, 'jsonl', filter);
             })
           }
         >
@@ -230,8 +238,7 @@ export function TimelineScreen() {
           disabled={exportAction.busy}
           onClick={() =>
             void exportAction.run(async () => {
-              const r = await transport.call('audit.export', { format: 'csv', filter });
-              download(r.filename, r.mediaType, r.content);
+              await exportAs(transport, 'csv', filter);
             })
           }
         >

@@ -19,7 +19,13 @@ import {
 
 export type ConnectionState = 'connecting' | 'live' | 'offline' | 'ended';
 
-export interface WebTransport extends Transport {
+/** What the UI can ask of a host beyond the contract's channels. */
+export interface RendererTransport extends Transport {
+  /** Downloads an export streamed by the host; null when the host cannot stream one (use `audit.export`). */
+  exportFile?(request: RequestOf<'audit.export'>): Promise<{ filename: string; blob: Blob } | null>;
+}
+
+export interface WebTransport extends RendererTransport {
   onConnection(listener: (state: ConnectionState) => void): () => void;
   close(): void;
 }
@@ -123,6 +129,19 @@ export async function connectWebTransport(token: string | null): Promise<WebTran
       const l = listener as (payload: unknown) => void;
       set.add(l);
       return () => set.delete(l);
+    },
+    async exportFile(request) {
+      const response = await fetch('/api/export', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${bearer}` },
+        body: JSON.stringify(request),
+        credentials: 'omit',
+      });
+      if (response.status === 404) return null;
+      if (!response.ok) throw await readError(response);
+      const disposition = response.headers.get('Content-Disposition') ?? '';
+      const filename = /filename="([A-Za-z0-9._-]+)"/.exec(disposition)?.[1] ?? 'countersign-audit';
+      return { filename, blob: await response.blob() };
     },
     onConnection(listener) {
       connectionListeners.add(listener);
