@@ -39,6 +39,8 @@ if (desktop) {
 } else {
   // Taken once, outside React, so a re-render can never exchange it twice.
   const ready = connectWebTransport(takeLaunchToken());
+  // WebRoot shows the failure once it mounts; until then the rejection is not unhandled.
+  ready.catch(() => undefined);
   root.render(
     <StrictMode>
       <WebRoot ready={ready} />

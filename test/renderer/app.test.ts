@@ -92,8 +92,19 @@ afterAll(async () => {
   await Promise.all([renderer?.dispose(), dataDir && rm(dataDir, { recursive: true, force: true })]);
 });
 
+/** Console lines about CSP violations and uncaught page errors, from every page this file opens. */
+const pageProblems: string[] = [];
+
+function watch(page: Page): Page {
+  page.on('console', (m) => {
+    if (m.text().includes('Content Security Policy')) pageProblems.push(m.text());
+  });
+  page.on('pageerror', (e) => pageProblems.push(`${e.name}: ${e.message}`));
+  return page;
+}
+
 async function open(options: { colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
-  const page = await browser.context.newPage();
+  const page = watch(await browser.context.newPage());
   if (options.colorScheme) await page.emulateMedia({ colorScheme: options.colorScheme });
   await page.goto(server.issueLaunchUrl());
   await page.getByRole('heading', { name: 'Status' }).waitFor();
@@ -106,6 +117,11 @@ async function openTimeline(page: Page): Promise<void> {
 }
 
 describe('the renderer against the headless host', () => {
+  afterAll(() => {
+    // The whole UI runs under the host's CSP (no inline script or style) without a violation or an uncaught error.
+    expect(pageProblems).toEqual([]);
+  });
+
   it('shows who is signed in, the IdP, Vault, Claude Desktop, bridge sessions and the Lab banner', async () => {
     const page = await open();
     await expect.poll(() => page.getByRole('note', { name: 'Lab mode' }).textContent()).toContain('Lab');
@@ -392,7 +408,7 @@ describe('the renderer against the headless host', () => {
 
   it('asks to sign in when nobody is, and signs in through the app', async () => {
     app.status.user = null;
-    const page = await browser.context.newPage();
+    const page = watch(await browser.context.newPage());
     await page.goto(server.issueLaunchUrl());
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await page.screenshot({ path: await screenshotPath('sign-in') });
