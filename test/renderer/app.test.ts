@@ -177,6 +177,27 @@ describe('the renderer against the headless host', () => {
     await page.close();
   });
 
+  it('keeps up with a burst of calls without a page read per call', async () => {
+    const page = await open();
+    await openTimeline(page);
+    const pageHandler = app.handlers['audit.page'];
+    let reads = 0;
+    app.handlers['audit.page'] = async (request) => {
+      reads++;
+      return pageHandler(request);
+    };
+    try {
+      const burst = Array.from({ length: 60 }, (_, i) => store.append(sampleToolCall(98_000 + i, { tool: `burst_${i}` })));
+      await Promise.all(burst);
+      await expect.poll(() => page.locator('#row-0').textContent()).toContain('burst_59');
+      expect(await page.getByTestId('record-count').textContent()).toBe(`${store.count({}).toLocaleString('en-US')} records`);
+      expect(reads).toBeLessThan(20);
+    } finally {
+      app.handlers['audit.page'] = pageHandler;
+    }
+    await page.close();
+  });
+
   it('filters by outcome, tier, tool and user, and searches join keys', async () => {
     const page = await open();
     await openTimeline(page);

@@ -137,22 +137,44 @@ export function TimelineScreen() {
   const [selected, setSelected] = useState<number | null>(null);
   const [error, setError] = useState<AppError | null>(null);
   const loading = useRef(new Set<number>());
+  const atTop = useRef(true);
   const parentRef = useRef<HTMLDivElement>(null);
   const exportAction = useAction();
 
-  const reset = useCallback(async () => {
-    try {
-      const first = await transport.call('audit.page', { filter: JSON.parse(filterKey) as AuditFilter, offset: 0, limit: PAGE });
-      loading.current.clear();
-      setSnap({ before: first.head + 1, total: first.total, pages: new Map([[0, first.records]]) });
-      setFresh(0);
-      setError(null);
-    } catch (err) {
-      setError(AppError.from(err));
+  // One reload at a time: appends arriving while one runs coalesce into a single reload after it.
+  const inFlight = useRef<Promise<void> | null>(null);
+  const again = useRef(false);
+  const reset = useCallback((): Promise<void> => {
+    if (inFlight.current) {
+      again.current = true;
+      return inFlight.current;
     }
+    const run = async (): Promise<void> => {
+      try {
+        const first = await transport.call('audit.page', { filter: JSON.parse(filterKey) as AuditFilter, offset: 0, limit: PAGE });
+        loading.current.clear();
+        setSnap({ before: first.head + 1, total: first.total, pages: new Map([[0, first.records]]) });
+        setFresh(0);
+        setError(null);
+      } catch (err) {
+        setError(AppError.from(err));
+      } finally {
+        inFlight.current = null;
+        if (again.current) {
+          again.current = false;
+          void reset();
+        }
+      }
+    };
+    inFlight.current = run();
+    return inFlight.current;
   }, [transport, filterKey]);
 
   useEffect(() => {
+    // A new filter starts a new list: back to its top.
+    setActive(0);
+    parentRef.current?.scrollTo({ top: 0 });
+    atTop.current = true;
     void reset();
   }, [reset]);
 
@@ -185,7 +207,6 @@ export function TimelineScreen() {
     }
   }, [snap, firstIndex, lastIndex, transport, filterKey]);
 
-  const atTop = useRef(true);
   useEvent('audit.appended', () => {
     if (atTop.current) void reset();
     else setFresh((n) => n + 1);
