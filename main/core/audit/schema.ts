@@ -56,6 +56,12 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX records_tier ON records (tier, seq, outcome, tool, kind, user_sub);
   CREATE INDEX records_kind ON records (kind, seq, outcome, tool, tier, user_sub);
   `,
+  // 3: the full-text index is written after the record's durable commit, in batches (see store.ts);
+  // fts_through is the last seq it covers. Stores from v2 indexed every record in its own commit.
+  `
+  INSERT INTO meta (key, value) SELECT 'fts_through', coalesce(max(seq), 0) FROM records WHERE true
+    ON CONFLICT (key) DO NOTHING;
+  `,
 ];
 
 export function migrate(db: DatabaseSync): number {

@@ -174,6 +174,9 @@ export class AuditStore implements AuditSink {
   readonly #redactor: Redactor | undefined;
   readonly #listeners = new Set<Listener>();
   #batch: PendingAppend[] = [];
+  /** Full-text rows of committed records not yet in the FTS index (see #flushFts). */
+  #ftsPending: { seq: number; text: string }[] = [];
+  #ftsTimer: NodeJS.Timeout | undefined;
   /** Users already in the users table as last written, so an unchanged user costs no write. */
   readonly #knownUsers = new Map<string, string>();
   readonly #pending = new Set<Promise<unknown>>();
@@ -235,7 +238,49 @@ export class AuditStore implements AuditSink {
       db.close();
       throw e;
     }
-    return new AuditStore(db, path, opts, keys);
+    const store = new AuditStore(db, path, opts, keys);
+    if (!opts.readOnly) store.#catchUpFts();
+    return store;
+  }
+
+  /**
+   * Full-text indexing is kept off the durable path: FTS5 writes a new segment (and merges older ones)
+   * for every transaction that touches it, which per record cost about a third of an append's commit.
+   * Rows are queued at append and written in one transaction at most 50 ms later (or at 1,024 rows,
+   * before any search, before retention and at close). That transaction commits with
+   * synchronous=NORMAL: if it is lost with a crash, `fts_through` still says where indexing stopped and
+   * the next open re-indexes the rest from the records themselves, so search is never silently short.
+   */
+  #scheduleFts(): void {
+    if (this.#ftsPending.length >= 1024) queueMicrotask(() => this.#flushFts());
+    else if (!this.#ftsTimer) this.#ftsTimer = setTimeout(() => this.#flushFts(), 50).unref();
+  }
+
+  #flushFts(): void {
+    if (this.#ftsTimer) clearTimeout(this.#ftsTimer);
+    this.#ftsTimer = undefined;
+    if (this.#ftsPending.length === 0 || this.#closed || !this.#insertFts) return;
+    const items = this.#ftsPending;
+    this.#ftsPending = [];
+    const insert = this.#insertFts;
+    this.#db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      this.#tx(() => {
+        for (const { seq, text } of items) insert.run(seq, text);
+        this.#setMeta('fts_through', String(items[items.length - 1]!.seq));
+      });
+    } catch {
+      // Left to the next open's catch-up, which starts from fts_through.
+    } finally {
+      this.#db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
+  #catchUpFts(): void {
+    const through = Number(this.#meta('fts_through') ?? 0);
+    const rows = this.#db.prepare('SELECT seq, body FROM records WHERE seq > ? ORDER BY seq').iterate(through) as Iterable<{ seq: number; body: string }>;
+    for (const row of rows) this.#ftsPending.push({ seq: row.seq, text: searchText(JSON.parse(row.body) as Omit<StoredAuditRecord, 'hash'>) });
+    this.#flushFts();
   }
 
   /** The install's public key (JWK, `kid` = RFC 7638 thumbprint): what a receiver needs to check checkpoints and SETs. */
@@ -285,6 +330,7 @@ export class AuditStore implements AuditSink {
       for (const item of batch) item.reject(err);
       return;
     }
+    this.#scheduleFts();
     for (const d of done) {
       if (d.stored) {
         this.#emit(d.stored);
@@ -299,6 +345,7 @@ export class AuditStore implements AuditSink {
     this.#tx(() => {
       for (const r of records) out.push(this.#appendInTx(r, options));
     });
+    this.#flushFts();
     for (const r of out) this.#emit(r);
     return out;
   }
@@ -308,6 +355,7 @@ export class AuditStore implements AuditSink {
     this.#tx(() => {
       stored = this.#appendInTx(record, options);
     });
+    this.#scheduleFts();
     this.#emit(stored);
     return stored;
   }
@@ -346,7 +394,7 @@ export class AuditStore implements AuditSink {
       body,
       hash,
     );
-    this.#insertFts.run(seq, searchText(unhashed));
+    this.#ftsPending.push({ seq, text: searchText(unhashed) });
     if (unhashed.user) {
       const u = unhashed.user;
       const seen = `${u.name ?? ''}\u0000${u.email ?? ''}`;
@@ -384,6 +432,7 @@ export class AuditStore implements AuditSink {
     const where = this.#where(q.filter, q.before);
     if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0 }), head: headSeq, next_before: null };
     const unfiltered = !where.fts && where.clauses.length === (q.before === undefined ? 0 : 1);
+    if (where.fts) this.#flushFts();
     const rows = where.fts
       ? this.#searchNewest(where, q.before ?? headSeq + 1, q.limit + q.offset).slice(q.offset)
       : unfiltered
@@ -427,6 +476,7 @@ export class AuditStore implements AuditSink {
   count(filter: AuditFilter = {}): number {
     const f = parseOr(AuditFilterSchema, filter);
     const where = this.#where(f, undefined);
+    if (where?.fts) this.#flushFts();
     return where === null ? 0 : this.#count(where);
   }
 
@@ -460,6 +510,7 @@ export class AuditStore implements AuditSink {
    */
   *iterate(filter: AuditFilter = {}): Generator<StoredAuditRecord> {
     const f = parseOr(AuditFilterSchema, filter);
+    if (f.search) this.#flushFts();
     const reader = new DatabaseSync(this.path, { readOnly: true });
     try {
       reader.exec('BEGIN');
@@ -726,6 +777,7 @@ export class AuditStore implements AuditSink {
     let removed = 0;
     let through!: ChainHead;
     let note!: StoredAuditRecord;
+    this.#flushFts();
     this.#tx(() => {
       through = this.#db.prepare('SELECT seq, hash FROM records WHERE seq = ?').get(cutoff) as unknown as ChainHead;
       removed = Number(this.#db.prepare('DELETE FROM records WHERE seq <= ?').run(cutoff).changes);
@@ -742,6 +794,7 @@ export class AuditStore implements AuditSink {
         {},
       );
     });
+    this.#scheduleFts();
     this.#emit(note);
     return { removed, through: { seq: through.seq, hash: through.hash } };
   }
@@ -750,6 +803,7 @@ export class AuditStore implements AuditSink {
   async close(): Promise<void> {
     if (this.#closed) return;
     await Promise.allSettled([...this.#pending]);
+    this.#flushFts();
     this.#closed = true;
     this.#listeners.clear();
     try {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AuditStore } from '../../../main/core/audit/store.ts';
-import { tempDir } from './fixtures.ts';
+import { memorySecretStore, tempDir } from './fixtures.ts';
 
 const writer = fileURLToPath(new URL('./crash-writer.ts', import.meta.url));
 
@@ -44,10 +44,12 @@ describe('crash safety', () => {
       await store.close();
     }
     expect(all.size).toBeGreaterThanOrEqual(450);
-    // Each round continued the chain the killed one left: seq is contiguous from 1.
-    const store = await AuditStore.open({ dataDir: dir.path, readOnly: true });
+    // Each round continued the chain the killed one left: seq is contiguous from 1; and reopening for
+    // writing re-indexes for search whatever the killed writer had committed but not yet indexed.
+    const store = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
     const v = await store.verify();
     expect(v.checked).toBe(v.head!.seq);
+    expect(store.count({ search: 'crash round' })).toBe(v.head!.seq);
     await store.close();
   });
 });

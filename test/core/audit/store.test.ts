@@ -285,6 +285,36 @@ describe('search over a long history', () => {
   });
 });
 
+describe('full-text indexing after the durable commit', () => {
+  it('finds a record by search immediately after its append resolves', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    await s.append(toolCall(1, { summary: 'freshly written' }));
+    expect(s.page({ filter: { search: 'freshly' } }).records.map((r) => r.seq)).toEqual([1]);
+    await s.close();
+  });
+
+  it('re-indexes on open what a crash left unindexed', async () => {
+    using dir = tempDir();
+    const secrets = memorySecretStore();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets });
+    for (let i = 0; i < 10; i++) await s.append(toolCall(i));
+    await s.close();
+    // As if the last index transaction (synchronous=NORMAL) had been lost with the machine.
+    const db = new DatabaseSync(join(dir.path, DB_FILE));
+    db.prepare('DELETE FROM records_fts WHERE rowid > 4').run();
+    db.prepare("UPDATE meta SET value = '4' WHERE key = 'fts_through'").run();
+    db.close();
+    const ro = await AuditStore.open({ dataDir: dir.path, readOnly: true });
+    expect(ro.count({ search: 'jti-7' })).toBe(0);
+    await ro.close();
+    const again = await AuditStore.open({ dataDir: dir.path, secrets });
+    expect(again.page({ filter: { search: 'jti-7' } }).records.map((r) => r.seq)).toEqual([8]);
+    expect(again.count({ search: 'claude' })).toBe(10);
+    await again.close();
+  });
+});
+
 describe('retention', () => {
   it('removes records by count, keeps the boundary hash, and the rest still verifies', async () => {
     using dir = tempDir();
