@@ -19,6 +19,7 @@ import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcp
 import type { AppConfig } from './config/config.ts';
 import type { Connector } from './connectors/types.ts';
 import { createPostgresConnector } from './connectors/postgres/connector.ts';
+import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
@@ -120,6 +121,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: config.postgres }));
   }
   const ref: { broker?: Broker } = {};
+  connectors.push(...createUpstreamConnectors(config.upstreams, { broker: () => ref.broker!, tokens: auth }));
   connectors.push(...(options.connectors?.(() => ref.broker!) ?? []));
   const broker = createBroker({
     connectors,
