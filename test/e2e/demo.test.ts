@@ -82,7 +82,7 @@ async function signInAsAlice(ui: Page): Promise<void> {
 }
 
 describe('npm run demo', () => {
-  it("reaches Claude's first governed call: sign in once, then a query through the bridge", async () => {
+  it("reaches Claude's first governed call: sign in once, a query through the bridge, then an approved write and a cached one", async () => {
     expect(output).toMatch(/LOCAL LAB/);
     expect(entry.env?.COUNTERSIGN_HOME).toBe(home);
     const ui = await browser.context.newPage();
@@ -114,6 +114,27 @@ describe('npm run demo', () => {
       const detail = ui.getByRole('complementary');
       await detail.getByRole('button', { name: 'Copy OBO jti' }).waitFor();
       await detail.getByRole('button', { name: 'Copy Lease id' }).waitFor();
+
+      // Tier 2: the first write waits for the person, who approves it on the card in the web UI; a
+      // second write of the same scope in this session is covered by that approval.
+      const progress: string[] = [];
+      const firstWrite = client.callTool(
+        { name: 'execute', arguments: { sql: "UPDATE appointments SET status = 'completed' WHERE id = 1" } },
+        undefined,
+        { onprogress: (p) => void progress.push(p.message ?? '') },
+      );
+      await ui.getByRole('tab', { name: /Approvals/ }).click();
+      const card = ui.getByTestId('pending-approval');
+      await card.waitFor({ timeout: 20_000 });
+      expect(await card.textContent()).toContain("UPDATE appointments SET status = 'completed' WHERE id = 1");
+      await card.getByRole('button', { name: 'Approve' }).click();
+      const first = await firstWrite;
+      expect(first.isError ?? false, JSON.stringify(first.content)).toBe(false);
+      expect(progress.join('\n')).toMatch(/Waiting for your approval/);
+      const second = await client.callTool({ name: 'execute', arguments: { sql: "UPDATE appointments SET status = 'completed' WHERE id = 2" } });
+      expect(second.isError ?? false).toBe(false);
+      expect(await card.count()).toBe(0);
+      await ui.getByRole('button', { name: /Revoke approval for execute/ }).waitFor();
     } finally {
       await client.close();
     }
