@@ -154,6 +154,13 @@ interface VerifyRow extends Row {
   tier: number | null;
   tool: string | null;
   user_sub: string | null;
+  c_seq: number | null;
+  c_at_ms: number | null;
+  c_kind: string | null;
+  c_outcome: string | null;
+  c_tier: number | null;
+  c_tool: string | null;
+  c_user_sub: string | null;
 }
 
 /**
@@ -174,15 +181,16 @@ export class AuditStore implements AuditSink {
   readonly #redactor: Redactor | undefined;
   readonly #listeners = new Set<Listener>();
   #batch: PendingAppend[] = [];
-  /** Full-text rows of committed records not yet in the FTS index (see #flushFts). */
-  #ftsPending: { seq: number; text: string }[] = [];
-  #ftsTimer: NodeJS.Timeout | undefined;
+  /** Committed records not yet in the derived tables (facets, full-text index, users); see #flushIndex. */
+  #indexPending: IndexRow[] = [];
+  #indexTimer: NodeJS.Timeout | undefined;
   /** Users already in the users table as last written, so an unchanged user costs no write. */
   readonly #knownUsers = new Map<string, string>();
   readonly #pending = new Set<Promise<unknown>>();
   readonly #now: () => number;
   readonly #insert: StatementSync | undefined;
   readonly #insertFts: StatementSync | undefined;
+  readonly #insertFacets: StatementSync | undefined;
   readonly #upsertUser: StatementSync | undefined;
   readonly #headStmt: StatementSync;
   readonly #getStmt: StatementSync;
@@ -202,6 +210,9 @@ export class AuditStore implements AuditSink {
         'INSERT INTO records (seq, at_ms, kind, outcome, tier, tool, user_sub, body, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
       this.#insertFts = db.prepare('INSERT INTO records_fts (rowid, text) VALUES (?, ?)');
+      this.#insertFacets = db.prepare(
+        'INSERT OR REPLACE INTO facets (seq, at_ms, kind, outcome, tier, tool, user_sub) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      );
       this.#upsertUser = db.prepare(
         'INSERT INTO users (sub, name, email) VALUES (?, ?, ?) ON CONFLICT (sub) DO UPDATE SET name = coalesce(excluded.name, name), email = coalesce(excluded.email, email)',
       );
@@ -239,48 +250,62 @@ export class AuditStore implements AuditSink {
       throw e;
     }
     const store = new AuditStore(db, path, opts, keys);
-    if (!opts.readOnly) store.#catchUpFts();
+    if (!opts.readOnly) store.#catchUpIndex();
     return store;
   }
 
   /**
-   * Full-text indexing is kept off the durable path: FTS5 writes a new segment (and merges older ones)
-   * for every transaction that touches it, which per record cost about a third of an append's commit.
-   * Rows are queued at append and written in one transaction at most 50 ms later (or at 1,024 rows,
-   * before any search, before retention and at close). That transaction commits with
-   * synchronous=NORMAL: if it is lost with a crash, `fts_through` still says where indexing stopped and
-   * the next open re-indexes the rest from the records themselves, so search is never silently short.
+   * The derived tables (facets, the filter columns with their indexes; the FTS5 full-text index; users)
+   * are kept off the durable path. Written in the append's own commit they dirtied about nine pages per
+   * record (each index its own leaf, FTS5 a new segment per transaction) against one or two for the row
+   * itself, and a synced commit costs by the page. So an append commits the record row alone; the
+   * derived rows are queued and written in one transaction at most 50 ms later (or at 1,024 rows, and
+   * before any filtered query, retention or close). That transaction commits with synchronous=NORMAL: if
+   * a crash loses it, `indexed_through` still says where indexing stopped and the next open rebuilds
+   * the rest from the records themselves, so a filter or search is never silently short.
    */
-  #scheduleFts(): void {
-    if (this.#ftsPending.length >= 1024) queueMicrotask(() => this.#flushFts());
-    else if (!this.#ftsTimer) this.#ftsTimer = setTimeout(() => this.#flushFts(), 50).unref();
+  #scheduleIndex(): void {
+    if (this.#indexPending.length >= 1024) queueMicrotask(() => this.#flushIndex());
+    else if (!this.#indexTimer) this.#indexTimer = setTimeout(() => this.#flushIndex(), 50).unref();
   }
 
-  #flushFts(): void {
-    if (this.#ftsTimer) clearTimeout(this.#ftsTimer);
-    this.#ftsTimer = undefined;
-    if (this.#ftsPending.length === 0 || this.#closed || !this.#insertFts) return;
-    const items = this.#ftsPending;
-    this.#ftsPending = [];
-    const insert = this.#insertFts;
+  #flushIndex(): void {
+    if (this.#indexTimer) clearTimeout(this.#indexTimer);
+    this.#indexTimer = undefined;
+    if (this.#indexPending.length === 0 || this.#closed || !this.#insertFts || !this.#insertFacets) return;
+    const items = this.#indexPending;
+    this.#indexPending = [];
+    const fts = this.#insertFts;
+    const facets = this.#insertFacets;
     this.#db.exec('PRAGMA synchronous = NORMAL');
     try {
       this.#tx(() => {
-        for (const { seq, text } of items) insert.run(seq, text);
-        this.#setMeta('fts_through', String(items[items.length - 1]!.seq));
+        for (const i of items) {
+          facets.run(i.seq, i.at_ms, i.kind, i.outcome, i.tier, i.tool, i.user_sub);
+          fts.run(i.seq, i.text);
+          if (i.user) {
+            const seen = `${i.user.name ?? ''}\u0000${i.user.email ?? ''}`;
+            if (this.#knownUsers.get(i.user.sub) !== seen) {
+              this.#upsertUser!.run(i.user.sub, i.user.name ?? null, i.user.email ?? null);
+              this.#knownUsers.set(i.user.sub, seen);
+            }
+          }
+        }
+        this.#setMeta('indexed_through', String(items[items.length - 1]!.seq));
       });
     } catch {
-      // Left to the next open's catch-up, which starts from fts_through.
+      // Left to the next open's catch-up, which starts from indexed_through.
+      this.#knownUsers.clear();
     } finally {
       this.#db.exec('PRAGMA synchronous = FULL');
     }
   }
 
-  #catchUpFts(): void {
-    const through = Number(this.#meta('fts_through') ?? 0);
+  #catchUpIndex(): void {
+    const through = Number(this.#meta('indexed_through') ?? 0);
     const rows = this.#db.prepare('SELECT seq, body FROM records WHERE seq > ? ORDER BY seq').iterate(through) as Iterable<{ seq: number; body: string }>;
-    for (const row of rows) this.#ftsPending.push({ seq: row.seq, text: searchText(JSON.parse(row.body) as Omit<StoredAuditRecord, 'hash'>) });
-    this.#flushFts();
+    for (const row of rows) this.#indexPending.push(indexRow(JSON.parse(row.body) as Omit<StoredAuditRecord, 'hash'>));
+    this.#flushIndex();
   }
 
   /** The install's public key (JWK, `kid` = RFC 7638 thumbprint): what a receiver needs to check checkpoints and SETs. */
@@ -330,7 +355,7 @@ export class AuditStore implements AuditSink {
       for (const item of batch) item.reject(err);
       return;
     }
-    this.#scheduleFts();
+    this.#scheduleIndex();
     for (const d of done) {
       if (d.stored) {
         this.#emit(d.stored);
@@ -345,7 +370,7 @@ export class AuditStore implements AuditSink {
     this.#tx(() => {
       for (const r of records) out.push(this.#appendInTx(r, options));
     });
-    this.#flushFts();
+    this.#flushIndex();
     for (const r of out) this.#emit(r);
     return out;
   }
@@ -355,7 +380,7 @@ export class AuditStore implements AuditSink {
     this.#tx(() => {
       stored = this.#appendInTx(record, options);
     });
-    this.#scheduleFts();
+    this.#scheduleIndex();
     this.#emit(stored);
     return stored;
   }
@@ -394,15 +419,7 @@ export class AuditStore implements AuditSink {
       body,
       hash,
     );
-    this.#ftsPending.push({ seq, text: searchText(unhashed) });
-    if (unhashed.user) {
-      const u = unhashed.user;
-      const seen = `${u.name ?? ''}\u0000${u.email ?? ''}`;
-      if (this.#knownUsers.get(u.sub) !== seen) {
-        this.#upsertUser!.run(u.sub, u.name ?? null, u.email ?? null);
-        this.#knownUsers.set(u.sub, seen);
-      }
-    }
+    this.#indexPending.push(indexRow(unhashed));
     // Returned as get() would return it: parsed from the stored bytes, plain objects throughout.
     const stored = toRecord({ seq, body, hash });
     if (this.#opts.checkpointEvery && seq % this.#opts.checkpointEvery === 0) {
@@ -432,7 +449,7 @@ export class AuditStore implements AuditSink {
     const where = this.#where(q.filter, q.before);
     if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0 }), head: headSeq, next_before: null };
     const unfiltered = !where.fts && where.clauses.length === (q.before === undefined ? 0 : 1);
-    if (where.fts) this.#flushFts();
+    this.#flushIndex();
     const rows = where.fts
       ? this.#searchNewest(where, q.before ?? headSeq + 1, q.limit + q.offset).slice(q.offset)
       : unfiltered
@@ -441,7 +458,10 @@ export class AuditStore implements AuditSink {
             .prepare('SELECT seq, body, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT ?')
             .all((q.before ?? headSeq + 1) - q.offset, q.limit) as unknown as Row[])
         : (this.#db
-          .prepare(`SELECT seq, body, hash FROM records r WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY seq DESC LIMIT ? OFFSET ?`)
+          .prepare(
+            `SELECT r.seq, r.body, r.hash FROM facets c CROSS JOIN records r ON r.seq = c.seq
+             WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY c.seq DESC LIMIT ? OFFSET ?`,
+          )
           .all(...where.params, q.limit, q.offset) as unknown as Row[]);
     const records = rows.map(toRecord);
     const total =
@@ -456,8 +476,8 @@ export class AuditStore implements AuditSink {
    */
   #searchNewest(where: { clauses: string[]; params: SQLInputValue[] }, before: number, need: number): Row[] {
     const stmt = this.#db.prepare(
-      `SELECT r.seq, r.body, r.hash FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid
-       WHERE ${where.clauses.join(' AND ')} AND f.rowid >= ? AND f.rowid < ? ORDER BY f.rowid DESC LIMIT ?`,
+      `SELECT r.seq, r.body, r.hash FROM records_fts x CROSS JOIN facets c ON c.seq = x.rowid CROSS JOIN records r ON r.seq = x.rowid
+       WHERE ${where.clauses.join(' AND ')} AND x.rowid >= ? AND x.rowid < ? ORDER BY x.rowid DESC LIMIT ?`,
     );
     const lowest = this.#seqRange()?.lo ?? 0;
     const out: Row[] = [];
@@ -476,7 +496,7 @@ export class AuditStore implements AuditSink {
   count(filter: AuditFilter = {}): number {
     const f = parseOr(AuditFilterSchema, filter);
     const where = this.#where(f, undefined);
-    if (where?.fts) this.#flushFts();
+    this.#flushIndex();
     return where === null ? 0 : this.#count(where);
   }
 
@@ -499,8 +519,8 @@ export class AuditStore implements AuditSink {
       return range ? range.hi - range.lo + 1 : 0;
     }
     const sql = where.fts
-      ? `SELECT count(*) AS n FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid WHERE ${where.clauses.join(' AND ')}`
-      : `SELECT count(*) AS n FROM records r WHERE ${where.clauses.join(' AND ') || '1'}`;
+      ? `SELECT count(*) AS n FROM records_fts x CROSS JOIN facets c ON c.seq = x.rowid WHERE ${where.clauses.join(' AND ')}`
+      : `SELECT count(*) AS n FROM facets c WHERE ${where.clauses.join(' AND ') || '1'}`;
     return (this.#db.prepare(sql).get(...where.params) as { n: number }).n;
   }
 
@@ -510,15 +530,18 @@ export class AuditStore implements AuditSink {
    */
   *iterate(filter: AuditFilter = {}): Generator<StoredAuditRecord> {
     const f = parseOr(AuditFilterSchema, filter);
-    if (f.search) this.#flushFts();
+    this.#flushIndex();
     const reader = new DatabaseSync(this.path, { readOnly: true });
     try {
       reader.exec('BEGIN');
       const where = this.#where(f, undefined, reader);
       if (where === null) return;
       const sql = where.fts
-        ? `SELECT r.seq, r.body, r.hash FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid WHERE ${where.clauses.join(' AND ')} ORDER BY f.rowid`
-        : `SELECT seq, body, hash FROM records r WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY seq`;
+        ? `SELECT r.seq, r.body, r.hash FROM records_fts x CROSS JOIN facets c ON c.seq = x.rowid CROSS JOIN records r ON r.seq = x.rowid
+           WHERE ${where.clauses.join(' AND ')} ORDER BY x.rowid`
+        : where.clauses.length === 0
+          ? 'SELECT seq, body, hash FROM records ORDER BY seq'
+          : `SELECT r.seq, r.body, r.hash FROM facets c CROSS JOIN records r ON r.seq = c.seq WHERE ${where.clauses.join(' AND ')} ORDER BY c.seq`;
       for (const row of reader.prepare(sql).iterate(...where.params)) yield toRecord(row as unknown as Row);
     } finally {
       reader.close();
@@ -534,7 +557,8 @@ export class AuditStore implements AuditSink {
       a1: number | null;
     };
     const byOutcome: Record<string, number> = {};
-    const countOutcome = this.#db.prepare('SELECT count(*) AS n FROM records WHERE outcome = ?');
+    this.#flushIndex();
+    const countOutcome = this.#db.prepare('SELECT count(*) AS n FROM facets WHERE outcome = ?');
     for (const o of OUTCOMES) {
       const n = (countOutcome.get(o) as { n: number }).n;
       if (n > 0) byOutcome[o] = n;
@@ -594,13 +618,20 @@ export class AuditStore implements AuditSink {
     let checked = 0;
     let problem: VerifyProblem | undefined;
     let head: ChainHead | null = boundary ? { seq: boundary.seq, hash: boundary.hash } : null;
-    const batch = db.prepare('SELECT seq, at_ms, kind, outcome, tier, tool, user_sub, body, hash FROM records WHERE seq > ? ORDER BY seq LIMIT 5000');
+    // Records up to indexed_through must have a facets row that agrees with them: the timeline's
+    // filters read facets, so an edit there would hide a record from a filtered view.
+    const indexedThrough = Number(this.#meta('indexed_through', db) ?? 0);
+    const batch = db.prepare(
+      `SELECT r.seq, r.at_ms, r.kind, r.outcome, r.tier, r.tool, r.user_sub, r.body, r.hash, c.seq AS c_seq, c.at_ms AS c_at_ms,
+              c.kind AS c_kind, c.outcome AS c_outcome, c.tier AS c_tier, c.tool AS c_tool, c.user_sub AS c_user_sub
+       FROM records r LEFT JOIN facets c ON c.seq = r.seq WHERE r.seq > ? ORDER BY r.seq LIMIT 5000`,
+    );
     let after = Number.MIN_SAFE_INTEGER;
     while (!problem) {
       const rows = batch.all(after) as unknown as VerifyRow[];
       if (rows.length === 0) break;
       for (const row of rows) {
-        problem = this.#checkRow(db, row, expected, prevHash);
+        problem = this.#checkRow(db, row, expected, prevHash, row.seq <= indexedThrough);
         if (problem) break;
         checked++;
         prevHash = row.hash;
@@ -645,6 +676,7 @@ export class AuditStore implements AuditSink {
     row: VerifyRow,
     expected: number,
     prevHash: string,
+    indexed: boolean,
   ): VerifyProblem | undefined {
     if (row.seq > expected) {
       return { kind: 'deleted', seq: expected, message: `Record ${expected} is missing: the chain jumps to ${row.seq}.` };
@@ -675,6 +707,18 @@ export class AuditStore implements AuditSink {
       row.user_sub !== (body.user?.sub ?? null)
     ) {
       return { kind: 'edited', seq: row.seq, message: `Record ${row.seq} was edited: its indexed fields disagree with its hashed content.` };
+    }
+    if (
+      indexed &&
+      (row.c_seq === null ||
+        row.c_at_ms !== row.at_ms ||
+        row.c_kind !== row.kind ||
+        row.c_outcome !== row.outcome ||
+        row.c_tier !== row.tier ||
+        row.c_tool !== row.tool ||
+        row.c_user_sub !== row.user_sub)
+    ) {
+      return { kind: 'edited', seq: row.seq, message: `Record ${row.seq} was edited: its entry in the timeline's filters disagrees with its hashed content.` };
     }
     if (body.prev_hash !== prevHash) {
       const previous = row.seq - 1;
@@ -763,7 +807,8 @@ export class AuditStore implements AuditSink {
     if (!this.#insert) throw new AppError('AUDIT_READ_ONLY', 'This audit store was opened for reading only.');
     let cutoff = 0;
     if (options.maxAgeMs !== undefined) {
-      const row = this.#db.prepare('SELECT max(seq) AS s FROM records WHERE at_ms < ?').get(this.#now() - options.maxAgeMs) as { s: number | null };
+      this.#flushIndex();
+      const row = this.#db.prepare('SELECT max(seq) AS s FROM facets WHERE at_ms < ?').get(this.#now() - options.maxAgeMs) as { s: number | null };
       cutoff = Math.max(cutoff, row.s ?? 0);
     }
     if (options.keepLast !== undefined) {
@@ -777,11 +822,12 @@ export class AuditStore implements AuditSink {
     let removed = 0;
     let through!: ChainHead;
     let note!: StoredAuditRecord;
-    this.#flushFts();
+    this.#flushIndex();
     this.#tx(() => {
       through = this.#db.prepare('SELECT seq, hash FROM records WHERE seq = ?').get(cutoff) as unknown as ChainHead;
       removed = Number(this.#db.prepare('DELETE FROM records WHERE seq <= ?').run(cutoff).changes);
       this.#db.prepare('DELETE FROM records_fts WHERE rowid <= ?').run(cutoff);
+      this.#db.prepare('DELETE FROM facets WHERE seq <= ?').run(cutoff);
       this.#setMeta('pruned_seq', String(through.seq));
       this.#setMeta('pruned_hash', through.hash);
       note = this.#appendInTx(
@@ -794,7 +840,7 @@ export class AuditStore implements AuditSink {
         {},
       );
     });
-    this.#scheduleFts();
+    this.#scheduleIndex();
     this.#emit(note);
     return { removed, through: { seq: through.seq, hash: through.hash } };
   }
@@ -803,7 +849,7 @@ export class AuditStore implements AuditSink {
   async close(): Promise<void> {
     if (this.#closed) return;
     await Promise.allSettled([...this.#pending]);
-    this.#flushFts();
+    this.#flushIndex();
     this.#closed = true;
     this.#listeners.clear();
     try {
@@ -822,7 +868,7 @@ export class AuditStore implements AuditSink {
     const clauses: string[] = [];
     const params: SQLInputValue[] = [];
     const fts = ftsQuery(f.search);
-    const seqCol = fts ? 'f.rowid' : 'r.seq';
+    const seqCol = fts ? 'x.rowid' : 'c.seq';
     if (fts) {
       clauses.push('records_fts MATCH ?');
       params.push(fts);
@@ -833,14 +879,14 @@ export class AuditStore implements AuditSink {
     }
     const inList = (col: string, list: readonly (string | number)[] | undefined) => {
       if (list === undefined) return;
-      clauses.push(list.length === 0 ? '0' : `r.${col} IN (${list.map(() => '?').join(',')})`);
+      clauses.push(list.length === 0 ? '0' : `c.${col} IN (${list.map(() => '?').join(',')})`);
       params.push(...list);
     };
     inList('outcome', f.outcome);
     inList('kind', f.kind);
     inList('tier', f.tier);
     if (f.tool !== undefined) {
-      clauses.push('r.tool = ?');
+      clauses.push('c.tool = ?');
       params.push(f.tool);
     }
     if (f.user !== undefined) {
@@ -852,13 +898,13 @@ export class AuditStore implements AuditSink {
     }
     // Time is monotonic in seq (append never moves the clock backwards), so a time window is a seq range.
     if (f.from !== undefined) {
-      const row = db.prepare('SELECT seq FROM records WHERE at_ms >= ? ORDER BY at_ms LIMIT 1').get(toMs(f.from)) as { seq: number } | undefined;
+      const row = db.prepare('SELECT seq FROM facets WHERE at_ms >= ? ORDER BY at_ms LIMIT 1').get(toMs(f.from)) as { seq: number } | undefined;
       if (!row) return null;
       clauses.push(`${seqCol} >= ?`);
       params.push(row.seq);
     }
     if (f.to !== undefined) {
-      const row = db.prepare('SELECT seq FROM records WHERE at_ms <= ? ORDER BY at_ms DESC LIMIT 1').get(toMs(f.to)) as { seq: number } | undefined;
+      const row = db.prepare('SELECT seq FROM facets WHERE at_ms <= ? ORDER BY at_ms DESC LIMIT 1').get(toMs(f.to)) as { seq: number } | undefined;
       if (!row) return null;
       clauses.push(`${seqCol} <= ?`);
       params.push(row.seq);
@@ -950,6 +996,33 @@ function ftsQuery(text: string | undefined): string | undefined {
     .slice(0, 8)
     .map((w) => `"${w.tokens.join(' ')}"${w.prefix ? '*' : ''}`);
   return phrases.length > 0 ? phrases.join(' ') : undefined;
+}
+
+interface IndexRow {
+  seq: number;
+  at_ms: number;
+  kind: string;
+  outcome: string;
+  tier: number | null;
+  tool: string | null;
+  user_sub: string | null;
+  user: { sub: string; name?: string; email?: string } | null;
+  text: string;
+}
+
+/** The derived rows of a record: its filter columns, its search text and its user. */
+function indexRow(r: Omit<StoredAuditRecord, 'hash'>): IndexRow {
+  return {
+    seq: r.seq,
+    at_ms: Date.parse(r.at),
+    kind: r.kind,
+    outcome: r.outcome,
+    tier: r.tier ?? null,
+    tool: r.tool ?? null,
+    user_sub: r.user?.sub ?? null,
+    user: r.user ?? null,
+    text: searchText(r),
+  };
 }
 
 /** What text search finds: the words a person would look a call up by. HMAC'd values are left out. */

@@ -183,7 +183,7 @@ describe('the database on disk', () => {
     await s.close();
     const db = new DatabaseSync(join(dir.path, DB_FILE));
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length });
-    expect((db.prepare("PRAGMA index_info('records_outcome')").all() as { name: string }[]).map((c) => c.name)).toEqual([
+    expect((db.prepare("PRAGMA index_info('facets_outcome')").all() as { name: string }[]).map((c) => c.name)).toEqual([
       'outcome',
       'seq',
       'tool',
@@ -285,12 +285,31 @@ describe('search over a long history', () => {
   });
 });
 
-describe('full-text indexing after the durable commit', () => {
-  it('finds a record by search immediately after its append resolves', async () => {
+describe('filter and full-text indexing after the durable commit', () => {
+  it('finds a record by search and by filter immediately after its append resolves', async () => {
     using dir = tempDir();
     const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
     await s.append(toolCall(1, { summary: 'freshly written' }));
     expect(s.page({ filter: { search: 'freshly' } }).records.map((r) => r.seq)).toEqual([1]);
+    await s.append(toolCall(2, { tool: 'brand_new_tool' }));
+    expect(s.page({ filter: { tool: 'brand_new_tool' } }).records.map((r) => r.seq)).toEqual([2]);
+    expect(s.stats().by_outcome).toEqual({ success: 2 });
+    await s.close();
+  });
+
+  it('writes an append as the record row alone, a few pages, like a bare insert', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    s.appendMany(Array.from({ length: 3000 }, (_, i) => toolCall(i)));
+    const wal = join(dir.path, `${DB_FILE}-wal`);
+    const spy = new DatabaseSync(join(dir.path, DB_FILE));
+    spy.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    const frames = () => statSync(wal).size / (4096 + 24);
+    const before = frames();
+    for (let i = 0; i < 40; i++) s.appendSync(toolCall(3000 + i));
+    // One page for the row (occasionally a parent), none for the derived tables yet.
+    expect((frames() - before) / 40).toBeLessThan(3);
+    spy.close();
     await s.close();
   });
 
@@ -303,14 +322,18 @@ describe('full-text indexing after the durable commit', () => {
     // As if the last index transaction (synchronous=NORMAL) had been lost with the machine.
     const db = new DatabaseSync(join(dir.path, DB_FILE));
     db.prepare('DELETE FROM records_fts WHERE rowid > 4').run();
-    db.prepare("UPDATE meta SET value = '4' WHERE key = 'fts_through'").run();
+    db.prepare('DELETE FROM facets WHERE seq > 4').run();
+    db.prepare("UPDATE meta SET value = '4' WHERE key = 'indexed_through'").run();
     db.close();
     const ro = await AuditStore.open({ dataDir: dir.path, readOnly: true });
     expect(ro.count({ search: 'jti-7' })).toBe(0);
+    expect(ro.count({ kind: ['tool_call'] })).toBe(4);
+    expect((await ro.verify()).ok).toBe(true);
     await ro.close();
     const again = await AuditStore.open({ dataDir: dir.path, secrets });
     expect(again.page({ filter: { search: 'jti-7' } }).records.map((r) => r.seq)).toEqual([8]);
     expect(again.count({ search: 'claude' })).toBe(10);
+    expect(again.count({ kind: ['tool_call'] })).toBe(10);
     await again.close();
   });
 });

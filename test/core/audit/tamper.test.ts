@@ -30,6 +30,7 @@ function rehashFrom(db: DatabaseSync, from: number, edit: (body: Record<string, 
     const text = canonicalJson(body);
     prevHash = sha256(text);
     db.prepare('UPDATE records SET body = ?, hash = ?, outcome = ? WHERE seq = ?').run(text, prevHash, body.outcome as string, row.seq);
+    db.prepare('UPDATE facets SET outcome = ? WHERE seq = ?').run(body.outcome as string, row.seq);
   }
 }
 
@@ -72,6 +73,26 @@ describe('tamper evidence', () => {
     withDb(dir.path, (db) => db.prepare("UPDATE records SET outcome = 'success' WHERE seq = 6").run());
     const s = await AuditStore.open({ dataDir: dir.path, secrets });
     expect((await s.verify()).firstBad).toMatchObject({ seq: 6, kind: 'edited' });
+    await s.close();
+  });
+
+  it('names the record whose entry in the timeline filters was edited to hide it', async () => {
+    const { dir, secrets, store } = await filledStore(10);
+    using _ = dir;
+    await store.close();
+    withDb(dir.path, (db) => db.prepare("UPDATE facets SET outcome = 'success' WHERE seq = 4").run());
+    const s = await AuditStore.open({ dataDir: dir.path, secrets });
+    expect((await s.verify()).firstBad).toMatchObject({ seq: 4, kind: 'edited' });
+    await s.close();
+  });
+
+  it('names the record whose entry in the timeline filters was deleted', async () => {
+    const { dir, secrets, store } = await filledStore(10);
+    using _ = dir;
+    await store.close();
+    withDb(dir.path, (db) => db.prepare('DELETE FROM facets WHERE seq = 9').run());
+    const s = await AuditStore.open({ dataDir: dir.path, secrets });
+    expect((await s.verify()).firstBad).toMatchObject({ seq: 9, kind: 'edited' });
     await s.close();
   });
 
