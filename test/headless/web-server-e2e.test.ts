@@ -20,6 +20,10 @@ import { parseAppConfig } from '../../main/core/config/config.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
 import { REPO_ROOT, buildRenderer, launchBrowser, memorySecrets, screenshotPath, type Browser } from '../helpers/ui.ts';
 
+/** expect.poll with a time-out for a loaded CI machine (two cores shared with other suites). */
+const poll: typeof expect.poll = (fn, options) => expect.poll(fn, { timeout: 15_000, ...options });
+
+
 let lab: Lab;
 let home: string;
 let renderer: { dir: string; dispose(): Promise<void> };
@@ -99,14 +103,14 @@ describe('the UI on the real core and the lab', () => {
 
   it('shows a call made through the bridge live, with its hops and join keys', async () => {
     await connectClient();
-    await expect.poll(() => page.getByRole('table', { name: 'Bridge sessions' }).textContent().catch(() => '')).toContain('claude-ai');
+    await poll(() => page.getByRole('table', { name: 'Bridge sessions' }).textContent().catch(() => '')).toContain('claude-ai');
     await page.screenshot({ path: await screenshotPath('e2e-status'), fullPage: true });
     await page.getByRole('tab', { name: 'Timeline' }).click();
-    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
+    await poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
 
     const result = await client.callTool({ name: 'query', arguments: { sql: 'SELECT count(*) AS n FROM appointments' } });
     expect(result.isError).toBeFalsy();
-    await expect.poll(() => page.locator('#row-0').textContent(), { timeout: 10_000 }).toContain('query');
+    await poll(() => page.locator('#row-0').textContent()).toContain('query');
     await page.locator('#row-0').click();
     const detail = page.getByRole('complementary');
     await detail.getByRole('list', { name: 'Hops with durations' }).waitFor();
@@ -139,14 +143,14 @@ describe('the UI on the real core and the lab', () => {
     await card.getByRole('button', { name: 'Approve' }).click();
     const result = await pendingCall;
     expect(result.isError, JSON.stringify(result.content)).toBeFalsy();
-    await expect.poll(() => card.count()).toBe(0);
+    await poll(() => card.count()).toBe(0);
     const record = core.audit.page({ filter: { tool: 'execute' }, limit: 1 }).records[0]!;
     expect(record.hops.find((h) => h.name === 'approval')?.outcome).toBe('ok');
   });
 
   it('exports the timeline as CSV through the contract, one row per stored record', async () => {
     await page.getByRole('tab', { name: 'Timeline' }).click();
-    await expect.poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
+    await poll(() => page.getByTestId('record-count').textContent()).toMatch(/records?$/);
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
     expect(download.suggestedFilename()).toMatch(/^countersign-audit-.*\.csv$/);
     const rows = (await readFile(await download.path(), 'utf8')).trim().split('\r\n');
@@ -157,7 +161,7 @@ describe('the UI on the real core and the lab', () => {
   it('asks again once the standing approval is revoked, and refuses the call when the person denies it', async () => {
     await page.getByRole('tab', { name: /Approvals/ }).click();
     await page.getByRole('button', { name: /^Revoke approval for execute/ }).click();
-    await expect.poll(() => core.approvals.cached().length).toBe(0);
+    await poll(() => core.approvals.cached().length).toBe(0);
     const pendingCall = client.callTool(
       { name: 'execute', arguments: { sql: 'UPDATE appointments SET status = $1 WHERE id = $2', params: ['cancelled', 2] } },
       undefined,

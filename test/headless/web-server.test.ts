@@ -9,6 +9,10 @@ import { WebSocket as NodeWebSocket } from 'ws';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
 import { createFixtureApp, launchBrowser, sampleToolCall, type Browser, type FixtureApp } from '../helpers/ui.ts';
 
+/** expect.poll with a time-out for a loaded CI machine (two cores shared with other suites). */
+const poll: typeof expect.poll = (fn, options) => expect.poll(fn, { timeout: 15_000, ...options });
+
+
 // Globals of the page the functions passed to page.evaluate run in (the root project has no DOM lib).
 declare const location: { host: string; hash: string };
 declare const window: Record<string, unknown>;
@@ -425,7 +429,7 @@ describe('the headless web host', () => {
     );
     expect(other.listenerCount()).toBe(3);
     await host.close();
-    await expect.poll(() => other.listenerCount()).toBe(0);
+    await poll(() => other.listenerCount()).toBe(0);
     await expect(raw(host.port, { path: '/' })).rejects.toThrow();
     await page.close();
   });

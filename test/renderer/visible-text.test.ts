@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, canonicalJsonTruncated, hasInvisible, isInvisible, truncate, visibleSegments } from '../../renderer/src/lib/visible-text.ts';
+import { canonicalJson, canonicalJsonParts, hasInvisible, isInvisible, truncate, visibleSegments } from '../../renderer/src/lib/visible-text.ts';
 import { REPO_ROOT } from '../helpers/ui.ts';
 
 const TROJAN = ['\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069', '\u200E', '\u200F', '\u061C'];
@@ -54,11 +54,22 @@ describe('making the exact call visible', () => {
 
   it('cuts long values and counts what it cut, in code points', () => {
     expect(truncate('😀'.repeat(10), 4)).toEqual({ text: '😀'.repeat(4), cut: 6 });
-    const r = canonicalJsonTruncated({ a: 'x'.repeat(250), b: ['y'.repeat(210)], c: 'short' }, 200);
+    const r = canonicalJsonParts({ a: 'x'.repeat(250), b: ['y'.repeat(210)], c: 'short' }, 200);
     expect(r.cut).toBe(60);
-    expect(r.text).toContain('⟪+50 characters⟫');
-    expect(r.text).toContain('⟪+10 characters⟫');
-    expect(r.text).toContain('"short"');
+    expect(r.parts.filter((p) => p.kind === 'cut')).toEqual([
+      { kind: 'cut', count: 50 },
+      { kind: 'cut', count: 10 },
+    ]);
+    const text = r.parts.map((p) => (p.kind === 'text' ? p.text : '<cut>')).join('');
+    expect(text).toBe(`{\n  "a": "${'x'.repeat(200)}<cut>",\n  "b": [\n    "${'y'.repeat(210 - 10)}<cut>"\n  ],\n  "c": "short"\n}`);
+  });
+
+  it('cannot be made to show a cut that did not happen', () => {
+    for (const forged of ['… ⟪+340 characters⟫', '\u0001abc:5\u0001', '\\u0001x:3\\u0001', '… +12 characters']) {
+      const r = canonicalJsonParts({ v: forged }, 200);
+      expect(r.cut).toBe(0);
+      expect(r.parts).toEqual([{ kind: 'text', text: canonicalJson({ v: forged }) }]);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from 'react';
 import type { AppError } from '../../../common/errors.ts';
-import { canonicalJsonTruncated, visibleSegments } from '../lib/visible-text.ts';
+import { canonicalJsonParts, visibleSegments } from '../lib/visible-text.ts';
 
 /** Text with every invisible or direction-changing character shown as a named escape. Never HTML. */
 export function VisibleText({ text, keepNewlines = true }: { text: string; keepNewlines?: boolean }) {
@@ -19,14 +19,22 @@ export function VisibleText({ text, keepNewlines = true }: { text: string; keepN
   );
 }
 
-/** A value as canonical JSON, long strings cut with a count, expandable. */
+/** A value as canonical JSON, long strings cut with a count of what was cut, expandable. */
 export function JsonBlock({ value, limit = 160, label }: { value: unknown; limit?: number; label: string }) {
   const [full, setFull] = useState(false);
-  const shown = canonicalJsonTruncated(value, full ? Number.MAX_SAFE_INTEGER : limit);
+  const shown = canonicalJsonParts(value, full ? Number.MAX_SAFE_INTEGER : limit);
   return (
     <div className="json-block">
       <pre className="code" aria-label={label} dir="ltr">
-        <VisibleText text={shown.text} />
+        {shown.parts.map((p, i) =>
+          p.kind === 'text' ? (
+            <VisibleText key={i} text={p.text} />
+          ) : (
+            <span key={i} className="cut" role="note" aria-label={`${p.count} more characters not shown`}>
+              … +{p.count} characters
+            </span>
+          ),
+        )}
       </pre>
       {shown.cut > 0 && (
         <button type="button" className="link" onClick={() => setFull(true)}>

@@ -102,17 +102,22 @@ export function truncate(text: string, limit: number): { text: string; cut: numb
   return { text: chars.slice(0, limit).join(''), cut: chars.length - limit };
 }
 
+/** Canonical JSON split into text and the places where a long value was cut. */
+export type JsonPart = { kind: 'text'; text: string } | { kind: 'cut'; count: number };
+
 /**
- * Canonical JSON where every string value longer than `limit` is cut, with the count of cut
- * characters in a marker the reader cannot mistake for data.
+ * Canonical JSON where every string value longer than `limit` is cut. Where a value was cut is
+ * reported as its own part rather than as text, so data cannot imitate a cut marker: the marker in
+ * the intermediate text carries a random nonce the data cannot know.
  */
-export function canonicalJsonTruncated(value: unknown, limit: number): { text: string; cut: number } {
+export function canonicalJsonParts(value: unknown, limit: number): { parts: JsonPart[]; cut: number } {
+  const nonce = crypto.randomUUID();
   let cut = 0;
   const shorten = (v: unknown): unknown => {
     if (typeof v === 'string') {
       const t = truncate(v, limit);
       cut += t.cut;
-      return t.cut ? `${t.text}… ⟪+${t.cut} characters⟫` : v;
+      return t.cut ? `${t.text}\u0001${nonce}:${t.cut}\u0001` : v;
     }
     if (Array.isArray(v)) return v.map(shorten);
     if (v !== null && typeof v === 'object') {
@@ -120,5 +125,16 @@ export function canonicalJsonTruncated(value: unknown, limit: number): { text: s
     }
     return v;
   };
-  return { text: canonicalJson(shorten(value)), cut };
+  const text = canonicalJson(shorten(value));
+  // JSON.stringify writes U+0001 as the six characters \u0001; data's own U+0001 never carries the nonce.
+  const marker = new RegExp(`\\\\u0001${nonce}:(\\d+)\\\\u0001`, 'g');
+  const parts: JsonPart[] = [];
+  let last = 0;
+  for (const m of text.matchAll(marker)) {
+    if (m.index > last) parts.push({ kind: 'text', text: text.slice(last, m.index) });
+    parts.push({ kind: 'cut', count: Number(m[1]) });
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) parts.push({ kind: 'text', text: text.slice(last) });
+  return { parts, cut };
 }

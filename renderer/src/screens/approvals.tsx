@@ -82,7 +82,11 @@ function PendingCard({ p, host, now }: { p: PendingApproval; host: Status['host'
       <h4>What will run</h4>
       <pre className="code" aria-label="What will run" dir="ltr">
         <VisibleText text={bytes.text} />
-        {bytes.cut > 0 && <span className="muted"> … ⟪+{bytes.cut} characters⟫</span>}
+        {bytes.cut > 0 && (
+          <span className="cut" role="note" aria-label={`${bytes.cut} more characters not shown`}>
+            … +{bytes.cut} characters
+          </span>
+        )}
       </pre>
       <h4>Arguments</h4>
       <JsonBlock value={p.args} label="Arguments as canonical JSON" />

@@ -144,6 +144,9 @@ export function TimelineScreen() {
   // One reload at a time: appends arriving while one runs coalesce into a single reload after it.
   const inFlight = useRef<Promise<void> | null>(null);
   const again = useRef(false);
+  const latestReset = useRef<() => Promise<void>>(() => Promise.resolve());
+  const currentFilter = useRef(filterKey);
+  currentFilter.current = filterKey;
   const reset = useCallback((): Promise<void> => {
     if (inFlight.current) {
       again.current = true;
@@ -152,6 +155,8 @@ export function TimelineScreen() {
     const run = async (): Promise<void> => {
       try {
         const first = await transport.call('audit.page', { filter: JSON.parse(filterKey) as AuditFilter, offset: 0, limit: PAGE });
+        // A page read for a filter the person has since changed is dropped; the reload below reads the new one.
+        if (filterKey !== currentFilter.current) return;
         loading.current.clear();
         setSnap({ before: first.head + 1, total: first.total, pages: new Map([[0, first.records]]) });
         setFresh(0);
@@ -162,13 +167,14 @@ export function TimelineScreen() {
         inFlight.current = null;
         if (again.current) {
           again.current = false;
-          void reset();
+          void latestReset.current();
         }
       }
     };
     inFlight.current = run();
     return inFlight.current;
   }, [transport, filterKey]);
+  latestReset.current = reset;
 
   useEffect(() => {
     // A new filter starts a new list: back to its top.
