@@ -217,7 +217,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     },
     'audit.get': async ({ seq }) => {
       const record = audit.get(seq);
-      if (!record) throw new AppError('INPUT_INVALID', `There is no audit record ${seq}.`);
+      if (!record) throw new AppError('NOT_FOUND', `There is no audit record ${seq}.`);
       return record;
     },
     'audit.verify': async () => audit.verify(),
