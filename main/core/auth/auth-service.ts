@@ -1,12 +1,13 @@
 import { createHash, webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
+import type { ExchangeClient } from '../idp/token-exchange.ts';
 import * as oidc from 'openid-client';
 import { AppError } from '../../../common/errors.ts';
 import type { ErrorCode } from '../../../common/errors.ts';
 import type { AuditSink, OpenExternal, SecretStore, StepUpChallenge, TokenSource, UserIdentity } from '../ports.ts';
 import { parseIdpConfig } from './config.ts';
 import type { IdpConfig, IdpConfigInput } from './config.ts';
-import { idpError } from './idp-errors.ts';
+import { idpError, safeDescription, safeOAuthCode } from './idp-errors.ts';
 import { startLoopbackListener } from './loopback.ts';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -48,7 +49,17 @@ interface StoredSession {
 
 interface StoredClient {
   client_id: string;
-  jwk: webcrypto.JsonWebKey;
+  jwk: webcrypto.JsonWebKey & { kid?: string };
+}
+
+/**
+ * The OAuth client this install is: the configured public client, or the confidential client it
+ * registered for itself (RFC 7591) authenticating with private_key_jwt (RFC 7523 §2.2). The token
+ * exchange must present the same client that obtained the subject token.
+ */
+export interface InstallClient extends ExchangeClient {
+  /** `none`: the configured public client. `private_key_jwt`: this install's registered client. */
+  authMethod: 'none' | 'private_key_jwt';
 }
 
 const EXPIRY_MARGIN_MS = 30_000;
@@ -58,6 +69,32 @@ function sanitizeUser(claims: Record<string, unknown>): UserIdentity {
   if (typeof claims.name === 'string') user.name = claims.name;
   if (typeof claims.email === 'string') user.email = claims.email;
   return user;
+}
+
+/**
+ * RFC 7591 §3.2.2: the IdP refused the registration. Fail closed: no fallback to the public client.
+ * A 401 (registration needs an initial access token, RFC 7591 §3) comes as a WWW-Authenticate
+ * challenge whose OAuth error may sit in the JSON body rather than the header.
+ */
+async function registrationError(error: unknown): Promise<AppError> {
+  let code: string | undefined;
+  let description: string;
+  if (error instanceof oidc.ResponseBodyError && error.status < 500) {
+    code = error.error;
+    description = safeDescription(error.error_description);
+  } else if (error instanceof oidc.WWWAuthenticateChallengeError) {
+    const body = (await error.response.json().catch(() => undefined)) as { error?: unknown; error_description?: unknown } | undefined;
+    code = String(error.cause[0]?.parameters.error ?? body?.error ?? `HTTP ${error.status}`);
+    description = safeDescription(body?.error_description);
+  } else {
+    return idpError(error, 'CLIENT_REGISTRATION_FAILED', 'registering this install as a client');
+  }
+  return new AppError(
+    'CLIENT_REGISTRATION_FAILED',
+    `Your identity provider refused to register this install as a client (${safeOAuthCode(code)}${description ? `: ${description}` : ''}). ` +
+      'Countersign does not fall back to the shared public client: ask your administrator to allow registration, or set idp.dynamicRegistration to "off".',
+    { cause: error },
+  );
 }
 
 /**
@@ -79,6 +116,7 @@ export class AuthService implements TokenSource {
   readonly #signOutListeners = new Set<(user: UserIdentity | null) => void>();
   #status: AuthStatus = { state: 'signed_out' };
   #oidc: Promise<oidc.Configuration> | undefined;
+  #client: InstallClient | undefined;
   #dpop: CryptoKeyPair | undefined;
   #session: StoredSession | undefined;
   #access: { token: string; expiresAt: number } | undefined;
@@ -133,6 +171,18 @@ export class AuthService implements TokenSource {
     return this.#dpop;
   }
 
+  /**
+   * The client sign-in uses, for the token exchange to authenticate as (the lab, like Keycloak's
+   * standard token exchange, refuses a subject token issued to another client). Registers this
+   * install first when dynamic registration is on and the IdP offers it; a refused registration
+   * throws CLIENT_REGISTRATION_FAILED and never falls back to the public client. Resolves to the
+   * same object for as long as the client does not change.
+   */
+  async client(): Promise<InstallClient> {
+    await this.#discover();
+    return this.#client!;
+  }
+
   #key(name: string): string {
     return `${this.#ns}:${name}`;
   }
@@ -181,47 +231,82 @@ export class AuthService implements TokenSource {
     const issuer = new URL(c.issuer);
     const discovered = await oidc.discovery(issuer, c.clientId, undefined, oidc.None(), { execute, timeout: c.requestTimeoutSeconds });
     let config = discovered;
+    let client: InstallClient = { clientId: c.clientId, authMethod: 'none', clientAuth: oidc.None(), serverMetadata: discovered.serverMetadata() };
     const meta = discovered.serverMetadata();
     if (c.dynamicRegistration === 'when-offered' && meta.registration_endpoint) {
-      config = await this.#registeredClient(issuer, execute);
+      const registered = await this.#registeredClient(issuer, meta, execute);
+      config = registered.config;
+      client = {
+        clientId: registered.clientId,
+        authMethod: 'private_key_jwt',
+        clientAuth: registered.clientAuth,
+        clientMetadata: { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256' },
+        serverMetadata: meta,
+      };
     }
     config.timeout = c.requestTimeoutSeconds;
     if (c.dpop === 'when-offered' && meta.dpop_signing_alg_values_supported?.includes('ES256')) {
       this.#dpop = await this.#dpopKey();
     }
+    this.#client = client;
     return config;
   }
 
-  /** RFC 7591: this install's own confidential client, authenticating with private_key_jwt (RFC 7523). */
-  async #registeredClient(issuer: URL, execute: Array<(c: oidc.Configuration) => void>): Promise<oidc.Configuration> {
+  /**
+   * RFC 7591: this install's own confidential client, authenticating with private_key_jwt (RFC 7523).
+   * Registered once; its id and private key live in the SecretStore (the keychain), so a restart
+   * uses the same client and the refresh token it was issued stays valid.
+   */
+  async #registeredClient(
+    issuer: URL,
+    meta: oidc.ServerMetadata,
+    execute: Array<(c: oidc.Configuration) => void>,
+  ): Promise<{ config: oidc.Configuration; clientId: string; clientAuth: oidc.ClientAuth }> {
+    const alg = { name: 'ECDSA', namedCurve: 'P-256' };
+    const metadata = { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256' };
     const stored = await this.#secrets.get(this.#key('client'));
-    const opts = { execute, timeout: this.config.requestTimeoutSeconds };
     if (stored) {
       const { client_id, jwk } = JSON.parse(stored) as StoredClient;
-      const key = await webcrypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
-      return oidc.discovery(issuer, client_id, undefined, oidc.PrivateKeyJwt(key), opts);
+      const key = await webcrypto.subtle.importKey('jwk', jwk, alg, false, ['sign']);
+      const clientAuth = oidc.PrivateKeyJwt({ key, kid: jwk.kid });
+      const config = new oidc.Configuration(meta, client_id, metadata, clientAuth);
+      for (const e of execute) e(config);
+      return { config, clientId: client_id, clientAuth };
     }
-    const pair = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const publicJwk = { ...(await webcrypto.subtle.exportKey('jwk', pair.publicKey)), alg: 'ES256', use: 'sig' };
-    const registered = await oidc.dynamicClientRegistration(
-      issuer,
-      {
-        client_name: 'Countersign',
-        application_type: 'native',
-        redirect_uris: ['http://127.0.0.1/callback'],
-        response_types: ['code'],
-        grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer'],
-        token_endpoint_auth_method: 'private_key_jwt',
-        token_endpoint_auth_signing_alg: 'ES256',
-        jwks: { keys: [publicJwk] },
-      } as unknown as Partial<oidc.ClientMetadata>,
-      oidc.PrivateKeyJwt(pair.privateKey),
-      opts,
-    );
-    const entry: StoredClient = { client_id: registered.clientMetadata().client_id, jwk: await webcrypto.subtle.exportKey('jwk', pair.privateKey) };
+    const pair = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const exported = await webcrypto.subtle.exportKey('jwk', pair.publicKey);
+    const kid = await calculateJwkThumbprint(exported as Parameters<typeof calculateJwkThumbprint>[0]);
+    const publicJwk = { ...exported, kid, alg: 'ES256', use: 'sig' };
+    let registered: oidc.Configuration;
+    try {
+      registered = await oidc.dynamicClientRegistration(
+        issuer,
+        {
+          client_name: 'Countersign',
+          application_type: 'native',
+          redirect_uris: ['http://127.0.0.1/callback'],
+          response_types: ['code'],
+          grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer'],
+          ...metadata,
+          require_auth_time: true,
+          jwks: { keys: [publicJwk] },
+        } as unknown as Partial<oidc.ClientMetadata>,
+        oidc.PrivateKeyJwt({ key: pair.privateKey, kid }),
+        { execute, timeout: this.config.requestTimeoutSeconds },
+      );
+    } catch (error) {
+      throw await registrationError(error);
+    }
+    const clientId = registered.clientMetadata().client_id;
+    const entry: StoredClient = { client_id: clientId, jwk: { ...(await webcrypto.subtle.exportKey('jwk', pair.privateKey)), kid } };
     await this.#secrets.set(this.#key('client'), JSON.stringify(entry));
-    this.#log(`auth: registered this install as client ${entry.client_id}`);
-    return registered;
+    this.#log(`auth: registered this install as client ${clientId}`);
+    // From here on the private key is held non-extractable; the keychain has the only exportable copy.
+    const key = await webcrypto.subtle.importKey('jwk', entry.jwk, alg, false, ['sign']);
+    const clientAuth = oidc.PrivateKeyJwt({ key, kid });
+    const config = new oidc.Configuration(meta, clientId, metadata, clientAuth);
+    for (const e of execute) e(config);
+    return { config, clientId, clientAuth };
   }
 
   /** The per-install DPoP key (RFC 9449), kept in the keychain so a restored session keeps its binding. */

@@ -7,6 +7,13 @@ export function safeOAuthCode(value: unknown): string {
   return typeof value === 'string' && /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/.test(value) ? value : 'unknown_error';
 }
 
+/** An IdP's `error_description` is written for the client to show; keep it short and printable. */
+export function safeDescription(value: unknown): string {
+  if (typeof value !== 'string') return '';
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, 300);
+}
+
 /** oauth4webapi's error codes (stable, documented constants; openid-client does not re-export them). */
 const BAD_RESPONSE_CODES = new Set<string>([
   'OAUTH_PARSE_ERROR',

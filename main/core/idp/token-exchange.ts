@@ -28,9 +28,29 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 /** RFC 8693 §2.2.1 and the shared contract: an OBO lives at most this long. */
 export const MAX_OBO_LIFETIME_S = 60;
 
+/**
+ * The OAuth client an exchange authenticates as. It must be the client the subject token was issued
+ * to: an IdP may refuse another (the lab does; Keycloak's standard token exchange checks the
+ * audience of the subject token against the requesting client). Given by the sign-in module
+ * (`AuthService.client()`), so a per-install registered client (RFC 7591) is used for both.
+ */
+export interface ExchangeClient {
+  clientId: string;
+  /** How the client authenticates at the token endpoint (openid-client's `None()`, `PrivateKeyJwt()`…). */
+  clientAuth: oidc.ClientAuth;
+  serverMetadata: oidc.ServerMetadata;
+  clientMetadata?: Partial<oidc.ClientMetadata>;
+}
+
 export interface TokenExchangerOptions {
   issuer: string;
+  /** The fixed public client, used when `client` is not given. */
   clientId: string;
+  /**
+   * The client sign-in uses, asked before each exchange (cheap: the sign-in module keeps it). Takes
+   * precedence over `clientId` and `configuration`; a new object (a new registration) is picked up.
+   */
+  client?: () => Promise<ExchangeClient>;
   /** An openid-client Configuration from the sign-in module; discovered from `issuer` when absent. */
   configuration?: oidc.Configuration;
   /**
@@ -112,27 +132,46 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     return fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' });
   };
 
+  const prepare = (c: oidc.Configuration): oidc.Configuration => {
+    if (insecure) oidc.allowInsecureRequests(c);
+    c[oidc.customFetch] = fetchWithCallSignal;
+    c.timeout = Math.ceil(timeoutMs / 1000);
+    return c;
+  };
+
   let configPromise: Promise<oidc.Configuration> | undefined;
-  const config = (): Promise<oidc.Configuration> => {
+  const fixedConfig = (): Promise<oidc.Configuration> => {
     configPromise ??= (async () => {
-      let c = options.configuration;
-      if (!c) {
-        c = await oidc.discovery(issuerUrl, options.clientId, undefined, oidc.None(), {
+      const c =
+        options.configuration ??
+        (await oidc.discovery(issuerUrl, options.clientId, undefined, oidc.None(), {
           [oidc.customFetch]: fetchWithCallSignal,
           timeout: Math.ceil(timeoutMs / 1000),
           ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
-        });
-      } else if (insecure) {
-        oidc.allowInsecureRequests(c);
-      }
-      c[oidc.customFetch] = fetchWithCallSignal;
-      c.timeout = Math.ceil(timeoutMs / 1000);
-      return c;
+        }));
+      return prepare(c);
     })().catch((error: unknown) => {
       configPromise = undefined;
       throw idpError(error, 'discovery');
     });
     return configPromise;
+  };
+
+  /** The configuration built for the sign-in module's client; rebuilt when it hands out another one. */
+  let built: { client: ExchangeClient; c: oidc.Configuration } | undefined;
+  const config = async (): Promise<{ c: oidc.Configuration; clientId: string }> => {
+    if (!options.client) return { c: await fixedConfig(), clientId: options.clientId };
+    let client: ExchangeClient;
+    try {
+      client = await options.client();
+    } catch (error) {
+      throw idpError(error, 'discovery');
+    }
+    if (built?.client !== client) {
+      if (client.serverMetadata.issuer !== options.issuer) throw new AppError('CONFIG_INVALID', "The sign-in's identity provider is not the one the token exchange is configured for.");
+      built = { client, c: prepare(new oidc.Configuration(client.serverMetadata, client.clientId, client.clientMetadata, client.clientAuth)) };
+    }
+    return { c: built.c, clientId: client.clientId };
   };
 
   let jwks: IdpJwks | undefined;
@@ -164,6 +203,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
 
   async function validate(
     c: oidc.Configuration,
+    clientId: string,
     response: oidc.TokenEndpointResponse,
     request: ExchangeRequest,
     steppedUp: boolean,
@@ -210,7 +250,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       throw new AppError('OBO_INVALID', 'The OBO token names a different user than the one signed in.');
     }
     const act = payload.act as { sub?: unknown } | undefined;
-    if (!act || act.sub !== options.clientId) throw new AppError('OBO_INVALID', 'The OBO token does not name Countersign as the actor (act.sub).');
+    if (!act || act.sub !== clientId) throw new AppError('OBO_INVALID', 'The OBO token does not name Countersign as the actor (act.sub).');
     const vaultRole = payload.vault_role;
     if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
       throw new AppError('OBO_INVALID', 'The OBO token lacks the single vault_role claim naming the credential it permits.');
@@ -241,7 +281,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   return {
     async exchange(request) {
       request.signal?.throwIfAborted();
-      const c = await config();
+      const { c, clientId } = await config();
       const dpop = request.dpopKeyPair ? oidc.getDPoPHandle(c, request.dpopKeyPair) : undefined;
       const rar = JSON.stringify(request.authorizationDetails);
       const params: Record<string, string> = {
@@ -254,7 +294,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       if (request.resource) params.resource = request.resource;
       if (request.scope) params.scope = request.scope;
       const first = await grant(c, GRANT_TOKEN_EXCHANGE, params, dpop, request.signal);
-      if (first.scope !== 'mfa_challenge') return validate(c, first, request, false);
+      if (first.scope !== 'mfa_challenge') return validate(c, clientId, first, request, false);
 
       // IBM Verify style: the answer is a challenge token; push, poll, then jwt-bearer with the RAR again.
       const started = Date.now();
@@ -265,7 +305,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       if (request.resource) second.resource = request.resource;
       const final = await grant(c, GRANT_JWT_BEARER, second, dpop, request.signal);
       if (final.scope === 'mfa_challenge') throw new AppError('IDP_STEP_UP_DENIED', 'The identity provider asked for another step-up after the approval.');
-      const obo = await validate(c, final, request, true);
+      const obo = await validate(c, clientId, final, request, true);
       return { ...obo, stepUpMs: Date.now() - started };
     },
   };
