@@ -126,6 +126,15 @@ const hostileLine: fc.Arbitrary<{ line: string; id?: string }> = fc.oneof(
     .map((n) => ({ line: JSON.stringify({ jsonrpc: '2.0', ...n }) })),
 );
 
+/** A `tools/call` with any tool name and arguments: every batch carries one, so each run reaches the broker. */
+const hostileCall: fc.Arbitrary<{ line: string; id: string }> = fc
+  .record({ name: fc.oneof(fc.constantFrom(...TOOL_NAMES), fc.string({ maxLength: 20 })), arguments: toolArgs })
+  .map((params) => {
+    const id = nextId();
+    return { line: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params }), id };
+  });
+const hostileBatch = fc.tuple(fc.array(hostileLine, { minLength: 0, maxLength: 5 }), hostileCall).map(([lines, c]) => [...lines, c]);
+
 /** Sends a batch, then a ping; every request with an id in the batch and the ping must be answered. */
 async function batchIsAnswered(client: LineClient, batch: Array<{ line: string; id?: string }>): Promise<void> {
   for (const b of batch) client.sendRaw(b.line + '\n');
@@ -145,7 +154,7 @@ describe('the core socket after the handshake', () => {
     await client.request(INITIALIZE('init'));
     client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
     await fc.assert(
-      fc.asyncProperty(fc.array(hostileLine, { minLength: 1, maxLength: 6 }), (batch) => batchIsAnswered(client, batch)),
+      fc.asyncProperty(hostileBatch, (batch) => batchIsAnswered(client, batch)),
       { numRuns: RUNS },
     );
     expect(socket.destroyed).toBe(false);
@@ -174,7 +183,7 @@ describe("the bridge's stdin", () => {
     await client.request(INITIALIZE('init'));
     client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
     await fc.assert(
-      fc.asyncProperty(fc.array(hostileLine, { minLength: 1, maxLength: 6 }), (batch) => batchIsAnswered(client, batch)),
+      fc.asyncProperty(hostileBatch, (batch) => batchIsAnswered(client, batch)),
       { numRuns: RUNS },
     );
     expect(child.exitCode).toBeNull();
