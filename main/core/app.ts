@@ -113,6 +113,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
   const idp = createTokenExchanger({
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
+    // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
+    ...(auth instanceof AuthService ? { client: () => auth.client() } : {}),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
   });
   const connectors: Connector[] = [];
