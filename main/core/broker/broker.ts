@@ -38,7 +38,8 @@ export interface Broker extends ToolHost {
    * record. The shape of mcp-upstream's `CredentialBroker`.
    */
   withCredential<T>(plan: CallPlan, use: (access: { obo: string; credential: Credential }) => Promise<T>, signal: AbortSignal): Promise<T>;
-  close(): Promise<void>;
+  /** Waits (up to `drainMs`) for calls in flight to revoke what they hold, then closes the connectors. */
+  close(drainMs?: number): Promise<void>;
 }
 
 const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> = {
@@ -116,6 +117,16 @@ export function createBroker(options: BrokerOptions): Broker {
 
   const connectorFor = (tool: string): Connector | undefined => options.connectors.find((c) => c.hasTool(tool));
   const connectorNamed = (name: string): Connector | undefined => options.connectors.find((c) => c.name === name);
+
+  const inFlight = new Set<Promise<unknown>>();
+  function track<T>(work: Promise<T>): Promise<T> {
+    inFlight.add(work);
+    void work.then(
+      () => inFlight.delete(work),
+      () => inFlight.delete(work),
+    );
+    return work;
+  }
 
   async function callTool(request: ToolCallRequest): Promise<CallToolResult> {
     const started = performance.now();
@@ -449,14 +460,23 @@ export function createBroker(options: BrokerOptions): Broker {
         return [];
       });
     },
-    callTool,
-    withCredential,
+    callTool: (request) => track(callTool(request)),
+    withCredential: ((plan, use, signal) => track(withCredential(plan, use, signal))) as typeof withCredential,
     onToolsChanged(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    async close() {
+    /**
+     * Quitting drains: calls still in flight (their sessions have been closed, so their signals have
+     * fired) finish their own `finally`, which revokes what they hold and writes their record, before
+     * the connectors, Vault client and audit store behind them go away.
+     */
+    async close(drainMs = 15_000) {
       for (const u of unsubscribe) u?.();
+      if (inFlight.size > 0) {
+        log(`broker: waiting for ${inFlight.size} call(s) in flight to revoke what they hold`);
+        await Promise.race([Promise.allSettled([...inFlight]), delay(drainMs)]);
+      }
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
   };
