@@ -16,6 +16,8 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
       clientId: lab.idp.nativeClientId,
       resource: 'urn:countersign:app',
       vaultAudience: lab.idp.vaultAudience,
+      // The lab offers open registration to private_key_jwt clients: each install becomes its own client.
+      dynamicRegistration: 'when-offered',
       allowInsecureHttpForLoopbackOnly: true,
     },
     vault: { address: lab.vaultAddr, authMount: 'jwt' },

@@ -1,0 +1,154 @@
+/**
+ * The session through the composed core (startCore) on the whole lab: sign-in registers this install
+ * as its own client and the broker's token exchange presents that client; sign-out is recorded in the
+ * audit store and forgets every approval the session held (cached and waiting).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { decodeJwt } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolvePaths } from '../../../common/paths.ts';
+import { labAppConfig } from '../../../lab/app-config.ts';
+import { startLab, type Lab } from '../../../lab/index.ts';
+import { startCore, type Core } from '../../../main/core/app.ts';
+import { ScriptedPrompterForTests } from '../../../main/core/approvals/prompter.ts';
+import { AuthService } from '../../../main/core/auth/auth-service.ts';
+import { parseAppConfig } from '../../../main/core/config/config.ts';
+import type { ToolCallRequest } from '../../../main/core/connectors/types.ts';
+import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
+import { launchBrowser, type LabBrowser } from '../../helpers/browser.ts';
+
+let lab: Lab;
+let browser: LabBrowser;
+let home: string;
+let core: Core;
+const prompter = new ScriptedPrompterForTests();
+const labLog: string[] = [];
+const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+let requestId = 1;
+
+const WRITE = { sql: 'UPDATE appointments SET status = $1 WHERE id = $2', params: ['completed', 1] };
+
+function call(name: string, args: Record<string, unknown>): ToolCallRequest {
+  return {
+    name,
+    args,
+    requestId: requestId++,
+    sessionId: 'core-session-test',
+    client: { name: 'vitest', version: '1' },
+    signal: new AbortController().signal,
+    progress: () => {},
+  };
+}
+
+const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+
+beforeAll(async () => {
+  [lab, browser, home] = await Promise.all([startLab({ log: (l) => labLog.push(l) }), launchBrowser(), mkdtemp(join(tmpdir(), 'countersign-core-session-'))]);
+  core = await startCore({
+    config: parseAppConfig(labAppConfig(lab), 'lab configuration'),
+    host: 'headless',
+    version: '0.0.0-test',
+    secrets: new MemorySecretStore('this test keeps nothing between starts'),
+    prompter,
+    // Chromium plays the system browser: it logs in as alice on the lab IdP's page.
+    openExternal: async (url) => {
+      await browser.context.clearCookies();
+      const page = await browser.context.newPage();
+      try {
+        await page.goto(url);
+        await page.fill('#username', 'alice');
+        await page.fill('#password', 'alice-lab-pw');
+        await page.click('button[type=submit]:has-text("Sign in")');
+        await page.waitForURL(/\/callback\?/);
+      } finally {
+        await page.close();
+      }
+    },
+    paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
+    log: quiet,
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await core?.stop();
+  await browser?.close();
+  await lab?.stop();
+  if (home) await rm(home, { recursive: true, force: true });
+}, 60_000);
+
+describe('the core signed in with a per-install registered client', () => {
+  let registeredId: string;
+
+  it('signs in as a client registered for this install, and the broker exchanges as that client', async () => {
+    const { user } = await core.handlers['session.signIn']({});
+    expect(user.sub).toBe(lab.users.find((u) => u.username === 'alice')!.sub);
+    expect(core.auth).toBeInstanceOf(AuthService);
+    const client = await (core.auth as AuthService).client();
+    expect(client.authMethod).toBe('private_key_jwt');
+    expect(client.clientId).not.toBe(lab.idp.nativeClientId);
+    registeredId = client.clientId;
+    expect(decodeJwt(await core.auth.getAccessToken()).client_id).toBe(registeredId);
+
+    const result = await core.broker.callTool(call('query', { sql: 'SELECT count(*) AS n FROM appointments' }));
+    expect(result.isError, text(result)).toBeFalsy();
+    const record = core.audit.page({ filter: { tool: 'query' }, limit: 1 }).records[0]!;
+    const jti = record.keys.obo_jti!;
+    expect(jti).toBeTruthy();
+    // The IdP says which client it issued this call's OBO to (act.sub and client_id).
+    const issued = labLog.find((l) => l.startsWith('idp: obo issued') && l.includes(`jti=${jti} `));
+    expect(issued).toContain(`client=${registeredId} `);
+  });
+
+  it('records the sign-out and forgets a cached tier-2 approval, so the next write asks again', async () => {
+    prompter.push('approve');
+    const first = await core.broker.callTool(call('execute', WRITE));
+    expect(first.isError, text(first)).toBeFalsy();
+    expect(prompter.shown).toHaveLength(1);
+    const covered = await core.broker.callTool(call('execute', WRITE));
+    expect(covered.isError, text(covered)).toBeFalsy();
+    expect(prompter.shown).toHaveLength(1);
+    expect(core.approvals.cached()).toHaveLength(1);
+
+    // Sign-out from the session itself (not the UI's handler): the core's onSignOut wiring must clear.
+    await core.auth.signOut();
+    expect(core.approvals.cached()).toEqual([]);
+    const out = core.audit.page({ limit: 5 }).records.find((r) => r.kind === 'sign_out');
+    expect(out).toMatchObject({ kind: 'sign_out', outcome: 'success', user: { sub: registeredUserSub() }, demo: true });
+    expect(core.status().session).toEqual({ state: 'signed_out' });
+    const refused = await core.broker.callTool(call('execute', WRITE));
+    expect(refused.isError).toBe(true);
+
+    await core.handlers['session.signIn']({});
+    prompter.push('approve');
+    const again = await core.broker.callTool(call('execute', WRITE));
+    expect(again.isError, text(again)).toBeFalsy();
+    expect(prompter.shown).toHaveLength(2);
+    // The same install signs in again: the same registered client.
+    expect((await (core.auth as AuthService).client()).clientId).toBe(registeredId);
+  });
+
+  it('denies an approval still waiting when the person signs out from the UI, and records the sign-out', async () => {
+    prompter.push('wait');
+    const shownBefore = prompter.shown.length;
+    const write = core.broker.callTool(call('execute', { ...WRITE, sql: 'UPDATE notes SET body = $1 WHERE id = $2', params: ['checked', 1] }));
+    await expect.poll(() => core.approvals.pending().length, { timeout: 10_000 }).toBe(1);
+    expect(prompter.shown.length).toBe(shownBefore + 1);
+    const before = core.audit.page({}).records.filter((r) => r.kind === 'sign_out').length;
+
+    expect(await core.handlers['session.signOut']({})).toEqual({ ok: true });
+    const result = await write;
+    expect(result.isError).toBe(true);
+    expect(core.approvals.pending()).toEqual([]);
+    expect(core.approvals.cached()).toEqual([]);
+    expect(core.audit.page({}).records.filter((r) => r.kind === 'sign_out')).toHaveLength(before + 1);
+    const record = core.audit.page({ filter: { tool: 'execute' }, limit: 1 }).records[0]!;
+    expect(record.hops.find((h) => h.name === 'approval')?.outcome).toBe('denied');
+  });
+});
+
+function registeredUserSub(): string {
+  return lab.users.find((u) => u.username === 'alice')!.sub;
+}
