@@ -128,6 +128,11 @@ function updateTray(status: Status | null): void {
   tray.setContextMenu(
     Menu.buildFromTemplate(
       trayMenu(status, {
+        startAtLogin: app.getLoginItemSettings().openAtLogin,
+        setStartAtLogin: (on) => {
+          app.setLoginItemSettings({ openAtLogin: on });
+          updateTray(status);
+        },
         open: showWindow,
         signIn: () => void core?.rpc.call('session.signIn', {}).catch(() => undefined),
         signOut: () => void core?.rpc.call('session.signOut', {}).catch(() => undefined),

@@ -3,6 +3,9 @@ import type { MenuItemConstructorOptions } from 'electron';
 import type { Status } from '../../common/contract.ts';
 
 export interface TrayActions {
+  /** Whether the app starts when the person logs in (off unless they turn it on). */
+  startAtLogin: boolean;
+  setStartAtLogin(on: boolean): void;
   open(): void;
   signIn(): void;
   signOut(): void;
@@ -24,6 +27,7 @@ export function trayMenu(status: Status | null, actions: TrayActions): MenuItemC
     { label: 'Open Countersign', click: actions.open },
     signedIn ? { label: 'Sign out', click: actions.signOut } : { label: 'Sign in…', click: actions.signIn },
     { type: 'separator' },
+    { label: 'Start at login', type: 'checkbox', checked: actions.startAtLogin, click: (item) => actions.setStartAtLogin(item.checked) },
     { label: 'Quit (finishes calls in flight)', click: actions.quit },
   ];
 }

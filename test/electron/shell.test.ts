@@ -160,3 +160,29 @@ describe('the app:// protocol', () => {
     expect(resolveAppFile('/opt/app/renderer', 'https://countersign/index.html')).toBeNull();
   });
 });
+
+describe('the tray', () => {
+  it('shows who is signed in and how many approvals wait, and offers start at login (off by default)', async () => {
+    const { trayMenu, trayTooltip } = await import('../../main/electron/tray.ts');
+    const status = {
+      host: 'electron' as const,
+      version: '0.1.0',
+      demo: false,
+      user: { sub: 'a', name: 'Alice' },
+      session: { state: 'signed_in' as const },
+      idp: { issuer: 'https://idp', state: 'ok' as const },
+      vault: { address: 'https://vault', state: 'ok' as const },
+      claudeDesktop: { configured: true, connected: true },
+      bridgeSessions: [],
+      pendingApprovals: 2,
+    };
+    expect(trayTooltip(status)).toBe('Countersign: signed in as Alice, 2 approval(s) waiting');
+    let set: boolean | undefined;
+    const menu = trayMenu(status, { startAtLogin: false, setStartAtLogin: (on) => (set = on), open() {}, signIn() {}, signOut() {}, quit() {} });
+    const item = menu.find((m) => m.label === 'Start at login')!;
+    expect(item).toMatchObject({ type: 'checkbox', checked: false });
+    (item.click as (i: { checked: boolean }) => void)({ checked: true });
+    expect(set).toBe(true);
+    expect(menu.map((m) => m.label)).toContain('Sign out');
+  });
+});

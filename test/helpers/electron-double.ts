@@ -28,6 +28,8 @@ export function createElectronDouble() {
     requestSingleInstanceLock: () => true,
     whenReady: () => Promise.resolve(),
     getPath: () => '/tmp/countersign-electron-double',
+    getLoginItemSettings: () => ({ openAtLogin: false }),
+    setLoginItemSettings: () => undefined,
     quit: () => undefined,
     exit: () => undefined,
   });
