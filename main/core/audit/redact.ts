@@ -84,16 +84,20 @@ export class Redactor {
       });
     }
     if (value && typeof value === 'object') {
-      const out = Object.create(null) as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
       for (const k of Object.keys(value)) {
         const v = (value as Record<string, unknown>)[k];
         path.push(k);
+        let scrubbed: unknown;
         if (SECRET_FIELD.test(k) && v !== null && v !== undefined && v !== '') {
           redacted.push(`${pointer(path)}: secret field`);
-          out[k] = MASK;
+          scrubbed = MASK;
         } else {
-          out[k] = this.#walk(v, path, known, redacted);
+          scrubbed = this.#walk(v, path, known, redacted);
         }
+        // defineProperty, so a member named __proto__ stays a member of a plain object.
+        if (k === '__proto__') Object.defineProperty(out, k, { value: scrubbed, enumerable: true, writable: true, configurable: true });
+        else out[k] = scrubbed;
         path.pop();
       }
       return out;

@@ -259,14 +259,14 @@ export class AuditStore implements AuditSink {
    * are kept off the durable path. Written in the append's own commit they dirtied about nine pages per
    * record (each index its own leaf, FTS5 a new segment per transaction) against one or two for the row
    * itself, and a synced commit costs by the page. So an append commits the record row alone; the
-   * derived rows are queued and written in one transaction at most 50 ms later (or at 1,024 rows, and
+   * derived rows are queued and written in one transaction at most 200 ms later (or at 1,024 rows, and
    * before any filtered query, retention or close). That transaction commits with synchronous=NORMAL: if
    * a crash loses it, `indexed_through` still says where indexing stopped and the next open rebuilds
    * the rest from the records themselves, so a filter or search is never silently short.
    */
   #scheduleIndex(): void {
     if (this.#indexPending.length >= 1024) queueMicrotask(() => this.#flushIndex());
-    else if (!this.#indexTimer) this.#indexTimer = setTimeout(() => this.#flushIndex(), 50).unref();
+    else if (!this.#indexTimer) this.#indexTimer = setTimeout(() => this.#flushIndex(), 200).unref();
   }
 
   #flushIndex(): void {
@@ -420,8 +420,8 @@ export class AuditStore implements AuditSink {
       hash,
     );
     this.#indexPending.push(indexRow(unhashed));
-    // Returned as get() would return it: parsed from the stored bytes, plain objects throughout.
-    const stored = toRecord({ seq, body, hash });
+    // What get() would return: the redacted copy (plain objects throughout) with its hash.
+    const stored = { ...unhashed, hash } as StoredAuditRecord;
     if (this.#opts.checkpointEvery && seq % this.#opts.checkpointEvery === 0) {
       queueMicrotask(() => this.#track(this.checkpoint()));
     }

@@ -87,3 +87,16 @@ describe('argument hashing', () => {
     expect(() => new Redactor({ hmacArgs: ['mrn'] })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
   });
 });
+
+describe('the scrubbed copy', () => {
+  it('is plain data, keeps a member named __proto__ as a member, and leaves the input untouched', () => {
+    const r = new Redactor({}, randomBytes(32));
+    const input = JSON.parse('{"args":{"__proto__":{"polluted":true},"password":"pw-123456"}}') as Record<string, unknown>;
+    const { value } = r.scrubRecord(input);
+    const args = value.args as Record<string, unknown>;
+    expect(Object.getPrototypeOf(args)).toBe(Object.prototype);
+    expect(Object.keys(args)).toEqual(['__proto__', 'password']);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect((input.args as Record<string, unknown>).password).toBe('pw-123456');
+  });
+});
