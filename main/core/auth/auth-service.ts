@@ -71,6 +71,18 @@ function sanitizeUser(claims: Record<string, unknown>): UserIdentity {
   return user;
 }
 
+/** The stored client id and private key, or null when the entry cannot be used. */
+async function readStoredClient(text: string, alg: webcrypto.EcKeyImportParams): Promise<{ clientId: string; key: webcrypto.CryptoKey; kid?: string } | null> {
+  try {
+    const { client_id, jwk } = JSON.parse(text) as StoredClient;
+    if (typeof client_id !== 'string' || client_id.length === 0 || typeof jwk?.d !== 'string') return null;
+    const key = await webcrypto.subtle.importKey('jwk', jwk, alg, false, ['sign']);
+    return { clientId: client_id, key, ...(typeof jwk.kid === 'string' ? { kid: jwk.kid } : {}) };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * RFC 7591 §3.2.2: the IdP refused the registration. Fail closed: no fallback to the public client.
  * A 401 (registration needs an initial access token, RFC 7591 §3) comes as a WWW-Authenticate
@@ -266,12 +278,17 @@ export class AuthService implements TokenSource {
     const metadata = { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256' };
     const stored = await this.#secrets.get(this.#key('client'));
     if (stored) {
-      const { client_id, jwk } = JSON.parse(stored) as StoredClient;
-      const key = await webcrypto.subtle.importKey('jwk', jwk, alg, false, ['sign']);
-      const clientAuth = oidc.PrivateKeyJwt({ key, kid: jwk.kid });
-      const config = new oidc.Configuration(meta, client_id, metadata, clientAuth);
-      for (const e of execute) e(config);
-      return { config, clientId: client_id, clientAuth };
+      const restored = await readStoredClient(stored, alg);
+      if (restored) {
+        const clientAuth = oidc.PrivateKeyJwt({ key: restored.key, kid: restored.kid });
+        const config = new oidc.Configuration(meta, restored.clientId, metadata, clientAuth);
+        for (const e of execute) e(config);
+        return { config, clientId: restored.clientId, clientAuth };
+      }
+      // Unreadable (damaged or from an older format): register again. A session signed in as the old
+      // client cannot be refreshed by the new one, so it goes too and the person signs in again.
+      this.#log('auth: the client registration kept in the keychain is unreadable; registering this install again');
+      await this.#secrets.delete(this.#key('session'));
     }
     const pair = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
     const exported = await webcrypto.subtle.exportKey('jwk', pair.publicKey);

@@ -212,6 +212,20 @@ describe('a per-install client registered with the lab IdP (RFC 7591, private_ke
     await again.signOut();
   });
 
+  it('registers again, as a confidential client, when the stored registration is damaged, and forgets the session it cannot refresh', async () => {
+    const store = new MemorySecretStore('an install whose keychain entry was damaged');
+    await store.set(keyFor(idp.issuer, 'client'), '{"client_id":"lab-client-gone","jwk":{"kty":"EC"}}');
+    await store.set(keyFor(idp.issuer, 'session'), JSON.stringify({ refresh_token: 'not-a-token-of-the-new-client', user: { sub: 'x' } }));
+    const service = await create(config(idp.issuer), noBrowser, store);
+    const client = await service.client();
+    expect(client.authMethod).toBe('private_key_jwt');
+    expect(client.clientId).toMatch(/^lab-client-/);
+    expect(client.clientId).not.toBe('lab-client-gone');
+    expect(JSON.parse((await store.get(keyFor(idp.issuer, 'client')))!).client_id).toBe(client.clientId);
+    expect(await store.get(keyFor(idp.issuer, 'session'))).toBeNull();
+    expect(logs.some((l) => l.includes('registration kept in the keychain is unreadable'))).toBe(true);
+  });
+
   it('registers a new client for another install (another keychain), never sharing the first one', async () => {
     const other = await create(config(idp.issuer), noBrowser, new MemorySecretStore('another install in this test'));
     const client = await other.client();
