@@ -71,6 +71,24 @@ function sanitizeUser(claims: Record<string, unknown>): UserIdentity {
   return user;
 }
 
+const WANTED_GRANTS = [
+  'authorization_code',
+  'refresh_token',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+  'urn:ietf:params:oauth:grant-type:device_code',
+  'urn:ietf:params:oauth:grant-type:jwt-bearer',
+];
+
+/**
+ * The grants to register: what Countersign uses, less what the IdP says it does not support
+ * (RFC 8414 `grant_types_supported`), since an IdP refuses a registration naming an unknown grant.
+ */
+function registrationGrantTypes(meta: oidc.ServerMetadata): string[] {
+  const supported = meta.grant_types_supported;
+  if (!supported) return [...WANTED_GRANTS];
+  return WANTED_GRANTS.filter((g) => g === 'authorization_code' || g === 'refresh_token' || supported.includes(g));
+}
+
 /** The stored client id and private key, or null when the entry cannot be used. */
 async function readStoredClient(text: string, alg: webcrypto.EcKeyImportParams): Promise<{ clientId: string; key: webcrypto.CryptoKey; kid?: string } | null> {
   try {
@@ -294,6 +312,9 @@ export class AuthService implements TokenSource {
     const exported = await webcrypto.subtle.exportKey('jwk', pair.publicKey);
     const kid = await calculateJwkThumbprint(exported as Parameters<typeof calculateJwkThumbprint>[0]);
     const publicJwk = { ...exported, kid, alg: 'ES256', use: 'sig' };
+    // RFC 7591 §3: an IdP that does not register anonymously (Keycloak's default) wants an initial
+    // access token. An administrator provisions it into the keychain; it is used once, then removed.
+    const initialAccessToken = await this.#secrets.get(this.#key('registration-token'));
     let registered: oidc.Configuration;
     try {
       registered = await oidc.dynamicClientRegistration(
@@ -303,13 +324,13 @@ export class AuthService implements TokenSource {
           application_type: 'native',
           redirect_uris: ['http://127.0.0.1/callback'],
           response_types: ['code'],
-          grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer'],
+          grant_types: registrationGrantTypes(meta),
           ...metadata,
           require_auth_time: true,
           jwks: { keys: [publicJwk] },
         } as unknown as Partial<oidc.ClientMetadata>,
         oidc.PrivateKeyJwt({ key: pair.privateKey, kid }),
-        { execute, timeout: this.config.requestTimeoutSeconds },
+        { execute, timeout: this.config.requestTimeoutSeconds, ...(initialAccessToken ? { initialAccessToken } : {}) },
       );
     } catch (error) {
       throw await registrationError(error);
@@ -317,7 +338,8 @@ export class AuthService implements TokenSource {
     const clientId = registered.clientMetadata().client_id;
     const entry: StoredClient = { client_id: clientId, jwk: { ...(await webcrypto.subtle.exportKey('jwk', pair.privateKey)), kid } };
     await this.#secrets.set(this.#key('client'), JSON.stringify(entry));
-    this.#log(`auth: registered this install as client ${clientId}`);
+    if (initialAccessToken) await this.#secrets.delete(this.#key('registration-token'));
+    this.#log(`auth: registered this install as client ${clientId}${initialAccessToken ? ' with an initial access token' : ''}`);
     // From here on the private key is held non-extractable; the keychain has the only exportable copy.
     const key = await webcrypto.subtle.importKey('jwk', entry.jwk, alg, false, ['sign']);
     const clientAuth = oidc.PrivateKeyJwt({ key, kid });

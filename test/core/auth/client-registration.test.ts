@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
+import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../common/errors.ts';
 import { startIdp } from '../../../lab/idp/index.ts';
@@ -37,13 +38,14 @@ let idp: LabIdp;
 let keyring: TestKeyring;
 let browser: LabBrowser;
 let secrets: KeychainSecretStore;
-let guarded: { issuer: string; stop(): Promise<void> };
-let plain: { issuer: string; stop(): Promise<void> };
+type OtherIdp = { issuer: string; provider: Provider; stop(): Promise<void> };
+let guarded: OtherIdp;
+let plain: OtherIdp;
 const logs: string[] = [];
 const idpLogs: string[] = [];
 
 /** A real OpenID provider on loopback with the public client the app is configured with. */
-async function startOtherIdp(registration: { enabled: boolean; initialAccessToken?: boolean }): Promise<{ issuer: string; stop(): Promise<void> }> {
+async function startOtherIdp(registration: { enabled: boolean; initialAccessToken?: boolean }): Promise<OtherIdp> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -60,6 +62,7 @@ async function startOtherIdp(registration: { enabled: boolean; initialAccessToke
       },
     ],
     jwks: { keys: [{ ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig', kid: 'k1' }] },
+    clientDefaults: { grant_types: ['authorization_code'], response_types: ['code'], id_token_signed_response_alg: 'ES256' },
     cookies: { keys: ['test-cookie-key-not-a-secret'] },
     pkce: { required: () => true },
     clientAuthMethods: ['none', 'private_key_jwt'],
@@ -68,6 +71,7 @@ async function startOtherIdp(registration: { enabled: boolean; initialAccessToke
   server.on('request', provider.callback());
   return {
     issuer,
+    provider,
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -272,5 +276,50 @@ describe('when registration is not to be had', () => {
   it('uses the configured public client when registration is offered but turned off', async () => {
     const service = await create(config(idp.issuer, { dynamicRegistration: 'off' }), noBrowser, new MemorySecretStore('a third install in this test'));
     expect(await service.client()).toMatchObject({ clientId: 'countersign-desktop', authMethod: 'none' });
+  });
+});
+
+describe('registration with an initial access token (RFC 7591 §3), as Keycloak asks by default', () => {
+  /** What an administrator (or a device-management script) runs to provision the token for this issuer. */
+  async function provision(token: string): Promise<void> {
+    const child = spawn('secret-tool', ['store', '--label=Countersign registration', 'service', 'Countersign', 'username', keyFor(guarded.issuer, 'registration-token')], {
+      env: { ...process.env, ...keyring.env },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    child.stdin.end(token);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+  }
+
+  it('refuses a registration whose initial access token the IdP does not know, and keeps the token for a retry', async () => {
+    await provision('not-an-initial-access-token-of-this-idp');
+    const error = await (await create(config(guarded.issuer), noBrowser)).client().catch((e: unknown) => e);
+    expect(AppError.is(error, 'CLIENT_REGISTRATION_FAILED')).toBe(true);
+    expect((error as AppError).message).toContain('invalid_token');
+    expect((error as AppError).message).not.toContain('not-an-initial-access-token-of-this-idp');
+    expect(await keychainEntry(guarded.issuer, 'client')).toBeNull();
+    expect(await keychainEntry(guarded.issuer, 'registration-token')).toBe('not-an-initial-access-token-of-this-idp');
+  });
+
+  it('registers with the provisioned token, uses it once, removes it, and the next start keeps the client', async () => {
+    const token = await new guarded.provider.InitialAccessToken({}).save();
+    await provision(token);
+    const service = await create(config(guarded.issuer), noBrowser);
+    const client = await service.client();
+    expect(client.authMethod).toBe('private_key_jwt');
+    expect(client.clientId).not.toBe('countersign-desktop');
+    expect(await keychainEntry(guarded.issuer, 'registration-token')).toBeNull();
+    expect(JSON.parse((await keychainEntry(guarded.issuer, 'client'))!).client_id).toBe(client.clientId);
+    expect(logs.join('\n')).not.toContain(token);
+    // The IdP knows it: it answers the client's own RFC 7523 assertion at the token endpoint (a refresh
+    // token it never issued is refused as invalid_grant, not as an unknown client).
+    const restarted = await create(config(guarded.issuer), noBrowser);
+    const again = await restarted.client();
+    expect(again.clientId).toBe(client.clientId);
+    const cfg = new oidc.Configuration(again.serverMetadata, again.clientId, again.clientMetadata, again.clientAuth);
+    oidc.allowInsecureRequests(cfg);
+    const refused = await oidc.refreshTokenGrant(cfg, 'a-refresh-token-this-idp-never-issued').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(oidc.ResponseBodyError);
+    expect((refused as oidc.ResponseBodyError).error).toBe('invalid_grant');
   });
 });
