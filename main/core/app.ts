@@ -243,7 +243,13 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       return { ok: true as const };
     },
     'settings.get': async () => ({
-      idp: { issuer: config.idp.issuer, clientId: config.idp.clientId, scopes: config.idp.scopes, dpop: !!auth.dpopKeyPair() },
+      idp: {
+        issuer: config.idp.issuer,
+        // The per-install client when one was registered (RFC 7591), else the configured public client.
+        clientId: auth instanceof AuthService ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
+        scopes: config.idp.scopes,
+        dpop: !!auth.dpopKeyPair(),
+      },
       vault: { address: config.vault.address, authMount: config.vault.authMount, roles: [] },
       policy: { path: config.policyFile, text: policyText },
       claudeDesktop: { configPath: claudeConfigPath, configured: claudeConfigured },
