@@ -13,6 +13,7 @@ import { ApprovalService } from './approvals/approval-service.ts';
 import { approverFor } from './approvals/broker-approver.ts';
 import type { Prompter } from './approvals/prompter.ts';
 import { AuditStore } from './audit/store.ts';
+import { SqliteCallJournal } from './audit/journal.ts';
 import { exportLines, exportFilename, EXPORT_MEDIA_TYPES } from './audit/export.ts';
 import { createBroker, type Broker } from './broker/index.ts';
 import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
@@ -77,6 +78,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     anchorUrl: config.audit.anchorUrl,
     checkpointEvery: config.audit.checkpointEvery,
   });
+  const journal = new SqliteCallJournal(paths.dataDir);
+  await closeAbortedCalls(journal, audit, log);
   const listeners: Listeners = { 'status.changed': new Set(), 'audit.appended': new Set(), 'approvals.changed': new Set() };
   const emit = <E extends EventName>(event: E, payload: EventOf<E>) => {
     for (const l of listeners[event]) (l as (p: EventOf<E>) => void)(payload);
@@ -133,6 +136,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     audit,
     approver: approverFor(approvals),
     demo: config.demo,
+    journal,
     log: (line) => log.info(line),
   });
   ref.broker = broker;
@@ -292,7 +296,35 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       await broker.close();
       await auth.close();
       await vault.close();
+      journal.close();
       await audit.close();
     },
   };
+}
+
+/**
+ * Calls a previous run of the core was making when it died: each gets its record on the timeline as
+ * `aborted`, with the join keys known at the time. Its per-call credential was revoked by that run or
+ * expires at its Vault TTL (60 s) on its own.
+ */
+export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log): Promise<number> {
+  const orphans = journal.orphans();
+  for (const { id, entry } of orphans) {
+    await audit.append({
+      kind: 'tool_call',
+      outcome: 'aborted',
+      user: entry.user,
+      client: entry.client,
+      tool: entry.tool,
+      ...(entry.tier ? { tier: entry.tier } : {}),
+      ...(entry.target ? { target: entry.target } : {}),
+      hops: [],
+      keys: entry.keys,
+      summary: `${entry.tool}: Countersign stopped while this call was in flight (started ${entry.startedAt}); any per-call credential expired at its Vault TTL.`,
+      ...(entry.demo ? { demo: true } : {}),
+    });
+    journal.end(id);
+  }
+  if (orphans.length > 0) log.warn(`closed ${orphans.length} call(s) left in flight by a previous run as aborted`);
+  return orphans.length;
 }

@@ -3,7 +3,7 @@
  * offers another. They come in as constructor arguments; no DI framework.
  */
 import type { webcrypto } from 'node:crypto';
-import type { AuditRecord, AuditRecordInput } from '../../common/audit-record.ts';
+import type { AuditRecord, AuditRecordInput, JoinKeys } from '../../common/audit-record.ts';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -44,4 +44,23 @@ export interface TokenSource {
 /** Appends to the tamper-evident audit store. Implemented by main/core/audit. */
 export interface AuditSink {
   append(record: AuditRecordInput): Promise<AuditRecord>;
+}
+
+/** What is known of a call in flight; written durably so a core that dies mid-call can close it on restart. */
+export interface JournalEntry {
+  tool: string;
+  startedAt: string;
+  user: UserIdentity | null;
+  client?: { name?: string; version?: string; pid?: number; uid?: number };
+  tier?: 1 | 2 | 3 | 4;
+  target?: string;
+  keys: JoinKeys;
+  demo?: boolean;
+}
+
+/** The calls in flight (main/core/audit/journal.ts). */
+export interface CallJournal {
+  begin(id: string, entry: JournalEntry): void;
+  note(id: string, update: { keys?: JoinKeys; tier?: JournalEntry['tier']; target?: string }): void;
+  end(id: string): void;
 }

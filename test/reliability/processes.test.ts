@@ -280,10 +280,9 @@ describe('the core killed mid-call and started again', () => {
     survived += 1;
   });
 
-  // Known gap, kept visible: the broker writes a call's record only when the call ends, so a call the
-  // core was running when it died leaves no record at all; on restart nothing closes it as `aborted`.
-  // Remove `.fails` once the core writes an opening record (or a journal) and closes it on start.
-  it.fails('KNOWN GAP: on restart, the record of the call that was in flight is closed as aborted', async () => {
+  // The broker notes each call in flight in a durable journal; the restarted core closes the call the
+  // killed one was running as `aborted`, with the join keys it had.
+  it('on restart, the record of the call that was in flight is closed as aborted', async () => {
     const records = await recordsFor(requestId, 3_000);
     expect(records.map((x) => x.outcome)).toEqual(['aborted']);
   });

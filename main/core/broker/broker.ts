@@ -5,11 +5,12 @@
  * one audit record → answer. One AbortSignal runs through every hop; what a hop mints is revoked
  * whatever happens after it, cancellation included.
  */
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError, type ErrorCode } from '../../../common/errors.ts';
 import type { AuditRecordInput, Hop, JoinKeys } from '../../../common/audit-record.ts';
-import type { AuditSink, TokenSource } from '../ports.ts';
+import type { AuditSink, CallJournal, TokenSource } from '../ports.ts';
 import type { CallPlan, Connector, Credential, ToolCallRequest, ToolHost } from '../connectors/types.ts';
 import type { Obo, TokenExchanger } from '../idp/token-exchange.ts';
 import type { VaultClient } from '../vault/client.ts';
@@ -27,6 +28,8 @@ export interface BrokerOptions {
   log?: (line: string) => void;
   /** Tags every audit record as written against the local lab. */
   demo?: boolean;
+  /** Notes calls in flight durably, so a core that dies mid-call closes them as aborted on restart. */
+  journal?: CallJournal;
   /** Bounds on revocation: attempts of revoke-self, and how long to wait for the role to disappear. */
   revoke?: { attempts?: number; checkWithinMs?: number; timeoutMs?: number };
 }
@@ -64,6 +67,7 @@ function hopOutcome(error: AppError): Hop['outcome'] {
 
 /** Per-call state: hops, join keys and the secrets to scrub from anything that leaves the call. */
 class CallTrace {
+  readonly id = randomUUID();
   readonly hops: Hop[] = [];
   readonly keys: JoinKeys = {};
   readonly secrets = new Set<string>();
@@ -118,6 +122,17 @@ export function createBroker(options: BrokerOptions): Broker {
   const connectorFor = (tool: string): Connector | undefined => options.connectors.find((c) => c.hasTool(tool));
   const connectorNamed = (name: string): Connector | undefined => options.connectors.find((c) => c.name === name);
 
+  /** The journal is a durability aid: a failure to write it is logged, never a reason to fail the call. */
+  function journal(write: (j: CallJournal) => void): void {
+    if (!options.journal) return;
+    try {
+      write(options.journal);
+    } catch (error) {
+      log(`broker: the in-flight journal could not be written (${AppError.from(error).code})`);
+    }
+  }
+  const noteKeys = (trace: CallTrace): void => journal((j) => j.note(trace.id, { keys: trace.keys }));
+
   const inFlight = new Set<Promise<unknown>>();
   function track<T>(work: Promise<T>): Promise<T> {
     inFlight.add(work);
@@ -135,6 +150,16 @@ export function createBroker(options: BrokerOptions): Broker {
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;
     const user = options.tokens.user();
+    journal((j) =>
+      j.begin(trace.id, {
+        tool: request.name,
+        startedAt: new Date().toISOString(),
+        user,
+        client: request.client,
+        keys: { ...trace.keys },
+        ...(options.demo ? { demo: true } : {}),
+      }),
+    );
     let plan: CallPlan | undefined;
     let result: CallToolResult | undefined;
     let failure: AppError | undefined;
@@ -149,6 +174,7 @@ export function createBroker(options: BrokerOptions): Broker {
       });
       plan = await trace.hop('classify', () => connector.plan(request.name, request.args), (p) => `tier ${p.tier}: ${p.reason}`);
       const p = plan;
+      journal((j) => j.note(trace.id, { tier: p.tier, target: p.target }));
       if (p.tier === 4) {
         trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
         throw new AppError('POLICY_BLOCKED', `Countersign's policy blocks this call (tier 4: ${p.reason}); it was not sent to your identity provider.`);
@@ -210,6 +236,7 @@ export function createBroker(options: BrokerOptions): Broker {
     let audited = true;
     try {
       await options.audit.append(record);
+      journal((j) => j.end(trace.id));
     } catch (error) {
       audited = false;
       log(`broker: audit append failed for request ${String(request.requestId)} (${AppError.from(error, 'AUDIT_FAILED').code})`);
@@ -290,6 +317,7 @@ export function createBroker(options: BrokerOptions): Broker {
         (o: Obo) => `vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
       );
       trace.keys.obo_jti = obo.jti;
+      noteKeys(trace);
       if (obo.steppedUp) trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
 
       const c = plan.credential;
@@ -308,6 +336,7 @@ export function createBroker(options: BrokerOptions): Broker {
           (l) => `request_id=${l.requestId} role=${obo.vaultRole}`,
         );
         trace.keys.vault_accessor = login.accessor;
+        noteKeys(trace);
         trace.keys.vault_request_id = login.requestId;
         signal.throwIfAborted();
         if (c.kind === 'vault-database') {
@@ -325,6 +354,7 @@ export function createBroker(options: BrokerOptions): Broker {
           trace.keys.vault_request_id = creds.requestId;
           trace.keys.lease_id = creds.leaseId;
           trace.keys.db_role = creds.username;
+          noteKeys(trace);
         } else {
           const secret = await trace.hop('vault_creds', () => options.vault.kvRead(login.token, c.kvMount, c.path), (r) => `request_id=${r.requestId}`);
           trace.keys.vault_request_id = secret.requestId;

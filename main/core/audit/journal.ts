@@ -1,0 +1,57 @@
+/**
+ * The calls in flight, kept durably apart from the hash chain: the broker notes a call when it starts
+ * and as it learns its join keys (OBO jti, Vault accessor, lease, database role), and forgets it once
+ * the call's audit record is written. If the core dies mid-call, the next start finds the note and
+ * closes the call on the timeline as `aborted`, with what was known; its per-call credential is gone by
+ * then or expires at its Vault TTL (60 s). Never holds a token, secret or password: only join keys.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { JoinKeys } from '../../../common/audit-record.ts';
+import type { CallJournal, JournalEntry } from '../ports.ts';
+
+export const JOURNAL_FILE = 'calls-in-flight.db';
+
+export class SqliteCallJournal implements CallJournal {
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #update: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #select: StatementSync;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    this.#db = new DatabaseSync(path.join(dataDir, JOURNAL_FILE));
+    // WAL with NORMAL survives the process being killed, which is the case this exists for.
+    this.#db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE IF NOT EXISTS calls (id TEXT PRIMARY KEY, body TEXT NOT NULL)');
+    this.#insert = this.#db.prepare('INSERT OR REPLACE INTO calls (id, body) VALUES (?, ?)');
+    this.#update = this.#db.prepare('UPDATE calls SET body = ? WHERE id = ?');
+    this.#delete = this.#db.prepare('DELETE FROM calls WHERE id = ?');
+    this.#select = this.#db.prepare('SELECT id, body FROM calls ORDER BY rowid');
+  }
+
+  begin(id: string, entry: JournalEntry): void {
+    this.#insert.run(id, JSON.stringify(entry));
+  }
+
+  note(id: string, update: { keys?: JoinKeys; tier?: JournalEntry['tier']; target?: string }): void {
+    const row = this.#db.prepare('SELECT body FROM calls WHERE id = ?').get(id) as { body: string } | undefined;
+    if (!row) return;
+    const entry = JSON.parse(row.body) as JournalEntry;
+    this.#update.run(JSON.stringify({ ...entry, ...update, keys: { ...entry.keys, ...update.keys } }), id);
+  }
+
+  end(id: string): void {
+    this.#delete.run(id);
+  }
+
+  /** Calls noted by a core that is no longer running (read at start, before any new call). */
+  orphans(): Array<{ id: string; entry: JournalEntry }> {
+    return (this.#select.all() as Array<{ id: string; body: string }>).map((r) => ({ id: r.id, entry: JSON.parse(r.body) as JournalEntry }));
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
