@@ -7,6 +7,7 @@
  * rotation costs one call at most `cooldownMs` of waiting. Key selection itself is jose's
  * `createLocalJWKSet`.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput } from 'jose';
 import type { webcrypto } from 'node:crypto';
 import { AppError } from '../../../common/errors.ts';
@@ -103,17 +104,10 @@ export function createIdpJwks(url: string, options: IdpJwksOptions): IdpJwks {
   return Object.defineProperty(getKey, 'fetches', { get: () => fetches, enumerable: true }) as IdpJwks;
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new AppError('CANCELLED', 'The call was cancelled during the token exchange.'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AppError('CANCELLED', 'The call was cancelled during the token exchange.'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+async function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await delay(ms, undefined, { signal });
+  } catch (error) {
+    throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
+  }
 }

@@ -13,6 +13,7 @@
  * and the targets' own single-use checks (the lab upstream refuses a used jti; Vault keeps no jti
  * record, see STANDARDS.md §5, so its roles' leeways must stay small).
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
@@ -382,19 +383,12 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await delay(ms, undefined, { signal });
+  } catch (error) {
+    throw new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.', { cause: error });
+  }
 }
 
 function canonical(value: unknown): unknown {
