@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { AuditRecordInput } from '../common/audit-record.ts';
 import type { AuditPageRequest } from '../common/contract.ts';
-import { canonicalJson } from '../main/core/audit/canonical-json.ts';
+import { canonicalJson } from '../common/canonical-json.ts';
 import { AuditStore } from '../main/core/audit/store.ts';
 import type { SecretStore } from '../main/core/ports.ts';
 

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { AuditFilter } from '../../../common/contract.ts';
-import { canonicalJson } from './canonical-json.ts';
+import { canonicalJson } from '../../../common/canonical-json.ts';
 import type { AuditStore, StoredAuditRecord } from './store.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { AppError } from '../../../common/errors.ts';
-import { canonicalJson } from './canonical-json.ts';
+import { canonicalJson } from '../../../common/canonical-json.ts';
 
 /**
  * Redaction at write: nothing that looks like a credential reaches the audit store. A recursive scrubber

@@ -11,7 +11,7 @@ import type { AuditFilter, AuditPageRequest } from '../../../common/contract.ts'
 import { AppError } from '../../../common/errors.ts';
 import type { WireError } from '../../../common/errors.ts';
 import type { AuditSink, SecretStore } from '../ports.ts';
-import { canonicalJson } from './canonical-json.ts';
+import { canonicalJson } from '../../../common/canonical-json.ts';
 import { postAnchor, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import type { SignedCheckpoint } from './checkpoint.ts';
 import { loadInstallKeys } from './install-keys.ts';

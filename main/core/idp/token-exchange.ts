@@ -14,6 +14,7 @@
  * record, see STANDARDS.md §5, so its roles' leeways must stay small).
  */
 import { setTimeout as delay } from 'node:timers/promises';
+import { canonicalJson } from '../../../common/canonical-json.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
@@ -391,21 +392,9 @@ async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   }
 }
 
-function canonical(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(canonical);
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.keys(value)
-        .sort()
-        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
-    );
-  }
-  return value;
-}
-
 /** `sha256:<hex>` of the authorization details as JSON with sorted keys: the call digest a push carries. */
 export function authorizationDetailsDigest(details: unknown): string {
-  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(details))).digest('hex')}`;
+  return `sha256:${createHash('sha256').update(canonicalJson(details)).digest('hex')}`;
 }
 
 /**
@@ -423,7 +412,7 @@ function covers(requested: Record<string, unknown>, granted: Record<string, unkn
     const got = granted[key];
     if (Array.isArray(want)) {
       if (!Array.isArray(got) || !got.every((g) => want.some((w) => JSON.stringify(w) === JSON.stringify(g)))) return false;
-    } else if (JSON.stringify(canonical(want)) !== JSON.stringify(canonical(got))) {
+    } else if (canonicalJson(want) !== canonicalJson(got)) {
       return false;
     }
   }

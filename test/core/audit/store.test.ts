@@ -6,7 +6,7 @@ import type { AuditRecord } from '../../../common/audit-record.ts';
 import { AppError } from '../../../common/errors.ts';
 import { MIGRATIONS } from '../../../main/core/audit/schema.ts';
 import { AuditStore, DB_FILE, GENESIS_HASH, sha256 } from '../../../main/core/audit/store.ts';
-import { canonicalJson } from '../../../main/core/audit/canonical-json.ts';
+import { canonicalJson } from '../../../common/canonical-json.ts';
 import { memorySecretStore, tempDir, toolCall } from './fixtures.ts';
 
 describe('appending and reading', () => {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../../main/core/audit/canonical-json.ts';
+import { canonicalJson } from '../../../common/canonical-json.ts';
 import { AuditStore, DB_FILE, sha256 } from '../../../main/core/audit/store.ts';
 import { memorySecretStore, tempDir, toolCall } from './fixtures.ts';
 

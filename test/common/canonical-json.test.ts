@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, canonicalJsonReference } from '../../../main/core/audit/canonical-json.ts';
+import { canonicalJson, canonicalJsonReference } from '../../common/canonical-json.ts';
 
 describe('canonical JSON (RFC 8785 style)', () => {
   it('orders members by UTF-16 code units, as the RFC 8785 §3.2.3 example does', () => {
