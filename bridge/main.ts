@@ -2,11 +2,13 @@
  * Entry point of the bridge (bundled to dist/bridge.mjs): resolves the socket from the same paths the
  * core uses and relays stdio to it. See relay.ts.
  */
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { resolvePaths } from '../common/paths.ts';
 import { makeLog, startBridge } from './relay.ts';
+
+// Built-ins through process.getBuiltinModule, not static imports: see relay.ts.
+const { homedir } = process.getBuiltinModule('node:os');
+const { dirname, join } = process.getBuiltinModule('node:path');
+const { fileURLToPath } = process.getBuiltinModule('node:url');
 
 const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
 const log = makeLog(paths.logDir);
@@ -24,13 +26,17 @@ startBridge({
   },
 });
 
-/** COUNTERSIGN_APP_CMD (a JSON array of strings), else `countersign serve` next to the bridge. */
+/**
+ * COUNTERSIGN_APP_CMD (a JSON array of strings; `[]`: never start the app), else `countersign serve`
+ * next to the bridge.
+ */
 function appCommand(): string[] | undefined {
   const raw = process.env.COUNTERSIGN_APP_CMD;
   if (raw !== undefined && raw !== '') {
     try {
       const value: unknown = JSON.parse(raw);
-      if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')) return value as string[];
+      if (Array.isArray(value) && value.length === 0) return undefined;
+      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[];
     } catch {
       // fall through to the warning
     }

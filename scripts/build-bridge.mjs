@@ -12,7 +12,7 @@ export async function buildBridge({ outfile = `${root}dist/bridge.mjs` } = {}) {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node18',
+    target: 'node22.12',
     packages: 'external',
     legalComments: 'none',
     metafile: true,

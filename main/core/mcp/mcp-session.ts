@@ -38,7 +38,12 @@ export interface McpSession {
 export interface McpSessionOptions {
   transport: Transport;
   toolHost: ToolHost;
-  peer: Promise<PeerIdentity>;
+  /**
+   * Looks up the peer process (peer.ts). Called once, after the client's `initialize` has been
+   * answered (or at its first call): the lookup starts a process, which would otherwise delay the
+   * handshake and the first answer a freshly spawned bridge waits for.
+   */
+  peer: () => Promise<PeerIdentity>;
   serverInfo: { name: string; version: string };
   onInitialized?: (info: SessionInfo) => void;
   onClosed?: (sessionId: string) => void;
@@ -56,10 +61,18 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
     connectedAt: new Date().toISOString(),
   };
   let peer: PeerIdentity = {};
-  options.peer.then((p) => {
-    peer = p;
-    Object.assign(info.client, definedOnly(p));
-  });
+  let peerLookup: Promise<PeerIdentity> | undefined;
+  const lookUpPeer = (): Promise<PeerIdentity> => {
+    peerLookup ??= options.peer().then(
+      (p) => {
+        peer = p;
+        Object.assign(info.client, definedOnly(p));
+        return p;
+      },
+      () => ({}),
+    );
+    return peerLookup;
+  };
 
   const server = new Server(options.serverInfo, {
     capabilities: { tools: { listChanged: true } },
@@ -69,6 +82,7 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
   server.oninitialized = () => {
     const ci = server.getClientVersion();
     info.client = { ...definedOnly({ name: clip(ci?.name), version: clip(ci?.version) }), ...definedOnly(peer) };
+    void lookUpPeer();
     options.onInitialized?.(info);
   };
 
@@ -83,7 +97,7 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const args = request.params.arguments ?? {};
     if (typeof args !== 'object' || Array.isArray(args)) throw new McpError(ErrorCode.InvalidParams, 'Tool arguments must be an object.');
-    if (info.client.pid === undefined) Object.assign(info.client, definedOnly(await withTimeout(options.peer, 500, {})));
+    if (info.client.pid === undefined) Object.assign(info.client, definedOnly(await withTimeout(lookUpPeer(), 500, {})));
     const progressToken = request.params._meta?.progressToken;
     let progress = 0;
     try {

@@ -77,7 +77,6 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
   });
 
   async function accept(socket: Socket): Promise<void> {
-    const peer = peerOf(socket);
     const result = await handshake(socket, secret);
     if (!result.ok) {
       log.warn('socket: refused a connection that failed the handshake', { reason: result.reason });
@@ -87,7 +86,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
     const session = await startMcpSession({
       transport,
       toolHost: options.toolHost,
-      peer,
+      peer: () => peerOf(socket),
       serverInfo: options.serverInfo ?? { name: 'countersign', version: '0.1.0' },
       onInitialized: (info) => {
         log.info('socket: session initialized', { session: info.sessionId, client: info.client });
