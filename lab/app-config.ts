@@ -33,6 +33,8 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
         allowInsecureHttpForLoopbackOnly: true,
       },
     ],
+    // The lab IdP carries tier-3 approvals itself (a Verify-style push to the lab phone).
+    approvals: { tier3: 'idp-when-offered' },
     demo: true,
     ...overrides,
   };

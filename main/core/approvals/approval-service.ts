@@ -32,7 +32,14 @@ export interface ApprovalRequest {
   progress?(message: string): void;
 }
 
-export type ApprovalOutcome = 'not_required' | 'approved' | 'cached' | 'denied' | 'timeout' | 'cancelled';
+/**
+ * `idp`: no local prompt; the identity provider asks the person (a Verify-style push bound to this
+ * call's RAR), and the broker refuses the call unless the OBO proves it (`approvals.tier3`).
+ */
+export type ApprovalOutcome = 'not_required' | 'approved' | 'cached' | 'idp' | 'denied' | 'timeout' | 'cancelled';
+
+/** Who asks the person for a tier-3 call (config `approvals.tier3`). */
+export type Tier3Approvals = 'local' | 'idp-when-offered';
 
 export interface ApprovalResult {
   outcome: ApprovalOutcome;
@@ -63,6 +70,18 @@ export interface ApprovalServiceOptions {
   timeoutMs?: number;
   now?: () => number;
   demo?: boolean;
+  /** Default `local`. */
+  tier3?: Tier3Approvals;
+}
+
+/**
+ * Whether the identity provider carries this call's approval. IdP step-up policies key on the RFC 9396
+ * `privileges` a call asks for (the lab pushes for `sensitive`), so a tier-3 call whose RAR names a
+ * privilege is approved through the IdP; any other tier-3 call (a destructive upstream tool, a table the
+ * local policy raised) keeps the local prompt, because its exchange would carry no approval at all.
+ */
+export function idpCarriesApproval(plan: Pick<CallPlan, 'tier' | 'authorizationDetails'>): boolean {
+  return plan.tier === 3 && plan.authorizationDetails.some((d) => Array.isArray(d.privileges) && d.privileges.length > 0);
 }
 
 export function callDigest(plan: Pick<CallPlan, 'bytes' | 'authorizationDetails' | 'tool' | 'target'>): string {
@@ -87,6 +106,7 @@ export class ApprovalService {
   readonly #timeout: number;
   readonly #now: () => number;
   readonly #demo: boolean;
+  readonly #tier3: Tier3Approvals;
   readonly #pending = new Map<string, Pending>();
   readonly #cache = new Map<string, Cached>();
   readonly #listeners = new Set<() => void>();
@@ -100,6 +120,7 @@ export class ApprovalService {
     this.#timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#now = options.now ?? Date.now;
     this.#demo = options.demo ?? false;
+    this.#tier3 = options.tier3 ?? 'local';
     if (this.#timeout >= 60_000) {
       throw new AppError('CONFIG_INVALID', 'The approval time-out must be shorter than the MCP client request time-out (60 s).');
     }
@@ -107,6 +128,10 @@ export class ApprovalService {
 
   get timeoutMs(): number {
     return this.#timeout;
+  }
+
+  get tier3(): Tier3Approvals {
+    return this.#tier3;
   }
 
   async approve(request: ApprovalRequest): Promise<ApprovalResult> {
@@ -117,6 +142,8 @@ export class ApprovalService {
     if (plan.tier === 1) return { outcome: 'not_required', digest, ms: 0 };
     if (plan.tier === 4) throw new AppError('POLICY_BLOCKED', `${plan.tool} is blocked by policy (tier 4): ${plan.reason}.`);
     if (request.signal.aborted) return { outcome: 'cancelled', digest, ms: 0 };
+    // Asked once, by the IdP: the broker then requires the OBO to prove the push (fail closed).
+    if (this.#tier3 === 'idp-when-offered' && idpCarriesApproval(plan)) return { outcome: 'idp', digest, ms: 0 };
 
     if (plan.tier === 2) {
       const hit = this.#findCached(request);

@@ -22,6 +22,8 @@ export function approverFor(service: ApprovalService): Approver {
           return { outcome: 'approved', approvalId: result.approvalId };
         case 'cached':
           return { outcome: 'cached', approvalId: result.approvalId };
+        case 'idp':
+          return { outcome: 'idp' };
         case 'timeout':
           return {
             outcome: 'timeout',

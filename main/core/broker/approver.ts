@@ -16,7 +16,11 @@ export interface ApprovalContext {
 }
 
 export interface ApprovalDecision {
-  outcome: 'approved' | 'cached' | 'denied' | 'timeout';
+  /**
+   * `idp`: nobody was asked locally; the identity provider asks the person during the exchange (a
+   * Verify-style push bound to the call's RAR) and the broker refuses the call unless the OBO proves it.
+   */
+  outcome: 'approved' | 'cached' | 'idp' | 'denied' | 'timeout';
   /** Shown to Claude when denied or timed out; written for the person. */
   reason?: string;
   /** Joins the call's audit record to the approval's own record. */

@@ -12,7 +12,8 @@ import { AppError, type ErrorCode } from '../../../common/errors.ts';
 import type { AuditRecordInput, Hop, JoinKeys } from '../../../common/audit-record.ts';
 import type { AuditSink, CallJournal, TokenSource } from '../ports.ts';
 import type { CallPlan, Connector, Credential, ToolCallRequest, ToolHost } from '../connectors/types.ts';
-import type { Obo, TokenExchanger } from '../idp/token-exchange.ts';
+import { canonicalJson } from '../../../common/canonical-json.ts';
+import { authorizationDetailsDigest, type Obo, type TokenExchanger } from '../idp/token-exchange.ts';
 import type { VaultClient } from '../vault/client.ts';
 import { tierOneOnlyApprover, type Approver } from './approver.ts';
 
@@ -52,6 +53,7 @@ const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> =
   DB_TIMEOUT: 'timeout',
   APPROVAL_DENIED: 'denied',
   APPROVAL_UNAVAILABLE: 'denied',
+  APPROVAL_NOT_PROVEN: 'denied',
   POLICY_BLOCKED: 'denied',
   IDP_DENIED: 'denied',
   IDP_STEP_UP_DENIED: 'denied',
@@ -179,6 +181,7 @@ export function createBroker(options: BrokerOptions): Broker {
         trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
         throw new AppError('POLICY_BLOCKED', `Countersign's policy blocks this call (tier 4: ${p.reason}); it was not sent to your identity provider.`);
       }
+      let idpApproval: Hop | undefined;
       if (p.tier === 1) {
         trace.record('approval', 'skipped', 0);
       } else {
@@ -191,13 +194,15 @@ export function createBroker(options: BrokerOptions): Broker {
             if (d.outcome === 'timeout') throw new AppError('APPROVAL_TIMEOUT', d.reason ?? 'Nobody answered the approval in time, so the call was refused.');
             return d;
           },
-          (d) => `${d.outcome}${d.approvalId ? ` approval=${d.approvalId}` : ''}`,
+          (d) => `${VIA[d.outcome]}${d.approvalId ? ` approval=${d.approvalId}` : ''}`,
         );
-        if (decision.outcome === 'cached') trace.hops[trace.hops.length - 1]!.outcome = 'cached';
+        const hop = trace.hops[trace.hops.length - 1]!;
+        if (decision.outcome === 'cached') hop.outcome = 'cached';
+        if (decision.outcome === 'idp') idpApproval = hop;
       }
 
       try {
-        result = await runWithCredential(connector, p, request, trace, user?.sub);
+        result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval);
       } catch (error) {
         // RFC 9470: the target wants a stronger or fresher login. Re-login with what it demands, then
         // one fresh exchange (never the old OBO) and one retry.
@@ -205,7 +210,7 @@ export function createBroker(options: BrokerOptions): Broker {
         const demand = error.stepUp;
         request.progress('The service asks you to sign in again with a stronger method…');
         await trace.hop('step_up', () => options.tokens.stepUp(demand, signal), () => `re-login acr_values=${demand.acrValues ?? '-'} max_age=${demand.maxAge ?? '-'}`);
-        result = await runWithCredential(connector, p, request, trace, user?.sub);
+        result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval);
       }
     } catch (error) {
       failure = AppError.from(error);
@@ -260,8 +265,10 @@ export function createBroker(options: BrokerOptions): Broker {
     request: ToolCallRequest,
     trace: CallTrace,
     expectedSub: string | undefined,
+    idpApproval: Hop | undefined,
   ): Promise<CallToolResult> {
-    return withTracedCredential(plan, trace, { signal: request.signal, progress: request.progress, expectedSub }, connector, (obo, cred) =>
+    const ctx = { signal: request.signal, progress: request.progress, expectedSub, ...(idpApproval ? { idpApproval } : {}) };
+    return withTracedCredential(plan, trace, ctx, connector, (obo, cred) =>
       trace.hop('execute', () =>
         connector.execute({
           plan,
@@ -287,7 +294,13 @@ export function createBroker(options: BrokerOptions): Broker {
   async function withTracedCredential<T>(
     plan: CallPlan,
     trace: CallTrace,
-    ctx: { signal: AbortSignal; progress: (message: string) => void; expectedSub: string | undefined },
+    ctx: {
+      signal: AbortSignal;
+      progress: (message: string) => void;
+      expectedSub: string | undefined;
+      /** The approval hop of a call whose approval the IdP carries: the OBO must prove it. */
+      idpApproval?: Hop;
+    },
     connector: Connector | undefined,
     use: (obo: Obo, credential: Credential) => Promise<T>,
   ): Promise<T> {
@@ -295,7 +308,7 @@ export function createBroker(options: BrokerOptions): Broker {
     let vaultToken: string | undefined;
     let credential: Credential | undefined;
     try {
-      const obo = await trace.hop(
+      const exchanged = trace.hop(
         'exchange',
         async () => {
           const subjectToken = await options.tokens.getAccessToken(signal);
@@ -316,9 +329,11 @@ export function createBroker(options: BrokerOptions): Broker {
         },
         (o: Obo) => `vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
       );
+      const obo = ctx.idpApproval ? await approvedThroughIdp(exchanged, plan, ctx.idpApproval) : await exchanged;
       trace.keys.obo_jti = obo.jti;
       noteKeys(trace);
       if (obo.steppedUp) trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
+      if (ctx.idpApproval) requireIdpApproval(obo, plan, ctx.idpApproval);
 
       const c = plan.credential;
       if (c.kind === 'obo') {
@@ -510,6 +525,59 @@ export function createBroker(options: BrokerOptions): Broker {
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
   };
+}
+
+/** How the approval hop's detail names the way a call was approved. */
+const VIA: Record<'approved' | 'cached' | 'idp' | 'denied' | 'timeout', string> = {
+  approved: 'via=local-prompt',
+  cached: 'via=cached',
+  idp: 'via=idp-push',
+  denied: 'via=local-prompt',
+  timeout: 'via=local-prompt',
+};
+
+/**
+ * The exchange of a call whose approval the IdP carries: the person's answer on the push is the
+ * approval, so a refusal or silence there is the person's denial or time-out, said as such.
+ */
+async function approvedThroughIdp(exchanged: Promise<Obo>, plan: CallPlan, hop: Hop): Promise<Obo> {
+  try {
+    return await exchanged;
+  } catch (error) {
+    const e = AppError.from(error);
+    if (e.code === 'IDP_STEP_UP_DENIED') {
+      Object.assign(hop, { outcome: 'denied', code: 'APPROVAL_DENIED', detail: 'via=idp-push denied on the push' });
+      throw new AppError('APPROVAL_DENIED', `You denied ${plan.tool} on ${plan.target} (the approval your identity provider pushed to your phone).`, { cause: e });
+    }
+    if (e.code === 'IDP_STEP_UP_TIMEOUT') {
+      Object.assign(hop, { outcome: 'timeout', code: 'APPROVAL_TIMEOUT', detail: 'via=idp-push not answered' });
+      throw new AppError('APPROVAL_TIMEOUT', `Nobody approved ${plan.tool} on your phone in time (your identity provider's push), so it was not run.`, { cause: e });
+    }
+    Object.assign(hop, { outcome: hopOutcome(e), code: e.code, detail: 'via=idp-push not completed' });
+    throw e;
+  }
+}
+
+/**
+ * Fail closed (approvals.tier3 = idp-when-offered): no local prompt was shown, so the OBO must prove a
+ * person approved this very call through the IdP: obtained through the push (the Verify-style second
+ * leg), the IdP's signed `amr` naming the push, and the granted RAR exactly the one whose digest the
+ * push carried. Anything less is refused before Vault is asked for a credential.
+ */
+function requireIdpApproval(obo: Obo, plan: CallPlan, hop: Hop): void {
+  const digest = authorizationDetailsDigest(plan.authorizationDetails);
+  const pushed = obo.steppedUp && (obo.amr ?? []).includes('push');
+  const sameCall = canonicalJson(obo.authorizationDetails) === canonicalJson(plan.authorizationDetails);
+  if (pushed && sameCall) {
+    Object.assign(hop, { outcome: 'ok', detail: `via=idp-push amr=${(obo.amr ?? []).join(',')} push_digest=${digest}` });
+    return;
+  }
+  const missing = !pushed ? 'without a push approval' : 'for authorization details other than the ones the push approved';
+  Object.assign(hop, { outcome: 'denied', code: 'APPROVAL_NOT_PROVEN', detail: `via=idp-push refused: the OBO was issued ${missing} (jti=${obo.jti})` });
+  throw new AppError(
+    'APPROVAL_NOT_PROVEN',
+    `Your identity provider issued the token for ${plan.tool} on ${plan.target} ${missing}, but Countersign relies on it to ask you for tier-3 calls (approvals.tier3 is idp-when-offered), so the call was refused. Check the identity provider's step-up policy, or set approvals.tier3 to local.`,
+  );
 }
 
 function delay(ms: number): Promise<void> {

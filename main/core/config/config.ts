@@ -40,9 +40,16 @@ export const AppConfigSchema = z
       .object({
         tier2CacheMinutes: z.number().positive().max(24 * 60).default(30),
         timeoutSeconds: z.number().positive().max(59).default(45),
+        /**
+         * Who asks the person for a tier-3 call. `local`: Countersign's own prompt, every call.
+         * `idp-when-offered`: the identity provider's push (IBM Verify style, the call digest as
+         * transaction data) replaces the local prompt, and a call whose OBO does not prove that push
+         * is refused; use it only with an IdP whose policy steps up every tier-3 call.
+         */
+        tier3: z.enum(['local', 'idp-when-offered']).default('local'),
       })
       .strict()
-      .default({ tier2CacheMinutes: 30, timeoutSeconds: 45 }),
+      .default({ tier2CacheMinutes: 30, timeoutSeconds: 45, tier3: 'local' }),
     audit: z
       .object({
         anchorUrl: Url.optional(),
