@@ -105,6 +105,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     audit,
     cacheTtlMs: config.approvals.tier2CacheMinutes * 60_000,
     timeoutMs: config.approvals.timeoutSeconds * 1000,
+    tier3: config.approvals.tier3,
     demo: config.demo,
   });
   const vault = createVaultClient({
