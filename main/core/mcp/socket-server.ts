@@ -3,8 +3,9 @@
  *
  * - The socket lives in an owner-only directory (0700); the core refuses to start (SOCKET_UNSAFE) when
  *   the directory belongs to another user or is open to others, and says which.
- * - It is the host-wide lock: while a core answers on it, a second one refuses (ALREADY_RUNNING); a
- *   socket file nobody answers on is stale and replaced.
+ * - One core per user: the core takes core.lock (core-lock.ts) before it touches the socket or the
+ *   secret, so of two cores started at the same instant exactly one runs and the other refuses
+ *   (ALREADY_RUNNING); a lock or socket file left by a core that died is stale and replaced.
  * - A fresh secret is written 0600 at every start; each connection must pass the mutual HMAC
  *   challenge-response of common/handshake.ts before any MCP byte is read.
  * - Each authenticated connection gets its own MCP server backed by the ToolHost (mcp-session.ts).
@@ -28,6 +29,7 @@ import {
 } from '../../../common/handshake.ts';
 import type { CountersignPaths } from '../../../common/paths.ts';
 import type { ToolHost } from '../connectors/types.ts';
+import { acquireCoreLock } from './core-lock.ts';
 import { startMcpSession, type McpSession, type SessionInfo } from './mcp-session.ts';
 import { peerOf } from './peer.ts';
 import { SocketTransport } from './socket-transport.ts';
@@ -62,10 +64,16 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
   const { paths, log } = options;
   const windows = process.platform === 'win32';
   if (!windows) await ensureOwnerOnlyDir(paths.runDir);
-  await refuseIfRunning(paths.socketPath);
-
+  else await mkdir(paths.runDir, { recursive: true });
+  const lock = await acquireCoreLock(paths.runDir);
   const secret = randomBytes(32).toString('hex');
-  await writeSecret(paths.secretPath, secret);
+  try {
+    await refuseIfRunning(paths.socketPath);
+    await writeSecret(paths.secretPath, secret);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
 
   const sockets = new Set<Socket>();
   const sessions = new Map<string, McpSession>();
@@ -97,7 +105,13 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
     sessions.set(session.info.sessionId, session);
   }
 
-  await listen(server, paths.socketPath);
+  try {
+    await listen(server, paths.socketPath);
+  } catch (error) {
+    await rm(paths.secretPath, { force: true });
+    await lock.release();
+    throw error;
+  }
   if (!windows) await chmod(paths.socketPath, 0o600).catch(() => {});
   log.info('socket: listening', { socketPath: paths.socketPath });
 
@@ -113,6 +127,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
         await stopped;
         await rm(paths.secretPath, { force: true });
         if (!windows) await rm(paths.socketPath, { force: true });
+        await lock.release();
       })();
       return closing;
     },

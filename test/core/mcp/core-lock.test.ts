@@ -1,0 +1,170 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AppError } from '../../../common/errors.ts';
+import { connectOnce } from '../../../bridge/relay.ts';
+import { LOCK_FILE, acquireCoreLock, parseProcStatStart, startTimeOf } from '../../../main/core/mcp/core-lock.ts';
+import { startSocketServer, type SocketServer } from '../../../main/core/mcp/socket-server.ts';
+import { ROOT, quietLog, tempHome } from '../../bridge/helpers.ts';
+import { fixtureToolHost } from './fixtures/tool-host.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function home(): ReturnType<typeof tempHome> {
+  const h = tempHome('cs-lock-');
+  cleanups.push(() => h.cleanup());
+  return h;
+}
+
+const start = (paths: ReturnType<typeof tempHome>['paths']): Promise<SocketServer> => startSocketServer({ paths, toolHost: fixtureToolHost(), log: quietLog });
+
+/** Starts `n` cores at once and returns who won and why the others refused. */
+async function race(paths: ReturnType<typeof tempHome>['paths'], n: number): Promise<{ winners: SocketServer[]; refusals: unknown[] }> {
+  const settled = await Promise.allSettled(Array.from({ length: n }, () => start(paths)));
+  const winners = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const refusals = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+  return { winners, refusals };
+}
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0']);
+  await new Promise((resolve) => child.once('exit', resolve));
+  return child.pid!;
+}
+
+async function answersWithItsSecret(paths: { socketPath: string; secretPath: string }): Promise<boolean> {
+  const { socket } = await connectOnce(paths);
+  socket.destroy();
+  return true;
+}
+
+describe('one core per user: the start lock', () => {
+  it('of two cores started at the same instant in one process, exactly one runs, every time', async () => {
+    const h = home();
+    for (let round = 0; round < 60; round++) {
+      const { winners, refusals } = await race(h.paths, 2);
+      expect(winners).toHaveLength(1);
+      expect(refusals).toHaveLength(1);
+      expect(AppError.is(refusals[0], 'ALREADY_RUNNING')).toBe(true);
+      // the loser left the winner's socket, secret and lock in place
+      expect(await answersWithItsSecret(h.paths)).toBe(true);
+      await winners[0]!.close();
+      expect(existsSync(join(h.paths.runDir, LOCK_FILE))).toBe(false);
+    }
+  });
+
+  it('of four core processes started at the same instant, exactly one runs, every time', async () => {
+    const h = home();
+    const children: ChildProcess[] = [];
+    cleanups.push(() => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    });
+    for (let round = 0; round < 6; round++) {
+      const at = Date.now() + 1500;
+      const racers = Array.from({ length: 4 }, () => {
+        const child = spawn(process.execPath, [join(ROOT, 'test/core/mcp/fixtures/racing-core.ts')], {
+          env: { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: h.home, RACE_AT: String(at) },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        children.push(child);
+        return new Promise<{ child: ChildProcess; said: string }>((resolve, reject) => {
+          let out = '';
+          child.stdout!.on('data', (d: Buffer) => {
+            out += d.toString();
+            if (out.includes('\n')) resolve({ child, said: out.trim() });
+          });
+          child.once('exit', (code) => (out.includes('\n') ? undefined : reject(new Error(`a racer exited with ${code} before saying anything`))));
+        });
+      });
+      const results = await Promise.all(racers);
+      expect(results.map((r) => r.said).sort()).toEqual(['ALREADY_RUNNING', 'ALREADY_RUNNING', 'ALREADY_RUNNING', 'won']);
+      expect(await answersWithItsSecret(h.paths)).toBe(true);
+      const winner = results.find((r) => r.said === 'won')!.child;
+      const exited = new Promise((resolve) => winner.once('exit', resolve));
+      winner.kill('SIGTERM');
+      await exited;
+      expect(existsSync(join(h.paths.runDir, LOCK_FILE))).toBe(false);
+    }
+  }, 45_000);
+
+  it('refuses to start while a live core holds the lock, even when that core lost its socket file, and names the process', async () => {
+    const h = home();
+    const first = await start(h.paths);
+    cleanups.push(() => first.close());
+    const secret = readFileSync(h.paths.secretPath, 'utf8');
+    rmSync(h.paths.socketPath);
+    const error = await start(h.paths).catch((e: unknown) => e);
+    expect(AppError.is(error, 'ALREADY_RUNNING')).toBe(true);
+    expect((error as AppError).message).toContain(`process ${process.pid}`);
+    expect(readFileSync(h.paths.secretPath, 'utf8')).toBe(secret);
+  });
+
+  it('replaces a lock left by a core that died', async () => {
+    const h = home();
+    mkdirSync(h.paths.runDir, { mode: 0o700 });
+    writeFileSync(join(h.paths.runDir, LOCK_FILE), JSON.stringify({ pid: await deadPid(), token: 'dead' }));
+    const server = await start(h.paths);
+    cleanups.push(() => server.close());
+    expect(JSON.parse(readFileSync(join(h.paths.runDir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid });
+    expect(await answersWithItsSecret(h.paths)).toBe(true);
+  });
+
+  it.runIf(process.platform === 'linux')('replaces a lock whose pid now belongs to a process that started at another time', async () => {
+    const h = home();
+    mkdirSync(h.paths.runDir, { mode: 0o700 });
+    // this very process is alive, but not the one that wrote the lock
+    writeFileSync(join(h.paths.runDir, LOCK_FILE), JSON.stringify({ pid: process.pid, start: '1', token: 'reused' }));
+    const server = await start(h.paths);
+    cleanups.push(() => server.close());
+    expect(JSON.parse(readFileSync(join(h.paths.runDir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid, start: startTimeOf(process.pid) });
+  });
+
+  it('lets exactly one of several cores take over the same stale lock', async () => {
+    const h = home();
+    mkdirSync(h.paths.runDir, { mode: 0o700 });
+    const dead = await deadPid();
+    for (let round = 0; round < 30; round++) {
+      writeFileSync(join(h.paths.runDir, LOCK_FILE), JSON.stringify({ pid: dead, token: `stale-${round}` }));
+      const { winners, refusals } = await race(h.paths, 3);
+      expect(winners).toHaveLength(1);
+      expect(refusals.every((r) => AppError.is(r, 'ALREADY_RUNNING'))).toBe(true);
+      await winners[0]!.close();
+    }
+  });
+
+  it('treats a young unreadable lock as held and an old one as stale', async () => {
+    const h = home();
+    mkdirSync(h.paths.runDir, { mode: 0o700 });
+    const lockPath = join(h.paths.runDir, LOCK_FILE);
+    writeFileSync(lockPath, '{"pid":');
+    await expect(acquireCoreLock(h.paths.runDir)).rejects.toMatchObject({ code: 'ALREADY_RUNNING' });
+    const { utimesSync } = await import('node:fs');
+    utimesSync(lockPath, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const lock = await acquireCoreLock(h.paths.runDir);
+    await lock.release();
+    expect(existsSync(lockPath)).toBe(false);
+  });
+
+  it('releases only its own lock', async () => {
+    const h = home();
+    mkdirSync(h.paths.runDir, { mode: 0o700 });
+    const lock = await acquireCoreLock(h.paths.runDir, { isAlive: () => false });
+    // a later core took over (here: it judged this one dead) before this one released
+    const other = await acquireCoreLock(h.paths.runDir, { isAlive: () => false });
+    await lock.release();
+    expect(JSON.parse(readFileSync(lock.path, 'utf8'))).toMatchObject({ token: other.owner.token });
+    await other.release();
+    expect(existsSync(lock.path)).toBe(false);
+  });
+
+  it('reads the start time from /proc/<pid>/stat even when the command name holds spaces and parentheses', () => {
+    const fields = Array.from({ length: 50 }, (_, i) => String(i + 3));
+    expect(parseProcStatStart(`1234 (a (b) c) ${fields.join(' ')}`)).toBe('22');
+    expect(parseProcStatStart('garbage')).toBeUndefined();
+  });
+});
