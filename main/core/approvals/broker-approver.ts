@@ -39,13 +39,28 @@ export function approverFor(service: ApprovalService): Approver {
   };
 }
 
-/** The plan carries the exact bytes; the prompt shows them as the call's arguments. */
-function argsOf(plan: { bytes: string }): Record<string, unknown> {
+/** The key under which the prompt lists a statement's bound values. */
+export const PARAMETERS = 'parameters ($1, $2… in order)';
+
+/**
+ * The plan carries the exact bytes; the prompt shows them as the call's arguments. A PostgreSQL call
+ * with parameters shows the values that will be bound, in placeholder order: the bytes, and so the
+ * digest the approval binds to, hold the statement and its values together.
+ */
+export function argsOf(plan: { connector: string; bytes: string }): Record<string, unknown> {
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(plan.bytes);
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+    parsed = JSON.parse(plan.bytes);
   } catch {
-    // SQL text, not JSON
+    parsed = undefined; // SQL text, not JSON
   }
+  if (plan.connector === 'postgres') {
+    const p = parsed as { sql?: unknown; params?: unknown } | undefined;
+    if (p && typeof p === 'object' && typeof p.sql === 'string' && Array.isArray(p.params)) {
+      return { statement: p.sql, [PARAMETERS]: p.params };
+    }
+    return { statement: plan.bytes };
+  }
+  if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
   return { statement: plan.bytes };
 }
