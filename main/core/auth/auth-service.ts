@@ -467,15 +467,13 @@ export class AuthService implements TokenSource {
     }
   }
 
+  /** Keeps the session in the keychain first: nothing is used from memory that could not be kept. */
   async #adopt(tokens: oidc.TokenEndpointResponse, user: UserIdentity, acr: string | undefined): Promise<void> {
-    this.#access = { token: tokens.access_token, expiresAt: Date.now() + (tokens.expires_in ?? 60) * 1000 };
     const refresh = tokens.refresh_token ?? this.#session?.refresh_token;
-    if (refresh) {
-      this.#session = { refresh_token: refresh, user, ...(acr ? { acr } : {}) };
-      await this.#secrets.set(this.#key('session'), JSON.stringify(this.#session));
-    } else {
-      this.#session = undefined;
-    }
+    const session: StoredSession | undefined = refresh ? { refresh_token: refresh, user, ...(acr ? { acr } : {}) } : undefined;
+    if (session) await this.#secrets.set(this.#key('session'), JSON.stringify(session));
+    this.#access = { token: tokens.access_token, expiresAt: Date.now() + (tokens.expires_in ?? 60) * 1000 };
+    this.#session = session;
     this.#setStatus({ state: 'signed_in', user: { ...user }, ...(acr ? { acr } : {}), persistent: this.#secrets.kind === 'keychain' && refresh !== undefined });
     if (!refresh) this.#sessionOnly = user;
   }
@@ -543,8 +541,38 @@ export class AuthService implements TokenSource {
     const user = claims ? sanitizeUser(claims) : session.user;
     if (user.sub !== session.user.sub) throw new AppError('IDP_BAD_RESPONSE', 'Your identity provider renewed the sign-in for a different user.');
     const acr = claims && typeof claims.acr === 'string' ? claims.acr : session.acr;
-    await this.#adopt(tokens, user, acr);
+    try {
+      await this.#adopt(tokens, user, acr);
+    } catch (error) {
+      await this.#dropUnkeptRefresh(tokens, session, error);
+    }
     return tokens.access_token;
+  }
+
+  /**
+   * The IdP rotated the refresh token but the keychain (locked, or gone) would not keep the new one.
+   * Fail closed: the renewed tokens are not used, the unkept refresh token is revoked at the IdP (the
+   * keychain still holds the one it replaced), and the session waits for the person to unlock the
+   * keychain and sign in again. Using the tokens from memory would silently leave a sign-in the next
+   * start cannot restore.
+   */
+  async #dropUnkeptRefresh(tokens: oidc.TokenEndpointResponse, session: StoredSession, error: unknown): Promise<never> {
+    const app = AppError.from(error, 'KEYCHAIN_UNAVAILABLE', 'The OS keychain could not be written.');
+    if (this.#session === session) {
+      this.#session = undefined;
+      this.#access = undefined;
+    }
+    if (tokens.refresh_token && tokens.refresh_token !== session.refresh_token) {
+      try {
+        await oidc.tokenRevocation(await this.#discover(), tokens.refresh_token, { token_type_hint: 'refresh_token' });
+      } catch (revokeError) {
+        this.#log(`auth: the unkept refresh token could not be revoked (${idpError(revokeError, 'IDP_BAD_RESPONSE', 'revoking your sign-in').code}); it expires on its own`);
+      }
+    }
+    const reason = `${app.message} Your renewed sign-in could not be kept there, so Countersign stopped using it: unlock the keychain and sign in again.`;
+    this.#setStatus({ state: 'needs_sign_in', code: app.code, reason });
+    this.#log(`auth: refresh succeeded but the keychain would not keep the rotated refresh token (${app.code}); session dropped`);
+    throw new AppError(app.code, reason, { cause: error });
   }
 
   /** RFC 9470 §4: a fresh login in the system browser meeting `acr_values`/`max_age`; later calls get the stronger token. */
