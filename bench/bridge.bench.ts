@@ -1,9 +1,15 @@
 /**
  * Bridge benchmark. Each ratio the issue asks for is measured in the same run:
  * - bridge_cold_start (spawn → `initialize` answered by the core, not by the bridge) against
- *   node_bare_start (`node -e 0`), and against mcp-remote's cold start to a local HTTP MCP server;
- * - relay_overhead (call_via_bridge − call_via_socket, per percentile) against call_via_socket, and
- *   against mcp-remote's added latency over a direct Streamable HTTP client;
+ *   node_bare_start (`node -e 0`), the two started alternately so that both see the same machine,
+ *   and against mcp-remote's cold start to a local HTTP MCP server;
+ * - relay_overhead (call_via_bridge − call_via_socket, per percentile) against call_via_socket, for
+ *   an `echo` tool that does no work (0.1 ms: the strictest reading, where any process hop dominates),
+ *   and against mcp-remote's added latency over a direct Streamable HTTP client;
+ * - governed_call_via_bridge against governed_call_via_socket: the same relay in front of a fixture
+ *   tool that takes about as long as a governed call (GOVERNED_MS, default 20 ms: the broker's tier-1
+ *   call is 20-80 ms here), calls on the two paths alternating. This is a stand-in for a real call;
+ *   bench/run.ts measures the real one (the whole core against the lab) with relayAgainstCore;
  * - the bridge's peak RSS (VmHWM) against mcp-remote's.
  * Both sides of each comparison are driven by the same raw newline-JSON client, so only the relay differs.
  *
@@ -44,11 +50,26 @@ const INIT = (id: number | string) => ({
 });
 const ECHO = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { text: 'ping' } } });
 
+const GOVERNED_MS = Number(process.env.GOVERNED_MS ?? 20);
+const GOVERNED = (id: number) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'governed', arguments: { text: 'ping' } } });
+
+/**
+ * `echo` answers at once; `governed` stands in for a governed call: it waits GOVERNED_MS (the
+ * exchange, Vault and database round trips) and returns a result the size of a small query's.
+ */
 const echoHost: ToolHost = {
   async listTools() {
-    return [{ name: 'echo', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } }];
+    return [
+      { name: 'echo', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+      { name: 'governed', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+    ];
   },
   async callTool(request) {
+    if (request.name === 'governed') {
+      await new Promise((resolve) => setTimeout(resolve, GOVERNED_MS));
+      const rows = Array.from({ length: 5 }, (_, i) => ({ id: i + 1, full_name: `Patient ${i + 1}`, mrn: `MRN-${1000 + i}` }));
+      return { content: [{ type: 'text', text: JSON.stringify({ rows, rowCount: rows.length }) }] };
+    }
     return { content: [{ type: 'text', text: String(request.args.text) }] };
   },
   onToolsChanged: () => () => {},
@@ -97,6 +118,48 @@ function lineClient(readable: Readable, writable: Writable) {
   };
 }
 
+/**
+ * The relay in front of any running core: a client straight on its socket and a client through a
+ * freshly spawned bridge send the same `call`, alternating one by one so both paths see the same
+ * machine. Returns both latencies and their difference per percentile.
+ */
+export async function relayAgainstCore(options: {
+  paths: { socketPath: string; secretPath: string };
+  bridgePath: string;
+  env: Record<string, string>;
+  call: (id: number) => { id: number };
+  calls: number;
+  warmup?: number;
+}): Promise<{ via_socket: Percentiles; via_bridge: Percentiles; overhead: Percentiles }> {
+  const { socket } = await connectOnce(options.paths);
+  const child = spawn(process.execPath, [options.bridgePath], { env: options.env, stdio: ['pipe', 'pipe', 'ignore'] });
+  try {
+    const direct = lineClient(socket, socket);
+    const bridged = lineClient(child.stdout!, child.stdin!);
+    for (const c of [direct, bridged]) {
+      await c.request(INIT(0));
+      c.notify('notifications/initialized');
+    }
+    const viaSocket: number[] = [];
+    const viaBridge: number[] = [];
+    const warmup = options.warmup ?? 10;
+    for (let i = 0; i < warmup + options.calls; i++) {
+      for (const [c, out] of i % 2 === 0 ? ([[direct, viaSocket], [bridged, viaBridge]] as const) : ([[bridged, viaBridge], [direct, viaSocket]] as const)) {
+        const t0 = performance.now();
+        const answer = await c.request(options.call(10_000 + i));
+        if (!answer.result || (answer.result as { isError?: boolean }).isError) throw new Error('bench: the call failed');
+        if (i >= warmup) out.push(performance.now() - t0);
+      }
+    }
+    const via_socket = percentiles(viaSocket);
+    const via_bridge = percentiles(viaBridge);
+    return { via_socket, via_bridge, overhead: diff(via_bridge, via_socket) };
+  } finally {
+    socket.destroy();
+    await stop(child);
+  }
+}
+
 async function timeCalls(client: ReturnType<typeof lineClient>, n: number, warmup = 20): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < warmup + n; i++) {
@@ -142,30 +205,32 @@ async function httpMcpServer(): Promise<{ url: string; close(): Promise<void> }>
   };
 }
 
+/** Bundles the bridge into `dir` with the project's build script, as `npm run build:bridge` does. */
+export function buildBridgeInto(dir: string): string {
+  const bridgePath = join(dir, 'bridge.mjs');
+  execFileSync(process.execPath, [join(ROOT, 'scripts/build-bridge.mjs'), '--outfile', bridgePath], { stdio: 'pipe' });
+  return bridgePath;
+}
+
 export async function benchBridge(options: { starts?: number; calls?: number } = {}): Promise<Record<string, Percentiles>> {
-  const starts = options.starts ?? 20;
+  const starts = options.starts ?? 30;
   const calls = options.calls ?? 300;
   const work = mkdtempSync(join(tmpdir(), 'cs-bench-bridge-'));
-  const bridgePath = join(work, 'bridge.mjs');
-  execFileSync(process.execPath, [join(ROOT, 'scripts/build-bridge.mjs'), '--outfile', bridgePath], { stdio: 'pipe' });
+  const bridgePath = buildBridgeInto(work);
   const home = join(work, 'home');
   const paths = resolvePaths({ platform: process.platform, env: { COUNTERSIGN_HOME: home }, home });
   const core = await startSocketServer({ paths, toolHost: echoHost, log: { info() {}, warn() {}, error() {} } });
   const env = { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' };
   const result: Record<string, Percentiles> = {};
   try {
-    // node -e 0: the floor any Node-based bridge starts from
-    const bare: number[] = [];
-    for (let i = 0; i < starts; i++) {
-      const t0 = performance.now();
-      execFileSync(process.execPath, ['-e', '0']);
-      bare.push(performance.now() - t0);
-    }
-    result.node_bare_start = percentiles(bare);
-
+    // node -e 0, the floor any Node-based bridge starts from, alternating with the bridge's
     // spawn → initialize answered by the core (the bridge's own offline answer carries other instructions)
+    const bare: number[] = [];
     const cold: number[] = [];
     for (let i = 0; i < starts; i++) {
+      const b0 = performance.now();
+      execFileSync(process.execPath, ['-e', '0']);
+      bare.push(performance.now() - b0);
       const t0 = performance.now();
       const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
       const client = lineClient(child.stdout!, child.stdin!);
@@ -175,6 +240,7 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
       if (/not running/.test(instructions)) throw new Error('bench: initialize was answered by the bridge, not the core');
       await stop(child);
     }
+    result.node_bare_start = percentiles(bare);
     result.bridge_cold_start = percentiles(cold);
 
     // the same raw client straight on the core's socket…
@@ -196,6 +262,11 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
     result.relay_overhead = diff(result.call_via_bridge, result.call_via_socket);
     result.bridge_peak_rss_mb = same(peakRssMb(child.pid!));
     await stop(child);
+
+    // the same relay in front of a call that takes as long as a governed one
+    const governed = await relayAgainstCore({ paths, bridgePath, env, call: GOVERNED, calls: Math.max(20, Math.round(calls / 3)) });
+    result.governed_fixture_call_via_socket = governed.via_socket;
+    result.governed_fixture_call_via_bridge = governed.via_bridge;
 
     if (existsSync(MCP_REMOTE)) Object.assign(result, await benchMcpRemote(work, starts, calls));
   } finally {
@@ -267,6 +338,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
           cold_start_vs_node: ratio(r.bridge_cold_start?.p50, r.node_bare_start?.p50),
           cold_start_vs_mcp_remote: ratio(r.bridge_cold_start?.p50, r.peer_mcp_remote_cold_start?.p50),
           call_via_bridge_vs_socket: ratio(r.call_via_bridge?.p50, r.call_via_socket?.p50),
+          governed_fixture_call_via_bridge_vs_socket: ratio(r.governed_fixture_call_via_bridge?.p50, r.governed_fixture_call_via_socket?.p50),
           relay_overhead_vs_mcp_remote: ratio(r.relay_overhead?.p50, r.peer_mcp_remote_added_latency?.p50),
           rss_vs_mcp_remote: ratio(r.bridge_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),
         },

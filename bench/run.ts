@@ -138,6 +138,18 @@ async function benchCoreMemory(lab: Lab): Promise<NonNullable<Measured['core']>>
     const afterCalls = vm(c.pid!, 'VmRSS');
     const peak = vm(c.pid!, 'VmHWM');
     socket.destroy();
+    if (wanted('bridge')) {
+      // issue 5: the bridge's relay in front of this real tier-1 call (the whole core against the lab)
+      const { relayAgainstCore, buildBridgeInto } = await import('./bridge.bench.ts');
+      const tier1 = await relayAgainstCore({
+        paths,
+        bridgePath: buildBridgeInto(work),
+        env: { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
+        call: (n) => ({ jsonrpc: '2.0', id: n, method: 'tools/call', params: { name: 'query', arguments: { sql: 'SELECT id, full_name FROM patients ORDER BY id LIMIT 5' } } }),
+        calls: 100,
+      });
+      measured.bridge = { ...measured.bridge, tier1_call_via_socket: tier1.via_socket, tier1_call_via_bridge: tier1.via_bridge };
+    }
     if (failed > 0) log(`core: ${failed} of ${CORE_CALLS} calls answered isError`);
     return { calls: CORE_CALLS, rss_mb_after_warmup: afterWarmup, rss_mb_after_calls: afterCalls, peak_rss_mb: peak };
   } finally {
