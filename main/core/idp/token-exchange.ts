@@ -373,7 +373,10 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
         if (typeof body.assertion !== 'string') throw new AppError('IDP_BAD_RESPONSE', 'The approval came back without its assertion.');
         return body.assertion;
       }
-      if (r.status === 200 && typeof body.state === 'string' && ['USER_DENIED', 'DENY', 'FAILED', 'EXPIRED'].includes(body.state)) {
+      if (r.status === 200 && body.state === 'EXPIRED') {
+        throw new AppError('IDP_STEP_UP_TIMEOUT', 'The push approval expired before it was answered.');
+      }
+      if (r.status === 200 && typeof body.state === 'string' && ['USER_DENIED', 'DENY', 'FAILED'].includes(body.state)) {
         throw new AppError('IDP_STEP_UP_DENIED', `The push approval was not given (${body.state}).`);
       }
       polls += 1;
