@@ -7,6 +7,7 @@ import { ScriptedPrompterForTests } from '../../../main/core/approvals/prompter.
 import { AuditStore } from '../../../main/core/audit/store.ts';
 import type { CallPlan } from '../../../main/core/connectors/types.ts';
 import type { SecretStore } from '../../../main/core/ports.ts';
+import { parseAppConfig } from '../../../main/core/config/config.ts';
 
 const alice = { sub: 'alice-sub', name: 'Alice' };
 
@@ -186,5 +187,30 @@ describe('every approval', () => {
     expect((await svc.approve(request({ ...sensitivePlan('SELECT 1'), tier: 1 }))).outcome).toBe('not_required');
     await expect(svc.approve(request({ ...sensitivePlan('DROP TABLE x'), tier: 4 }))).rejects.toMatchObject({ code: 'POLICY_BLOCKED' });
     expect(prompter.shown).toEqual([]);
+  });
+});
+
+describe('approvals.tier3 in the configuration', () => {
+  const base = {
+    idp: { issuer: 'https://idp.example', clientId: 'countersign-desktop' },
+    vault: { address: 'https://vault.example' },
+    policyFile: 'policy.jsonc',
+  };
+
+  it('defaults to the local prompt, accepts idp-when-offered, and refuses anything else by name', () => {
+    expect(parseAppConfig(base).approvals.tier3).toBe('local');
+    expect(parseAppConfig({ ...base, approvals: { tier3: 'idp-when-offered' } }).approvals).toMatchObject({ tier3: 'idp-when-offered', timeoutSeconds: 45 });
+    expect(() => parseAppConfig({ ...base, approvals: { tier3: 'none' } })).toThrow(/approvals\.tier3/);
+  });
+
+  it('with idp-when-offered, does not prompt for a tier-3 call that asks the IdP for a privilege, and still prompts for tier 2', async () => {
+    const prompter = new ScriptedPrompterForTests(['approve']);
+    const svc = new ApprovalService({ prompter, tier3: 'idp-when-offered' });
+    const sensitive = sensitivePlan('SELECT * FROM patients');
+    sensitive.authorizationDetails = [{ ...sensitive.authorizationDetails[0]!, privileges: ['sensitive'] }];
+    expect((await svc.approve(request(sensitive))).outcome).toBe('idp');
+    expect(prompter.shown).toHaveLength(0);
+    expect((await svc.approve(request(writePlan('UPDATE appointments SET x=1 WHERE id=1')))).outcome).toBe('approved');
+    expect(prompter.shown).toHaveLength(1);
   });
 });

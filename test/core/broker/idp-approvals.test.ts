@@ -106,6 +106,19 @@ describe('tier-3 approvals carried by the identity provider', () => {
     expect(record.hops!.some((h) => h.name === 'vault_login')).toBe(false);
   });
 
+  it('answers with a time-out when nobody answers the push, shorter than the client would wait', async () => {
+    const { approver } = idpApprovals();
+    const { broker, audit } = lab.broker({ approver });
+    const started = Date.now();
+    const r = await broker.callTool(call('query', SENSITIVE));
+    expect(Date.now() - started).toBeLessThan(20_000);
+    for (const p of lab.idp.push.pending()) lab.idp.push.deny(p.id);
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/^Nobody approved query on your phone in time.*\[APPROVAL_TIMEOUT\]$/);
+    expect(audit.records[0]).toMatchObject({ outcome: 'timeout', error: { code: 'APPROVAL_TIMEOUT' } });
+    expect(audit.records[0]!.hops!.find((h) => h.name === 'approval')).toMatchObject({ outcome: 'timeout', detail: 'via=idp-push not answered' });
+  });
+
   it('refuses a tier-3 call whose IdP issued the OBO without a push (fail closed, before Vault), and records why', async () => {
     const { prompter, approver } = idpApprovals();
     const aliceAtLax = await labTokenSource(lax, 'alice');
