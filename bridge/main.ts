@@ -2,16 +2,18 @@
  * Entry point of the bridge (bundled to dist/bridge.mjs): resolves the socket from the same paths the
  * core uses and relays stdio to it. See relay.ts.
  */
-import { resolvePaths } from '../common/paths.ts';
+import { bridgePaths } from './host-paths.ts';
 import { makeLog, startBridge } from './relay.ts';
 
 // Built-ins through process.getBuiltinModule, not static imports: see relay.ts.
-const { homedir } = process.getBuiltinModule('node:os');
 const { dirname, join } = process.getBuiltinModule('node:path');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
 
-const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+const { paths, problem } = bridgePaths(process.env);
 const log = makeLog(paths.logDir);
+// Windows only: without the SID or the pipe's random part the core refuses to listen, so the bridge
+// finds no core and gives the client the "not running" answer; the reason is logged here.
+if (problem) log(`the pipe name is incomplete: the bridge ${problem}`);
 
 startBridge({
   socketPath: paths.socketPath,

@@ -4,14 +4,13 @@
  * shell for what only the shell can do: a native approval dialog, the system browser. Plain Node, no
  * electron import: `process.parentPort` is the utility process's own channel.
  */
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ApprovalDecision, ApprovalView } from '../../common/approval-view.ts';
 import { CHANNELS, channelsFor, EVENT_NAMES } from '../../common/contract.ts';
 import { PortRpc, type PortLike } from '../../common/port-rpc.ts';
-import { resolvePaths } from '../../common/paths.ts';
+import { hostPaths } from './mcp/host-paths.ts';
 import { startCore } from './app.ts';
 import { loadAppConfig } from './config/config.ts';
 import { openSecretStore } from './secrets/open-secret-store.ts';
@@ -56,7 +55,7 @@ parentPort.once('message', (message) => {
 });
 
 async function run(portLike: PortLike): Promise<void> {
-  const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+  const paths = hostPaths();
   const config = await loadAppConfig(path.join(typeof values['data-dir'] === 'string' ? values['data-dir'] : paths.dataDir, 'config.json'));
   const { store: secrets } = await openSecretStore({ log: (l) => log.info(l) });
   const handlers: Record<string, (params: unknown, signal: AbortSignal) => Promise<unknown>> = {};

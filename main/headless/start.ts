@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths } from '../../common/paths.ts';
+import { hostPaths } from '../core/mcp/host-paths.ts';
 import { waitForUi } from '../core/approvals/prompter.ts';
 import { startCore, type Core } from '../core/app.ts';
 import { loadAppConfig, type AppConfig } from '../core/config/config.ts';
@@ -48,7 +49,7 @@ function version(): string {
 export async function serve(options: { config: AppConfig; port?: number; log?: Log; home?: string }): Promise<Served> {
   const log = options.log ?? stderrLog();
   const env = options.home ? { ...process.env, COUNTERSIGN_HOME: options.home } : process.env;
-  const paths = resolvePaths({ platform: process.platform, env, home: homedir() });
+  const paths = hostPaths({ env });
   const staticDir = path.join(root, 'dist', 'renderer');
   if (!existsSync(path.join(staticDir, 'index.html'))) {
     throw new AppError('CONFIG_MISSING', 'The web UI is not built yet: run `npm run build` first.');
