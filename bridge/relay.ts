@@ -97,18 +97,6 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     if (!stopped) options.stdout.write(line + '\n');
   };
 
-  const stdinSplitter = new LineSplitter({
-    maxLineBytes: MAX_MESSAGE_BYTES,
-    onLine: onClientLine,
-    onOversize: (bytes) => {
-      log(`dropped a ${bytes}-byte message from the client: over the limit`);
-      out({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'The message is larger than Countersign accepts.' } });
-    },
-  });
-  options.stdin.on('data', (chunk: Buffer) => stdinSplitter.push(chunk));
-  options.stdin.on('end', () => stop(0));
-  options.stdin.on('error', () => stop(0));
-
   function stop(code: number): void {
     if (stopped) return;
     stopped = true;
@@ -314,7 +302,19 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     poll();
   }
 
+  // Connect first: the core works on the handshake while the bridge sets up its stdin.
   void attempt({ mayStartApp: true, holdRequests: true });
+  const stdinSplitter = new LineSplitter({
+    maxLineBytes: MAX_MESSAGE_BYTES,
+    onLine: onClientLine,
+    onOversize: (bytes) => {
+      log(`dropped a ${bytes}-byte message from the client: over the limit`);
+      out({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'The message is larger than Countersign accepts.' } });
+    },
+  });
+  options.stdin.on('data', (chunk: Buffer) => stdinSplitter.push(chunk));
+  options.stdin.on('end', () => stop(0));
+  options.stdin.on('error', () => stop(0));
   return { stop: () => stop(0) };
 }
 
@@ -383,13 +383,14 @@ export function connectOnce(options: { socketPath: string; secretPath: string })
     s.on('error', onError);
     s.on('close', onClose);
     s.on('data', onData);
+    // The hello holds only a fresh nonce, so it is queued at once rather than after the connect event.
+    s.write(encodeLine({ t: 'countersign/hello', v: HANDSHAKE_VERSION, nonce: clientNonce }));
     s.once('connect', () => {
       try {
         secret = readFileSync(options.secretPath, 'utf8').trim();
       } catch {
-        return fail(new ConnectError('could not read the core secret', false));
+        fail(new ConnectError('could not read the core secret', false));
       }
-      s.write(encodeLine({ t: 'countersign/hello', v: HANDSHAKE_VERSION, nonce: clientNonce }));
     });
   });
 }
