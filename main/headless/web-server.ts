@@ -68,6 +68,7 @@ export interface WebServer {
 const MAX_BODY = 1024 * 1024;
 const WS_AUTH_TIMEOUT_MS = 5_000;
 const API_PREFIX = '/api/call/';
+const REFUSED = Symbol('refused');
 
 const MEDIA_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -248,13 +249,8 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     if (mediaType !== 'application/json') return refuse(res, 'INPUT_INVALID', 'Requests must be JSON.', 'api content-type');
 
     if (pathname === '/api/session') {
-      let body: unknown;
-      try {
-        body = await readBody(req);
-      } catch (err) {
-        const e = AppError.from(err, 'INPUT_INVALID');
-        return refuse(res, e.code, e.message);
-      }
+      const body = await readBodyOrRefuse(req, res);
+      if (body === REFUSED) return;
       const parsed = SessionRequestSchema.safeParse(body);
       if (!parsed.success || !launchTokens.check(parsed.data.token, true)) {
         return refuse(res, 'WEB_UNAUTHORIZED', 'This link has already been used or has expired. Open a new one from `countersign serve`.', 'launch token not live');
@@ -273,27 +269,28 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     const name = pathname.slice(API_PREFIX.length);
     if (!isChannel(name) || !CHANNELS[name].hosts.includes('headless')) return refuse(res, 'NOT_FOUND', 'No such channel.');
 
-    let body: unknown;
-    try {
-      body = await readBody(req);
-    } catch (err) {
-      const e = AppError.from(err, 'INPUT_INVALID');
-      return refuse(res, e.code, e.message);
-    }
+    const body = await readBodyOrRefuse(req, res);
+    if (body === REFUSED) return;
     const result = await dispatch(name, body);
     if ('error' in result) return refuse(res, result.error.code, result.error.message);
     sendJson(res, 200, result.value);
   };
 
-  const serveExport = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (!options.exportAudit) return refuse(res, 'NOT_FOUND', 'Not found.');
-    let body: unknown;
+  /** The request's JSON body, or REFUSED once a refusal has been sent (too large, not JSON). */
+  const readBodyOrRefuse = async (req: IncomingMessage, res: ServerResponse): Promise<unknown> => {
     try {
-      body = await readBody(req);
+      return await readBody(req);
     } catch (err) {
       const e = AppError.from(err, 'INPUT_INVALID');
-      return refuse(res, e.code, e.message);
+      refuse(res, e.code, e.message);
+      return REFUSED;
     }
+  };
+
+  const serveExport = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (!options.exportAudit) return refuse(res, 'NOT_FOUND', 'Not found.');
+    const body = await readBodyOrRefuse(req, res);
+    if (body === REFUSED) return;
     const parsed = ExportRequestSchema.safeParse(body);
     if (!parsed.success) return refuse(res, 'INPUT_INVALID', 'The export request is not valid.');
     let source: ReturnType<NonNullable<WebServerOptions['exportAudit']>>;
