@@ -16,7 +16,11 @@ export function bridgePaths(
   return resolveHostPaths({ platform, env, home }, () => options.io ?? bridgeWindowsPipeIo(env));
 }
 
-export function bridgeWindowsPipeIo(env: Readonly<Record<string, string | undefined>>): WindowsPipeIo {
+/** As nodeWindowsPipeIo in main/core/mcp/host-paths.ts: `restrict` is icacls on Windows, tests pass their own. */
+export function bridgeWindowsPipeIo(
+  env: Readonly<Record<string, string | undefined>>,
+  restrict: (path: string, sid: string) => void = process.platform === 'win32' ? icacls(env) : () => {},
+): WindowsPipeIo {
   const fs = process.getBuiltinModule('node:fs');
   const { dirname } = process.getBuiltinModule('node:path');
   const tmpName = (path: string): string => `${path}.${process.pid}.${randomHex(6)}.tmp`;
@@ -40,33 +44,61 @@ export function bridgeWindowsPipeIo(env: Readonly<Record<string, string | undefi
         throw error;
       }
     },
-    createExclusive(path, text) {
+    createExclusive(path, text, ownerSid) {
       fs.mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       const tmp = tmpName(path);
       fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
       try {
-        fs.linkSync(tmp, path);
-        return true;
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') return false;
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw error;
+        restrict(tmp, ownerSid);
+        try {
+          fs.linkSync(tmp, path);
+          return true;
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST') return false;
+          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw error;
+        }
+        // a volume without hard links: an exclusive create written in one call, then made private
         try {
           fs.writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
-          return true;
-        } catch (inner) {
-          if ((inner as NodeJS.ErrnoException).code === 'EEXIST') return false;
-          throw inner;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+          throw error;
         }
+        try {
+          restrict(path, ownerSid);
+        } catch (error) {
+          fs.rmSync(path, { force: true });
+          throw error;
+        }
+        return true;
       } finally {
         fs.rmSync(tmp, { force: true });
       }
     },
-    replace(path, text) {
+    replace(path, text, ownerSid) {
       const tmp = tmpName(path);
       fs.writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
-      fs.renameSync(tmp, path);
+      try {
+        restrict(tmp, ownerSid);
+        fs.renameSync(tmp, path);
+      } finally {
+        fs.rmSync(tmp, { force: true });
+      }
     },
     randomHex,
   };
+}
+
+function icacls(env: Readonly<Record<string, string | undefined>>): (path: string, sid: string) => void {
+  const root = env.SystemRoot ?? env.SYSTEMROOT;
+  const exe = root ? `${root}\\System32\\icacls.exe` : 'icacls';
+  return (path, sid) =>
+    void process
+      .getBuiltinModule('node:child_process')
+      .execFileSync(exe, [path, '/inheritance:r', '/grant:r', `*${sid}:F`], {
+        stdio: 'ignore',
+        windowsHide: true,
+        timeout: 10_000,
+      });
 }

@@ -157,10 +157,13 @@ export interface WindowsPipeIo {
   whoamiUser(): string;
   /** The file's text, or undefined when it does not exist. */
   readFile(path: string): string | undefined;
-  /** Creates the file with `text`, owner-only, atomically (never seen half-written); false when it already exists. */
-  createExclusive(path: string, text: string): boolean;
-  /** Replaces the file's content with `text`, owner-only (for a file that exists but is damaged). */
-  replace(path: string, text: string): void;
+  /**
+   * Creates the file with `text`, atomically (never seen half-written) and readable by `ownerSid`
+   * only from the moment it appears; false when it already exists.
+   */
+  createExclusive(path: string, text: string, ownerSid: string): boolean;
+  /** Replaces the file's content with `text`, likewise owner-only (for a file that exists but is damaged). */
+  replace(path: string, text: string, ownerSid: string): void;
   /** `bytes` random bytes from the OS's CSPRNG, as lowercase hex. */
   randomHex(bytes: number): string;
 }
@@ -192,16 +195,16 @@ export function windowsPipeParts(pipeNoncePath: string, io: WindowsPipeIo): Wind
       if (existing !== undefined && isPipeNonce(existing)) return { ok: true, sid, pipeNonce: existing };
       const fresh = io.randomHex(PIPE_NONCE_BYTES);
       if (existing !== undefined) {
-        io.replace(pipeNoncePath, fresh);
+        io.replace(pipeNoncePath, fresh, sid);
         return { ok: true, sid, pipeNonce: fresh };
       }
-      if (io.createExclusive(pipeNoncePath, fresh)) return { ok: true, sid, pipeNonce: fresh };
+      if (io.createExclusive(pipeNoncePath, fresh, sid)) return { ok: true, sid, pipeNonce: fresh };
       // another process created it between our read and our create: read theirs
     }
   } catch {
     // reported below
   }
-  return { ok: false, reason: `could not read or create ${pipeNoncePath}` };
+  return { ok: false, reason: `could not read, or create private to you, ${pipeNoncePath}` };
 }
 
 /**

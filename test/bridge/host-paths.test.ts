@@ -5,7 +5,7 @@
  * the real one, on this machine's file system.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { bridgePaths, bridgeWindowsPipeIo } from '../../bridge/host-paths.ts';
 import { AppError } from '../../common/errors.ts';
 import { isPipeNonce, parseWhoamiSid, resolvePaths, windowsPipeParts, type WindowsPipeIo } from '../../common/paths.ts';
-import { hostPaths, nodeWindowsPipeIo, whoamiPath } from '../../main/core/mcp/host-paths.ts';
+import { hostPaths, icaclsArgs, nodeWindowsPipeIo, whoamiPath } from '../../main/core/mcp/host-paths.ts';
 import { ROOT } from './helpers.ts';
 
 const SID = 'S-1-5-21-1004336348-1177238915-682003330-1001';
@@ -37,16 +37,18 @@ function windowsEnv(): { env: Record<string, string>; dir: string } {
 }
 
 /** In-memory I/O, to drive windowsPipeParts through each branch. */
-function memoryIo(files: Map<string, string>, whoami: () => string = () => WHOAMI): WindowsPipeIo & { created: number } {
+function memoryIo(files: Map<string, string>, whoami: () => string = () => WHOAMI): WindowsPipeIo & { created: number; owners: string[] } {
   let n = 0;
   const io = {
     created: 0,
+    owners: [] as string[],
     whoamiUser: whoami,
     readFile: (p: string) => files.get(p),
-    createExclusive(p: string, text: string) {
+    createExclusive(p: string, text: string, ownerSid: string) {
       if (files.has(p)) return false;
       files.set(p, text);
       io.created += 1;
+      io.owners.push(ownerSid);
       return true;
     },
     replace: (p: string, text: string) => void files.set(p, text),
@@ -100,6 +102,7 @@ describe('the per-install random part', () => {
     expect(first).toEqual({ ok: true, sid: SID, pipeNonce: expect.stringMatching(/^[0-9a-f]{32}$/) });
     expect(second).toEqual(first);
     expect(io.created).toBe(1);
+    expect(io.owners).toEqual([SID]);
   });
 
   it("takes the other process's value when it created the file first", () => {
@@ -216,6 +219,55 @@ describe('wiring into the core and the bridge (platform win32, whoami stood in f
     // no temporary file left beside them
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   }, 20_000);
+
+  it('makes the random part private to the SID before the file appears, for the core and the bridge alike', () => {
+    for (const make of [nodeWindowsPipeIo, bridgeWindowsPipeIo]) {
+      const { env } = windowsEnv();
+      const noncePath = resolvePaths({ platform: 'win32', env, home: HOME }).pipeNoncePath;
+      const restricted: Array<{ path: string; sid: string; finalExisted: boolean; ino: number }> = [];
+      const restrict = (path: string, sid: string): void =>
+        void restricted.push({ path, sid, finalExisted: existsSync(noncePath), ino: statSync(path).ino });
+      const io = { ...make(env, restrict), whoamiUser: () => WHOAMI };
+      hostPaths({ env, platform: 'win32', home: HOME, io });
+      expect(restricted).toHaveLength(1);
+      expect(restricted[0]).toMatchObject({ sid: SID, finalExisted: false });
+      expect(restricted[0]!.path).not.toBe(noncePath);
+      // the file that appeared is the very one that was restricted (a hard link to it)
+      expect(statSync(noncePath).ino).toBe(restricted[0]!.ino);
+      // a damaged file is replaced by a restricted one too, never rewritten in place
+      writeFileSync(noncePath, 'damaged');
+      hostPaths({ env, platform: 'win32', home: HOME, io });
+      expect(restricted).toHaveLength(2);
+      expect(restricted[1]!.path).not.toBe(noncePath);
+      expect(statSync(noncePath).ino).toBe(restricted[1]!.ino);
+    }
+  });
+
+  it('leaves no file behind, and refuses the pipe, when the file cannot be made private', () => {
+    for (const make of [nodeWindowsPipeIo, bridgeWindowsPipeIo]) {
+      const { env, dir } = windowsEnv();
+      const failing = {
+        ...make(env, () => {
+          throw new Error('icacls: Access is denied.');
+        }),
+        whoamiUser: () => WHOAMI,
+      };
+      expect(() => hostPaths({ env, platform: 'win32', home: HOME, io: failing })).toThrow(/private to you/);
+      expect(readdirSync(dir)).toEqual([]);
+      // the next start, able to restrict, creates it
+      hostPaths({ env, platform: 'win32', home: HOME, io: { ...make(env, () => {}), whoamiUser: () => WHOAMI } });
+      expect(readdirSync(dir)).toHaveLength(1);
+    }
+  });
+
+  it('asks icacls to drop inherited entries and grant the SID alone', () => {
+    expect(icaclsArgs('C:\\Users\\alice\\AppData\\Local\\Countersign\\pipe-nonce.1.tmp', SID)).toEqual([
+      'C:\\Users\\alice\\AppData\\Local\\Countersign\\pipe-nonce.1.tmp',
+      '/inheritance:r',
+      '/grant:r',
+      `*${SID}:F`,
+    ]);
+  });
 
   it('replaces a damaged random part on disk with a fresh one', () => {
     const { env } = windowsEnv();

@@ -32,8 +32,15 @@ export function hostPaths(options: HostPathsOptions = {}): CountersignPaths {
   return paths;
 }
 
-/** The Windows pipe parts read and kept with Node (works on any OS, so it is tested here on Linux). */
-export function nodeWindowsPipeIo(env: Readonly<Record<string, string | undefined>>): WindowsPipeIo {
+/**
+ * The Windows pipe parts read and kept with Node (works on any OS, so it is tested here on Linux).
+ * `restrict` makes a file private to a SID before it becomes visible: icacls on Windows (mode 0600
+ * sets no ACL there); tests pass their own.
+ */
+export function nodeWindowsPipeIo(
+  env: Readonly<Record<string, string | undefined>>,
+  restrict: (path: string, sid: string) => void = process.platform === 'win32' ? icacls(env) : () => {},
+): WindowsPipeIo {
   return {
     whoamiUser: () =>
       execFileSync(whoamiPath(env), ['/user', '/fo', 'csv', '/nh'], {
@@ -49,33 +56,47 @@ export function nodeWindowsPipeIo(env: Readonly<Record<string, string | undefine
         throw error;
       }
     },
-    createExclusive(path, text) {
+    createExclusive(path, text, ownerSid) {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
       writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
       try {
-        linkSync(tmp, path);
-        return true;
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') return false;
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw error;
-        // a volume without hard links: an exclusive create, written in one call
+        restrict(tmp, ownerSid);
+        try {
+          linkSync(tmp, path);
+          return true;
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST') return false;
+          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw error;
+        }
+        // a volume without hard links: an exclusive create written in one call, then made private
         try {
           writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
-          return true;
-        } catch (inner) {
-          if ((inner as NodeJS.ErrnoException).code === 'EEXIST') return false;
-          throw inner;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+          throw error;
         }
+        try {
+          restrict(path, ownerSid);
+        } catch (error) {
+          rmSync(path, { force: true });
+          throw error;
+        }
+        return true;
       } finally {
         rmSync(tmp, { force: true });
       }
     },
-    replace(path, text) {
+    replace(path, text, ownerSid) {
       const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
       writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
-      renameSync(tmp, path);
+      try {
+        restrict(tmp, ownerSid);
+        renameSync(tmp, path);
+      } finally {
+        rmSync(tmp, { force: true });
+      }
     },
     randomHex: (bytes) => randomBytes(bytes).toString('hex'),
   };
@@ -85,4 +106,19 @@ export function nodeWindowsPipeIo(env: Readonly<Record<string, string | undefine
 export function whoamiPath(env: Readonly<Record<string, string | undefined>>): string {
   const root = env.SystemRoot ?? env.SYSTEMROOT;
   return root ? `${root}\\System32\\whoami.exe` : 'whoami';
+}
+
+/**
+ * icacls arguments that leave `path` readable by `sid` alone: inherited entries removed, one explicit
+ * full-control entry for the SID (`*S-1-…` names a SID rather than an account name).
+ */
+export function icaclsArgs(path: string, sid: string): string[] {
+  return [path, '/inheritance:r', '/grant:r', `*${sid}:F`];
+}
+
+function icacls(env: Readonly<Record<string, string | undefined>>): (path: string, sid: string) => void {
+  const root = env.SystemRoot ?? env.SYSTEMROOT;
+  const exe = root ? `${root}\\System32\\icacls.exe` : 'icacls';
+  return (path, sid) =>
+    void execFileSync(exe, icaclsArgs(path, sid), { stdio: 'ignore', windowsHide: true, timeout: 10_000 });
 }
