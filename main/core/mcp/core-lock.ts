@@ -9,7 +9,9 @@
  * OS does atomically and refuses (EEXIST) when the lock exists, so exactly one core gets it and no
  * reader ever sees a half-written lock.
  *
- * A lock left by a core that died is stale: its pid is gone, or (on Linux) the pid now belongs to a
+ * A lock left by a core that died is stale: its pid is gone, or it was written before the machine last
+ * booted (the lock lives in a directory that survives reboots on macOS and Windows, where after a
+ * reboot its pid may well belong to some other process), or (on Linux) the pid now belongs to a
  * process that started at another time. Breaking it is serialised by a second exclusive file,
  * `core.lock.break`, under which the breaker re-reads the lock and removes it only if it is still the
  * same stale one; otherwise two cores breaking the same stale lock at once could remove each other's.
@@ -17,6 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { uptime } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../../../common/errors.ts';
 
@@ -28,6 +31,8 @@ export interface LockOwner {
   pid: number;
   /** Linux: the process's start time in clock ticks since boot (/proc/<pid>/stat field 22), against pid reuse. */
   start?: string;
+  /** When the machine booted, in seconds since the epoch (now − uptime), against pid reuse after a reboot. */
+  boot?: number;
   /** Random per acquisition, so a core releases only the lock it took. */
   token: string;
 }
@@ -48,7 +53,7 @@ export interface LockProbes {
 export async function acquireCoreLock(runDir: string, probes: LockProbes = {}): Promise<CoreLock> {
   const isAlive = probes.isAlive ?? ownerIsAlive;
   const path = join(runDir, LOCK_FILE);
-  const owner: LockOwner = { pid: process.pid, start: startTimeOf(process.pid), token: randomBytes(16).toString('hex') };
+  const owner: LockOwner = { pid: process.pid, start: startTimeOf(process.pid), boot: bootTime(), token: randomBytes(16).toString('hex') };
   const tmp = `${path}.${process.pid}.${owner.token}.tmp`;
   await writeFile(tmp, JSON.stringify(owner), { mode: 0o600, flag: 'wx' });
   try {
@@ -110,7 +115,12 @@ async function readOwner(path: string): Promise<LockOwner | 'missing' | 'unreada
   try {
     const value = JSON.parse(text) as Partial<LockOwner>;
     if (Number.isInteger(value.pid) && (value.pid as number) > 0 && typeof value.token === 'string') {
-      return { pid: value.pid as number, token: value.token, ...(typeof value.start === 'string' ? { start: value.start } : {}) };
+      return {
+        pid: value.pid as number,
+        token: value.token,
+        ...(typeof value.start === 'string' ? { start: value.start } : {}),
+        ...(typeof value.boot === 'number' && Number.isFinite(value.boot) ? { boot: value.boot } : {}),
+      };
     }
   } catch {
     // unreadable below
@@ -118,8 +128,9 @@ async function readOwner(path: string): Promise<LockOwner | 'missing' | 'unreada
   return 'unreadable';
 }
 
-/** Whether the lock's owner still runs: the pid exists and, where the OS tells, started when the lock says. */
+/** Whether the lock's owner still runs: written since the last boot, the pid exists and, where the OS tells, started when the lock says. */
 export function ownerIsAlive(owner: LockOwner): boolean {
+  if (owner.boot !== undefined && Math.abs(owner.boot - bootTime()) > BOOT_SLACK_S) return false;
   try {
     process.kill(owner.pid, 0);
   } catch (error) {
@@ -129,6 +140,15 @@ export function ownerIsAlive(owner: LockOwner): boolean {
   const now = startTimeOf(owner.pid);
   return now === undefined || now === owner.start;
 }
+
+/**
+ * Boot time from the wall clock and the uptime. Two readings in one boot differ only by clock
+ * adjustments (NTP), hence the slack; a reboot moves it by at least the length of the last session.
+ */
+export function bootTime(): number {
+  return Math.round(Date.now() / 1000 - uptime());
+}
+const BOOT_SLACK_S = 120;
 
 /** Linux: field 22 of /proc/<pid>/stat (start time since boot). The command name (field 2) may hold spaces and parentheses. */
 export function startTimeOf(pid: number): string | undefined {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../../common/errors.ts';
 import { connectOnce } from '../../../bridge/relay.ts';
-import { LOCK_FILE, acquireCoreLock, parseProcStatStart, startTimeOf } from '../../../main/core/mcp/core-lock.ts';
+import { LOCK_FILE, acquireCoreLock, bootTime, parseProcStatStart, startTimeOf } from '../../../main/core/mcp/core-lock.ts';
 import { startSocketServer, type SocketServer } from '../../../main/core/mcp/socket-server.ts';
 import { ROOT, quietLog, tempHome } from '../../bridge/helpers.ts';
 import { fixtureToolHost } from './fixtures/tool-host.ts';
@@ -122,6 +122,19 @@ describe('one core per user: the start lock', () => {
     const server = await start(h.paths);
     cleanups.push(() => server.close());
     expect(JSON.parse(readFileSync(join(h.paths.runDir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid, start: startTimeOf(process.pid) });
+  });
+
+  it('replaces a lock written before the machine last booted, though its pid is now a live process', async () => {
+    const h = home();
+    mkdirSync(h.paths.runDir, { mode: 0o700 });
+    // after a reboot the old pid may belong to anything; here it is this very (live) process
+    writeFileSync(join(h.paths.runDir, LOCK_FILE), JSON.stringify({ pid: process.pid, boot: bootTime() - 86_400, token: 'last-boot' }));
+    const server = await start(h.paths);
+    cleanups.push(() => server.close());
+    const owner = JSON.parse(readFileSync(join(h.paths.runDir, LOCK_FILE), 'utf8')) as { pid: number; boot: number; token: string };
+    expect(owner.pid).toBe(process.pid);
+    expect(owner.token).not.toBe('last-boot');
+    expect(Math.abs(owner.boot - bootTime())).toBeLessThanOrEqual(2);
   });
 
   it('lets exactly one of several cores take over the same stale lock', async () => {
