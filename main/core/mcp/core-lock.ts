@@ -53,30 +53,62 @@ export interface LockProbes {
 export async function acquireCoreLock(runDir: string, probes: LockProbes = {}): Promise<CoreLock> {
   const isAlive = probes.isAlive ?? ownerIsAlive;
   const path = join(runDir, LOCK_FILE);
-  const owner: LockOwner = { pid: process.pid, start: startTimeOf(process.pid), boot: bootTime(), token: randomBytes(16).toString('hex') };
+  const owner: LockOwner = {
+    pid: process.pid,
+    start: startTimeOf(process.pid),
+    boot: bootTime(),
+    token: randomBytes(16).toString('hex'),
+  };
   const tmp = `${path}.${process.pid}.${owner.token}.tmp`;
   await writeFile(tmp, JSON.stringify(owner), { mode: 0o600, flag: 'wx' });
   try {
     for (let attempt = 0; attempt < 50; attempt++) {
-      try {
-        await link(tmp, path);
+      if (await createLock(tmp, path, owner, runDir)) {
         return {
           path,
           owner,
           release: () => releaseIfOurs(path, owner.token),
         };
-      } catch (error) {
-        if (code(error) !== 'EEXIST') throw new AppError('SOCKET_UNSAFE', `Countersign could not create its lock file in ${runDir}.`, { cause: error });
       }
       const holder = await readOwner(path);
       if (holder === 'missing') continue;
       if (holder !== 'unreadable' && isAlive(holder)) throw alreadyRunning(holder.pid);
-      if (holder === 'unreadable' && !(await olderThan(path, BREAK_STALE_MS))) throw alreadyRunning(undefined);
+      if (holder === 'unreadable' && !(await olderThan(path, BREAK_STALE_MS)))
+        throw alreadyRunning(undefined);
       await breakStale(path, holder === 'unreadable' ? undefined : holder.token);
     }
-    throw new AppError('ALREADY_RUNNING', 'Countersign could not take its lock: other cores keep starting at the same time.');
+    throw new AppError(
+      'ALREADY_RUNNING',
+      'Countersign could not take its lock: other cores keep starting at the same time.',
+    );
   } finally {
     await rm(tmp, { force: true });
+  }
+}
+
+/** Links the written lock into place; false when a lock exists. */
+async function createLock(tmp: string, path: string, owner: LockOwner, runDir: string): Promise<boolean> {
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (error) {
+    if (code(error) === 'EEXIST') return false;
+    if (code(error) !== 'EPERM' && code(error) !== 'ENOTSUP' && code(error) !== 'ENOSYS') {
+      throw new AppError('SOCKET_UNSAFE', `Countersign could not create its lock file in ${runDir}.`, {
+        cause: error,
+      });
+    }
+  }
+  // a file system without hard links: an exclusive create, written in one call (a reader that comes
+  // in between sees an unreadable lock, which counts as held while it is young)
+  try {
+    await writeFile(path, JSON.stringify(owner), { mode: 0o600, flag: 'wx' });
+    return true;
+  } catch (error) {
+    if (code(error) === 'EEXIST') return false;
+    throw new AppError('SOCKET_UNSAFE', `Countersign could not create its lock file in ${runDir}.`, {
+      cause: error,
+    });
   }
 }
 
@@ -85,7 +117,10 @@ async function breakStale(path: string, staleToken: string | undefined): Promise
   try {
     await writeFile(breakPath, String(process.pid), { mode: 0o600, flag: 'wx' });
   } catch (error) {
-    if (code(error) !== 'EEXIST') throw new AppError('SOCKET_UNSAFE', 'Countersign could not replace a stale lock file.', { cause: error });
+    if (code(error) !== 'EEXIST')
+      throw new AppError('SOCKET_UNSAFE', 'Countersign could not replace a stale lock file.', {
+        cause: error,
+      });
     // another core is breaking it: let it finish, then look again
     if (await olderThan(breakPath, BREAK_STALE_MS)) await rm(breakPath, { force: true });
     await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
@@ -93,7 +128,8 @@ async function breakStale(path: string, staleToken: string | undefined): Promise
   }
   try {
     const again = await readOwner(path);
-    const same = again === 'unreadable' ? staleToken === undefined : again !== 'missing' && again.token === staleToken;
+    const same =
+      again === 'unreadable' ? staleToken === undefined : again !== 'missing' && again.token === staleToken;
     if (same) await rm(path, { force: true });
   } finally {
     await rm(breakPath, { force: true });
@@ -102,7 +138,8 @@ async function breakStale(path: string, staleToken: string | undefined): Promise
 
 async function releaseIfOurs(path: string, token: string): Promise<void> {
   const holder = await readOwner(path);
-  if (holder !== 'missing' && holder !== 'unreadable' && holder.token === token) await rm(path, { force: true });
+  if (holder !== 'missing' && holder !== 'unreadable' && holder.token === token)
+    await rm(path, { force: true });
 }
 
 async function readOwner(path: string): Promise<LockOwner | 'missing' | 'unreadable'> {
