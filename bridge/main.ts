@@ -9,7 +9,14 @@ import { makeLog, startBridge } from './relay.ts';
 const { dirname, join } = process.getBuiltinModule('node:path');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
 
+/** COUNTERSIGN_BRIDGE_TIMING=1: milliseconds since the process started, per start-up step, to stderr. */
+const mark =
+  process.env.COUNTERSIGN_BRIDGE_TIMING === '1'
+    ? (step: string): void => void process.stderr.write(`bridge timing ${performance.now().toFixed(1)} ms ${step}\n`)
+    : undefined;
+mark?.('bundle loaded');
 const { paths, problem } = bridgePaths(process.env);
+mark?.('paths resolved');
 const log = makeLog(paths.logDir);
 // Windows only: without the SID or the pipe's random part the core refuses to listen, so the bridge
 // finds no core and gives the client the "not running" answer; the reason is logged here.
@@ -23,6 +30,7 @@ startBridge({
   stdin: process.stdin,
   stdout: process.stdout,
   log,
+  mark,
   onExit: (code) => {
     process.stdout.write('', () => process.exit(code));
   },

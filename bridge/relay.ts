@@ -60,6 +60,8 @@ export interface BridgeOptions {
   log: (message: string) => void;
   /** Called when the bridge is done (stdin closed). */
   onExit?: (code: number) => void;
+  /** Start-up timing marks (COUNTERSIGN_BRIDGE_TIMING=1): a step's name only, never message contents. */
+  mark?: (step: string) => void;
 }
 
 type Json = Record<string, unknown>;
@@ -87,6 +89,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
   let lastSpawn = 0;
   let pollTimer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let firstAnswer = false;
   const inflight = new Map<string, Id>();
   const queue: string[] = [];
 
@@ -190,6 +193,10 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
         return;
       }
       inflight.delete(key(msg.id));
+    }
+    if (!firstAnswer) {
+      firstAnswer = true;
+      options.mark?.('first answer from the core');
     }
     outLine(line);
   }
@@ -332,7 +339,11 @@ function startApp(command: string[] | undefined, log: (m: string) => void): void
 }
 
 /** Connects and runs the bridge's half of the handshake. */
-export function connectOnce(options: { socketPath: string; secretPath: string }): Promise<{ socket: Socket; leftover: Uint8Array[] }> {
+export function connectOnce(options: {
+  socketPath: string;
+  secretPath: string;
+  mark?: (step: string) => void;
+}): Promise<{ socket: Socket; leftover: Uint8Array[] }> {
   return new Promise((resolve, reject) => {
     const s = connect(options.socketPath);
     let step: 'challenge' | 'welcome' = 'challenge';
@@ -353,6 +364,7 @@ export function connectOnce(options: { socketPath: string; secretPath: string })
       onLine: (line) => {
         if (settled) return;
         if (step === 'challenge') {
+          options.mark?.('challenge');
           const challenge = parseChallenge(line);
           if (!challenge) return fail(new ConnectError('the process on the socket did not answer the handshake', false));
           if (challenge.t === 'countersign/refused') return fail(new ConnectError(`the core refused the handshake (${challenge.code})`, false));
@@ -367,6 +379,7 @@ export function connectOnce(options: { socketPath: string; secretPath: string })
         if (!welcome || welcome.t === 'countersign/refused') {
           return fail(new ConnectError(`the core refused the handshake (${welcome?.t === 'countersign/refused' ? welcome.code : 'unreadable'})`, false));
         }
+        options.mark?.('welcome');
         settled = true;
         clearTimeout(timer);
         splitter.pause();
@@ -385,7 +398,9 @@ export function connectOnce(options: { socketPath: string; secretPath: string })
     s.on('data', onData);
     // The hello holds only a fresh nonce, so it is queued at once rather than after the connect event.
     s.write(encodeLine({ t: 'countersign/hello', v: HANDSHAKE_VERSION, nonce: clientNonce }));
+    options.mark?.('connecting');
     s.once('connect', () => {
+      options.mark?.('connected');
       try {
         secret = readFileSync(options.secretPath, 'utf8').trim();
       } catch {

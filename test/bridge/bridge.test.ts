@@ -9,7 +9,7 @@ import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
 import { startSocketServer, type SocketServer } from '../../main/core/mcp/socket-server.ts';
 import type { SessionInfo } from '../../main/core/mcp/mcp-session.ts';
 import { fixtureToolHost, type FixtureToolHost } from '../core/mcp/fixtures/tool-host.ts';
-import { buildBridgeInto, quietLog, tempHome } from './helpers.ts';
+import { INIT, buildBridgeInto, quietLog, spawnRawBridge, tempHome } from './helpers.ts';
 
 let buildDir: string;
 let bridgePath: string;
@@ -185,6 +185,35 @@ describe('bridge, spawned as Claude Desktop spawns it', () => {
       }
     });
     expect(readFileSync(join(home.paths.logDir, 'bridge.log'), 'utf8')).not.toContain(secret);
+  });
+});
+
+describe('bridge start-up timing', () => {
+  it('with COUNTERSIGN_BRIDGE_TIMING=1 writes each start-up step to stderr in order, and stdout still carries only MCP', async () => {
+    const { home } = await core();
+    const bridge = spawnRawBridge(bridgePath, { COUNTERSIGN_HOME: home.home, COUNTERSIGN_APP_CMD: '[]', COUNTERSIGN_BRIDGE_TIMING: '1' });
+    cleanups.push(() => bridge.stop());
+    let stderr = '';
+    bridge.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    bridge.send(INIT);
+    await bridge.waitFor((m) => m.id === 0 && 'result' in m);
+    await waitUntil(() => stderr.includes('first answer from the core'));
+    const steps = [...stderr.matchAll(/^bridge timing (\d+\.\d) ms (.+)$/gm)].map((m) => ({ at: Number(m[1]), step: m[2] }));
+    expect(steps.map((s) => s.step)).toEqual(['bundle loaded', 'paths resolved', 'connecting', 'connected', 'challenge', 'welcome', 'first answer from the core']);
+    expect(steps.map((s) => s.at)).toEqual([...steps.map((s) => s.at)].sort((a, b) => a - b));
+    expect(bridge.lines.every((l) => (JSON.parse(l) as { jsonrpc?: string }).jsonrpc === '2.0')).toBe(true);
+  });
+
+  it('writes no timing without COUNTERSIGN_BRIDGE_TIMING', async () => {
+    const { home } = await core();
+    const bridge = spawnRawBridge(bridgePath, { COUNTERSIGN_HOME: home.home, COUNTERSIGN_APP_CMD: '[]' });
+    cleanups.push(() => bridge.stop());
+    let stderr = '';
+    bridge.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    bridge.send(INIT);
+    await bridge.waitFor((m) => m.id === 0 && 'result' in m);
+    await waitUntil(() => stderr.includes('connected to the core'));
+    expect(stderr).not.toContain('bridge timing');
   });
 });
 
