@@ -12,7 +12,11 @@ export function bridgePaths(
   options: { platform?: string; home?: string; io?: WindowsPipeIo } = {},
 ): { paths: CountersignPaths; problem?: string } {
   const platform = options.platform ?? process.platform;
-  const home = options.home ?? process.getBuiltinModule('node:os').homedir();
+  // what os.homedir() reads first, without loading node:os on the way to the first answer
+  const home =
+    options.home ??
+    nonEmpty(platform === 'win32' ? env.USERPROFILE : env.HOME) ??
+    process.getBuiltinModule('node:os').homedir();
   return resolveHostPaths({ platform, env, home }, () => options.io ?? bridgeWindowsPipeIo(env));
 }
 
@@ -101,4 +105,8 @@ function icacls(env: Readonly<Record<string, string | undefined>>): (path: strin
         windowsHide: true,
         timeout: 10_000,
       });
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value !== undefined && value !== '' ? value : undefined;
 }

@@ -6,8 +6,7 @@ import { bridgePaths } from './host-paths.ts';
 import { makeLog, startBridge } from './relay.ts';
 
 // Built-ins through process.getBuiltinModule, not static imports: see relay.ts.
-const { dirname, join } = process.getBuiltinModule('node:path');
-const { fileURLToPath } = process.getBuiltinModule('node:url');
+const { join } = process.getBuiltinModule('node:path');
 
 /** COUNTERSIGN_BRIDGE_TIMING=1: milliseconds since the process started, per start-up step, to stderr. */
 const mark =
@@ -53,8 +52,7 @@ function appCommand(): string[] | undefined {
     log('COUNTERSIGN_APP_CMD is not a JSON array of strings; the app will not be started');
     return undefined;
   }
-  const here = dirname(fileURLToPath(import.meta.url));
-  return [process.execPath, join(here, '..', 'bin', 'countersign.mjs'), 'serve'];
+  return [process.execPath, join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
 }
 
 function positiveInt(value: string | undefined): number | undefined {
