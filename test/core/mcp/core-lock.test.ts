@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -60,37 +60,36 @@ describe('one core per user: the start lock', () => {
 
   it('of four core processes started at the same instant, exactly one runs, every time', async () => {
     const h = home();
-    const children: ChildProcess[] = [];
-    cleanups.push(() => {
-      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    });
-    for (let round = 0; round < 6; round++) {
-      const at = Date.now() + 1500;
-      const racers = Array.from({ length: 4 }, () => {
-        const child = spawn(process.execPath, [join(ROOT, 'test/core/mcp/fixtures/racing-core.ts')], {
-          env: { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: h.home, RACE_AT: String(at) },
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        children.push(child);
-        return new Promise<{ child: ChildProcess; said: string }>((resolve, reject) => {
-          let out = '';
-          child.stdout!.on('data', (d: Buffer) => {
-            out += d.toString();
-            if (out.includes('\n')) resolve({ child, said: out.trim() });
-          });
-          child.once('exit', (code) => (out.includes('\n') ? undefined : reject(new Error(`a racer exited with ${code} before saying anything`))));
-        });
+    const rounds = 15;
+    const racers = Array.from({ length: 4 }, () => {
+      const child = spawn(process.execPath, [join(ROOT, 'test/core/mcp/fixtures/racing-core.ts')], {
+        env: { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: h.home, RACE_ROUNDS: String(rounds), RACE_SLOT_MS: '300' },
+        stdio: ['pipe', 'pipe', 'inherit'],
       });
-      const results = await Promise.all(racers);
-      expect(results.map((r) => r.said).sort()).toEqual(['ALREADY_RUNNING', 'ALREADY_RUNNING', 'ALREADY_RUNNING', 'won']);
-      expect(await answersWithItsSecret(h.paths)).toBe(true);
-      const winner = results.find((r) => r.said === 'won')!.child;
-      const exited = new Promise((resolve) => winner.once('exit', resolve));
-      winner.kill('SIGTERM');
-      await exited;
-      expect(existsSync(join(h.paths.runDir, LOCK_FILE))).toBe(false);
+      cleanups.push(() => void (child.exitCode === null && child.kill('SIGKILL')));
+      let out = '';
+      const ready = new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => ((out += d.toString()), out.startsWith('ready\n') && resolve())));
+      const result = new Promise<string[]>((resolve, reject) =>
+        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice('ready\n'.length)) as string[]) : reject(new Error(`a racer exited with ${code}`)))),
+      );
+      return { child, ready, result };
+    });
+    // every racer has loaded everything before the first round is set
+    await Promise.all(racers.map((r) => r.ready));
+    const at = Date.now() + 200;
+    for (const r of racers) r.child.stdin!.end(`${at}\n`);
+    const byRacer = await Promise.all(racers.map((r) => r.result));
+    let full = 0;
+    for (let round = 0; round < rounds; round++) {
+      const said = byRacer.map((r) => r[round]!);
+      expect(said.filter((w) => w === 'won'), `round ${round}: ${said.join(', ')}`).toHaveLength(1);
+      expect(said.every((w) => ['won', 'ALREADY_RUNNING', 'late'].includes(w)), said.join(', ')).toBe(true);
+      if (!said.includes('late')) full += 1;
     }
-  }, 45_000);
+    // most rounds had all four racing (a round with a racer the machine ran late has fewer)
+    expect(full).toBeGreaterThanOrEqual(10);
+    expect(existsSync(join(h.paths.runDir, LOCK_FILE))).toBe(false);
+  }, 30_000);
 
   it('refuses to start while a live core holds the lock, even when that core lost its socket file, and names the process', async () => {
     const h = home();
