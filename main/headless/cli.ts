@@ -13,17 +13,17 @@ interface Command {
 const commands: Record<string, Command> = {
   start: {
     summary: 'Start Countersign: the desktop app when Electron is available, otherwise `serve`.',
-    usage: 'countersign start [--demo] [--no-open]',
+    usage: 'countersign start [--config FILE] [--no-open]',
     run: async (argv) => (await import('./start.ts')).runStart(argv),
   },
   serve: {
     summary: 'Run the app core headless with the web UI on 127.0.0.1 (machines without a desktop).',
-    usage: 'countersign serve [--demo] [--config FILE] [--port N] [--no-open]',
+    usage: 'countersign serve [--config FILE] [--port N] [--no-open]',
     run: async (argv) => (await import('./start.ts')).runServe(argv),
   },
   'mcp-config': {
     summary: 'Print the MCP server entry for Claude Desktop, Claude Code, Cursor and other clients.',
-    usage: 'countersign mcp-config [--write-claude-desktop] [--config-path FILE]',
+    usage: 'countersign mcp-config [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
     run: async (argv) => (await import('../core/claude-desktop/command.ts')).runMcpConfig(argv),
   },
   audit: {
