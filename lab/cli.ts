@@ -40,10 +40,31 @@ ${users}
 `;
 }
 
+// Signal handlers go in before anything is printed: a script that reads the ready line and stops the
+// lab at once must find them installed, or the default action kills the process and leaves the lab's
+// children and directories behind.
+let lab: Lab | undefined;
+let stopping = false;
+const shutdown = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  log(`lab: ${signal}, stopping`);
+  if (!lab) return; // still starting: stopped as soon as it is up
+  lab.stop().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+
 const t0 = Date.now();
-let lab: Lab;
 try {
   lab = await startLab({ log });
+  if (stopping) {
+    await lab.stop();
+    process.exit(0);
+  }
 } catch (e) {
   process.stderr.write(`lab: failed to start (${(e as Error).message})\n`);
   process.exit(1);
@@ -72,15 +93,3 @@ if (json) {
   process.stdout.write(describe(lab, ms));
 }
 
-let stopping = false;
-const shutdown = (signal: string): void => {
-  if (stopping) return;
-  stopping = true;
-  log(`lab: ${signal}, stopping`);
-  lab.stop().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
-};
-process.on('SIGINT', () => shutdown('SIGINT'));
-process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -39,6 +39,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     throw error;
   }
   const entry = mcpConfigEntry({ countersignHome: home });
+  const stopRequested = untilSignal(); // listening before anything is printed that a script could act on
   const out = process.stdout;
   out.write(`
   ╭───────────────────────────────────────────────────────────────────────╮
@@ -60,7 +61,7 @@ ${lab.users.map((u) => `    ${u.username.padEnd(6)} / ${u.password.padEnd(14)} $
   Ctrl-C stops the app and the lab.
 `);
   if (!values['no-open']) void openExternal(served.url).catch(() => undefined);
-  await untilSignal();
+  await stopRequested;
   await served.stop();
   await lab.stop();
   return 0;

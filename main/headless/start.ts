@@ -124,9 +124,10 @@ export async function runServe(argv: string[]): Promise<number> {
   const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
   const config = await loadAppConfig(f.config ?? path.join(paths.dataDir, 'config.json'));
   const served = await serve({ config, port: f.port ? Number(f.port) : undefined });
+  const stopRequested = untilSignal(); // listening before anything is printed that a script could act on
   process.stdout.write(`Countersign is running headless. Open the app:\n  ${served.url}\n`);
   if (!f['no-open']) void openExternal(served.url).catch(() => undefined);
-  await untilSignal();
+  await stopRequested;
   await served.stop();
   return 0;
 }
