@@ -17,6 +17,7 @@ import type { PathRule } from './acl.ts';
 import { FileAuditDevice } from './audit.ts';
 import { DatabaseBackend } from './database.ts';
 import { JwtAuthBackend } from './jwt-auth.ts';
+import type { TokenIssuer } from './jwt-auth.ts';
 import { KvBackend } from './kv.ts';
 import { badRequest, notFound, permissionDenied, randomAlnum, toBool, toList, toSeconds, VaultError } from './types.ts';
 import type { AuthBlock, Backend, BackendResponse, Lease, Operation, Token, VaultRequest } from './types.ts';
@@ -129,16 +130,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
     leases: new Set(),
   });
 
-  function issueToken(o: {
-    policies: string[];
-    noDefaultPolicy: boolean;
-    meta: Record<string, string>;
-    displayName: string;
-    path: string;
-    ttl: number;
-    maxTtl: number;
-    numUses: number;
-  }): AuthBlock {
+  function issueToken(o: Parameters<TokenIssuer['issueToken']>[0]): AuthBlock {
     let ttl = o.ttl > 0 ? o.ttl : SYSTEM_DEFAULT_TTL;
     if (o.maxTtl > 0 && ttl > o.maxTtl) ttl = o.maxTtl;
     const set = new Set(o.policies.filter((p) => p && p !== 'root'));

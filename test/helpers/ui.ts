@@ -25,18 +25,12 @@ import type {
   Status,
 } from '../../common/contract.ts';
 
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './browser.ts';
+
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const SCREENSHOT_DIR = join(REPO_ROOT, 'test-results', 'screenshots');
 
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-dev-shm-usage',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
+export { CHROMIUM_ARGS };
 
 export interface Browser {
   context: BrowserContext;
@@ -47,7 +41,7 @@ export interface Browser {
 export async function launchBrowser(options: { colorScheme?: 'light' | 'dark'; acceptDownloads?: boolean } = {}): Promise<Browser> {
   const dir = await mkdtemp(join(tmpdir(), 'countersign-chromium-'));
   const context = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     args: CHROMIUM_ARGS,
     headless: true,
     viewport: { width: 1280, height: 800 },
