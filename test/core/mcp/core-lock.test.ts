@@ -63,7 +63,7 @@ describe('one core per user: the start lock', () => {
     const rounds = 15;
     const racers = Array.from({ length: 4 }, () => {
       const child = spawn(process.execPath, [join(ROOT, 'test/core/mcp/fixtures/racing-core.ts')], {
-        env: { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: h.home, RACE_ROUNDS: String(rounds), RACE_SLOT_MS: '300' },
+        env: { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: h.home, RACE_ROUNDS: String(rounds), RACE_SLOT_MS: '500' },
         stdio: ['pipe', 'pipe', 'inherit'],
       });
       cleanups.push(() => void (child.exitCode === null && child.kill('SIGKILL')));
@@ -82,14 +82,18 @@ describe('one core per user: the start lock', () => {
     let full = 0;
     for (let round = 0; round < rounds; round++) {
       const said = byRacer.map((r) => r[round]!);
-      expect(said.filter((w) => w === 'won'), `round ${round}: ${said.join(', ')}`).toHaveLength(1);
+      // Never two winners. Exactly one when every racer ran on time; a racer marked `late` may be the
+      // previous round's winner still closing on a loaded machine, which rightly refuses the others.
+      const winners = said.filter((w) => w === 'won');
+      if (said.includes('late')) expect(winners.length, `round ${round}: ${said.join(', ')}`).toBeLessThanOrEqual(1);
+      else expect(winners, `round ${round}: ${said.join(', ')}`).toHaveLength(1);
       expect(said.every((w) => ['won', 'ALREADY_RUNNING', 'late'].includes(w)), said.join(', ')).toBe(true);
       if (!said.includes('late')) full += 1;
     }
     // most rounds had all four racing (a round with a racer the machine ran late has fewer)
     expect(full).toBeGreaterThanOrEqual(10);
     expect(existsSync(join(h.paths.runDir, LOCK_FILE))).toBe(false);
-  }, 30_000);
+  }, 45_000);
 
   it('refuses to start while a live core holds the lock, even when that core lost its socket file, and names the process', async () => {
     const h = home();
