@@ -10,7 +10,8 @@
  *   tool that takes about as long as a governed call (GOVERNED_MS, default 20 ms: the broker's tier-1
  *   call is 20-80 ms here), calls on the two paths alternating. This is a stand-in for a real call;
  *   bench/run.ts measures the real one (the whole core against the lab) with relayAgainstCore;
- * - the bridge's peak RSS (VmHWM) against mcp-remote's.
+ * - the bridge's peak RSS (VmHWM) against mcp-remote's, and the floor under it: the peak RSS of a bare
+ *   `node` that holds its stdin open and does nothing else.
  * Both sides of each comparison are driven by the same raw newline-JSON client, so only the relay differs.
  *
  * Run alone: `node bench/bridge.bench.ts` (builds the bridge into a temp dir, prints JSON).
@@ -176,6 +177,17 @@ function peakRssMb(pid: number): number {
   return m ? round(Number(m[1]) / 1024) : NaN;
 }
 
+/** Peak RSS of a bare `node` with nothing to do but hold its stdin open: what any Node-run bridge starts from. */
+async function bareNodePeakRssMb(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', "process.stdin.once('data', () => process.exit(0)); process.stdout.write('up')"], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  await new Promise((resolve) => child.stdout!.once('data', resolve));
+  const mb = peakRssMb(child.pid!);
+  await stop(child);
+  return mb;
+}
+
 function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -262,6 +274,7 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
     result.relay_overhead = diff(result.call_via_bridge, result.call_via_socket);
     result.bridge_peak_rss_mb = same(peakRssMb(child.pid!));
     await stop(child);
+    result.node_bare_peak_rss_mb = same(await bareNodePeakRssMb());
 
     // the same relay in front of a call that takes as long as a governed one
     const governed = await relayAgainstCore({ paths, bridgePath, env, call: GOVERNED, calls: Math.max(20, Math.round(calls / 3)) });
@@ -341,6 +354,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
           governed_fixture_call_via_bridge_vs_socket: ratio(r.governed_fixture_call_via_bridge?.p50, r.governed_fixture_call_via_socket?.p50),
           relay_overhead_vs_mcp_remote: ratio(r.relay_overhead?.p50, r.peer_mcp_remote_added_latency?.p50),
           rss_vs_mcp_remote: ratio(r.bridge_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),
+          node_bare_rss_vs_mcp_remote: ratio(r.node_bare_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),
         },
       },
       null,

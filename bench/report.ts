@@ -92,6 +92,7 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
     rss_mb: {
       core_after_10k_calls: need('rss_mb.core_after_10k_calls', 'core', m.core && m.core.calls >= 10_000 ? m.core.rss_mb_after_calls : undefined),
       bridge: need('rss_mb.bridge', 'bridge', single(b?.bridge_peak_rss_mb)),
+      node_bare: need('rss_mb.node_bare', 'bridge', single(b?.node_bare_peak_rss_mb)),
     },
     ...(m.core ? { core_rss_detail: m.core } : {}),
     leaks: need('leaks', 'leaks', m.leaks),
@@ -123,6 +124,13 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
     ),
     relay_overhead_vs_mcp_remote: ratio(p50(b?.relay_overhead), p50(peer?.added_latency ?? undefined), '<=', 0.25, "bridge's added latency over mcp-remote's added latency (p50)"),
     bridge_rss_vs_mcp_remote: ratio(single(b?.bridge_peak_rss_mb), peer?.rss_mb, '<=', 0.25, "bridge peak RSS over mcp-remote's"),
+    node_bare_rss_vs_mcp_remote: ratio(
+      single(b?.node_bare_peak_rss_mb),
+      peer?.rss_mb,
+      '<=',
+      0.25,
+      "the floor under the last one: a bare `node` holding its stdin open and doing nothing, over mcp-remote's peak RSS; no bridge that Node runs can be below it",
+    ),
     // issue 6: the broker
     own_overhead_share_p50: ratio(m.broker?.own_overhead_share.p50, 1, '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p50)"),
     own_overhead_share_p99: ratio(m.broker?.own_overhead_share.p99, 1, '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p99)"),
