@@ -207,7 +207,14 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     emit('approvals.changed', { pending: approvals.pending(), cached: approvals.cached() });
     emit('status.changed', status());
   });
-  const offAuth = auth.onStatus(() => emit('status.changed', status()));
+  // Upstreams that could not list before sign-in list now, and tell connected clients their tools changed.
+  let signedIn = auth.status().state === 'signed_in';
+  const offAuth = auth.onStatus((s) => {
+    emit('status.changed', status());
+    const now = s.state === 'signed_in';
+    if (now && !signedIn) void broker.warm();
+    signedIn = now;
+  });
   const offSignOut = auth.onSignOut(() => approvals.clear());
 
   const handlers: ContractHandlers = {

@@ -42,6 +42,11 @@ export interface Broker extends ToolHost {
    * record. The shape of mcp-upstream's `CredentialBroker`.
    */
   withCredential<T>(plan: CallPlan, use: (access: { obo: string; credential: Credential }) => Promise<T>, signal: AbortSignal): Promise<T>;
+  /**
+   * Lets every connector that can list ahead of a client do so (the user just signed in); a
+   * connector that fails is logged and left to the next listing. Never throws.
+   */
+  warm(): Promise<void>;
   /** Waits (up to `drainMs`) for calls in flight to revoke what they hold, then closes the connectors. */
   close(drainMs?: number): Promise<void>;
 }
@@ -506,6 +511,13 @@ export function createBroker(options: BrokerOptions): Broker {
       });
     },
     callTool: (request) => track(callTool(request)),
+    async warm() {
+      await Promise.all(
+        options.connectors.map((c) =>
+          c.warm?.().catch((error: unknown) => log(`broker: ${c.name} could not list its tools after sign-in (${AppError.from(error).code})`)),
+        ),
+      );
+    },
     withCredential: ((plan, use, signal) => track(withCredential(plan, use, signal))) as typeof withCredential,
     onToolsChanged(listener) {
       listeners.add(listener);

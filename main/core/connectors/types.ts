@@ -87,6 +87,8 @@ export interface Connector {
   verifyRevoked?(credential: Credential, signal: AbortSignal): Promise<'gone' | 'present' | 'unknown'>;
   /** Called when the tool list changes (remote upstreams). */
   onToolsChanged?(listener: () => void): () => void;
+  /** Lists ahead of any client once the user is signed in (remote upstreams); announces a change. */
+  warm?(): Promise<void>;
   close?(): Promise<void>;
 }
 

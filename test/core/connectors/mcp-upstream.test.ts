@@ -237,6 +237,22 @@ describe('identity-protected upstream', () => {
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 
+  it("does not announce the list a client's own listing hands out, and announces one that differs from it", async () => {
+    const c = connector();
+    let announced = 0;
+    c.onToolsChanged(() => (announced += 1));
+    await c.listTools();
+    await c.warm();
+    await c.refresh();
+    expect(announced).toBe(0);
+    upstream.addTool('summarize_text');
+    await c.refresh();
+    expect(announced).toBe(1);
+    await c.listTools();
+    await c.refresh();
+    expect(announced).toBe(1);
+  });
+
   it('refreshes its tool list on notifications/tools/list_changed', async () => {
     const c = connector();
     await c.listTools();

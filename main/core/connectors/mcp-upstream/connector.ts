@@ -54,6 +54,13 @@ export class McpUpstreamConnector implements Connector {
   readonly #listeners = new Set<() => void>();
   #tools = new Map<string, UpstreamTool>();
   #loaded = false;
+  /**
+   * The tool list as the broker last handed it out (`[]` when the listing failed and the upstream was
+   * left out): a listing that finds anything else is announced through onToolsChanged.
+   */
+  #shown: string | undefined;
+  /** The tool list last announced, so the same change is announced once until a client lists. */
+  #announced: string | undefined;
   #refreshing: Promise<void> | undefined;
   #watcher: UpstreamSession | undefined;
   #metadata: ResourceMetadata | undefined;
@@ -74,8 +81,27 @@ export class McpUpstreamConnector implements Connector {
   }
 
   async listTools(): Promise<Tool[]> {
-    if (!this.#loaded) await this.refresh();
-    return [...this.#tools.values()].filter((t) => t.tier < 4).map((t) => this.#exposed(t));
+    try {
+      // the caller is about to hand out this list, so there is nothing to announce
+      if (!this.#loaded) await this.#refreshOnce();
+    } catch (error) {
+      this.#shown = '[]';
+      throw error;
+    }
+    const tools = this.#current();
+    this.#shown = JSON.stringify(tools);
+    this.#announced = undefined;
+    return tools;
+  }
+
+  /**
+   * Lists ahead of the client when the session becomes usable (the user signed in): when a client was
+   * already handed a list without this upstream's tools (its listing failed before sign-in), the new
+   * tools are announced through onToolsChanged rather than waiting for the client to list again.
+   */
+  async warm(): Promise<void> {
+    if (this.#loaded || this.#closed) return;
+    await this.refresh();
   }
 
   /**
@@ -88,8 +114,20 @@ export class McpUpstreamConnector implements Connector {
     return !this.#loaded || this.#tools.has(local);
   }
 
-  /** Lists the upstream's tools again (single-flight) and keeps a session open for `tools/list_changed`. */
-  refresh(signal: AbortSignal = AbortSignal.timeout(this.config.timeoutMs)): Promise<void> {
+  /**
+   * Lists the upstream's tools again (single-flight) and keeps a session open for `tools/list_changed`;
+   * when the tools differ from the list last handed out, tells onToolsChanged's listeners.
+   */
+  async refresh(signal?: AbortSignal): Promise<void> {
+    await this.#refreshOnce(signal);
+    const now = JSON.stringify(this.#current());
+    if (now !== this.#shown && now !== this.#announced) {
+      this.#announced = now;
+      this.#announce();
+    }
+  }
+
+  #refreshOnce(signal: AbortSignal = AbortSignal.timeout(this.config.timeoutMs)): Promise<void> {
     this.#refreshing ??= this.#refresh(signal).finally(() => {
       this.#refreshing = undefined;
     });
@@ -215,9 +253,10 @@ export class McpUpstreamConnector implements Connector {
       try {
         await this.refresh();
       } catch {
+        // the next listing tries again; until then the client is told its list may be stale
         this.#loaded = false;
+        this.#announce();
       }
-      for (const listener of this.#listeners) listener();
     });
     session.client.onclose = () => {
       if (this.#watcher === session) this.#watcher = undefined;
@@ -308,6 +347,14 @@ export class McpUpstreamConnector implements Connector {
   }
 
   /** The tool as Countersign lists it: namespaced, with annotations that say its tier, not the upstream's claims. */
+  #current(): Tool[] {
+    return [...this.#tools.values()].filter((t) => t.tier < 4).map((t) => this.#exposed(t));
+  }
+
+  #announce(): void {
+    for (const listener of this.#listeners) listener();
+  }
+
   #exposed({ tool, tier }: UpstreamTool): Tool {
     const { outputSchema: _outputSchema, ...rest } = tool;
     return {
