@@ -119,6 +119,12 @@ export type VerifyResult = z.infer<typeof VerifyResultSchema>;
 export const ExportRequestSchema = z.object({ format: z.enum(['jsonl', 'csv']), filter: AuditFilterSchema.default({}) }).strict();
 export const ExportResultSchema = z.object({ filename: z.string().max(200), mediaType: z.string().max(100), content: z.string() });
 export type ExportResult = z.infer<typeof ExportResultSchema>;
+/** An export written to a file the person chose in a native save dialog (the desktop app). */
+export const SaveExportResultSchema = z.union([
+  z.object({ saved: z.literal(false) }),
+  z.object({ saved: z.literal(true), path: z.string().max(4096), records: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
+]);
+export type SaveExportResult = z.infer<typeof SaveExportResultSchema>;
 
 /** One call waiting for a person's decision, described exactly as it will run. */
 export const PendingApprovalSchema = z.object({
@@ -208,6 +214,11 @@ export const CHANNELS = {
   'audit.get': channel(z.object({ seq: z.number().int().positive() }).strict(), AuditRecordSchema),
   'audit.verify': channel(Empty, VerifyResultSchema),
   'audit.export': channel(ExportRequestSchema, ExportResultSchema),
+  /**
+   * The desktop app's export: the shell asks where in a native save dialog (the UI never names a
+   * path) and the core streams the records into that file, so no history is held as one string.
+   */
+  'audit.saveExport': channel(ExportRequestSchema, SaveExportResultSchema, ['electron']),
   'approvals.pending': channel(Empty, z.array(PendingApprovalSchema)),
   'approvals.decide': channel(
     z.object({ id: Id, decision: z.enum(['approve', 'deny']), digest: z.string().max(128) }).strict(),

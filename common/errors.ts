@@ -67,6 +67,7 @@ export const ERROR_CODES = [
   'AUDIT_READ_ONLY',
   'AUDIT_ANCHOR_FAILED',
   'AUDIT_TAMPERED',
+  'EXPORT_FAILED',
   'INTERNAL',
   // the UI's hosts (headless web host, Electron IPC)
   'NOT_FOUND',

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { isAbsolute } from 'node:path';
 import type { ContractHandlers, EventName, EventOf, EventSubscribe, Status } from '../../common/contract.ts';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
@@ -14,7 +15,7 @@ import { approverFor } from './approvals/broker-approver.ts';
 import type { Prompter } from './approvals/prompter.ts';
 import { AuditStore } from './audit/store.ts';
 import { SqliteCallJournal } from './audit/journal.ts';
-import { exportLines, exportFilename, EXPORT_MEDIA_TYPES } from './audit/export.ts';
+import { exportLines, exportFilename, EXPORT_MEDIA_TYPES, writeExportFile } from './audit/export.ts';
 import { createBroker, type Broker } from './broker/index.ts';
 import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
 import type { AppConfig } from './config/config.ts';
@@ -45,6 +46,11 @@ export interface CoreOptions {
   log: Log;
   /** Extra connectors (remote MCP upstreams are built by the caller, which owns their credentials plumbing). */
   connectors?: (broker: () => Broker) => Connector[];
+  /**
+   * Asks the person where to save an export (the desktop shell's native save dialog); undefined when
+   * they cancel. Hosts without one leave it out and `audit.saveExport` is refused.
+   */
+  chooseExportFile?: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined>;
 }
 
 export interface Core {
@@ -240,6 +246,13 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       mediaType: EXPORT_MEDIA_TYPES[format],
       content: [...exportLines(audit, format, filter)].join(''),
     }),
+    'audit.saveExport': async ({ format, filter }) => {
+      if (!options.chooseExportFile) throw new AppError('EXPORT_FAILED', 'This window cannot save files; use the export download instead.');
+      const path = await options.chooseExportFile({ filename: exportFilename(format), format });
+      if (!path) return { saved: false as const };
+      if (!isAbsolute(path)) throw new AppError('EXPORT_FAILED', 'The save dialog did not return a full path; nothing was saved.');
+      return { saved: true as const, path, ...(await writeExportFile(audit, format, filter, path)) };
+    },
     'approvals.pending': async () => approvals.pending(),
     'approvals.decide': async ({ id, decision, digest }) => {
       approvals.decide(id, decision, digest);

@@ -27,6 +27,7 @@ import { APP_SCHEME_PRIVILEGES, registerAppProtocol } from './app-protocol.ts';
 import { startCoreProcess, type CoreHost } from './core-host.ts';
 import { APP_URL, hardenContents, hardenSession, webPreferences } from './hardening.ts';
 import { EVENT_CHANNEL, registerIpcHandlers } from './ipc.ts';
+import { chooseExportFile } from './save-dialog.ts';
 import { promptNatively } from './native-prompter.ts';
 import { trayMenu, trayTooltip } from './tray.ts';
 
@@ -99,6 +100,10 @@ async function start(): Promise<void> {
           params as ApprovalView,
           signal,
         );
+      },
+      'shell.chooseExportFile': async (params) => {
+        showWindow();
+        return chooseExportFile({ dialog, parent: () => mainWindow, downloads: app.getPath('downloads') }, params);
       },
       'shell.openExternal': async (params) => {
         const url = String((params as { url?: unknown }).url ?? '');

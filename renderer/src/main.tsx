@@ -4,8 +4,7 @@ import { AppError } from '../../common/errors.ts';
 import { App, Unavailable, type Connection } from './app.tsx';
 import { applyTheme, loadTheme } from './lib/theme.ts';
 import { preloadTransport } from './transport/preload-transport.ts';
-import { connectWebTransport, takeLaunchToken, type WebTransport } from './transport/web-transport.ts';
-import type { Transport } from '../../common/contract.ts';
+import { connectWebTransport, takeLaunchToken, type RendererTransport, type WebTransport } from './transport/web-transport.ts';
 import './styles.css';
 
 applyTheme(loadTheme());
@@ -29,7 +28,7 @@ function WebRoot({ ready }: { ready: Promise<WebTransport> }) {
 }
 
 const root = createRoot(document.getElementById('root')!);
-const desktop: Transport | null = preloadTransport();
+const desktop: RendererTransport | null = preloadTransport();
 if (desktop) {
   root.render(
     <StrictMode>

@@ -4,7 +4,9 @@ import { CONTENT_SECURITY_POLICY, isTrustedSender } from '../../main/electron/ha
 import { handleInvoke } from '../../main/electron/ipc.ts';
 import { dialogOptions, promptNatively, DENY_BUTTON } from '../../main/electron/native-prompter.ts';
 import { resolveAppFile } from '../../main/electron/app-protocol.ts';
+import { chooseExportFile } from '../../main/electron/save-dialog.ts';
 import { channelsFor } from '../../common/contract.ts';
+import { PortRpc } from '../../common/port-rpc.ts';
 import type { ApprovalView } from '../../common/approval-view.ts';
 
 // The Electron module is replaced by a test double (the binary cannot exist here): see the helper.
@@ -81,6 +83,28 @@ describe('the desktop shell (against the Electron test double)', () => {
     expect(double.recorded.forks).toHaveLength(1);
     expect(double.recorded.forks[0]?.modulePath).toMatch(/core\.mjs$/);
     expect(double.recorded.forks[0]?.corePort).toBeDefined();
+  });
+
+  it("answers the core's request for an export path with the native save dialog over the app window", async () => {
+    const port = double.recorded.forks[0]!.corePort!;
+    const core = new PortRpc({
+      postMessage: (m) => port.postMessage(m),
+      onMessage: (l) => {
+        port.on('message', l);
+        return () => port.off('message', l);
+      },
+    });
+    try {
+      double.recorded.saveDialogAnswer = { canceled: true };
+      expect(await core.call('shell.chooseExportFile', { filename: 'countersign-audit-x.jsonl', format: 'jsonl' })).toEqual({});
+      const [parent, options] = double.recorded.saveDialogs.at(-1)!;
+      expect((parent as { record?: unknown }).record).toBe(double.recorded.windows.at(-1));
+      expect(options).toMatchObject({ defaultPath: '/tmp/countersign-electron-double/countersign-audit-x.jsonl', filters: [{ extensions: ['jsonl'] }] });
+      double.recorded.saveDialogAnswer = { canceled: false, filePath: '/home/alice/audit.jsonl' };
+      expect(await core.call('shell.chooseExportFile', { filename: 'countersign-audit-x.jsonl', format: 'jsonl' })).toEqual({ path: '/home/alice/audit.jsonl' });
+    } finally {
+      core.close();
+    }
   });
 });
 
@@ -184,5 +208,27 @@ describe('the tray', () => {
     (item.click as (i: { checked: boolean }) => void)({ checked: true });
     expect(set).toBe(true);
     expect(menu.map((m) => m.label)).toContain('Sign out');
+  });
+});
+
+describe('the export save dialog', () => {
+  const dialog = (answer: { canceled: boolean; filePath?: string }) => {
+    const calls: unknown[][] = [];
+    return { calls, showSaveDialog: async (...args: unknown[]) => (calls.push(args), answer) };
+  };
+
+  it('never uses a suggested name with a path in it, and refuses a format it does not know', async () => {
+    const d = dialog({ canceled: true });
+    const deps = { dialog: d as never, parent: () => null, downloads: '/home/u/Downloads' };
+    await chooseExportFile(deps, { filename: '../../.ssh/authorized_keys', format: 'csv' });
+    expect(d.calls[0]![0]).toMatchObject({ defaultPath: '/home/u/Downloads/countersign-audit.csv', filters: [{ extensions: ['csv'] }] });
+    await expect(chooseExportFile(deps, { filename: 'x.exe', format: 'exe' })).rejects.toThrow(/JSON Lines or CSV/);
+    expect(d.calls).toHaveLength(1);
+  });
+
+  it('answers nothing when the dialog is cancelled or returns no path', async () => {
+    const deps = (answer: { canceled: boolean; filePath?: string }) => ({ dialog: dialog(answer) as never, parent: () => null, downloads: '/d' });
+    expect(await chooseExportFile(deps({ canceled: true, filePath: '/d/a.jsonl' }), { format: 'jsonl' })).toEqual({});
+    expect(await chooseExportFile(deps({ canceled: false, filePath: '' }), { format: 'jsonl' })).toEqual({});
   });
 });

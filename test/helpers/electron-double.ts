@@ -19,10 +19,13 @@ export interface Recorded {
   schemes: unknown[];
   forks: { modulePath: string; args: string[]; corePort?: MessagePort }[];
   messageBoxes: unknown[][];
+  /** Arguments of each showSaveDialog call; the answer is `saveDialogAnswer` (cancelled by default). */
+  saveDialogs: unknown[][];
+  saveDialogAnswer: { canceled: boolean; filePath?: string };
 }
 
 export function createElectronDouble() {
-  const recorded: Recorded = { windows: [], ipcHandlers: new Map(), schemes: [], forks: [], messageBoxes: [] };
+  const recorded: Recorded = { windows: [], ipcHandlers: new Map(), schemes: [], forks: [], messageBoxes: [], saveDialogs: [], saveDialogAnswer: { canceled: true } };
   const app = Object.assign(new EventEmitter(), {
     isPackaged: false,
     requestSingleInstanceLock: () => true,
@@ -115,6 +118,7 @@ export function createElectronDouble() {
     net: { fetch: () => Promise.resolve(new Response('')) },
     dialog: {
       showMessageBox: (...args: unknown[]) => (recorded.messageBoxes.push(args), Promise.resolve({ response: 0, checkboxChecked: false })),
+      showSaveDialog: (...args: unknown[]) => (recorded.saveDialogs.push(args), Promise.resolve(recorded.saveDialogAnswer)),
       showErrorBox: () => undefined,
     },
     shell: { openExternal: () => Promise.resolve() },

@@ -193,6 +193,8 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
       }
       return { ok: true, checked: records.length, firstBad: null, anchored: false, verifiedAt: new Date().toISOString() };
     },
+    // the desktop app's save dialog export: not served by the web host this fixture stands behind
+    'audit.saveExport': async () => ({ saved: false as const }),
     'audit.export': async ({ format, filter }) => {
       const rows = records.filter((r) => matches(r, filter));
       if (format === 'jsonl') {

@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createWriteStream } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -10,7 +9,7 @@ import { OUTCOMES, RECORD_KINDS } from '../../../common/audit-record.ts';
 import type { AuditFilter } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
 import { resolvePaths } from '../../../common/paths.ts';
-import { exportStream } from './export.ts';
+import { exportStream, writeExportFile } from './export.ts';
 import { AuditStore, DB_FILE } from './store.ts';
 
 const USAGE = `Usage:
@@ -103,9 +102,10 @@ async function runExport(store: AuditStore, v: Record<string, string | boolean |
   if (outcome) filter.outcome = outcome;
   if (kind) filter.kind = kind;
   for (const key of ['from', 'to', 'tool', 'user', 'search'] as const) if (typeof v[key] === 'string') filter[key] = v[key];
-  const source = exportStream(store, format, filter);
-  if (typeof v.out === 'string') await pipeline(source, createWriteStream(v.out, { mode: 0o600 }));
-  else await pipeline(source, io.stdout, { end: false });
+  if (typeof v.out === 'string') {
+    const { records } = await writeExportFile(store, format, filter, v.out);
+    io.stderr.write(`Wrote ${records} record(s) to ${v.out}\n`);
+  } else await pipeline(exportStream(store, format, filter), io.stdout, { end: false });
   return 0;
 }
 

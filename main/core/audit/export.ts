@@ -1,6 +1,12 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { AuditFilter } from '../../../common/contract.ts';
 import { canonicalJson } from '../../../common/canonical-json.ts';
+import { AppError } from '../../../common/errors.ts';
 import type { AuditStore, StoredAuditRecord } from './store.ts';
 
 /**
@@ -58,6 +64,47 @@ export function* exportLines(store: AuditStore, format: ExportFormat, filter: Au
 /** A byte stream of the export, for a file, an HTTP response or stdout (honours backpressure). */
 export function exportStream(store: AuditStore, format: ExportFormat, filter: AuditFilter = {}): Readable {
   return Readable.from(exportLines(store, format, filter), { objectMode: false, encoding: 'utf8' });
+}
+
+/**
+ * Streams the export into `path`: a temporary file beside it (owner-only), flushed to disk, then
+ * renamed over `path`, so the file is either the whole export or, on any failure, untouched (the
+ * temporary file is removed). Never holds more than a stream's buffer of the history in memory.
+ */
+export async function writeExportFile(
+  store: AuditStore,
+  format: ExportFormat,
+  filter: AuditFilter,
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ records: number; bytes: number }> {
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.part`);
+  let records = format === 'csv' ? -1 : 0; // the CSV's first line is its header
+  let bytes = 0;
+  function* counted(): Generator<string> {
+    for (const line of exportLines(store, format, filter)) {
+      records += 1;
+      bytes += Buffer.byteLength(line);
+      yield line;
+    }
+  }
+  try {
+    const source = Readable.from(counted(), { objectMode: false, encoding: 'utf8' });
+    await pipeline(source, createWriteStream(temp, { mode: 0o600, flags: 'wx' }), ...(signal ? [{ signal }] : []));
+    const handle = await open(temp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true }).catch(() => undefined);
+    if (signal?.aborted) throw new AppError('CANCELLED', 'The export was cancelled; no file was written.', { cause: error });
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new AppError('EXPORT_FAILED', `The export could not be written to ${path}${code ? ` (${code})` : ''}; nothing was saved there.`, { cause: error });
+  }
+  return { records: Math.max(0, records), bytes };
 }
 
 function csvRow(r: StoredAuditRecord): string {

@@ -97,12 +97,23 @@ function download(filename: string, blob: Blob): void {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-/** Streams the export where the host can; otherwise takes it whole through the contract. */
-async function exportAs(transport: RendererTransport, format: 'jsonl' | 'csv', filter: AuditFilter): Promise<void> {
+/**
+ * The desktop app saves through its native dialog (the core writes the file); the web host streams a
+ * download; otherwise the export is taken whole through the contract. Returns what to tell the person.
+ */
+async function exportAs(transport: RendererTransport, format: 'jsonl' | 'csv', filter: AuditFilter): Promise<string | null> {
+  if (transport.saveExport) {
+    const saved = await transport.saveExport({ format, filter });
+    return saved.saved ? `Exported ${plural(saved.records, 'record')} to ${saved.path}` : null;
+  }
   const streamed = await transport.exportFile?.({ format, filter });
-  if (streamed) return download(streamed.filename, streamed.blob);
+  if (streamed) {
+    download(streamed.filename, streamed.blob);
+    return null;
+  }
   const r = await transport.call('audit.export', { format, filter });
   download(r.filename, new Blob([r.content], { type: r.mediaType }));
+  return null;
 }
 
 export function TimelineScreen() {
@@ -140,6 +151,7 @@ export function TimelineScreen() {
   const atTop = useRef(true);
   const parentRef = useRef<HTMLDivElement>(null);
   const exportAction = useAction();
+  const [exported, setExported] = useState<string | null>(null);
 
   // One reload at a time: appends arriving while one runs coalesce into a single reload after it.
   const inFlight = useRef<Promise<void> | null>(null);
@@ -254,7 +266,7 @@ export function TimelineScreen() {
           disabled={exportAction.busy}
           onClick={() =>
             void exportAction.run(async () => {
-              await exportAs(transport, 'jsonl', filter);
+              setExported(await exportAs(transport, 'jsonl', filter));
             })
           }
         >
@@ -265,7 +277,7 @@ export function TimelineScreen() {
           disabled={exportAction.busy}
           onClick={() =>
             void exportAction.run(async () => {
-              await exportAs(transport, 'csv', filter);
+              setExported(await exportAs(transport, 'csv', filter));
             })
           }
         >
@@ -273,6 +285,11 @@ export function TimelineScreen() {
         </button>
       </header>
       <ErrorNote error={exportAction.error} />
+      {exported && (
+        <p className="muted small" role="status">
+          {exported}
+        </p>
+      )}
       <form className="filters" role="search" aria-label="Filter records" onSubmit={(e) => e.preventDefault()}>
         <label>
           Search

@@ -23,6 +23,8 @@ export type ConnectionState = 'connecting' | 'live' | 'offline' | 'ended';
 export interface RendererTransport extends Transport {
   /** Downloads an export streamed by the host; null when the host cannot stream one (use `audit.export`). */
   exportFile?(request: RequestOf<'audit.export'>): Promise<{ filename: string; blob: Blob } | null>;
+  /** The desktop app: the shell asks where in a native save dialog and the core writes the file. */
+  saveExport?(request: RequestOf<'audit.saveExport'>): Promise<ResponseOf<'audit.saveExport'>>;
 }
 
 export interface WebTransport extends RendererTransport {

@@ -1,10 +1,11 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAuditCommand } from '../../../main/core/audit/command.ts';
-import { CSV_COLUMNS, csvCell, exportLines, exportStream, parseCsv } from '../../../main/core/audit/export.ts';
+import { AppError } from '../../../common/errors.ts';
+import { CSV_COLUMNS, csvCell, exportLines, exportStream, parseCsv, writeExportFile } from '../../../main/core/audit/export.ts';
 import { AuditStore, DB_FILE } from '../../../main/core/audit/store.ts';
 import { memorySecretStore, tempDir, toolCall } from './fixtures.ts';
 
@@ -87,6 +88,48 @@ describe('export', () => {
     const s = sink();
     await new Promise<void>((resolve, reject) => exportStream(store, 'jsonl').pipe(s.stream).on('finish', resolve).on('error', reject));
     expect(s.text().trim().split('\n')).toHaveLength(store.stats().count);
+  });
+
+  it('writes a file the person chose whole: owner-only, the same bytes as the stream, with the count of records', async () => {
+    using out = tempDir('cs-export-');
+    const jsonl = join(out.path, 'audit.jsonl');
+    const written = await writeExportFile(store, 'jsonl', {}, jsonl);
+    expect(readFileSync(jsonl, 'utf8')).toBe([...exportLines(store, 'jsonl')].join(''));
+    expect(written).toEqual({ records: store.stats().count, bytes: statSync(jsonl).size });
+    expect(statSync(jsonl).mode & 0o777).toBe(0o600);
+    // the CSV's header is not a record, and a summary with a line break inside its quotes is still one
+    const csv = join(out.path, 'audit.csv');
+    const calls = [...exportLines(store, 'jsonl', { kind: ['tool_call'] })].length;
+    expect((await writeExportFile(store, 'csv', { kind: ['tool_call'] }, csv)).records).toBe(calls);
+    expect(parseCsv(readFileSync(csv, 'utf8'))).toHaveLength(calls + 1);
+    expect(readdirSync(out.path).sort()).toEqual(['audit.csv', 'audit.jsonl']);
+  });
+
+  it('replaces a file only once the export is complete, and leaves it untouched when writing fails or is cancelled', async () => {
+    using out = tempDir('cs-export-');
+    const target = join(out.path, 'keep.jsonl');
+    writeFileSync(target, 'what was there before\n');
+    const cancelled = new AbortController();
+    cancelled.abort();
+    const error = await writeExportFile(store, 'jsonl', {}, target, cancelled.signal).catch((e: unknown) => e);
+    expect(AppError.is(error, 'CANCELLED')).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('what was there before\n');
+    expect(readdirSync(out.path)).toEqual(['keep.jsonl']);
+
+    const missing = join(out.path, 'no-such-dir', 'audit.jsonl');
+    const failed = await writeExportFile(store, 'jsonl', {}, missing).catch((e: unknown) => e);
+    expect(AppError.is(failed, 'EXPORT_FAILED')).toBe(true);
+    expect((failed as AppError).message).toContain('ENOENT');
+    expect((failed as AppError).message).toContain('nothing was saved');
+
+    // a directory where the file should go: the rename fails and the temporary file is removed
+    mkdirSync(join(out.path, 'taken.jsonl'));
+    const taken = await writeExportFile(store, 'jsonl', {}, join(out.path, 'taken.jsonl')).catch((e: unknown) => e);
+    expect(AppError.is(taken, 'EXPORT_FAILED')).toBe(true);
+    expect(readdirSync(out.path).sort()).toEqual(['keep.jsonl', 'taken.jsonl']);
+
+    await writeExportFile(store, 'jsonl', {}, target);
+    expect(readFileSync(target, 'utf8').trim().split('\n')).toHaveLength(store.stats().count);
   });
 });
 

@@ -3,6 +3,7 @@
  * as its own client and the broker's token exchange presents that client; sign-out is recorded in the
  * audit store and forgets every approval the session held (cached and waiting).
  */
+import { readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ const prompter = new ScriptedPrompterForTests();
 const labLog: string[] = [];
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 let requestId = 1;
+/** Plays the desktop shell's native save dialog for `audit.saveExport`. */
+let chooseExportFile: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined> = async () => undefined;
 
 const WRITE = { sql: 'UPDATE appointments SET status = $1 WHERE id = $2', params: ['completed', 1] };
 
@@ -69,6 +72,7 @@ beforeAll(async () => {
     },
     paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
     log: quiet,
+    chooseExportFile: (suggested) => chooseExportFile(suggested),
   });
 }, 60_000);
 
@@ -152,3 +156,27 @@ describe('the core signed in with a per-install registered client', () => {
 function registeredUserSub(): string {
   return lab.users.find((u) => u.username === 'alice')!.sub;
 }
+
+describe("the desktop app's export through the save dialog", () => {
+  it('writes the chosen file from the store, says nothing was saved when the dialog is cancelled, and refuses a relative path', async () => {
+    const asked: Array<{ filename: string; format: string }> = [];
+    chooseExportFile = async (suggested) => (asked.push(suggested), undefined);
+    expect(await core.handlers['audit.saveExport']({ format: 'jsonl', filter: {} })).toEqual({ saved: false });
+    expect(asked[0]).toMatchObject({ format: 'jsonl', filename: expect.stringMatching(/^countersign-audit-.+\.jsonl$/) });
+
+    const path = join(home, 'chosen.jsonl');
+    chooseExportFile = async () => path;
+    const saved = await core.handlers['audit.saveExport']({ format: 'jsonl', filter: { kind: ['tool_call'] } });
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    expect(saved).toEqual({ saved: true, path, records: lines.length, bytes: statSync(path).size });
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) {
+      const record = JSON.parse(line) as { seq: number; kind: string };
+      expect(record.kind).toBe('tool_call');
+      expect(record).toEqual(core.audit.get(record.seq));
+    }
+
+    chooseExportFile = async () => 'relative/audit.jsonl';
+    await expect(core.handlers['audit.saveExport']({ format: 'csv', filter: {} })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+  });
+});
