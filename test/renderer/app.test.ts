@@ -207,12 +207,20 @@ describe('the renderer against the headless host', () => {
     await openTimeline(page);
     const count = () => page.getByTestId('record-count').textContent();
     const total = Number((await count())!.replace(/\D/g, ''));
-    await page.getByLabel('Outcome', { exact: true }).selectOption('denied');
+    const chip = (name: string) => page.getByRole('button', { name, exact: true });
+    await chip('Outcome denied').click();
+    await expect.poll(() => chip('Outcome denied').getAttribute('aria-pressed')).toBe('true');
     await poll(count).toBe(`${store.count({ outcome: ['denied'] }).toLocaleString('en-US')} records`);
-    await page.getByLabel('Tier', { exact: true }).selectOption('2');
-    await poll(count).toBe(`${store.count({ outcome: ['denied'], tier: [2] }).toLocaleString('en-US')} records`);
-    await page.getByLabel('Outcome', { exact: true }).selectOption('');
-    await page.getByLabel('Tier', { exact: true }).selectOption('');
+    // several values of one filter at once: denied or error
+    await chip('Outcome error').click();
+    const deniedOrError = store.count({ outcome: ['denied', 'error'] });
+    expect(deniedOrError).toBeGreaterThan(store.count({ outcome: ['denied'] }));
+    await poll(count).toBe(`${deniedOrError.toLocaleString('en-US')} records`);
+    await chip('Tier 2 · write').click();
+    await chip('Tier 3 · sensitive').click();
+    await poll(count).toBe(`${store.count({ outcome: ['denied', 'error'], tier: [2, 3] }).toLocaleString('en-US')} records`);
+    for (const name of ['Outcome denied', 'Outcome error', 'Tier 2 · write', 'Tier 3 · sensitive']) await chip(name).click();
+    await poll(count).toBe(`${total.toLocaleString('en-US')} records`);
     await page.getByLabel('Tool', { exact: true }).fill('delete_user');
     await poll(count).toBe(`${store.count({ tool: 'delete_user' }).toLocaleString('en-US')} records`);
     await page.getByLabel('Tool', { exact: true }).fill('');

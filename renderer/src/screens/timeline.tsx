@@ -116,10 +116,55 @@ async function exportAs(transport: RendererTransport, format: 'jsonl' | 'csv', f
   return null;
 }
 
+type Outcome = (typeof OUTCOMES)[number];
+type Tier = 1 | 2 | 3 | 4;
+const OUTCOME_CHIPS: ReadonlyArray<{ value: Outcome; label: string }> = OUTCOMES.map((o) => ({ value: o, label: o }));
+const TIER_CHIPS: ReadonlyArray<{ value: Tier; label: string }> = [
+  { value: 1, label: '1 · read' },
+  { value: 2, label: '2 · write' },
+  { value: 3, label: '3 · sensitive' },
+  { value: 4, label: '4 · blocked' },
+];
+
+/**
+ * A filter that takes several values at once ("denied or error"): one toggle button per value, none
+ * pressed meaning any. Buttons with aria-pressed, grouped under the filter's name.
+ */
+function ChipGroup<T extends string | number>(props: {
+  label: string;
+  options: ReadonlyArray<{ value: T; label: string }>;
+  selected: readonly T[];
+  onChange: (next: readonly T[]) => void;
+}) {
+  const { label, options, selected, onChange } = props;
+  return (
+    <fieldset className="chips">
+      <legend>
+        {label}
+        {selected.length === 0 ? ': any' : ''}
+      </legend>
+      {options.map((o) => {
+        const on = selected.includes(o.value);
+        return (
+          <button
+            key={String(o.value)}
+            type="button"
+            aria-pressed={on}
+            aria-label={`${label} ${o.label}`}
+            onClick={() => onChange(on ? selected.filter((v) => v !== o.value) : options.map((x) => x.value).filter((v) => v === o.value || selected.includes(v)))}
+          >
+            {o.label}
+          </button>
+        );
+      })}
+    </fieldset>
+  );
+}
+
 export function TimelineScreen() {
   const transport = useTransport();
-  const [outcome, setOutcome] = useState('');
-  const [tier, setTier] = useState('');
+  const [outcome, setOutcome] = useState<readonly Outcome[]>([]);
+  const [tier, setTier] = useState<readonly Tier[]>([]);
   const [tool, setTool] = useState('');
   const [user, setUser] = useState('');
   const [from, setFrom] = useState('');
@@ -127,8 +172,8 @@ export function TimelineScreen() {
   const [search, setSearch] = useState('');
   const filterNow = useMemo<AuditFilter>(() => {
     const f: AuditFilter = {};
-    if (outcome) f.outcome = [outcome as AuditFilter['outcome'] & string] as AuditFilter['outcome'];
-    if (tier) f.tier = [Number(tier) as 1 | 2 | 3 | 4];
+    if (outcome.length > 0) f.outcome = [...outcome];
+    if (tier.length > 0) f.tier = [...tier];
     if (tool.trim()) f.tool = tool.trim();
     if (user.trim()) f.user = user.trim();
     const fromIso = toIso(from);
@@ -295,27 +340,8 @@ export function TimelineScreen() {
           Search
           <input aria-label="Search" type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="tool, target, jti, lease…" />
         </label>
-        <label>
-          Outcome
-          <select aria-label="Outcome" value={outcome} onChange={(e) => setOutcome(e.target.value)}>
-            <option value="">Any</option>
-            {OUTCOMES.map((o) => (
-              <option key={o} value={o}>
-                {o}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Tier
-          <select aria-label="Tier" value={tier} onChange={(e) => setTier(e.target.value)}>
-            <option value="">Any</option>
-            <option value="1">1 · read</option>
-            <option value="2">2 · write</option>
-            <option value="3">3 · sensitive</option>
-            <option value="4">4 · blocked</option>
-          </select>
-        </label>
+        <ChipGroup label="Outcome" options={OUTCOME_CHIPS} selected={outcome} onChange={setOutcome} />
+        <ChipGroup label="Tier" options={TIER_CHIPS} selected={tier} onChange={setTier} />
         <label>
           Tool
           <input aria-label="Tool" value={tool} onChange={(e) => setTool(e.target.value)} />
