@@ -57,6 +57,12 @@ export interface LabIdp {
   setAccessTokenTtl(seconds: number | null): void;
   /** Durations of successful token exchanges (ms), for measurements. */
   exchangeTimings(): number[];
+  /**
+   * What an administrator does when they delete a registered client (or an IdP that expires unused
+   * registrations): the client is gone, and every request it authenticates is refused `invalid_client`.
+   * False when no such dynamically registered client exists.
+   */
+  forgetClient(clientId: string): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -472,6 +478,14 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       accessTokenTtl = seconds ?? DEFAULT_AT_TTL_S;
     },
     exchangeTimings: () => [...timings],
+    async forgetClient(clientId) {
+      // oidc-provider keeps dynamically registered clients in its adapter (not in its types)
+      const adapter = (provider.Client as unknown as { adapter: unknown }).adapter as { find(id: string): Promise<unknown>; destroy(id: string): Promise<void> };
+      if (clientId === NATIVE_CLIENT_ID || !(await adapter.find(clientId))) return false;
+      await adapter.destroy(clientId);
+      log(`idp: client ${clientId} deleted by the administrator`);
+      return true;
+    },
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -124,7 +124,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
     // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
-    ...(auth instanceof AuthService ? { client: () => auth.client() } : {}),
+    ...(auth instanceof AuthService ? { client: () => auth.client(), onClientRejected: () => auth.clientRejected() } : {}),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
   });
   const connectors: Connector[] = [];

@@ -64,6 +64,14 @@ export interface InstallClient extends ExchangeClient {
 
 const EXPIRY_MARGIN_MS = 30_000;
 
+const CLIENT_FORGOTTEN =
+  'Your identity provider no longer knows this Countersign install (its registration was removed or expired). Sign in again: the install registers anew.';
+
+/** `invalid_client` from an endpoint the client authenticated to: the IdP does not accept this client. */
+function isClientRejected(error: unknown): boolean {
+  return error instanceof oidc.ResponseBodyError && error.error === 'invalid_client';
+}
+
 function sanitizeUser(claims: Record<string, unknown>): UserIdentity {
   const user: UserIdentity = { sub: String(claims.sub) };
   if (typeof claims.name === 'string') user.name = claims.name;
@@ -211,6 +219,28 @@ export class AuthService implements TokenSource {
   async client(): Promise<InstallClient> {
     await this.#discover();
     return this.#client!;
+  }
+
+  /**
+   * The IdP answered `invalid_client` to a request this install's registered client authenticated
+   * (the token exchange, a refresh): an administrator deleted the registration, or the IdP expired
+   * it. The registration and the session issued to it are worth nothing now; both are dropped, and
+   * the next sign-in registers this install again. A configured client is never forgotten.
+   */
+  async clientRejected(): Promise<void> {
+    if (this.#client?.authMethod !== 'private_key_jwt') return;
+    await this.#forgetClient();
+    this.#setStatus({ state: 'needs_sign_in', code: 'CLIENT_REGISTRATION_FAILED', reason: CLIENT_FORGOTTEN });
+  }
+
+  async #forgetClient(): Promise<void> {
+    this.#log(`auth: the identity provider no longer knows client ${this.#client?.clientId ?? '?'} (invalid_client); this install registers again at the next sign-in`);
+    this.#oidc = undefined;
+    this.#client = undefined;
+    this.#session = undefined;
+    this.#access = undefined;
+    await this.#secrets.delete(this.#key('client')).catch(() => undefined);
+    await this.#secrets.delete(this.#key('session')).catch(() => undefined);
   }
 
   #key(name: string): string {
@@ -388,8 +418,25 @@ export class AuthService implements TokenSource {
     const before = this.#status;
     const stepUp = options.acrValues !== undefined || options.maxAge !== undefined;
     try {
-      const config = await this.#discover();
-      const tokens = options.mode === 'device' ? await this.#deviceGrant(config, signal) : await this.#browserGrant(config, options, signal);
+      const grant = async () => {
+        const config = await this.#discover();
+        return options.mode === 'device' ? await this.#deviceGrant(config, signal) : await this.#browserGrant(config, options, signal);
+      };
+      let tokens: Awaited<ReturnType<typeof grant>>;
+      try {
+        tokens = await grant();
+      } catch (error) {
+        // The pushed request (or the device authorization) authenticates the client before anyone is
+        // asked anything: a registration the IdP forgot is replaced once, then the sign-in goes on.
+        if (!isClientRejected(error) || this.#client?.authMethod !== 'private_key_jwt') throw error;
+        if (stepUp) {
+          // the session being stepped up was issued to the forgotten client: it goes too
+          await this.clientRejected();
+          throw new AppError('CLIENT_REGISTRATION_FAILED', CLIENT_FORGOTTEN, { cause: error });
+        }
+        await this.#forgetClient();
+        tokens = await grant();
+      }
       const claims = tokens.claims();
       if (!claims) throw new AppError('IDP_BAD_RESPONSE', 'Your identity provider did not return an ID token.');
       if (options.acrValues && !options.acrValues.split(' ').includes(String(claims.acr))) {
@@ -435,7 +482,10 @@ export class AuthService implements TokenSource {
       if (options.maxAge !== undefined) params.max_age = String(options.maxAge);
       if (options.prompt || options.acrValues || options.maxAge !== undefined) params.prompt = 'login';
       if (this.#dpop) params.dpop_jkt = await calculateJwkThumbprint(await exportJWK(this.#dpop.publicKey));
-      const url = oidc.buildAuthorizationUrl(config, params);
+      // RFC 9126: a registered client pushes its request over the authenticated back channel, so the
+      // browser carries only a reference to it, and an IdP that forgot the client says so now.
+      const pushed = this.#client?.authMethod === 'private_key_jwt' && config.serverMetadata().pushed_authorization_request_endpoint;
+      const url = pushed ? await oidc.buildAuthorizationUrlWithPAR(config, params, { signal } as Parameters<typeof oidc.buildAuthorizationUrlWithPAR>[2]) : oidc.buildAuthorizationUrl(config, params);
       this.#setStatus({ state: 'signing_in', url: url.href });
       const open = options.openExternal ?? this.#openExternal;
       await open(url.href).catch(() => this.#log('auth: the browser could not be opened; the sign-in address is shown in the app'));
@@ -525,6 +575,11 @@ export class AuthService implements TokenSource {
       const config = await this.#discover();
       tokens = await oidc.refreshTokenGrant(config, session.refresh_token, this.#resourceParams(), this.#dpopOptions(config));
     } catch (error) {
+      if (isClientRejected(error) && this.#client?.authMethod === 'private_key_jwt' && this.#session === session) {
+        await this.clientRejected();
+        this.#log('auth: refresh failed (invalid_client)');
+        throw new AppError('REFRESH_FAILED', CLIENT_FORGOTTEN, { cause: error });
+      }
       const app = idpError(error, 'REFRESH_FAILED', 'renewing your sign-in');
       const refused = error instanceof oidc.ResponseBodyError && error.status < 500;
       if (refused && this.#session === session) {

@@ -53,6 +53,11 @@ export interface TokenExchangerOptions {
    * precedence over `clientId` and `configuration`; a new object (a new registration) is picked up.
    */
   client?: () => Promise<ExchangeClient>;
+  /**
+   * Told when the IdP answers `invalid_client` to an exchange made as `client()`'s client (its
+   * registration is gone), so the sign-in module can drop it and ask the person to sign in again.
+   */
+  onClientRejected?: () => Promise<void> | void;
   /** An openid-client Configuration from the sign-in module; discovered from `issuer` when absent. */
   configuration?: oidc.Configuration;
   /**
@@ -199,6 +204,9 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       return await callSignal.run(signal, () => oidc.genericGrantRequest(c, grantType, params, dpop ? { DPoP: dpop } : undefined));
     } catch (error) {
       if (signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
+      if (options.client && options.onClientRejected && error instanceof oidc.ResponseBodyError && error.error === 'invalid_client') {
+        await options.onClientRejected();
+      }
       throw idpError(error, grantType === GRANT_JWT_BEARER ? 'step-up' : 'exchange');
     }
   }

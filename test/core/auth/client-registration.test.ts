@@ -323,3 +323,97 @@ describe('registration with an initial access token (RFC 7591 §3), as Keycloak 
     expect((refused as oidc.ResponseBodyError).error).toBe('invalid_grant');
   });
 });
+
+describe('a registration the IdP no longer knows (an administrator deleted it)', () => {
+  // An IdP of its own, so this install's keychain entries (named by issuer) start empty here.
+  let forgetful: LabIdp;
+  let service: AuthService;
+  let firstId: string;
+  const opened: string[] = [];
+  const statuses: AuthStatus[] = [];
+  const countingBrowser: OpenExternal = async (url) => {
+    opened.push(url);
+    await chromiumSignsIn(url);
+  };
+
+  beforeAll(async () => {
+    forgetful = await startIdp({ log: (l) => idpLogs.push(l) });
+    service = await create(config(forgetful.issuer), countingBrowser);
+    service.onStatus((s) => statuses.push(s));
+  });
+  afterAll(async () => {
+    await forgetful?.stop();
+  });
+
+  it('pushes its authorization request (RFC 9126): the browser carries only a reference, the PKCE challenge and resource went over the back channel', async () => {
+    await service.signIn();
+    firstId = (await service.client()).clientId;
+    const url = new URL(opened.at(-1)!);
+    expect(url.searchParams.get('client_id')).toBe(firstId);
+    expect(url.searchParams.get('request_uri')).toMatch(/^urn:ietf:params:oauth:request_uri:/);
+    for (const p of ['code_challenge', 'resource', 'redirect_uri', 'state', 'nonce']) expect(url.searchParams.get(p)).toBeNull();
+    expect(decodeJwt(await service.getAccessToken()).client_id).toBe(firstId);
+  });
+
+  it('drops the registration and the session when the token exchange is refused invalid_client, and says what to do', async () => {
+    const subjectToken = await service.getAccessToken();
+    expect(await forgetful.forgetClient(firstId)).toBe(true);
+    const exchanger = createTokenExchanger({
+      issuer: forgetful.issuer,
+      clientId: 'countersign-desktop',
+      client: () => service.client(),
+      onClientRejected: () => service.clientRejected(),
+      allowInsecureHttpForLoopbackOnly: true,
+      timeoutMs: 3_000,
+    });
+    const refused = await exchanger
+      .exchange({ subjectToken, authorizationDetails: READ, audience: 'countersign-vault', ...(service.dpopKeyPair() ? { dpopKeyPair: service.dpopKeyPair() } : {}) })
+      .catch((e: unknown) => e);
+    expect(AppError.is(refused, 'IDP_DENIED')).toBe(true);
+    expect(service.status()).toMatchObject({ state: 'needs_sign_in', code: 'CLIENT_REGISTRATION_FAILED', reason: expect.stringContaining('Sign in again') });
+    expect(service.user()).toBeNull();
+    expect(await keychainEntry(forgetful.issuer, 'client')).toBeNull();
+    expect(await keychainEntry(forgetful.issuer, 'session')).toBeNull();
+  });
+
+  it('registers anew at the next sign-in and signs in as the new client', async () => {
+    await service.signIn();
+    const second = (await service.client()).clientId;
+    expect(second).not.toBe(firstId);
+    expect(new URL(opened.at(-1)!).searchParams.get('client_id')).toBe(second);
+    expect(decodeJwt(await service.getAccessToken()).client_id).toBe(second);
+    expect(JSON.parse((await keychainEntry(forgetful.issuer, 'client'))!)).toMatchObject({ client_id: second });
+  });
+
+  it('finds a forgotten client when it pushes the sign-in, before the browser opens, registers once more and signs in', async () => {
+    const before = (await service.client()).clientId;
+    await service.signOut();
+    expect(await forgetful.forgetClient(before)).toBe(true);
+    const browsersBefore = opened.length;
+    await service.signIn();
+    const after = (await service.client()).clientId;
+    expect(after).not.toBe(before);
+    // one browser visit, already for the new client: the forgotten one never reached the person
+    expect(opened.slice(browsersBefore).map((u) => new URL(u).searchParams.get('client_id'))).toEqual([after]);
+    expect(service.status()).toMatchObject({ state: 'signed_in' });
+  });
+
+  it('drops the registration and the session when a refresh at start is refused invalid_client', async () => {
+    const current = (await service.client()).clientId;
+    expect(await forgetful.forgetClient(current)).toBe(true);
+    const restarted = await create(config(forgetful.issuer), noBrowser);
+    expect(restarted.status()).toMatchObject({ state: 'needs_sign_in', code: 'CLIENT_REGISTRATION_FAILED' });
+    expect(await keychainEntry(forgetful.issuer, 'client')).toBeNull();
+    expect(await keychainEntry(forgetful.issuer, 'session')).toBeNull();
+    expect(logs.some((l) => l.includes(`no longer knows client ${current}`))).toBe(true);
+  });
+
+  it('never forgets a client it was configured with, and the lab refuses to delete one', async () => {
+    expect(await forgetful.forgetClient('countersign-desktop')).toBe(false);
+    const fixed = await create(config(forgetful.issuer, { dynamicRegistration: 'off' }), noBrowser, new MemorySecretStore('a configured public client'));
+    expect((await fixed.client()).clientId).toBe('countersign-desktop');
+    await fixed.clientRejected();
+    expect(fixed.status().state).toBe('signed_out');
+    expect((await fixed.client()).clientId).toBe('countersign-desktop');
+  });
+});
