@@ -7,6 +7,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { AuthService } from '../main/core/auth/auth-service.ts';
 import { parseAppConfig } from '../main/core/config/config.ts';
 import { mcpConfigEntry } from '../main/core/claude-desktop/config.ts';
 import { openExternal } from '../main/headless/open-external.ts';
@@ -62,6 +63,8 @@ ${lab.users.map((u) => `    ${u.username.padEnd(6)} / ${u.password.padEnd(14)} $
 `);
   if (!values['no-open']) void openExternal(served.url).catch(() => undefined);
   await stopRequested;
+  // The lab's IdP goes away with its clients and sessions: what this run kept in the keychain for it goes too.
+  if (served.core.auth instanceof AuthService) await served.core.auth.forgetIdp().catch(() => undefined);
   await served.stop();
   await lab.stop();
   return 0;

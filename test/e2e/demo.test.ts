@@ -5,7 +5,9 @@
  * system browser on the lab IdP's login page, and the MCP SDK client spawns the bridge from the very
  * entry the demo prints for Claude Desktop.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
 import { startTestKeyring, type TestKeyring } from '../helpers/keyring.ts';
 
+const run = promisify(execFile);
 let keyring: TestKeyring;
 let home: string;
 let demo: ChildProcess;
@@ -140,9 +143,17 @@ describe('npm run demo', () => {
     }
   });
 
-  it('stops cleanly on Ctrl-C', async () => {
+  it('stops cleanly on Ctrl-C and leaves nothing for the throwaway lab IdP in the keychain', async () => {
+    const issuer = output.match(/Lab endpoints: IdP (\S+)/)![1]!;
+    const ns = createHash('sha256').update(issuer).digest('hex').slice(0, 12);
+    const lookup = async (name: string): Promise<string> =>
+      (await run('secret-tool', ['lookup', 'service', 'Countersign', 'username', `${ns}:${name}`], { env: { ...process.env, ...keyring.env } }).catch(() => ({ stdout: '' }))).stdout;
+    // signed in above: the session and this run's registration are in the keychain while the demo runs
+    expect(await lookup('session')).not.toBe('');
+    expect(await lookup('client')).not.toBe('');
     const exited = new Promise<number | null>((r) => demo.once('exit', (code) => r(code)));
     demo.kill('SIGINT');
     expect(await exited).toBe(0);
+    for (const name of ['session', 'client', 'dpop-key']) expect(await lookup(name)).toBe('');
   });
 });

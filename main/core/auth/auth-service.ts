@@ -233,6 +233,22 @@ export class AuthService implements TokenSource {
     this.#setStatus({ state: 'needs_sign_in', code: 'CLIENT_REGISTRATION_FAILED', reason: CLIENT_FORGOTTEN });
   }
 
+  /**
+   * Removes everything this install keeps in the keychain for this IdP (its registration, the session,
+   * the DPoP key) and forgets them in memory: for an IdP that goes away with its data, like the lab
+   * `npm run demo` starts afresh each time, so its entries do not pile up in the person's keychain.
+   */
+  async forgetIdp(): Promise<void> {
+    this.#signInAbort?.abort();
+    this.#oidc = undefined;
+    this.#client = undefined;
+    this.#session = undefined;
+    this.#access = undefined;
+    this.#dpop = undefined;
+    for (const name of ['session', 'client', 'dpop-key']) await this.#secrets.delete(this.#key(name)).catch(() => undefined);
+    this.#setStatus({ state: 'signed_out' });
+  }
+
   async #forgetClient(): Promise<void> {
     this.#log(`auth: the identity provider no longer knows client ${this.#client?.clientId ?? '?'} (invalid_client); this install registers again at the next sign-in`);
     this.#oidc = undefined;
