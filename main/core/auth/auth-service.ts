@@ -504,7 +504,12 @@ export class AuthService implements TokenSource {
       const url = pushed ? await oidc.buildAuthorizationUrlWithPAR(config, params, { signal } as Parameters<typeof oidc.buildAuthorizationUrlWithPAR>[2]) : oidc.buildAuthorizationUrl(config, params);
       this.#setStatus({ state: 'signing_in', url: url.href });
       const open = options.openExternal ?? this.#openExternal;
-      await open(url.href).catch(() => this.#log('auth: the browser could not be opened; the sign-in address is shown in the app'));
+      await open(url.href).catch(() => {
+        this.#log('auth: the browser could not be opened; the sign-in address is shown in the app');
+        // A pushed request lives a minute or so (RFC 9126 §2.2), too short for an address a person
+        // copies to a browser by hand: the address shown is the plain one, which lasts the sign-in.
+        if (pushed) this.#setStatus({ state: 'signing_in', url: oidc.buildAuthorizationUrl(config, params).href });
+      });
       const callbackUrl = await listener.callback;
       return await oidc.authorizationCodeGrant(
         config,

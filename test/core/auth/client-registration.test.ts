@@ -408,6 +408,27 @@ describe('a registration the IdP no longer knows (an administrator deleted it)',
     expect(logs.some((l) => l.includes(`no longer knows client ${current}`))).toBe(true);
   });
 
+  it('shows the plain sign-in address when no browser opens: a pushed request expires before a person could copy it', async () => {
+    const shown: string[] = [];
+    const headless = await create(
+      config(forgetful.issuer),
+      async () => {
+        throw new Error('no browser on this machine');
+      },
+      new MemorySecretStore('a machine without a browser'),
+    );
+    headless.onStatus((s) => void (s.state === 'signing_in' && shown.push(s.url)));
+    const signing = headless.signIn();
+    await expect.poll(() => shown.length, { timeout: 10_000 }).toBe(2);
+    expect(new URL(shown[0]!).searchParams.get('request_uri')).toBeTruthy();
+    const plain = new URL(shown[1]!);
+    expect(plain.searchParams.get('request_uri')).toBeNull();
+    expect(plain.searchParams.get('code_challenge_method')).toBe('S256');
+    await chromiumSignsIn(plain.href);
+    await signing;
+    expect(headless.status().state).toBe('signed_in');
+  });
+
   it('never forgets a client it was configured with, and the lab refuses to delete one', async () => {
     expect(await forgetful.forgetClient('countersign-desktop')).toBe(false);
     const fixed = await create(config(forgetful.issuer, { dynamicRegistration: 'off' }), noBrowser, new MemorySecretStore('a configured public client'));
