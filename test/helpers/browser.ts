@@ -52,3 +52,21 @@ export async function launchBrowser(opts: { headless?: boolean } = {}): Promise<
     },
   };
 }
+
+/**
+ * Chromium as the system browser: opens a sign-in address in a fresh IdP browser session (so the login
+ * page is always shown) and logs in on the lab IdP's page, by default as alice.
+ */
+export async function logInOnLabPage(browser: LabBrowser, url: string, user = { username: 'alice', password: 'alice-lab-pw' }): Promise<void> {
+  await browser.context.clearCookies();
+  const page = await browser.context.newPage();
+  try {
+    await page.goto(url);
+    await page.fill('#username', user.username);
+    await page.fill('#password', user.password);
+    await page.click('button[type=submit]:has-text("Sign in")');
+    await page.waitForURL(/\/callback\?/);
+  } finally {
+    await page.close();
+  }
+}

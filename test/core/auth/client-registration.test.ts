@@ -20,7 +20,7 @@ import { createTokenExchanger } from '../../../main/core/idp/token-exchange.ts';
 import type { OpenExternal } from '../../../main/core/ports.ts';
 import { KeychainSecretStore } from '../../../main/core/secrets/keychain-store.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
-import { launchBrowser } from '../../helpers/browser.ts';
+import { launchBrowser, logInOnLabPage } from '../../helpers/browser.ts';
 import type { LabBrowser } from '../../helpers/browser.ts';
 import { startTestKeyring } from '../../helpers/keyring.ts';
 import type { TestKeyring } from '../../helpers/keyring.ts';
@@ -110,19 +110,7 @@ const config = (issuer: string, extra: Partial<IdpConfigInput> = {}): IdpConfigI
 });
 
 /** Chromium as the system browser: logs in on the lab's page as alice. */
-const chromiumSignsIn: OpenExternal = async (url) => {
-  await browser.context.clearCookies();
-  const page = await browser.context.newPage();
-  try {
-    await page.goto(url);
-    await page.fill('#username', 'alice');
-    await page.fill('#password', 'alice-lab-pw');
-    await page.click('button[type=submit]:has-text("Sign in")');
-    await page.waitForURL(/\/callback\?/);
-  } finally {
-    await page.close();
-  }
-};
+const chromiumSignsIn: OpenExternal = (url) => logInOnLabPage(browser, url);
 
 const noBrowser: OpenExternal = async () => {
   throw new Error('this start must not open the browser');

@@ -19,7 +19,7 @@ import { AuthService } from '../../../main/core/auth/auth-service.ts';
 import { parseAppConfig } from '../../../main/core/config/config.ts';
 import type { ToolCallRequest } from '../../../main/core/connectors/types.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
-import { launchBrowser, type LabBrowser } from '../../helpers/browser.ts';
+import { launchBrowser, logInOnLabPage, type LabBrowser } from '../../helpers/browser.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -57,19 +57,7 @@ beforeAll(async () => {
     secrets: new MemorySecretStore('this test keeps nothing between starts'),
     prompter,
     // Chromium plays the system browser: it logs in as alice on the lab IdP's page.
-    openExternal: async (url) => {
-      await browser.context.clearCookies();
-      const page = await browser.context.newPage();
-      try {
-        await page.goto(url);
-        await page.fill('#username', 'alice');
-        await page.fill('#password', 'alice-lab-pw');
-        await page.click('button[type=submit]:has-text("Sign in")');
-        await page.waitForURL(/\/callback\?/);
-      } finally {
-        await page.close();
-      }
-    },
+    openExternal: (url) => logInOnLabPage(browser, url),
     paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
     log: quiet,
     chooseExportFile: (suggested) => chooseExportFile(suggested),

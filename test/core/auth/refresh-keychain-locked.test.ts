@@ -12,7 +12,7 @@ import { startIdp, type LabIdp } from '../../../lab/idp/index.ts';
 import { AuthService, type AuthStatus } from '../../../main/core/auth/auth-service.ts';
 import type { OpenExternal } from '../../../main/core/ports.ts';
 import { KeychainSecretStore } from '../../../main/core/secrets/keychain-store.ts';
-import { launchBrowser, type LabBrowser } from '../../helpers/browser.ts';
+import { launchBrowser, logInOnLabPage, type LabBrowser } from '../../helpers/browser.ts';
 import { startTestKeyring, type TestKeyring } from '../../helpers/keyring.ts';
 
 const run = promisify(execFile);
@@ -34,16 +34,7 @@ afterAll(async () => {
   await keyring?.stop();
 });
 
-const signsInAsAlice: OpenExternal = async (url: string) => {
-  await browser.context.clearCookies();
-  const page = await browser.context.newPage();
-  await page.goto(url);
-  await page.fill('#username', 'alice');
-  await page.fill('#password', 'alice-lab-pw');
-  await page.click('button[type=submit]:has-text("Sign in")');
-  await page.waitForURL(/\/callback\?/);
-  await page.close();
-};
+const signsInAsAlice: OpenExternal = (url: string) => logInOnLabPage(browser, url);
 
 async function storedRefreshToken(): Promise<string | null> {
   const key = `${createHash('sha256').update(idp.issuer).digest('hex').slice(0, 12)}:session`;

@@ -20,7 +20,7 @@ import { ScriptedPrompterForTests } from '../../../main/core/approvals/prompter.
 import { parseAppConfig } from '../../../main/core/config/config.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
 import { buildBridgeInto } from '../../bridge/helpers.ts';
-import { launchBrowser, type LabBrowser } from '../../helpers/browser.ts';
+import { launchBrowser, logInOnLabPage, type LabBrowser } from '../../helpers/browser.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -40,18 +40,7 @@ beforeAll(async () => {
     secrets: new MemorySecretStore('this test keeps nothing between starts'),
     prompter: new ScriptedPrompterForTests(),
     // Chromium plays the system browser: it logs in as alice on the lab IdP's page.
-    openExternal: async (url) => {
-      const page = await browser.context.newPage();
-      try {
-        await page.goto(url);
-        await page.fill('#username', 'alice');
-        await page.fill('#password', 'alice-lab-pw');
-        await page.click('button[type=submit]:has-text("Sign in")');
-        await page.waitForURL(/\/callback\?/);
-      } finally {
-        await page.close();
-      }
-    },
+    openExternal: (url) => logInOnLabPage(browser, url),
     paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
     log: quiet,
   });
