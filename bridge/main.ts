@@ -2,6 +2,7 @@
  * Entry point of the bridge (bundled to dist/bridge.mjs): resolves the socket from the same paths the
  * core uses and relays stdio to it. See relay.ts.
  */
+import './node-check.ts';
 import { bridgePaths } from './host-paths.ts';
 import { makeLog, startBridge } from './relay.ts';
 

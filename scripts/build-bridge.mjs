@@ -8,6 +8,8 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 export async function buildBridge({ outfile = `${root}dist/bridge.mjs` } = {}) {
   const result = await build({
     entryPoints: [`${root}bridge/main.ts`],
+    // metafile paths are relative to this: the check below holds whatever directory the build runs from
+    absWorkingDir: root,
     outfile,
     bundle: true,
     platform: 'node',
