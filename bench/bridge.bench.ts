@@ -5,7 +5,8 @@
  *   and against mcp-remote's cold start to a local HTTP MCP server;
  * - relay_overhead (call_via_bridge − call_via_socket, per percentile) against call_via_socket, for
  *   an `echo` tool that does no work (0.1 ms: the strictest reading, where any process hop dominates),
- *   and against mcp-remote's added latency over a direct Streamable HTTP client;
+ *   and against mcp-remote's added latency over a direct Streamable HTTP client; beside it the same
+ *   call through bench/fixtures/pipe-relay.ts, a relay that only pipes bytes (the floor);
  * - governed_call_via_bridge against governed_call_via_socket: the same relay in front of a fixture
  *   tool that takes about as long as a governed call (GOVERNED_MS, default 20 ms: the broker's tier-1
  *   call is 20-80 ms here), calls on the two paths alternating. This is a stand-in for a real call;
@@ -43,6 +44,7 @@ export interface Percentiles {
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MCP_REMOTE = join(ROOT, 'node_modules/mcp-remote/dist/proxy.js');
+const PIPE_RELAY = join(ROOT, 'bench/fixtures/pipe-relay.ts');
 const INIT = (id: number | string) => ({
   jsonrpc: '2.0',
   id,
@@ -161,15 +163,26 @@ export async function relayAgainstCore(options: {
   }
 }
 
-async function timeCalls(client: ReturnType<typeof lineClient>, n: number, warmup = 20): Promise<number[]> {
-  const out: number[] = [];
+/**
+ * Times `n` calls on each path (after `warmup`), one call per path in turn and the order rotated each
+ * round, so a burst of load on the shared machine falls on every path alike.
+ */
+async function interleaved(paths: Record<string, (id: number) => Promise<unknown>>, n: number, warmup = 20): Promise<Record<string, number[]>> {
+  const names = Object.keys(paths);
+  const out: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
   for (let i = 0; i < warmup + n; i++) {
-    const t0 = performance.now();
-    const answer = await client.request(ECHO(1000 + i));
-    if (!answer.result) throw new Error('bench: echo failed');
-    if (i >= warmup) out.push(performance.now() - t0);
+    for (let j = 0; j < names.length; j++) {
+      const name = names[(i + j) % names.length]!;
+      const t0 = performance.now();
+      await paths[name]!(1000 + i);
+      if (i >= warmup) out[name]!.push(performance.now() - t0);
+    }
   }
   return out;
+}
+
+function expectResult(answer: Record<string, unknown>): void {
+  if (!answer.result) throw new Error('bench: echo failed');
 }
 
 function peakRssMb(pid: number): number {
@@ -255,25 +268,35 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
     result.node_bare_start = percentiles(bare);
     result.bridge_cold_start = percentiles(cold);
 
-    // the same raw client straight on the core's socket…
+    // The same raw client straight on the core's socket, through the bridge, and through the least a
+    // relay can be (bench/fixtures/pipe-relay.ts: the floor under the bridge's hop), one call on each
+    // path in turn so that all three see the same machine.
     const { socket } = await connectOnce(paths);
-    const direct = lineClient(socket, socket);
-    await direct.request(INIT(0));
-    direct.notify('notifications/initialized');
-    const viaSocket = await timeCalls(direct, calls);
-    socket.destroy();
-    result.call_via_socket = percentiles(viaSocket);
-
-    // …and through the bridge
     const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
-    const bridged = lineClient(child.stdout!, child.stdin!);
-    await bridged.request(INIT(0));
-    bridged.notify('notifications/initialized');
-    const viaBridge = await timeCalls(bridged, calls);
-    result.call_via_bridge = percentiles(viaBridge);
-    result.relay_overhead = diff(result.call_via_bridge, result.call_via_socket);
-    result.bridge_peak_rss_mb = same(peakRssMb(child.pid!));
-    await stop(child);
+    const pipe = spawn(process.execPath, [PIPE_RELAY], {
+      env: { ...env, PIPE_RELAY_SOCKET: paths.socketPath, PIPE_RELAY_SECRET: paths.secretPath },
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    try {
+      const paths3 = { socket: lineClient(socket, socket), bridge: lineClient(child.stdout!, child.stdin!), pipe: lineClient(pipe.stdout!, pipe.stdin!) };
+      for (const c of Object.values(paths3)) {
+        await c.request(INIT(0));
+        c.notify('notifications/initialized');
+      }
+      const timed = await interleaved(
+        Object.fromEntries(Object.entries(paths3).map(([k, c]) => [k, (id: number) => c.request(ECHO(id)).then(expectResult)])),
+        calls,
+      );
+      result.call_via_socket = percentiles(timed.socket!);
+      result.call_via_bridge = percentiles(timed.bridge!);
+      result.call_via_pipe_relay = percentiles(timed.pipe!);
+      result.relay_overhead = diff(result.call_via_bridge, result.call_via_socket);
+      result.bridge_peak_rss_mb = same(peakRssMb(child.pid!));
+    } finally {
+      socket.destroy();
+      await stop(child);
+      await stop(pipe);
+    }
     result.node_bare_peak_rss_mb = same(await bareNodePeakRssMb());
 
     // the same relay in front of a call that takes as long as a governed one
@@ -306,26 +329,30 @@ async function benchMcpRemote(work: string, starts: number, calls: number): Prom
     }
     out.peer_mcp_remote_cold_start = percentiles(cold);
 
-    // a direct HTTP client (the SDK's Streamable HTTP client) against mcp-remote relaying to the same server
+    // a direct HTTP client (the SDK's Streamable HTTP client) and mcp-remote relaying to the same
+    // server, one call each in turn
     const direct = new Client({ name: 'bench', version: '0' });
     await direct.connect(new StreamableHTTPClientTransport(new URL(http.url)));
-    const viaHttp: number[] = [];
-    for (let i = 0; i < 20 + calls; i++) {
-      const t0 = performance.now();
-      await direct.callTool({ name: 'echo', arguments: { text: 'ping' } });
-      if (i >= 20) viaHttp.push(performance.now() - t0);
-    }
-    await direct.close();
-    out.peer_direct_http_call = percentiles(viaHttp);
-
     const child = spawn(process.execPath, [MCP_REMOTE, http.url, '--transport', 'http-only'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
-    const client = lineClient(child.stdout!, child.stdin!);
-    await client.request(INIT(0));
-    client.notify('notifications/initialized');
-    out.peer_mcp_remote_call = percentiles(await timeCalls(client, calls));
-    out.peer_mcp_remote_added_latency = diff(out.peer_mcp_remote_call, out.peer_direct_http_call);
-    out.peer_mcp_remote_rss_mb = same(peakRssMb(child.pid!));
-    await stop(child);
+    try {
+      const client = lineClient(child.stdout!, child.stdin!);
+      await client.request(INIT(0));
+      client.notify('notifications/initialized');
+      const timed = await interleaved(
+        {
+          http: () => direct.callTool({ name: 'echo', arguments: { text: 'ping' } }),
+          mcpRemote: (id) => client.request(ECHO(id)).then(expectResult),
+        },
+        calls,
+      );
+      out.peer_direct_http_call = percentiles(timed.http!);
+      out.peer_mcp_remote_call = percentiles(timed.mcpRemote!);
+      out.peer_mcp_remote_added_latency = diff(out.peer_mcp_remote_call, out.peer_direct_http_call);
+      out.peer_mcp_remote_rss_mb = same(peakRssMb(child.pid!));
+    } finally {
+      await direct.close();
+      await stop(child);
+    }
   } finally {
     await http.close();
   }
@@ -351,6 +378,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
           cold_start_vs_node: ratio(r.bridge_cold_start?.p50, r.node_bare_start?.p50),
           cold_start_vs_mcp_remote: ratio(r.bridge_cold_start?.p50, r.peer_mcp_remote_cold_start?.p50),
           call_via_bridge_vs_socket: ratio(r.call_via_bridge?.p50, r.call_via_socket?.p50),
+          call_via_pipe_relay_vs_socket: ratio(r.call_via_pipe_relay?.p50, r.call_via_socket?.p50),
           governed_fixture_call_via_bridge_vs_socket: ratio(r.governed_fixture_call_via_bridge?.p50, r.governed_fixture_call_via_socket?.p50),
           relay_overhead_vs_mcp_remote: ratio(r.relay_overhead?.p50, r.peer_mcp_remote_added_latency?.p50),
           rss_vs_mcp_remote: ratio(r.bridge_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),

@@ -71,6 +71,7 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
     bridge_cold_start: need('bridge_cold_start', 'bridge', b?.bridge_cold_start),
     call_via_socket: need('call_via_socket', 'bridge', b?.call_via_socket),
     call_via_bridge: need('call_via_bridge', 'bridge', b?.call_via_bridge),
+    call_via_pipe_relay: need('call_via_pipe_relay', 'bridge', b?.call_via_pipe_relay),
     relay_overhead: need('relay_overhead', 'bridge', b?.relay_overhead),
     governed_fixture_call_via_socket: need('governed_fixture_call_via_socket', 'bridge', b?.governed_fixture_call_via_socket),
     governed_fixture_call_via_bridge: need('governed_fixture_call_via_bridge', 'bridge', b?.governed_fixture_call_via_bridge),
@@ -108,6 +109,13 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
     bridge_cold_start_vs_node_bare: ratio(p50(b?.bridge_cold_start), p50(b?.node_bare_start), '<=', 1.5, 'bridge spawn → initialize answered by the core, over `node -e 0` (p50)'),
     bridge_cold_start_vs_mcp_remote: ratio(p50(b?.bridge_cold_start), p50(peer?.cold_start), '<=', 0.15, 'bridge cold start over mcp-remote cold start to a local HTTP MCP server (p50)'),
     bridge_call_vs_socket: ratio(p50(b?.call_via_bridge), p50(b?.call_via_socket), '<=', 1.2, 'an echo-tool call through the bridge over the same call straight on the core socket (p50): the relay against a call that does no work'),
+    pipe_relay_call_vs_socket: ratio(
+      p50(b?.call_via_pipe_relay),
+      p50(b?.call_via_socket),
+      '<=',
+      1.2,
+      'the floor under the echo ratio above: the same call through a relay that only pipes bytes after the handshake (bench/fixtures/pipe-relay.ts); no stdio relay Node runs can be below it',
+    ),
     bridge_governed_fixture_call_vs_socket: ratio(
       p50(b?.governed_fixture_call_via_bridge),
       p50(b?.governed_fixture_call_via_socket),
