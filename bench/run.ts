@@ -17,6 +17,7 @@ import pg from 'pg';
 import { connectOnce } from '../bridge/relay.ts';
 import { resolvePaths } from '../common/paths.ts';
 import { startLab, type Lab } from '../lab/index.ts';
+import { CORE_NODE_OPTIONS } from '../main/headless/start.ts';
 import { signIn, decodeJwt } from '../test/lab/idp-fixtures.ts';
 import { buildReport, formatTable, type Measured } from './report.ts';
 import type * as AuditBench from './audit.bench.ts';
@@ -82,7 +83,8 @@ async function benchCoreMemory(lab: Lab): Promise<NonNullable<Measured['core']>>
         demo: true,
       }),
     );
-    const c = spawn(process.execPath, [join(ROOT, 'test/reliability/fixtures/core-child.ts')], {
+    // started with the options every launcher of a headless core gives it (CORE_NODE_OPTIONS)
+    const c = spawn(process.execPath, [...CORE_NODE_OPTIONS, join(ROOT, 'test/reliability/fixtures/core-child.ts')], {
       env: { ...process.env, CS_CORE_CHILD: JSON.stringify({ home, configFile, accessToken: tokens.access_token, sub: String(decodeJwt(tokens.access_token).sub) }) },
       stdio: ['ignore', 'pipe', 'ignore'],
     });

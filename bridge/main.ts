@@ -53,7 +53,8 @@ function appCommand(): string[] | undefined {
     log('COUNTERSIGN_APP_CMD is not a JSON array of strings; the app will not be started');
     return undefined;
   }
-  return [process.execPath, join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
+  // --liftoff-only: see CORE_NODE_OPTIONS in main/headless/start.ts
+  return [process.execPath, '--liftoff-only', join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
 }
 
 function positiveInt(value: string | undefined): number | undefined {
