@@ -6,7 +6,8 @@
  * - relay_overhead (call_via_bridge − call_via_socket, per percentile) against call_via_socket, for
  *   an `echo` tool that does no work (0.1 ms: the strictest reading, where any process hop dominates),
  *   and against mcp-remote's added latency over a direct Streamable HTTP client; beside it the same
- *   call through bench/fixtures/pipe-relay.ts, a relay that only pipes bytes (the floor);
+ *   call through bench/fixtures/pipe-relay.ts, a relay that only pipes bytes (the floor for Node), and,
+ *   when a C compiler is present, through bench/fixtures/native-relay.c (the floor for any relay);
  * - governed_call_via_bridge against governed_call_via_socket: the same relay in front of a fixture
  *   tool that takes about as long as a governed call (GOVERNED_MS, default 20 ms: the broker's tier-1
  *   call is 20-80 ms here), calls on the two paths alternating. This is a stand-in for a real call;
@@ -45,6 +46,8 @@ export interface Percentiles {
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MCP_REMOTE = join(ROOT, 'node_modules/mcp-remote/dist/proxy.js');
 const PIPE_RELAY = join(ROOT, 'bench/fixtures/pipe-relay.ts');
+const NATIVE_RELAY = join(ROOT, 'bench/fixtures/native-relay.ts');
+const NATIVE_RELAY_C = join(ROOT, 'bench/fixtures/native-relay.c');
 const INIT = (id: number | string) => ({
   jsonrpc: '2.0',
   id,
@@ -201,6 +204,17 @@ async function bareNodePeakRssMb(): Promise<number> {
   return mb;
 }
 
+/** Compiles bench/fixtures/native-relay.c into `dir` with the machine's `cc`; undefined when there is none. */
+function compileNativeRelay(dir: string): string | undefined {
+  const bin = join(dir, 'native-relay');
+  try {
+    execFileSync('cc', ['-O2', '-o', bin, NATIVE_RELAY_C], { stdio: 'ignore' });
+    return bin;
+  } catch {
+    return undefined;
+  }
+}
+
 function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -273,12 +287,19 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
     // path in turn so that all three see the same machine.
     const { socket } = await connectOnce(paths);
     const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
-    const pipe = spawn(process.execPath, [PIPE_RELAY], {
-      env: { ...env, PIPE_RELAY_SOCKET: paths.socketPath, PIPE_RELAY_SECRET: paths.secretPath },
-      stdio: ['pipe', 'pipe', 'ignore'],
-    });
+    const relayEnv = { ...env, PIPE_RELAY_SOCKET: paths.socketPath, PIPE_RELAY_SECRET: paths.secretPath };
+    const pipe = spawn(process.execPath, [PIPE_RELAY], { env: relayEnv, stdio: ['pipe', 'pipe', 'ignore'] });
+    const nativeBin = compileNativeRelay(work);
+    const native = nativeBin
+      ? spawn(process.execPath, [NATIVE_RELAY], { env: { ...relayEnv, NATIVE_RELAY_BIN: nativeBin }, stdio: ['pipe', 'pipe', 'ignore'] })
+      : undefined;
     try {
-      const paths3 = { socket: lineClient(socket, socket), bridge: lineClient(child.stdout!, child.stdin!), pipe: lineClient(pipe.stdout!, pipe.stdin!) };
+      const paths3: Record<string, ReturnType<typeof lineClient>> = {
+        socket: lineClient(socket, socket),
+        bridge: lineClient(child.stdout!, child.stdin!),
+        pipe: lineClient(pipe.stdout!, pipe.stdin!),
+        ...(native ? { native: lineClient(native.stdout!, native.stdin!) } : {}),
+      };
       for (const c of Object.values(paths3)) {
         await c.request(INIT(0));
         c.notify('notifications/initialized');
@@ -290,12 +311,14 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
       result.call_via_socket = percentiles(timed.socket!);
       result.call_via_bridge = percentiles(timed.bridge!);
       result.call_via_pipe_relay = percentiles(timed.pipe!);
+      if (timed.native) result.call_via_native_relay = percentiles(timed.native);
       result.relay_overhead = diff(result.call_via_bridge, result.call_via_socket);
       result.bridge_peak_rss_mb = same(peakRssMb(child.pid!));
     } finally {
       socket.destroy();
       await stop(child);
       await stop(pipe);
+      if (native) await stop(native);
     }
     result.node_bare_peak_rss_mb = same(await bareNodePeakRssMb());
 
@@ -379,6 +402,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
           cold_start_vs_mcp_remote: ratio(r.bridge_cold_start?.p50, r.peer_mcp_remote_cold_start?.p50),
           call_via_bridge_vs_socket: ratio(r.call_via_bridge?.p50, r.call_via_socket?.p50),
           call_via_pipe_relay_vs_socket: ratio(r.call_via_pipe_relay?.p50, r.call_via_socket?.p50),
+          call_via_native_relay_vs_socket: ratio(r.call_via_native_relay?.p50, r.call_via_socket?.p50),
           governed_fixture_call_via_bridge_vs_socket: ratio(r.governed_fixture_call_via_bridge?.p50, r.governed_fixture_call_via_socket?.p50),
           relay_overhead_vs_mcp_remote: ratio(r.relay_overhead?.p50, r.peer_mcp_remote_added_latency?.p50),
           rss_vs_mcp_remote: ratio(r.bridge_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),

@@ -64,6 +64,7 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
   const peer = b?.peer_mcp_remote_cold_start
     ? { cold_start: b.peer_mcp_remote_cold_start, added_latency: b.peer_mcp_remote_added_latency ?? null, rss_mb: single(b.peer_mcp_remote_rss_mb) }
     : undefined;
+  if (b && !b.call_via_native_relay) reasons.native = 'no C compiler (cc) on this machine, so the native relay (bench/fixtures/native-relay.c) was not measured';
   if (b && !peer) reasons.peer = 'mcp-remote is not installed (node_modules/mcp-remote), so the peer bridge was not measured';
 
   const report: Report = {
@@ -72,6 +73,7 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
     call_via_socket: need('call_via_socket', 'bridge', b?.call_via_socket),
     call_via_bridge: need('call_via_bridge', 'bridge', b?.call_via_bridge),
     call_via_pipe_relay: need('call_via_pipe_relay', 'bridge', b?.call_via_pipe_relay),
+    call_via_native_relay: need('call_via_native_relay', b ? 'native' : 'bridge', b?.call_via_native_relay),
     relay_overhead: need('relay_overhead', 'bridge', b?.relay_overhead),
     governed_fixture_call_via_socket: need('governed_fixture_call_via_socket', 'bridge', b?.governed_fixture_call_via_socket),
     governed_fixture_call_via_bridge: need('governed_fixture_call_via_bridge', 'bridge', b?.governed_fixture_call_via_bridge),
@@ -115,6 +117,13 @@ export function buildReport(m: Measured, reasons: Record<string, string>, meta: 
       '<=',
       1.2,
       'the floor under the echo ratio above: the same call through a relay that only pipes bytes after the handshake (bench/fixtures/pipe-relay.ts); no stdio relay Node runs can be below it',
+    ),
+    native_relay_call_vs_socket: ratio(
+      p50(b?.call_via_native_relay),
+      p50(b?.call_via_socket),
+      '<=',
+      1.2,
+      'the floor under any stdio relay, in any language: the same call through a C poll loop that copies bytes between two descriptors after the handshake (bench/fixtures/native-relay.c); what is left is the cost of the process hop',
     ),
     bridge_governed_fixture_call_vs_socket: ratio(
       p50(b?.governed_fixture_call_via_bridge),
