@@ -5,9 +5,10 @@
  */
 import type { MessageChannelMain, MessagePortMain, UtilityProcess } from 'electron';
 import { PortRpc, type PortLike } from '../../common/port-rpc.ts';
+import { utilityProcessExecArgv } from '../core/v8-flags.ts';
 
 export interface CoreHostDeps {
-  fork: (modulePath: string, args: string[], options: { serviceName: string; stdio: 'inherit' | 'pipe' }) => UtilityProcess;
+  fork: (modulePath: string, args: string[], options: { serviceName: string; stdio: 'inherit' | 'pipe'; execArgv: string[] }) => UtilityProcess;
   createChannel: () => Pick<MessageChannelMain, 'port1' | 'port2'>;
 }
 
@@ -33,7 +34,7 @@ export function portLike(port: MessagePortMain): PortLike {
 }
 
 export function startCoreProcess(deps: CoreHostDeps, entry: string, args: string[], shell: ShellHandlers): CoreHost {
-  const child = deps.fork(entry, args, { serviceName: 'Countersign core', stdio: 'inherit' });
+  const child = deps.fork(entry, args, { serviceName: 'Countersign core', stdio: 'inherit', execArgv: utilityProcessExecArgv() });
   const { port1, port2 } = deps.createChannel();
   child.postMessage({ type: 'countersign:port' }, [port2]);
   port1.start();

@@ -18,23 +18,15 @@ import { startCore, type Core } from '../core/app.ts';
 import { loadAppConfig, type AppConfig } from '../core/config/config.ts';
 import type { Log } from '../core/mcp/socket-server.ts';
 import { openSecretStore } from '../core/secrets/open-secret-store.ts';
+import { CORE_V8_FLAGS } from '../core/v8-flags.ts';
 import { openExternal } from './open-external.ts';
 import { startWebServer, type WebServer } from './web-server.ts';
 import { EXPORT_MEDIA_TYPES, exportFilename, exportLines } from '../core/audit/export.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
-/**
- * Node options for a process that hosts the core. `--liftoff-only`: the first SQL statement the core
- * classifies makes V8 optimise libpg-query's grammar, one ~100 KB WebAssembly function, and that
- * compilation alone takes ~600 MB for about a second (the core peaked at 700 MB in `npm run bench`,
- * 390 MB with this). Kept on V8's baseline compiler a parse costs ~2 µs more (13 µs instead of 11).
- * V8 reads the option only at start, so each launcher passes it: `npm start`, `npm run serve` and
- * `npm run demo` (package.json), the bridge when it starts `countersign serve` (bridge/main.ts) and the
- * benchmark. Not yet the desktop app's utility process (whether Electron passes V8 options to it is
- * unverified here), nor `npx countersign`, whose shebang cannot carry it everywhere.
- */
-export const CORE_NODE_OPTIONS: readonly string[] = ['--liftoff-only'];
+/** Node options for a process that hosts the core, given on its command line: see main/core/v8-flags.ts. */
+export const CORE_NODE_OPTIONS: readonly string[] = CORE_V8_FLAGS;
 
 export interface Served {
   core: Core;

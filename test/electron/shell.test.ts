@@ -8,6 +8,7 @@ import { chooseExportFile } from '../../main/electron/save-dialog.ts';
 import { channelsFor } from '../../common/contract.ts';
 import { PortRpc } from '../../common/port-rpc.ts';
 import type { ApprovalView } from '../../common/approval-view.ts';
+import { CORE_V8_FLAGS } from '../../main/core/v8-flags.ts';
 
 // The Electron module is replaced by a test double (the binary cannot exist here): see the helper.
 const double = createElectronDouble();
@@ -83,6 +84,11 @@ describe('the desktop shell (against the Electron test double)', () => {
     expect(double.recorded.forks).toHaveLength(1);
     expect(double.recorded.forks[0]?.modulePath).toMatch(/core\.mjs$/);
     expect(double.recorded.forks[0]?.corePort).toBeDefined();
+  });
+
+  it("gives the core's utility process the core's V8 options, as Electron reads them (--js-flags)", () => {
+    expect(double.recorded.forks[0]?.options?.execArgv).toEqual([`--js-flags=${CORE_V8_FLAGS.join(' ')}`]);
+    expect(CORE_V8_FLAGS).toContain('--liftoff-only');
   });
 
   it("answers the core's request for an export path with the native save dialog over the app window", async () => {

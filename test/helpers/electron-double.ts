@@ -17,7 +17,7 @@ export interface Recorded {
   beforeRequest?: (details: { url: string }, cb: (r: { cancel: boolean }) => void) => void;
   headersReceived?: (details: { responseHeaders: Record<string, string[]> }, cb: (r: { responseHeaders: Record<string, string[]> }) => void) => void;
   schemes: unknown[];
-  forks: { modulePath: string; args: string[]; corePort?: MessagePort }[];
+  forks: { modulePath: string; args: string[]; options?: { execArgv?: string[] }; corePort?: MessagePort }[];
   messageBoxes: unknown[][];
   /** Arguments of each showSaveDialog call; the answer is `saveDialogAnswer` (cancelled by default). */
   saveDialogs: unknown[][];
@@ -68,14 +68,14 @@ export function createElectronDouble() {
     },
   };
   const utilityProcess = {
-    fork(modulePath: string, args: string[]) {
+    fork(modulePath: string, args: string[], options?: { execArgv?: string[] }) {
       const child = Object.assign(new EventEmitter(), {
         postMessage: (_message: unknown, ports: MessagePort[]) => {
           entry.corePort = ports[0];
         },
         kill: () => child.emit('exit', 0),
       });
-      const entry: Recorded['forks'][number] = { modulePath, args };
+      const entry: Recorded['forks'][number] = { modulePath, args, ...(options ? { options } : {}) };
       recorded.forks.push(entry);
       return child;
     },
