@@ -8,7 +8,9 @@
  * change the compiler tier: docs/benchmarks.md), so every launcher passes them: `npm start`, `npm run
  * serve` and `npm run demo` (package.json), the bridge when it starts `countersign serve`
  * (bridge/main.ts), the benchmark, and the desktop shell for its utility process
- * (`utilityProcessExecArgv`). Not `npx countersign`, whose shebang cannot carry them everywhere.
+ * (`utilityProcessExecArgv`). `countersign serve|start` run without them (`npx countersign serve`)
+ * replaces its process with one that has them where Node can (bin/countersign.mjs, which names the
+ * same list: a shebang cannot carry options everywhere).
  */
 export const CORE_V8_FLAGS: readonly string[] = ['--liftoff-only'];
 

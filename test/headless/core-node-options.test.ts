@@ -1,6 +1,7 @@
 /**
  * Every launcher of a headless core gives Node the core's options (CORE_NODE_OPTIONS): the npm scripts
- * the README names and the command the bridge starts when no app answers. V8 reads them only at start,
+ * the README names, the command the bridge starts when no app answers, and the `countersign` command
+ * itself when it is run without them (`npx countersign serve`). V8 reads them only at start,
  * so a launcher that leaves them out runs a core that peaks ~300 MB higher at its first SQL parse
  * (measured by `npm run bench`, not here).
  */
@@ -8,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CORE_NODE_OPTIONS } from '../../main/headless/start.ts';
 import { buildBridgeInto, INIT, ROOT } from '../bridge/helpers.ts';
@@ -63,5 +65,57 @@ describe('the Node options of a headless core', () => {
         argv: ['serve'],
       });
     child.kill();
+  });
+
+  describe('when `countersign` is run without them', () => {
+    // A probe loaded into every Node process of the run (NODE_OPTIONS --import) writes down how it was
+    // started, so a process that replaces itself is seen twice, under the same pid.
+    const probe = join(work, 'probe.mjs');
+    const runBin = async (args: string[]): Promise<{ pid: number; execArgv: string[]; argv: string[] }[]> => {
+      const { writeFileSync } = await import('node:fs');
+      const seen = join(work, `seen-${args[0]}.jsonl`);
+      writeFileSync(
+        probe,
+        `import { appendFileSync } from 'node:fs';\nappendFileSync(process.env.PROBE_OUT, JSON.stringify({ pid: process.pid, execArgv: process.execArgv, argv: process.argv.slice(2) }) + '\\n');\n`,
+      );
+      writeFileSync(seen, '');
+      await new Promise<void>((resolve) => {
+        const child = spawn(process.execPath, [join(ROOT, 'bin', 'countersign.mjs'), ...args], {
+          env: {
+            PATH: process.env.PATH ?? '',
+            COUNTERSIGN_HOME: join(work, `home-${args[0]}`),
+            NODE_OPTIONS: `--import=${pathToFileURL(probe).href}`,
+            PROBE_OUT: seen,
+          },
+          stdio: 'ignore',
+        });
+        child.on('exit', () => resolve());
+      });
+      return readFileSync(seen, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { pid: number; execArgv: string[]; argv: string[] });
+    };
+
+    it.skipIf(typeof (process as { execve?: unknown }).execve !== 'function')('serve replaces its process with one that has them, keeping its pid', async () => {
+      // No configuration in this home, so serve stops at once with CONFIG_MISSING: after the switch.
+      const runs = await runBin(['serve']);
+      expect(runs).toHaveLength(2);
+      expect(runs[0]!.execArgv).not.toContain('--liftoff-only');
+      expect(runs[1]!.pid).toBe(runs[0]!.pid);
+      expect(runs[1]!.execArgv.filter((a) => !a.startsWith('--import='))).toEqual([...CORE_NODE_OPTIONS]);
+      expect(runs[1]!.argv).toEqual(['serve']);
+    });
+
+    it('commands that do not host the core run as they are', async () => {
+      const runs = await runBin(['mcp-config']);
+      expect(runs).toHaveLength(1);
+      expect(runs[0]!.execArgv).not.toContain('--liftoff-only');
+    });
+
+    it('the command names the same options as CORE_NODE_OPTIONS', () => {
+      const bin = readFileSync(join(ROOT, 'bin', 'countersign.mjs'), 'utf8');
+      expect(JSON.parse(/const CORE_V8_FLAGS = (\[[^\]]*\]);/.exec(bin)![1]!.replace(/'/g, '"'))).toEqual([...CORE_NODE_OPTIONS]);
+    });
   });
 });
