@@ -283,8 +283,9 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
     result.bridge_cold_start = percentiles(cold);
 
     // The same raw client straight on the core's socket, through the bridge, and through the least a
-    // relay can be (bench/fixtures/pipe-relay.ts: the floor under the bridge's hop), one call on each
-    // path in turn so that all three see the same machine.
+    // relay can be: in Node (bench/fixtures/pipe-relay.ts) and, when there is a C compiler, in any
+    // language (bench/fixtures/native-relay.c). One call on each path in turn, so that all of them see
+    // the same machine.
     const { socket } = await connectOnce(paths);
     const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
     const relayEnv = { ...env, PIPE_RELAY_SOCKET: paths.socketPath, PIPE_RELAY_SECRET: paths.secretPath };
@@ -294,18 +295,18 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
       ? spawn(process.execPath, [NATIVE_RELAY], { env: { ...relayEnv, NATIVE_RELAY_BIN: nativeBin }, stdio: ['pipe', 'pipe', 'ignore'] })
       : undefined;
     try {
-      const paths3: Record<string, ReturnType<typeof lineClient>> = {
+      const clients: Record<string, ReturnType<typeof lineClient>> = {
         socket: lineClient(socket, socket),
         bridge: lineClient(child.stdout!, child.stdin!),
         pipe: lineClient(pipe.stdout!, pipe.stdin!),
         ...(native ? { native: lineClient(native.stdout!, native.stdin!) } : {}),
       };
-      for (const c of Object.values(paths3)) {
+      for (const c of Object.values(clients)) {
         await c.request(INIT(0));
         c.notify('notifications/initialized');
       }
       const timed = await interleaved(
-        Object.fromEntries(Object.entries(paths3).map(([k, c]) => [k, (id: number) => c.request(ECHO(id)).then(expectResult)])),
+        Object.fromEntries(Object.entries(clients).map(([k, c]) => [k, (id: number) => c.request(ECHO(id)).then(expectResult)])),
         calls,
       );
       result.call_via_socket = percentiles(timed.socket!);
