@@ -4,29 +4,12 @@
  * main/electron/ipc.ts, which call the in-memory fixture app. What this proves is the preload's
  * surface and its wiring to the handlers, not Electron's isolation itself.
  */
-import { EventEmitter } from 'node:events';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { PRELOAD_GLOBAL, channelsFor, type Channel } from '../../common/contract.ts';
+import { exposedInMainWorld, ipcMain, ipcMainHandlers, renderer } from '../helpers/preload-double.ts';
 import { createFixtureApp, sampleToolCall } from '../helpers/ui.ts';
 
-const exposedInMainWorld = new Map<string, unknown>();
-const ipcMainHandlers = new Map<string, (event: unknown, ...args: unknown[]) => unknown>();
-const renderer = new EventEmitter();
-const appFrame = { url: 'app://countersign/index.html', parent: null };
-
-/** Electron test double: only what the preload and the IPC handlers touch. */
-vi.mock('electron', () => ({
-  contextBridge: { exposeInMainWorld: (key: string, api: unknown) => exposedInMainWorld.set(key, api) },
-  ipcRenderer: {
-    invoke: async (channel: string, ...args: unknown[]) => {
-      const handler = ipcMainHandlers.get(channel);
-      if (!handler) throw new Error(`No handler registered for '${channel}'`);
-      return handler({ senderFrame: appFrame }, ...args);
-    },
-    on: (channel: string, listener: (...args: unknown[]) => void) => renderer.on(channel, listener),
-    removeListener: (channel: string, listener: (...args: unknown[]) => void) => renderer.removeListener(channel, listener),
-  },
-}));
+vi.mock('electron', () => import('../helpers/preload-double.ts'));
 
 interface Exposed {
   call(channel: string, request: unknown): Promise<unknown>;
@@ -41,7 +24,7 @@ beforeAll(async () => {
   const ipc = await import('../../main/electron/ipc.ts');
   EVENT_CHANNEL = ipc.EVENT_CHANNEL;
   ipc.registerIpcHandlers(
-    { handle: (channel: string, h: (event: unknown, ...args: unknown[]) => unknown) => void ipcMainHandlers.set(channel, h) } as never,
+    ipcMain as never,
     { call: (method, params) => (app.handlers[method as Channel] as (p: unknown) => Promise<unknown>)(params) },
   );
   await import('../../main/electron/preload.ts');

@@ -6,24 +6,10 @@
  */
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { PRELOAD_GLOBAL, type Channel } from '../../common/contract.ts';
+import { exposedInMainWorld, ipcMain } from '../helpers/preload-double.ts';
 import { createFixtureApp } from '../helpers/ui.ts';
 
-const exposedInMainWorld = new Map<string, unknown>();
-const ipcMainHandlers = new Map<string, (event: unknown, ...args: unknown[]) => unknown>();
-const appFrame = { url: 'app://countersign/index.html', parent: null };
-
-vi.mock('electron', () => ({
-  contextBridge: { exposeInMainWorld: (key: string, api: unknown) => exposedInMainWorld.set(key, api) },
-  ipcRenderer: {
-    invoke: async (channel: string, ...args: unknown[]) => {
-      const handler = ipcMainHandlers.get(channel);
-      if (!handler) throw new Error(`No handler registered for '${channel}'`);
-      return handler({ senderFrame: appFrame }, ...args);
-    },
-    on: () => undefined,
-    removeListener: () => undefined,
-  },
-}));
+vi.mock('electron', () => import('../helpers/preload-double.ts'));
 
 const app = createFixtureApp();
 const asked: unknown[] = [];
@@ -35,7 +21,7 @@ beforeAll(async () => {
   };
   const ipc = await import('../../main/electron/ipc.ts');
   ipc.registerIpcHandlers(
-    { handle: (channel: string, h: (event: unknown, ...args: unknown[]) => unknown) => void ipcMainHandlers.set(channel, h) } as never,
+    ipcMain as never,
     { call: (method, params) => (app.handlers[method as Channel] as (p: unknown) => Promise<unknown>)(params) },
   );
   await import('../../main/electron/preload.ts');
