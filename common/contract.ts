@@ -53,7 +53,12 @@ export const StatusSchema = z.object({
     .default({ state: 'signed_out' }),
   idp: z.object({ issuer: z.string(), state: Reachability }),
   vault: z.object({ address: z.string(), state: Reachability }),
-  claudeDesktop: z.object({ configured: z.boolean(), connected: z.boolean() }),
+  claudeDesktop: z.object({
+    configured: z.boolean(),
+    connected: z.boolean(),
+    /** A connected session was given other tools than Countersign now offers: Claude Desktop must be restarted to see them. */
+    restartNeeded: z.boolean().optional(),
+  }),
   bridgeSessions: z.array(BridgeSessionSchema),
   pendingApprovals: z.number().int().nonnegative().default(0),
 });
