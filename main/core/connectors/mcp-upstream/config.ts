@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Tier } from '../types.ts';
+import { upstreamNameProblem } from './tool-names.ts';
 
 const TierSchema = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]);
 
@@ -10,8 +11,14 @@ const TierSchema = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(
  */
 export const UpstreamConfigSchema = z
   .object({
-    /** Namespace of its tools (`<name>.<tool>`). */
-    name: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, "_" or "-", starting with a letter'),
+    /** Namespace of its tools (`<name>__<tool>`, tool-names.ts). */
+    name: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,31}$/, 'an upstream name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter')
+      .superRefine((name, ctx) => {
+        const problem = upstreamNameProblem(name);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
     /** The Streamable HTTP endpoint; also the RFC 8707 `resource` and the audience the upstream checks. */
     url: z.url(),
     auth: z.enum(['obo', 'api-key']).default('obo'),
