@@ -8,6 +8,7 @@
  * pg errors become AppErrors by SQLSTATE, in one place (`toAppError`).
  */
 import pg from 'pg';
+import { onWire } from '../../wire-time.ts';
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
@@ -97,14 +98,14 @@ export async function roleStillLogsIn(
   const onAbort = (): void => void client.end().catch(() => {});
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    await client.connect();
+    await onWire('db', () => client.connect());
     return 'present';
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     return code === '28P01' || code === '28000' ? 'gone' : 'unknown';
   } finally {
     signal.removeEventListener('abort', onAbort);
-    await client.end().catch(() => {});
+    await onWire('db', () => client.end()).catch(() => {});
   }
 }
 
@@ -178,7 +179,7 @@ export async function runStatement(
   let connected = false;
   try {
     try {
-      await client.connect();
+      await onWire('db', () => client.connect());
       connected = true;
     } catch (error) {
       // Before the session exists, anything without a SQLSTATE (time-out, socket) means unreachable.
@@ -196,7 +197,7 @@ export async function runStatement(
     throw toAppError(error, password, user);
   } finally {
     signal.removeEventListener('abort', onAbort);
-    if (connected || !signal.aborted) await client.end().catch(() => {});
+    if (connected || !signal.aborted) await onWire('db', () => client.end()).catch(() => {});
   }
 }
 
@@ -206,12 +207,15 @@ export async function runStatement(
  */
 export const SESSION_OPTIONS = `-c search_path=${TABLE_SCHEMA} -c standard_conforming_strings=on`;
 
-const run = queryExtended;
+/** Every statement of a call goes over the extended protocol, its wait timed as the database's. */
+function run(client: pg.Client, text: string, values: readonly unknown[] = []): Promise<pg.QueryResult> {
+  return onWire('db', () => queryExtended(client, text, values));
+}
 
 async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   const cap = d.limits.rowCap;
   await run(client, 'BEGIN READ ONLY');
-  if (!d.catalog) await preflight(client, d.classification);
+  if (!d.catalog) await onWire('db', () => preflight(client, d.classification));
   if (d.classification.kind === 'EXPLAIN' || d.classification.nodeType === 'ExplainStmt') {
     // EXPLAIN cannot stand in a cursor; its output is a plan, a handful of rows.
     const result = await run(client, d.sql, d.params);
@@ -243,7 +247,7 @@ export const ROWS_CHANGED_SQL =
 
 async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   await run(client, 'BEGIN');
-  await preflight(client, d.classification);
+  await onWire('db', () => preflight(client, d.classification));
   const result = await run(client, d.sql, d.params);
   const counted = await run(client, ROWS_CHANGED_SQL);
   const affected = Math.max(Number((counted.rows[0] as { changed?: string } | undefined)?.changed ?? 0), result.rowCount ?? 0);
