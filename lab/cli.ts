@@ -7,7 +7,6 @@
 import { ACR_MFA, LAB_ONE_TIME_CODE } from './idp/index.ts';
 import { startLab } from './index.ts';
 import type { Lab } from './index.ts';
-import { runPart, type PartName } from './parts.ts';
 
 // `--part idp|vault`: that part alone, in this process (lab/parts.ts starts the lab this way for fault tests).
 const part = process.argv[process.argv.indexOf('--part') + 1];
@@ -16,7 +15,8 @@ if (process.argv.includes('--part')) {
     process.stderr.write('lab: --part takes idp or vault\n');
     process.exit(2);
   }
-  await runPart(part as PartName);
+  const { runPart } = await import('./parts.ts');
+  await runPart(part);
   await new Promise(() => {}); // runs until SIGTERM
 }
 
