@@ -118,23 +118,65 @@ afterAll(async () => {
 });
 
 describe('tiers', () => {
+  const rules = [
+    { pattern: 'get_*', tier: 1 as const },
+    { pattern: 'delete_*', tier: 4 as const },
+    { pattern: 'drop_user', tier: 4 as const },
+    { pattern: 'v1.read_?', tier: 1 as const },
+  ];
+
   it('takes the first matching pattern, and lets annotations raise but never lower it', () => {
-    const rules = [
-      { pattern: 'get_*', tier: 1 as const },
-      { pattern: 'delete_*', tier: 4 as const },
-    ];
     expect(tierFor('get_weather', { readOnlyHint: true }, rules)).toBe(1);
     expect(tierFor('get_weather', { readOnlyHint: false }, rules)).toBe(2);
     expect(tierFor('get_secret', { readOnlyHint: false, destructiveHint: true }, rules)).toBe(3);
     expect(tierFor('delete_all', { readOnlyHint: true }, rules)).toBe(4);
     expect(tierFor('create_ticket', undefined, rules)).toBe(2);
-    expect(tierFor('list_things', { readOnlyHint: true }, rules)).toBe(1);
+    expect(tierFor('create_ticket', { destructiveHint: true }, rules)).toBe(3);
+  });
+
+  it('does not let an upstream that calls its tool read-only lower it below the policy: without a rule it is tier 2', () => {
+    expect(tierFor('list_things', { readOnlyHint: true }, rules)).toBe(2);
+    expect(tierFor('list_things', { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false }, rules)).toBe(2);
+    expect(tierFor('delete_all', { readOnlyHint: true, destructiveHint: false }, rules)).toBe(4);
+  });
+
+  it('matches whole names: a trailing newline, a prefix or a suffix is another name', () => {
+    expect(tierFor('drop_user\n', undefined, rules)).toBe(4); // not a governed name at all
+    expect(tierFor('drop_user_x', undefined, rules)).toBe(2);
+    expect(tierFor('x_drop_user', undefined, rules)).toBe(2);
+    expect(tierFor('x_get_weather', { readOnlyHint: true }, rules)).toBe(2);
+  });
+
+  it('blocks names with fullwidth letters, zero-width or control characters instead of matching them against the policy', () => {
+    for (const name of ['ｄrop_user', 'drop\u200b_user', 'drop_user\u200d', '\u202edrop_user', 'drop user', 'drop_user\r', 'get_weather\u0000', 'ɡet_weather', '']) {
+      expect(tierFor(name, { readOnlyHint: true }, rules), JSON.stringify(name)).toBe(4);
+    }
+  });
+
+  it('ignores case, so Drop_User is drop_user to the policy', () => {
+    expect(tierFor('Drop_User', undefined, rules)).toBe(4);
+    expect(tierFor('DELETE_ALL', { readOnlyHint: true }, rules)).toBe(4);
+  });
+
+  it('refuses a policy pattern that no governed tool name could match (a newline, a fullwidth letter, a space)', () => {
+    const deps = { withCredential: (async () => undefined) as never, dpopKeyPair: () => undefined };
+    for (const pattern of ['delete_user\n', 'ｄelete_*', 'delete\u200b_*', 'delete user']) {
+      expect(() => new McpUpstreamConnector({ name: 'x', url: 'https://upstream.example/mcp', tools: [{ pattern, tier: 4 }] }, deps), JSON.stringify(pattern)).toThrow(
+        expect.objectContaining({ code: 'CONFIG_INVALID' }),
+      );
+    }
+  });
+
+  it("treats a '.' in a pattern as a dot, not any character", () => {
+    expect(tierFor('v1.read_a', undefined, rules)).toBe(1);
+    expect(tierFor('v1xread_a', undefined, rules)).toBe(2);
+    expect(tierFor('v1.read_ab', undefined, rules)).toBe(2);
   });
 });
 
 describe('identity-protected upstream', () => {
   it('lists the upstream tools namespaced, with tiers from policy and hints, and hides blocked ones', async () => {
-    const c = connector({ tools: [{ pattern: 'generate_*', tier: 3 }, { pattern: 'create_*', tier: 4 }] });
+    const c = connector({ tools: [{ pattern: 'get_*', tier: 1 }, { pattern: 'generate_*', tier: 3 }, { pattern: 'create_*', tier: 4 }] });
     const tools = await c.listTools();
     const byName = new Map(tools.map((t) => [t.name, t]));
     expect(byName.get('lab__get_weather')?.annotations?.readOnlyHint).toBe(true);
@@ -261,7 +303,7 @@ describe('identity-protected upstream', () => {
   });
 
   it('refreshes its tool list on notifications/tools/list_changed', async () => {
-    const c = connector();
+    const c = connector({ tools: [{ pattern: 'translate_*', tier: 1 }] });
     await c.listTools();
     const changed = new Promise<void>((resolve) => c.onToolsChanged(resolve));
     upstream.addTool('translate_text');

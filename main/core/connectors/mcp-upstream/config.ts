@@ -36,8 +36,21 @@ export const UpstreamConfigSchema = z
       })
       .strict()
       .optional(),
-    /** Glob patterns on the upstream's tool names (`*` any run, `?` one character); the first match gives the tier. */
-    tools: z.array(z.object({ pattern: z.string().min(1), tier: TierSchema }).strict()).default([]),
+    /**
+     * Glob patterns on the upstream's tool names (`*` any run, `?` one character, `.` a dot; whole
+     * names, ASCII case ignored); the first match gives the tier. Without a match a tool is tier 2:
+     * only a pattern makes it tier 1, whatever the upstream's annotations say.
+     */
+    tools: z
+      .array(
+        z
+          .object({
+            pattern: z.string().regex(/^[A-Za-z0-9_.*?-]{1,128}$/, 'a tool name pattern: letters, digits, "_", "-", "." and the wildcards "*" and "?"'),
+            tier: TierSchema,
+          })
+          .strict(),
+      )
+      .default([]),
     /** Whole-call limit (connect, call, answer). */
     timeoutMs: z.number().int().positive().max(600_000).default(30_000),
     /** Plain http is refused unless the upstream is on a loopback address and this is set (the lab). */
