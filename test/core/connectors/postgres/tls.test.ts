@@ -3,6 +3,7 @@
  * serving a certificate for 127.0.0.1 signed by a CA made for the run. Statements go through the
  * connector's own execution path (runStatement) as the superuser.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres, type LabPostgres } from '../../../../lab/postgres.ts';
@@ -30,8 +31,12 @@ async function sessionUsesTls(lab: LabPostgres, config: Omit<PostgresTlsConfig, 
   const host = config.host ?? lab.host;
   const admin = new URL(lab.adminUrl);
   const connection: PostgresConnection = { host, port: lab.port, database: lab.database, ssl: await postgresSsl({ ...config, host }), connectTimeoutMs: 5_000 };
-  const { details } = await planPostgresCall(POLICY, 'query', { sql: 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' });
-  const result = await runStatement(connection, decodeURIComponent(admin.username), decodeURIComponent(admin.password), 'tls-test', details, new AbortController().signal);
+  // The classifier rightly refuses catalog views to a tool call; this test's subject is the connection,
+  // so the planned details of a plain read carry the statement that asks PostgreSQL about this session.
+  const { details } = await planPostgresCall(POLICY, 'query', { sql: 'SELECT 1' });
+  const app = `tls-test-${randomUUID()}`;
+  const sql = 'SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid WHERE a.application_name = $1';
+  const result = await runStatement(connection, decodeURIComponent(admin.username), decodeURIComponent(admin.password), app, { ...details, sql, params: [app] }, new AbortController().signal);
   return result.rows[0]?.ssl === true;
 }
 
