@@ -19,6 +19,7 @@ import type { AuditPageRequest } from '../common/contract.ts';
 import { canonicalJson } from '../common/canonical-json.ts';
 import { AuditStore } from '../main/core/audit/store.ts';
 import type { SecretStore } from '../main/core/ports.ts';
+import { goal, plain, ratioOf, type Figures } from './figures.ts';
 
 export interface Percentiles {
   p50: number;
@@ -198,6 +199,20 @@ export async function benchAudit(): Promise<AuditBenchResult> {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** The audit store's figures for bench/run.ts. */
+export async function bench(): Promise<Figures> {
+  const r = await benchAudit();
+  const f: Figures = {
+    audit_page_10k: plain(r.audit_page_10k, 'ms', 'the headline filtered page with 10,000 records (baseline)'),
+    audit_page_1m: plain(r.audit_page_1m, 'ms', 'the same page with 1,000,000 records'),
+    audit_page_1m_vs_10k: goal(ratioOf(r.audit_page_1m.p50, r.audit_page_10k.p50), 'ratio', '<=', 2, 'the headline page at 1,000,000 records over 10,000 (p50)'),
+    audit_append_per_s: plain(r.audit_append_per_s, 'per_s', 'durable appends per second, one caller'),
+    sqlite_raw_append_per_s: plain(r.sqlite_raw_append_per_s, 'per_s', 'a bare node:sqlite insert loop with the same durability, paired with the appends (baseline)'),
+    audit_append_vs_sqlite_raw: goal(ratioOf(r.audit_append_per_s, r.sqlite_raw_append_per_s), 'ratio', '>=', 0.5, 'durable appends per second over the bare insert loop'),
+  };
+  return f;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -36,6 +36,7 @@ import { resolvePaths } from '../common/paths.ts';
 import { connectOnce } from '../bridge/relay.ts';
 import type { ToolHost } from '../main/core/connectors/types.ts';
 import { startSocketServer } from '../main/core/mcp/socket-server.ts';
+import { goal, plain, ratioOf, type Figures } from './figures.ts';
 
 export interface Percentiles {
   p50: number;
@@ -391,27 +392,57 @@ function same(n: number): Percentiles {
   return { p50: n, p95: n, p99: n };
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+/** The bridge's figures for bench/run.ts, each held to its goal against a floor measured in the same run. */
+export async function bench(): Promise<Figures> {
   const r = await benchBridge();
-  const ratio = (a: number | undefined, b: number | undefined): number | null => (a && b ? round(a / b) : null);
-  console.log(
-    JSON.stringify(
-      {
-        ...r,
-        ratios: {
-          cold_start_vs_node: ratio(r.bridge_cold_start?.p50, r.node_bare_start?.p50),
-          cold_start_vs_mcp_remote: ratio(r.bridge_cold_start?.p50, r.peer_mcp_remote_cold_start?.p50),
-          call_via_bridge_vs_socket: ratio(r.call_via_bridge?.p50, r.call_via_socket?.p50),
-          call_via_pipe_relay_vs_socket: ratio(r.call_via_pipe_relay?.p50, r.call_via_socket?.p50),
-          call_via_native_relay_vs_socket: ratio(r.call_via_native_relay?.p50, r.call_via_socket?.p50),
-          governed_fixture_call_via_bridge_vs_socket: ratio(r.governed_fixture_call_via_bridge?.p50, r.governed_fixture_call_via_socket?.p50),
-          relay_overhead_vs_mcp_remote: ratio(r.relay_overhead?.p50, r.peer_mcp_remote_added_latency?.p50),
-          rss_vs_mcp_remote: ratio(r.bridge_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),
-          node_bare_rss_vs_mcp_remote: ratio(r.node_bare_peak_rss_mb?.p50, r.peer_mcp_remote_rss_mb?.p50),
-        },
-      },
-      null,
-      2,
+  const p50 = (k: string): number | undefined => r[k]?.p50;
+  const f: Figures = {
+    node_bare_start: plain(r.node_bare_start, 'ms', '`node -e 0` from spawn to exit: the floor under any bridge Node starts'),
+    bridge_cold_start: plain(r.bridge_cold_start, 'ms', 'the bridge from spawn until the core answers initialize'),
+    bridge_cold_start_vs_node_bare: goal(ratioOf(p50('bridge_cold_start'), p50('node_bare_start')), 'ratio', '<=', 1.5, 'bridge cold start over `node -e 0`, started alternately (p50)'),
+    call_via_socket: plain(r.call_via_socket, 'ms', 'an echo-tool call straight on the core socket'),
+    call_via_bridge: plain(r.call_via_bridge, 'ms', 'the same call through the bridge'),
+    call_via_pipe_relay: plain(r.call_via_pipe_relay, 'ms', 'the same call through a relay that only pipes bytes after the handshake (bench/fixtures/pipe-relay.ts): the floor for a relay Node runs'),
+    call_via_native_relay: plain(r.call_via_native_relay, 'ms', 'the same call through a C poll loop that copies bytes (bench/fixtures/native-relay.c): the floor for any stdio relay'),
+    relay_overhead: plain(r.relay_overhead, 'ms', 'call_via_bridge minus call_via_socket, per percentile'),
+    bridge_call_vs_pipe_relay: goal(
+      ratioOf(p50('call_via_bridge'), p50('call_via_pipe_relay')),
+      'ratio',
+      '<=',
+      1.1,
+      'an echo call through the bridge over the same call through the byte-piping relay, called in turn (p50): what the bridge adds over the least a Node relay can be',
     ),
-  );
+    bridge_call_vs_socket: plain(ratioOf(p50('call_via_bridge'), p50('call_via_socket')), 'ratio', 'the echo call through the bridge over the same on the socket (p50): the process hop itself, which no stdio relay avoids (see native_relay_call_vs_socket)'),
+    pipe_relay_call_vs_socket: plain(ratioOf(p50('call_via_pipe_relay'), p50('call_via_socket')), 'ratio', 'the byte-piping relay over the socket (p50): the floor for a Node relay'),
+    native_relay_call_vs_socket: plain(ratioOf(p50('call_via_native_relay'), p50('call_via_socket')), 'ratio', 'the C relay over the socket (p50): the floor for any stdio relay'),
+    governed_fixture_call_via_socket: plain(r.governed_fixture_call_via_socket, 'ms', `a fixture tool that waits ${GOVERNED_MS} ms, straight on the socket`),
+    governed_fixture_call_via_bridge: plain(r.governed_fixture_call_via_bridge, 'ms', 'the same through the bridge'),
+    bridge_governed_fixture_call_vs_socket: goal(
+      ratioOf(p50('governed_fixture_call_via_bridge'), p50('governed_fixture_call_via_socket')),
+      'ratio',
+      '<=',
+      1.2,
+      `a fixture tool that waits ${GOVERNED_MS} ms through the bridge over the same on the socket, alternating (p50): a stand-in; bridge_tier1_call_vs_socket is the real call`,
+    ),
+    'rss_mb.bridge': plain(p50('bridge_peak_rss_mb'), 'MB', "the bridge's peak resident memory (VmHWM) after relaying every echo call"),
+    'rss_mb.node_bare': plain(p50('node_bare_peak_rss_mb'), 'MB', 'the peak resident memory of a bare `node` holding its stdin open: the floor'),
+    bridge_rss_vs_node_bare: goal(ratioOf(p50('bridge_peak_rss_mb'), p50('node_bare_peak_rss_mb')), 'ratio', '<=', 1.25, "the bridge's peak RSS over a bare node's holding stdin"),
+  };
+  if (!r.call_via_native_relay) f.call_via_native_relay!.missing = f.native_relay_call_vs_socket!.missing = 'no C compiler (cc) on this machine';
+  const peer = 'mcp-remote is not installed (node_modules/mcp-remote)';
+  Object.assign(f, {
+    peer_mcp_remote_cold_start: plain(r.peer_mcp_remote_cold_start, 'ms', 'mcp-remote, a widely used stdio bridge, from spawn to initialize answered by a local HTTP MCP server'),
+    peer_mcp_remote_added_latency: plain(r.peer_mcp_remote_added_latency, 'ms', "mcp-remote's echo call minus a direct HTTP client's, per percentile"),
+    'rss_mb.peer_mcp_remote': plain(p50('peer_mcp_remote_rss_mb'), 'MB', "mcp-remote's peak resident memory"),
+    bridge_cold_start_vs_mcp_remote: goal(ratioOf(p50('bridge_cold_start'), p50('peer_mcp_remote_cold_start')), 'ratio', '<=', 0.15, "bridge cold start over mcp-remote's (p50)"),
+    relay_overhead_vs_mcp_remote: goal(ratioOf(p50('relay_overhead'), p50('peer_mcp_remote_added_latency')), 'ratio', '<=', 0.25, "the bridge's added latency over mcp-remote's (p50)"),
+    bridge_rss_vs_mcp_remote: plain(ratioOf(p50('bridge_peak_rss_mb'), p50('peer_mcp_remote_rss_mb')), 'ratio', "the bridge's peak RSS over mcp-remote's (a bare node is above a quarter of it: bridge_rss_vs_node_bare is the goal)"),
+  });
+  if (!r.peer_mcp_remote_cold_start) for (const k of ['peer_mcp_remote_cold_start', 'peer_mcp_remote_added_latency', 'rss_mb.peer_mcp_remote', 'bridge_cold_start_vs_mcp_remote', 'relay_overhead_vs_mcp_remote', 'bridge_rss_vs_mcp_remote']) f[k]!.missing = peer;
+  return f;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const f = await bench();
+  console.log(JSON.stringify(Object.fromEntries(Object.entries(f).map(([k, x]) => [k, x.goal ? { value: x.value, goal: x.goal, met: x.met } : x.value])), null, 2));
 }

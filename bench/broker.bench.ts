@@ -24,6 +24,7 @@ import type { AuditSink, TokenSource } from '../main/core/ports.ts';
 import type { ToolCallRequest } from '../main/core/connectors/types.ts';
 import { readFileSync } from 'node:fs';
 import { signIn, decodeJwt } from '../test/lab/idp-fixtures.ts';
+import { goal, plain, ratioOf, type BenchContext, type Figures } from './figures.ts';
 
 export interface Percentiles {
   p50: number;
@@ -179,6 +180,20 @@ export async function benchBroker(lab: Lab, o: { samples?: number } = {}): Promi
     hops_alone_total: aloneP,
     total_vs_hops_alone_p50: round(totalP.p50 / aloneP.p50),
     throughput_calls_per_s: { c1, c8, c32 },
+  };
+}
+
+/** The broker's figures for bench/run.ts. */
+export async function bench(ctx: BenchContext): Promise<Figures> {
+  const r = await benchBroker(await ctx.lab());
+  return {
+    call_tier1_total: plain(r.call_tier1_total, 'ms', 'a tier-1 query end to end through the broker'),
+    own_overhead: plain(r.own_overhead, 'ms', 'the total minus the hops'),
+    own_overhead_share_p50: goal(r.own_overhead_share.p50, 'share', '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p50)"),
+    own_overhead_share_p99: goal(r.own_overhead_share.p99, 'share', '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p99)"),
+    hops_alone_total: plain(r.hops_alone_total, 'ms', 'the same hops run back to back by hand, no broker (baseline)'),
+    total_vs_hops_alone: goal(ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50), 'ratio', '<=', 1.1, 'a tier-1 call through the broker over the same hops alone (p50)'),
+    throughput_calls_per_s: plain(r.throughput_calls_per_s, 'per_s', 'completed tier-1 calls per second at concurrency 1, 8 and 32'),
   };
 }
 

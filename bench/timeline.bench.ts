@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuditStore } from '../main/core/audit/store.ts';
 import { startWebServer } from '../main/headless/web-server.ts';
+import { goal, plain, ratioOf, type Figures } from './figures.ts';
 import { backWithStore, buildRenderer, createFixtureApp, launchBrowser, memorySecrets, REPO_ROOT, sampleToolCall } from '../test/helpers/ui.ts';
 
 export interface Percentiles {
@@ -126,6 +127,17 @@ export async function benchTimeline(): Promise<TimelineBenchResult> {
   } finally {
     await temp?.dispose();
   }
+}
+
+/** The timeline's figures for bench/run.ts. */
+export async function bench(): Promise<Figures> {
+  const r = await benchTimeline();
+  return {
+    timeline_render_100: plain(r.timeline_render_100, 'ms', 'in Chromium, from the click on the Timeline tab to the newest row on screen, 100 records in the store (baseline)'),
+    timeline_render_100k: plain(r.timeline_render_100k, 'ms', 'the same with 100,000 records'),
+    timeline_render_100k_vs_100: goal(ratioOf(r.timeline_render_100k.p50, r.timeline_render_100.p50), 'ratio', '<=', 2, 'first render with 100,000 records over 100 (p50)'),
+    timeline_scroll_frame_100k: plain(r.timeline_scroll_frame_100k, 'ms', 'frame intervals while scrolling the 100,000-record list top to bottom (a detail)'),
+  };
 }
 
 if (import.meta.filename === process.argv[1]) {

@@ -154,6 +154,8 @@ export const CachedApprovalSchema = z.object({
   target: z.string(),
   statementClass: z.string(),
   targets: z.array(z.string()),
+  /** What it lets a call change, `<class> <table>` each. */
+  changes: z.array(z.string()).optional(),
   rowCeiling: z.number().int().optional(),
   grantedAt: IsoTime,
   expiresAt: IsoTime,

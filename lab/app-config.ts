@@ -25,13 +25,22 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
     vault: { address: lab.vaultAddr, authMount: 'jwt' },
     policyFile: DEMO_POLICY_FILE,
     postgres: { host: pg.hostname, port: Number(pg.port), database: pg.pathname.slice(1) },
+    // Only the policy makes an upstream tool tier 1; the upstream's own readOnlyHint never does.
     upstreams: [
-      { name: 'tickets', url: lab.upstreamMcpUrl, auth: 'obo', issuer: lab.issuer, allowInsecureHttpForLoopbackOnly: true },
+      {
+        name: 'tickets',
+        url: lab.upstreamMcpUrl,
+        auth: 'obo',
+        issuer: lab.issuer,
+        tools: [{ pattern: 'get_*', tier: 1 }],
+        allowInsecureHttpForLoopbackOnly: true,
+      },
       {
         name: 'weather',
         url: lab.apiKeyUpstreamUrl,
         auth: 'api-key',
         apiKey: { path: 'upstreams/apikey-demo' },
+        tools: [{ pattern: 'get_*', tier: 1 }],
         allowInsecureHttpForLoopbackOnly: true,
       },
     ],

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { ContractHandlers, EventName, EventOf, EventSubscribe, Status } from '../../common/contract.ts';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
@@ -135,7 +135,14 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: config.postgres }));
   }
   const ref: { broker?: Broker } = {};
-  connectors.push(...createUpstreamConnectors(config.upstreams, { broker: () => ref.broker!, tokens: auth }));
+  connectors.push(
+    ...createUpstreamConnectors(config.upstreams, {
+      broker: () => ref.broker!,
+      tokens: auth,
+      listingsDir: join(paths.dataDir, 'upstream-listings'),
+      log: (line) => log.warn(line),
+    }),
+  );
   connectors.push(...(options.connectors?.(() => ref.broker!) ?? []));
   const broker = createBroker({
     connectors,

@@ -1,7 +1,9 @@
 /**
  * Approvals (ARCHITECTURE.md, "Approve"). Tier 1 needs none. Tier 2 (writes): one approval covers writes
  * of the same statement class to the same tables under a row ceiling, per user and MCP session, for 30
- * minutes by default; visible and revocable, cleared on sign-out. Tier 3 (sensitive): a fresh approval
+ * minutes by default; visible and revocable, cleared on sign-out. It is kept only once a call it covered
+ * succeeded (`settle`), and covers a later call only when that call's class is the same and its every
+ * change and table is among the approved ones (`covers`). Tier 3 (sensitive): a fresh approval
  * every call, single-use and bound to the digest of the exact bytes that will run and the RAR. Deny is
  * the default; a time-out is a deny and comes before the MCP client's own request time-out (the SDK
  * client gives up at 60 s); Claude's cancellation closes the prompt. Parallel calls each get their own
@@ -12,7 +14,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { ApprovalDecision, ApprovalView } from '../../../common/approval-view.ts';
 import type { CachedApproval, PendingApproval } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
-import type { CallPlan } from '../connectors/types.ts';
+import type { ApprovalScope, CallPlan } from '../connectors/types.ts';
 import type { AuditSink, UserIdentity } from '../ports.ts';
 import type { Prompter } from './prompter.ts';
 import { makeVisible, renderArguments, truncate, visibleName } from './render.ts';
@@ -61,6 +63,27 @@ interface Cached {
   user: string;
   session: string;
   rowCeiling: number;
+  changes: string[];
+}
+
+/** `<class> <table>` for each change; an upstream tool call changes its one target with its class. */
+export function changesOf(scope: ApprovalScope): string[] {
+  return scope.changes ?? scope.targets.map((t) => `${scope.statementClass} ${t}`);
+}
+
+/**
+ * Whether an approval given for `approved` covers a call with scope `wanted`: the same class, every
+ * change and every table of the call among the approved ones (exact names), a ceiling no higher. A
+ * scope naming no table or no change covers nothing and is covered by nothing.
+ */
+export function covers(approved: ApprovalScope, wanted: ApprovalScope): boolean {
+  const had = changesOf(approved);
+  const want = changesOf(wanted);
+  if (approved.targets.length === 0 || had.length === 0 || wanted.targets.length === 0 || want.length === 0) return false;
+  if (approved.statementClass !== wanted.statementClass) return false;
+  if (!wanted.targets.every((t) => approved.targets.includes(t))) return false;
+  if (!want.every((c) => had.includes(c))) return false;
+  return (wanted.rowCeiling ?? Number.POSITIVE_INFINITY) <= (approved.rowCeiling ?? Number.POSITIVE_INFINITY);
 }
 
 export interface ApprovalServiceOptions {
@@ -109,6 +132,8 @@ export class ApprovalService {
   readonly #tier3: Tier3Approvals;
   readonly #pending = new Map<string, Pending>();
   readonly #cache = new Map<string, Cached>();
+  /** Approved tier-2 scopes whose call has not ended yet, by approval id: they cover nothing until it succeeds. */
+  readonly #provisional = new Map<string, Cached>();
   readonly #listeners = new Set<() => void>();
   /** Prompts go to the person one at a time, in arrival order. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -250,12 +275,32 @@ export class ApprovalService {
 
   revoke(id: string): void {
     for (const [key, c] of this.#cache) if (c.entry.id === id) this.#cache.delete(key);
+    this.#provisional.delete(id);
+    this.#changed();
+  }
+
+  /**
+   * How a call approved as `id` ended. A tier-2 approval starts to cover later calls only when its first
+   * call succeeded; a failed call (refused downstream, rolled back for the row ceiling) leaves nothing,
+   * and a cached approval whose call failed is dropped, so the next call asks again.
+   */
+  settle(id: string, succeeded: boolean): void {
+    const provisional = this.#provisional.get(id);
+    this.#provisional.delete(id);
+    if (!succeeded) {
+      for (const [key, c] of this.#cache) if (c.entry.id === id) this.#cache.delete(key);
+      this.#changed();
+      return;
+    }
+    if (!provisional || Date.parse(provisional.entry.expiresAt) <= this.#now()) return;
+    this.#cache.set(`${provisional.key}:${provisional.entry.id}`, provisional);
     this.#changed();
   }
 
   /** Sign-out forgets every cached approval and denies every pending one. */
   clear(): void {
     this.#cache.clear();
+    this.#provisional.clear();
     for (const p of [...this.#pending.values()]) p.resolve('deny');
     this.#changed();
   }
@@ -287,6 +332,7 @@ export class ApprovalService {
   #expire(): void {
     const now = this.#now();
     for (const [key, c] of this.#cache) if (Date.parse(c.entry.expiresAt) <= now) this.#cache.delete(key);
+    for (const [id, c] of this.#provisional) if (Date.parse(c.entry.expiresAt) <= now) this.#provisional.delete(id);
   }
 
   #findCached(request: ApprovalRequest): Cached | null {
@@ -294,39 +340,41 @@ export class ApprovalService {
     const scope = request.plan.approvalScope;
     const key = this.#scopeKey(request);
     if (!scope || !key) return null;
-    const wanted = scope.rowCeiling ?? Number.POSITIVE_INFINITY;
     for (const c of this.#cache.values()) {
       if (c.key !== key) continue;
-      if (!scope.targets.every((t) => c.entry.targets.includes(t))) continue;
-      if (wanted > c.rowCeiling) continue;
-      return c;
+      const approved: ApprovalScope = { statementClass: c.entry.statementClass, targets: c.entry.targets, changes: c.changes, rowCeiling: c.rowCeiling };
+      if (covers(approved, scope)) return c;
     }
     return null;
   }
 
+  /** Holds an approved tier-2 scope until its call ends (`settle`); a scope that can cover nothing is not kept. */
   #remember(request: ApprovalRequest, id: string): void {
     const scope = request.plan.approvalScope!;
+    if (!covers(scope, scope)) return;
     const key = this.#scopeKey(request)!;
     const now = this.#now();
+    const changes = [...new Set(changesOf(scope))].sort();
     const entry: CachedApproval = {
       id,
       tool: request.plan.tool,
       target: request.plan.target,
       statementClass: scope.statementClass,
-      targets: [...scope.targets].sort(),
+      targets: [...new Set(scope.targets)].sort(),
+      changes,
       rowCeiling: scope.rowCeiling,
       grantedAt: new Date(now).toISOString(),
       expiresAt: new Date(now + this.#ttl).toISOString(),
       uses: 0,
     };
-    this.#cache.set(`${key}:${entry.targets.join(',')}:${scope.rowCeiling ?? 'inf'}`, {
+    this.#provisional.set(id, {
       entry,
       key,
       user: request.user.sub,
       session: request.sessionId,
       rowCeiling: scope.rowCeiling ?? Number.POSITIVE_INFINITY,
+      changes,
     });
-    this.#changed();
   }
 
   #view(id: string, request: ApprovalRequest, digest: string, requestedAt: Date, expiresAt: Date): ApprovalView {

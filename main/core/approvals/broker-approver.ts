@@ -36,6 +36,7 @@ export function approverFor(service: ApprovalService): Approver {
           return { outcome: 'denied', approvalId: result.approvalId, reason: `You denied ${plan.tool} on ${plan.target}.` };
       }
     },
+    settle: (approvalId, succeeded) => service.settle(approvalId, succeeded),
   };
 }
 

@@ -29,6 +29,11 @@ export interface ApprovalDecision {
 
 export interface Approver {
   approve(plan: CallPlan, ctx: ApprovalContext, signal: AbortSignal): Promise<ApprovalDecision>;
+  /**
+   * How the approved call ended. A tier-2 approval is kept for later calls only once a call it covered
+   * succeeded: a call that failed, or whose writes were rolled back for the row ceiling, leaves none.
+   */
+  settle?(approvalId: string, succeeded: boolean): void;
 }
 
 /**

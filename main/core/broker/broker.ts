@@ -173,6 +173,7 @@ export function createBroker(options: BrokerOptions): Broker {
     let result: CallToolResult | undefined;
     let failure: AppError | undefined;
     let revokeProblem: AppError | undefined;
+    let approvalId: string | undefined;
 
     try {
       const connector = await trace.hop('validate', async () => {
@@ -203,6 +204,7 @@ export function createBroker(options: BrokerOptions): Broker {
           },
           (d) => `${VIA[d.outcome]}${d.approvalId ? ` approval=${d.approvalId}` : ''}`,
         );
+        approvalId = decision.approvalId;
         const hop = trace.hops[trace.hops.length - 1]!;
         if (decision.outcome === 'cached') hop.outcome = 'cached';
         if (decision.outcome === 'idp') idpApproval = hop;
@@ -222,6 +224,13 @@ export function createBroker(options: BrokerOptions): Broker {
     } catch (error) {
       failure = AppError.from(error);
       if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
+    }
+    if (approvalId !== undefined) {
+      try {
+        approver.settle?.(approvalId, !failure);
+      } catch (error) {
+        log(`broker: the approval's outcome could not be noted (${AppError.from(error).code})`);
+      }
     }
 
     const revokeFailure = trace.hops.find((h) => (h.name === 'revoke' || h.name === 'revoke_check') && h.outcome !== 'ok' && h.outcome !== 'skipped');

@@ -26,10 +26,22 @@ export type CredentialPlan =
   /** The OBO token itself is the credential (a remote MCP server whose audience it names). */
   | { kind: 'obo' };
 
-/** Scope of a tier-2 approval: writes of this class to these tables under this row ceiling. */
+/**
+ * Scope of a tier-2 approval: writes of this class to these tables under this row ceiling. A cached
+ * approval covers a later call only when the call's class is the same, each of its changes and each of
+ * its tables is among the approved ones, and its ceiling is no higher; a scope naming no table or no
+ * change covers nothing.
+ */
 export interface ApprovalScope {
   statementClass: string;
+  /** Every table (or upstream tool) the call touches, read or written; schema-qualified for SQL. */
   targets: string[];
+  /**
+   * Every change the call makes, as `<class> <table>` (`UPDATE public.appointments`,
+   * `INSERT_ON_CONFLICT_UPDATE public.notes`), so an approval to update A while reading B never
+   * covers an update of B. Absent: each target is changed with `statementClass` (an upstream tool).
+   */
+  changes?: string[];
   rowCeiling?: number;
 }
 

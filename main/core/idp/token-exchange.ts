@@ -29,6 +29,7 @@ import { calculateJwkThumbprint, exportJWK, jwtVerify, type JWTPayload } from 'j
 import { AppError } from '../../../common/errors.ts';
 import type { AuthorizationDetail } from '../connectors/types.ts';
 import { createIdpJwks, type IdpJwks } from './jwks.ts';
+import { onWire } from '../wire-time.ts';
 import type { webcrypto } from 'node:crypto';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -165,7 +166,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     if (init.signal) signals.push(init.signal);
     const s = callSignal.getStore();
     if (s) signals.push(s);
-    return fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' });
+    return onWire('idp', () => fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' }));
   };
 
   const prepare = (c: oidc.Configuration): oidc.Configuration => {

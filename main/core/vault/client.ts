@@ -6,6 +6,7 @@
  * secret (path_login.go), and then only after the token itself is scrubbed from them.
  */
 import { Agent } from 'undici';
+import { onWire } from '../wire-time.ts';
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
 
@@ -136,20 +137,22 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     let response: Response;
     try {
-      response = await fetch(`${root}/v1/${path}`, {
+      response = await onWire('vault', () =>
+        fetch(`${root}/v1/${path}`, {
         method,
         headers,
         body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
         signal,
         redirect: 'error',
         ...(dispatcher ? { dispatcher } : {}),
-      } as RequestInit);
+      } as RequestInit),
+      );
     } catch (error) {
       throw transportError(error, opts.signal, timeout, opts.op);
     }
     let text: string;
     try {
-      text = await response.text();
+      text = await onWire('vault', () => response.text());
     } catch (error) {
       throw transportError(error, opts.signal, timeout, opts.op);
     }

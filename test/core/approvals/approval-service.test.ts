@@ -12,6 +12,12 @@ import { parseAppConfig } from '../../../main/core/config/config.ts';
 const alice = { sub: 'alice-sub', name: 'Alice' };
 
 function writePlan(sql: string, table = 'appointments', rowCeiling = 10): CallPlan {
+  return scoped(sql, 'UPDATE', [table], [`UPDATE ${table}`], rowCeiling);
+}
+
+/** A tier-2 plan whose scope is written out: its class, every table it touches and every change it makes. */
+function scoped(sql: string, statementClass: string, targets: string[], changes: string[], rowCeiling = 10): CallPlan {
+  const table = targets[0] ?? '';
   return {
     connector: 'postgres',
     tool: 'execute',
@@ -22,8 +28,15 @@ function writePlan(sql: string, table = 'appointments', rowCeiling = 10): CallPl
     audience: 'countersign-vault',
     credential: { kind: 'obo' },
     bytes: sql,
-    approvalScope: { statementClass: 'UPDATE', targets: [table], rowCeiling },
+    approvalScope: { statementClass, targets, changes, rowCeiling },
   };
+}
+
+/** Approves one call and reports it succeeded, as the broker does after running it. */
+async function approveAndRun(svc: ApprovalService, plan: CallPlan, succeeded = true) {
+  const r = await svc.approve(request(plan));
+  if (r.approvalId) svc.settle(r.approvalId, succeeded);
+  return r;
 }
 
 function sensitivePlan(sql: string): CallPlan {
@@ -54,8 +67,8 @@ describe('tier 2 approvals', () => {
   it('prompt on the first write and cover a second of the same scope, recorded as cached', async () => {
     const prompter = new ScriptedPrompterForTests(['approve']);
     const svc = new ApprovalService({ prompter, audit });
-    const first = await svc.approve(request(writePlan("UPDATE appointments SET status='done' WHERE id=1")));
-    const second = await svc.approve(request(writePlan("UPDATE appointments SET status='done' WHERE id=2")));
+    const first = await approveAndRun(svc, writePlan("UPDATE appointments SET status='done' WHERE id=1"));
+    const second = await approveAndRun(svc, writePlan("UPDATE appointments SET status='done' WHERE id=2"));
     expect(first.outcome).toBe('approved');
     expect(second.outcome).toBe('cached');
     expect(prompter.shown).toHaveLength(1);
@@ -67,7 +80,7 @@ describe('tier 2 approvals', () => {
   it('prompt again for another table, a higher row ceiling, another session', async () => {
     const prompter = new ScriptedPrompterForTests(['approve', 'approve', 'approve', 'approve']);
     const svc = new ApprovalService({ prompter });
-    await svc.approve(request(writePlan('UPDATE appointments SET x=1 WHERE id=1')));
+    await approveAndRun(svc, writePlan('UPDATE appointments SET x=1 WHERE id=1'));
     expect((await svc.approve(request(writePlan('UPDATE notes SET x=1 WHERE id=1', 'notes')))).outcome).toBe('approved');
     expect((await svc.approve(request(writePlan('UPDATE appointments SET x=1 WHERE id<100', 'appointments', 1000)))).outcome).toBe('approved');
     expect((await svc.approve(request(writePlan('UPDATE appointments SET x=1 WHERE id=1'), undefined, 's2'))).outcome).toBe('approved');
@@ -79,11 +92,11 @@ describe('tier 2 approvals', () => {
     const prompter = new ScriptedPrompterForTests(['approve', 'approve', 'approve']);
     const svc = new ApprovalService({ prompter, now: () => now, cacheTtlMs: 30 * 60_000 });
     const plan = writePlan('UPDATE appointments SET x=1 WHERE id=1');
-    await svc.approve(request(plan));
+    await approveAndRun(svc, plan);
     now += 29 * 60_000;
     expect((await svc.approve(request(plan))).outcome).toBe('cached');
     now += 2 * 60_000;
-    expect((await svc.approve(request(plan))).outcome).toBe('approved');
+    expect((await approveAndRun(svc, plan)).outcome).toBe('approved');
     svc.revoke(svc.cached()[0]!.id);
     expect(svc.cached()).toEqual([]);
     expect((await svc.approve(request(plan))).outcome).toBe('approved');
@@ -94,9 +107,109 @@ describe('tier 2 approvals', () => {
     const prompter = new ScriptedPrompterForTests(['approve', 'approve']);
     const svc = new ApprovalService({ prompter });
     const plan = writePlan('UPDATE appointments SET x=1 WHERE id=1');
-    await svc.approve(request(plan));
+    await approveAndRun(svc, plan);
     svc.clear();
     expect((await svc.approve(request(plan))).outcome).toBe('approved');
+  });
+});
+
+describe('a cached tier-2 approval covers only what was approved', () => {
+  const UPDATE_A = scoped('UPDATE public.a SET x = 1 WHERE id = 1', 'UPDATE', ['public.a'], ['UPDATE public.a']);
+
+  /** Approves `first` (its call succeeds), then asks for `second`: the answer says whether the cache covered it. */
+  async function reuse(first: CallPlan, second: CallPlan) {
+    const prompter = new ScriptedPrompterForTests(['approve', 'deny']);
+    const svc = new ApprovalService({ prompter });
+    expect((await approveAndRun(svc, first)).outcome).toBe('approved');
+    return { outcome: (await svc.approve(request(second))).outcome, prompts: prompter.shown.length, svc };
+  }
+
+  it('covers a later call of the same class on the same tables, and a call on fewer of them', async () => {
+    expect((await reuse(UPDATE_A, scoped('UPDATE public.a SET x = 2 WHERE id = 2', 'UPDATE', ['public.a'], ['UPDATE public.a']))).outcome).toBe('cached');
+    const ab = scoped('UPDATE public.a SET x = b.x FROM public.b WHERE a.id = b.id', 'UPDATE', ['public.a', 'public.b'], ['UPDATE public.a']);
+    expect((await reuse(ab, UPDATE_A)).outcome).toBe('cached');
+  });
+
+  it('does not carry an approval for table A to a call on A and B', async () => {
+    const ab = scoped('UPDATE public.a SET x = b.x FROM public.b WHERE a.id = b.id', 'UPDATE', ['public.a', 'public.b'], ['UPDATE public.a']);
+    const r = await reuse(UPDATE_A, ab);
+    expect(r).toMatchObject({ outcome: 'denied', prompts: 2 });
+  });
+
+  it('does not carry an approval for table A to table B', async () => {
+    expect((await reuse(UPDATE_A, scoped('UPDATE public.b SET x = 1 WHERE id = 1', 'UPDATE', ['public.b'], ['UPDATE public.b']))).outcome).toBe('denied');
+  });
+
+  it('matches schema-qualified names exactly: public.a does not cover other.a', async () => {
+    expect((await reuse(UPDATE_A, scoped('UPDATE other.a SET x = 1 WHERE id = 1', 'UPDATE', ['other.a'], ['UPDATE other.a']))).outcome).toBe('denied');
+    expect((await reuse(UPDATE_A, scoped('UPDATE "public.a" SET x = 1 WHERE id = 1', 'UPDATE', ['public."public.a"'], ['UPDATE public."public.a"']))).outcome).toBe('denied');
+  });
+
+  it('does not carry an approval to update A while reading B to an update of B while reading A', async () => {
+    const writeA = scoped('UPDATE public.a SET x = b.x FROM public.b WHERE a.id = b.id', 'UPDATE', ['public.a', 'public.b'], ['UPDATE public.a']);
+    const writeB = scoped('UPDATE public.b SET x = a.x FROM public.a WHERE a.id = b.id', 'UPDATE', ['public.a', 'public.b'], ['UPDATE public.b']);
+    expect((await reuse(writeA, writeB)).outcome).toBe('denied');
+  });
+
+  it('does not carry an approval for INSERT to an INSERT … ON CONFLICT DO UPDATE', async () => {
+    const insert = scoped('INSERT INTO public.a (id) VALUES (1)', 'INSERT', ['public.a'], ['INSERT public.a']);
+    const upsertSameClass = scoped('INSERT INTO public.a (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 1', 'INSERT', ['public.a'], ['INSERT_ON_CONFLICT_UPDATE public.a']);
+    const upsert = scoped('INSERT INTO public.a (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 1', 'INSERT_ON_CONFLICT_UPDATE', ['public.a'], ['INSERT_ON_CONFLICT_UPDATE public.a']);
+    expect((await reuse(insert, upsertSameClass)).outcome).toBe('denied');
+    expect((await reuse(insert, upsert)).outcome).toBe('denied');
+  });
+
+  it('does not carry an approval for UPDATE to a DELETE of the same rows', async () => {
+    expect((await reuse(UPDATE_A, scoped('DELETE FROM public.a WHERE id = 1', 'DELETE', ['public.a'], ['DELETE public.a']))).outcome).toBe('denied');
+  });
+
+  it('keeps nothing for an approval that names no table, and an approved call covers no call that names none', async () => {
+    const none = scoped("SELECT nextval('s')", 'UPDATE', [], []);
+    const { outcome, svc } = await reuse(none, none);
+    expect(outcome).toBe('denied');
+    expect(svc.cached()).toEqual([]);
+    expect((await reuse(UPDATE_A, scoped("SELECT nextval('s')", 'UPDATE', [], []))).outcome).toBe('denied');
+    // Tables named but no change listed: nothing to cover either.
+    expect((await reuse(UPDATE_A, scoped('UPDATE public.a SET x = 1 WHERE id = 1', 'UPDATE', ['public.a'], []))).outcome).toBe('denied');
+  });
+
+  it('does not carry an approval to a higher row ceiling', async () => {
+    expect((await reuse(UPDATE_A, scoped('UPDATE public.a SET x = 1 WHERE id < 100', 'UPDATE', ['public.a'], ['UPDATE public.a'], 1000))).outcome).toBe('denied');
+  });
+
+  it('keeps nothing when the approved call fails, and drops a cached approval whose call fails', async () => {
+    const prompter = new ScriptedPrompterForTests(['approve', 'approve', 'approve']);
+    const svc = new ApprovalService({ prompter });
+    const first = await approveAndRun(svc, UPDATE_A, false);
+    expect(first.outcome).toBe('approved');
+    expect(svc.cached()).toEqual([]);
+    expect((await approveAndRun(svc, UPDATE_A)).outcome).toBe('approved');
+    expect(svc.cached()).toHaveLength(1);
+    const covered = await svc.approve(request(UPDATE_A));
+    expect(covered.outcome).toBe('cached');
+    svc.settle(covered.approvalId!, false);
+    expect(svc.cached()).toEqual([]);
+    expect((await svc.approve(request(UPDATE_A))).outcome).toBe('approved');
+    expect(prompter.shown).toHaveLength(3);
+  });
+
+  it('covers nothing while the approved call is still running', async () => {
+    const prompter = new ScriptedPrompterForTests(['approve', 'deny']);
+    const svc = new ApprovalService({ prompter });
+    const first = await svc.approve(request(UPDATE_A));
+    expect(first.outcome).toBe('approved');
+    expect((await svc.approve(request(UPDATE_A))).outcome).toBe('denied');
+    svc.settle(first.approvalId!, true);
+    expect((await svc.approve(request(UPDATE_A))).outcome).toBe('cached');
+  });
+
+  it('forgets an approval whose call ends after sign-out', async () => {
+    const prompter = new ScriptedPrompterForTests(['approve']);
+    const svc = new ApprovalService({ prompter });
+    const first = await svc.approve(request(UPDATE_A));
+    svc.clear();
+    svc.settle(first.approvalId!, true);
+    expect(svc.cached()).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@
  * read-only transaction. pg errors become AppErrors by SQLSTATE, in one place (`toAppError`).
  */
 import pg from 'pg';
+import { onWire } from '../../wire-time.ts';
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
@@ -91,14 +92,14 @@ export async function roleStillLogsIn(
   const onAbort = (): void => void client.end().catch(() => {});
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    await client.connect();
+    await onWire('db', () => client.connect());
     return 'present';
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     return code === '28P01' || code === '28000' ? 'gone' : 'unknown';
   } finally {
     signal.removeEventListener('abort', onAbort);
-    await client.end().catch(() => {});
+    await onWire('db', () => client.end()).catch(() => {});
   }
 }
 
@@ -171,7 +172,7 @@ export async function runStatement(
   let connected = false;
   try {
     try {
-      await client.connect();
+      await onWire('db', () => client.connect());
       connected = true;
     } catch (error) {
       // Before the session exists, anything without a SQLSTATE (time-out, socket) means unreachable.
@@ -189,17 +190,17 @@ export async function runStatement(
     throw toAppError(error, password, user);
   } finally {
     signal.removeEventListener('abort', onAbort);
-    if (connected || !signal.aborted) await client.end().catch(() => {});
+    if (connected || !signal.aborted) await onWire('db', () => client.end()).catch(() => {});
   }
 }
 
 async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   const cap = d.limits.rowCap;
-  await client.query('BEGIN READ ONLY');
+  await onWire('db', () => client.query('BEGIN READ ONLY'));
   // A cursor fetches one row past the cap, so a huge result is never pulled in full.
-  await client.query({ text: `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, values: d.params });
-  const fetched = await client.query(`FETCH ${cap + 1} FROM countersign_rows`);
-  await client.query('COMMIT');
+  await onWire('db', () => client.query({ text: `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, values: d.params }));
+  const fetched = await onWire('db', () => client.query(`FETCH ${cap + 1} FROM countersign_rows`));
+  await onWire('db', () => client.query('COMMIT'));
   const truncated = fetched.rows.length > cap;
   const rows = truncated ? fetched.rows.slice(0, cap) : fetched.rows;
   return {
@@ -213,17 +214,17 @@ async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<Query
 }
 
 async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
-  await client.query('BEGIN');
-  const result = await client.query({ text: d.sql, values: d.params });
+  await onWire('db', () => client.query('BEGIN'));
+  const result = await onWire('db', () => client.query({ text: d.sql, values: d.params }));
   const affected = result.rowCount ?? 0;
   if (affected > d.limits.maxAffectedRows) {
-    await client.query('ROLLBACK');
+    await onWire('db', () => client.query('ROLLBACK'));
     throw new AppError(
       'POLICY_BLOCKED',
       `The statement would change ${affected} rows, more than the ${d.limits.maxAffectedRows} allowed per call; it was rolled back. Narrow the WHERE clause.`,
     );
   }
-  await client.query('COMMIT');
+  await onWire('db', () => client.query('COMMIT'));
   const cap = d.limits.rowCap;
   const rows = (result.rows ?? []).slice(0, cap);
   return {

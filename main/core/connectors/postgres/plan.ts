@@ -179,7 +179,9 @@ export async function planPostgresCall(
     audience: policy.audience,
     credential: { kind: 'vault-database', authMount: policy.vault.authMount, role, dbMount: policy.vault.dbMount, dbRole: role },
     bytes,
-    ...(tier === 2 ? { approvalScope: { statementClass: c.actions.join('+'), targets: c.tables, rowCeiling: limits.maxAffectedRows } } : {}),
+    ...(tier === 2
+      ? { approvalScope: { statementClass: c.actions.join('+'), targets: c.tables, changes: c.changes, rowCeiling: limits.maxAffectedRows } }
+      : {}),
   };
   return { plan, details: { sql, params, readOnly: c.readOnly, limits, classification: c } };
 }

@@ -30,6 +30,12 @@ export interface SqlClassification {
   identifier?: string;
   /** Every table the statement touches (schema-qualified unless `public`), sorted, CTE names excluded. */
   tables: string[];
+  /**
+   * Every change anywhere in the statement as `<class> <table>`, sorted (`UPDATE appointments`,
+   * `INSERT_ON_CONFLICT_UPDATE notes`): what a tier-2 approval is scoped to. Empty when a changed
+   * table cannot be named, so such an approval covers nothing else.
+   */
+  changes: string[];
   /** True when every write is restricted: UPDATE/DELETE with a WHERE that references a column, INSERT … VALUES. */
   bounded: boolean;
   /** True when nothing in the statement writes (DML) or changes the schema. */
@@ -117,6 +123,7 @@ export async function classifySql(sql: string): Promise<SqlClassification> {
     actions,
     identifier: writeTarget ?? tables[0]?.[0],
     tables: tables.map(([name]) => name).sort(),
+    changes: walk.unnamedChange ? [] : [...walk.changes].sort(),
     bounded: walk.unboundedWrites === 0,
     readOnly: kind === 'SELECT' && !writes && !walk.lockingClause,
     nodeType,
@@ -146,6 +153,8 @@ interface Walk {
   unboundedWrites: number;
   lockingClause: boolean;
   selectInto: boolean;
+  changes: Set<string>;
+  unnamedChange: boolean;
 }
 
 function relationName(node: unknown): string | undefined {
@@ -168,7 +177,16 @@ function referencesColumn(node: unknown): boolean {
 
 /** Walks the whole parse tree: every RangeVar is a table, every DML node an action. */
 function collect(root: unknown): Walk {
-  const walk: Walk = { tables: new Map(), cteNames: new Set(), actions: new Set(), unboundedWrites: 0, lockingClause: false, selectInto: false };
+  const walk: Walk = {
+    tables: new Map(),
+    cteNames: new Set(),
+    actions: new Set(),
+    unboundedWrites: 0,
+    lockingClause: false,
+    selectInto: false,
+    changes: new Set(),
+    unnamedChange: false,
+  };
   const visit = (node: unknown): void => {
     if (Array.isArray(node)) {
       for (const item of node) visit(item);
@@ -201,6 +219,12 @@ function collect(root: unknown): Walk {
         if ((action === 'UPDATE' || action === 'DELETE') && !referencesColumn(body.whereClause)) walk.unboundedWrites += 1;
         if (action === 'INSERT' && !insertIsBounded(body)) walk.unboundedWrites += 1;
         if (action === 'MERGE') walk.unboundedWrites += 1;
+        if (action !== 'SELECT') {
+          const table = relationName(body.relation);
+          const upsert = action === 'INSERT' && (body.onConflictClause as { action?: string } | undefined)?.action === 'ONCONFLICT_UPDATE';
+          if (table) walk.changes.add(`${upsert ? 'INSERT_ON_CONFLICT_UPDATE' : action} ${table}`);
+          else walk.unnamedChange = true;
+        }
         if (action === 'SELECT' && Array.isArray(body.lockingClause) && body.lockingClause.length > 0) walk.lockingClause = true;
         if (action === 'SELECT' && body.intoClause) walk.selectInto = true;
       }

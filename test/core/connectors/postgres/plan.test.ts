@@ -51,7 +51,7 @@ describe('planning a PostgreSQL call', () => {
     });
     expect(plan.tier).toBe(2);
     expect(plan.credential).toMatchObject({ role: 'clinic-write' });
-    expect(plan.approvalScope).toEqual({ statementClass: 'UPDATE', targets: ['appointments'], rowCeiling: 50 });
+    expect(plan.approvalScope).toEqual({ statementClass: 'UPDATE', targets: ['appointments'], changes: ['UPDATE appointments'], rowCeiling: 50 });
     expect(details.limits.statementTimeoutMs).toBe(3000);
     expect(plan.bytes).toContain('cancelled');
   });

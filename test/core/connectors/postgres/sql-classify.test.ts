@@ -51,6 +51,20 @@ describe('classifySql', () => {
     expect((await classifySql("INSERT INTO notes (patient_id, body) VALUES (1, 'x')")).bounded).toBe(true);
   });
 
+  it('lists every change as its class and table, telling an upsert from an INSERT and a write target from a table read', async () => {
+    expect((await classifySql('UPDATE appointments a SET status = $1 FROM patients p WHERE p.id = a.patient_id')).changes).toEqual(['UPDATE appointments']);
+    expect((await classifySql("INSERT INTO notes (patient_id, body) VALUES (1, 'x')")).changes).toEqual(['INSERT notes']);
+    expect((await classifySql("INSERT INTO notes (patient_id, body) VALUES (1, 'x') ON CONFLICT DO NOTHING")).changes).toEqual(['INSERT notes']);
+    expect((await classifySql("INSERT INTO notes (patient_id, body) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET body = 'y'")).changes).toEqual([
+      'INSERT_ON_CONFLICT_UPDATE notes',
+    ]);
+    expect((await classifySql('WITH d AS (DELETE FROM notes WHERE id = 1 RETURNING patient_id) UPDATE appointments SET status = $1 WHERE patient_id IN (SELECT patient_id FROM d)')).changes).toEqual([
+      'DELETE notes',
+      'UPDATE appointments',
+    ]);
+    expect((await classifySql('SELECT * FROM patients')).changes).toEqual([]);
+  });
+
   it('includes the tables of UPDATE … FROM and DELETE … USING', async () => {
     expect((await classifySql('UPDATE appointments a SET status = $1 FROM patients p WHERE p.id = a.patient_id')).tables).toEqual([
       'appointments',
