@@ -188,7 +188,7 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
     );
     admin = new pg.Pool({ connectionString: lab.postgresAdminUrl, max: 1 });
     admin.on('error', () => {});
-  }, 90_000);
+  }, 120_000);
 
   afterAll(async () => {
     await client?.close().catch(() => {});
