@@ -2,11 +2,23 @@
  * `npm run lab`: starts the local identity lab and prints every endpoint and the demo users (or, with
  * `--json`, one JSON line a script can read), then runs until SIGINT/SIGTERM and stops cleanly.
  * The administrator token and the demo passwords are printed on purpose: this is a local lab, as
- * `vault server -dev` prints its root token.
+ * `vault server -dev` prints its root token. `--part idp|vault` runs one part alone (lab/parts.ts).
  */
 import { ACR_MFA, LAB_IDP_PROFILES, LAB_ONE_TIME_CODE, type LabIdpProfile } from './idp/index.ts';
 import { startLab } from './index.ts';
 import type { Lab } from './index.ts';
+
+// `--part idp|vault`: that part alone, in this process (lab/parts.ts starts the lab this way for fault tests).
+const part = process.argv[process.argv.indexOf('--part') + 1];
+if (process.argv.includes('--part')) {
+  if (part !== 'idp' && part !== 'vault') {
+    process.stderr.write('lab: --part takes idp or vault\n');
+    process.exit(2);
+  }
+  const { runPart } = await import('./parts.ts');
+  await runPart(part);
+  await new Promise(() => {}); // runs until SIGTERM
+}
 
 const json = process.argv.includes('--json');
 const verbose = process.argv.includes('--verbose');

@@ -46,6 +46,12 @@ export interface LabPostgres {
   logFile: string;
   dataDir: string;
   readLog(): Promise<string>;
+  /** The postmaster's pid while it runs, for fault tests that signal it (SIGKILL, SIGSTOP, SIGCONT). */
+  pid(): number | undefined;
+  /** `pg_ctl stop -m immediate`: every server process quits at once, without a shutdown checkpoint. */
+  stopImmediate(): Promise<void>;
+  /** Starts the server again on the same port and data directory once the last one is gone (crash recovery runs as usual). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -352,9 +358,10 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     }
     log(`postgres: ready on 127.0.0.1:${port} in ${Date.now() - t0} ms`);
 
-    const started = child;
     const owned = entry;
     let stopping: Promise<void> | undefined;
+    const exited = (c: ChildProcess): Promise<void> =>
+      c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
     return {
       host: '127.0.0.1',
       port,
@@ -366,9 +373,30 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       logFile,
       dataDir,
       readLog: () => readFile(logFile, 'utf8'),
+      pid: () => (owned.child.exitCode === null && owned.child.signalCode === null ? owned.child.pid : undefined),
+      async stopImmediate() {
+        await execFileP('pg_ctl', ['stop', '-D', dataDir, '-m', 'immediate', '-w'], asUser(user));
+        await exited(owned.child);
+      },
+      async restart() {
+        await exited(owned.child);
+        // After SIGKILL of the postmaster its backends notice and quit within moments; until they
+        // have, the old shared memory is in use and a new postmaster refuses to start.
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          try {
+            owned.child = await startServer(dataDir, port, user, logFile);
+            log(`postgres: restarted on 127.0.0.1:${port}`);
+            return;
+          } catch (e) {
+            if (Date.now() > deadline) throw e;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      },
       stop: () =>
         (stopping ??= (async () => {
-          await stopServer(started);
+          await stopServer(owned.child);
           running.delete(owned);
           await rm(dir, { recursive: true, force: true });
           log('postgres: stopped');

@@ -4,7 +4,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
-import { memoryAdapter } from './adapter.ts';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { memoryAdapter, type AdapterDump } from './adapter.ts';
 import { LabKeys } from './keys.ts';
 import { loginPage, messagePage, PAGE_CSP, phonePage } from './pages.ts';
 import { DEFAULT_POLICY_FILE, loadPolicy, RAR_TYPES } from './policy.ts';
@@ -80,6 +81,13 @@ export interface LabIdp {
 
 export interface StartIdpOptions {
   port?: number;
+  /**
+   * Where the IdP keeps its signing keys, grants and sessions across restarts (a JSON file, lab only).
+   * Without it everything lives in memory and a restart signs every user out.
+   */
+  stateFile?: string;
+  /** The issuer URL clients use when they reach the IdP through something in between (a fault proxy); default its own address. */
+  issuer?: string;
   policyFile?: string;
   log?: (line: string) => void;
   /** Answer token exchanges as this vendor does (default `lab`). */
@@ -87,6 +95,13 @@ export interface StartIdpOptions {
 }
 
 const DEFAULT_AT_TTL_S = 3600;
+
+interface IdpState {
+  keys: Awaited<ReturnType<LabKeys['privateJwks']>>;
+  cookieKey: string;
+  grants: Array<[string, { grantId: string; exp: number }]>;
+  adapter: AdapterDump;
+}
 
 function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return new Promise((resolve, reject) => {
@@ -127,11 +142,20 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const vaultScopes = byScope ? [...new Set(policy.rules.flatMap((r) => ('vault_role' in r && r.target === 'vault' ? [`${LAB_SCOPE_PREFIX}${r.vault_role}`] : [])))] : [];
   const forgeries: Array<(claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload> = [];
   let lastObo: JWTPayload | undefined;
-  const keys = await LabKeys.create();
+  const saved = opts.stateFile && existsSync(opts.stateFile) ? (JSON.parse(readFileSync(opts.stateFile, 'utf8')) as IdpState) : undefined;
+  const keys = saved ? await LabKeys.restore(saved.keys) : await LabKeys.create();
   const push = new PushStore();
-  const storage = memoryAdapter();
+  const save = (): void => {
+    if (!opts.stateFile) return;
+    const state: IdpState = { keys: keys.privateJwks(), cookieKey, grants: [...accessTokenGrants], adapter: storage.dump() };
+    writeFileSync(`${opts.stateFile}.tmp`, JSON.stringify(state), { mode: 0o600 });
+    renameSync(`${opts.stateFile}.tmp`, opts.stateFile);
+  };
+  const storage = memoryAdapter(save);
   /** JWT access tokens are not stored: remember each one's grant so an exchange can tell the sign-in still stands. */
-  const accessTokenGrants = new Map<string, { grantId: string; exp: number }>();
+  const accessTokenGrants = new Map<string, { grantId: string; exp: number }>(saved?.grants ?? []);
+  const cookieKey = saved?.cookieKey ?? randomBytes(32).toString('base64url');
+  if (saved) storage.load(saved.adapter);
   const timings: number[] = [];
   let fault: IdpFault | null = null;
   let accessTokenTtl = DEFAULT_AT_TTL_S;
@@ -142,7 +166,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = opts.issuer ?? `http://127.0.0.1:${port}`;
   const tokenEndpoint = `${issuer}/token`;
 
   const { Check, base } = interactionPolicy;
@@ -181,7 +205,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       },
     ],
     jwks: { keys: [keys.providerJwk] },
-    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    cookies: { keys: [cookieKey] },
     claims: {
       openid: ['sub'],
       profile: ['name', 'preferred_username'],
@@ -338,6 +362,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     const now = Math.floor(Date.now() / 1000);
     for (const [jti, e] of accessTokenGrants) if (e.exp < now) accessTokenGrants.delete(jti);
     accessTokenGrants.set(token.jti, { grantId: token.grantId, exp: token.exp ?? now + accessTokenTtl });
+    save();
   });
   const deps = {
     provider,
@@ -506,7 +531,10 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       approve: (id) => push.decide(id, 'VERIFY_SUCCESS'),
       deny: (id) => push.decide(id, 'USER_DENIED'),
     },
-    rotateKeys: () => keys.rotate(),
+    rotateKeys: async () => {
+      await keys.rotate();
+      save();
+    },
     setFault(f) {
       fault = f;
     },
@@ -533,7 +561,11 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
 
 // `node lab/idp/index.ts [--json]`: the IdP alone, until interrupted (the full lab composes it with the rest).
 if (import.meta.main) {
-  const idp = await startIdp({ port: Number(process.env.LAB_IDP_PORT ?? 0), log: (l) => process.stderr.write(`${l}\n`) });
+  const idp = await startIdp({
+    port: Number(process.env.LAB_IDP_PORT ?? 0),
+    ...(process.env.LAB_IDP_STATE ? { stateFile: process.env.LAB_IDP_STATE } : {}),
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
   const summary = {
     issuer: idp.issuer,
     jwks_uri: idp.jwksUri,

@@ -57,6 +57,8 @@ export interface LabVaultConfig {
   /** The IdP's JWKS (keys rotate: Vault re-fetches on an unknown `kid`). */
   jwksUrl: string;
   postgres: { host: string; port: number; database: string; username: string; password: string };
+  /** Lifetime of per-call Vault tokens and database roles (default PER_CALL_TTL); fault labs use less so a leak shows sooner. */
+  ttl?: number;
   /** The key the API-key upstream expects, stored at secret/data/upstreams/apikey-demo. */
   apiKey?: string;
   /**
@@ -112,8 +114,8 @@ export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
       clock_skew_leeway: CLOCK_SKEW_LEEWAY,
       expiration_leeway: CLOCK_SKEW_LEEWAY,
       not_before_leeway: CLOCK_SKEW_LEEWAY,
-      token_ttl: PER_CALL_TTL,
-      token_max_ttl: PER_CALL_TTL,
+      token_ttl: cfg.ttl ?? PER_CALL_TTL,
+      token_max_ttl: cfg.ttl ?? PER_CALL_TTL,
       token_policies: [name],
       token_type: 'service',
     });
@@ -122,8 +124,8 @@ export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
         db_name: DATABASE_CONNECTION,
         creation_statements: [creationStatement(group)],
         revocation_statements: [REVOCATION_STATEMENT],
-        default_ttl: PER_CALL_TTL,
-        max_ttl: PER_CALL_TTL,
+        default_ttl: cfg.ttl ?? PER_CALL_TTL,
+        max_ttl: cfg.ttl ?? PER_CALL_TTL,
       });
     }
   }
