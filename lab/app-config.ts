@@ -27,8 +27,10 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
     postgres: { host: pg.hostname, port: Number(pg.port), database: pg.pathname.slice(1) },
     // Only the policy makes an upstream tool tier 1; the upstream's own readOnlyHint never does.
     upstreams: [
+      // Each upstream is named for what its tools do: office__get_weather, office__create_ticket,
+      // office__approve_payment, office__generate_report; quotes__get_quote.
       {
-        name: 'tickets',
+        name: 'office',
         url: lab.upstreamMcpUrl,
         auth: 'obo',
         issuer: lab.issuer,
@@ -36,7 +38,7 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
         allowInsecureHttpForLoopbackOnly: true,
       },
       {
-        name: 'weather',
+        name: 'quotes',
         url: lab.apiKeyUpstreamUrl,
         auth: 'api-key',
         apiKey: { path: 'upstreams/apikey-demo' },

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { ContractHandlers, EventName, EventOf, EventSubscribe, Status } from '../../common/contract.ts';
+import type { Hop } from '../../common/audit-record.ts';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
 import { ApprovalService } from './approvals/approval-service.ts';
@@ -84,8 +85,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     anchorUrl: config.audit.anchorUrl,
     checkpointEvery: config.audit.checkpointEvery,
   });
-  const journal = new SqliteCallJournal(paths.dataDir);
-  await closeAbortedCalls(journal, audit, log);
+  const journal = new SqliteCallJournal(paths.dataDir, { ...(audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {}) });
   const listeners: Listeners = { 'status.changed': new Set(), 'audit.appended': new Set(), 'approvals.changed': new Set() };
   const emit = <E extends EventName>(event: E, payload: EventOf<E>) => {
     for (const l of listeners[event]) (l as (p: EventOf<E>) => void)(payload);
@@ -120,6 +120,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     caCert: config.vault.caCertFile ? await readFile(config.vault.caCertFile, 'utf8') : undefined,
     timeoutMs: config.vault.timeoutMs,
   });
+  // Calls a killed run left in flight: their credentials are revoked and their records closed before any new call.
+  await closeAbortedCalls(journal, audit, log, vault);
   const idp = createTokenExchanger({
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
@@ -338,9 +340,30 @@ export async function startCore(options: CoreOptions): Promise<Core> {
  * `aborted`, with the join keys known at the time. Its per-call credential was revoked by that run or
  * expires at its Vault TTL (60 s) on its own.
  */
-export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log): Promise<number> {
+export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log, vault?: Pick<VaultClient, 'revokeSelf'>): Promise<number> {
   const orphans = journal.orphans();
   for (const { id, entry } of orphans) {
+    const token = vault ? journal.unsealVaultToken(id, entry) : undefined;
+    let revoke: Hop | undefined;
+    if (token && vault) {
+      const t0 = performance.now();
+      try {
+        await vault.revokeSelf(token, AbortSignal.timeout(5_000));
+        revoke = { name: 'revoke', outcome: 'ok', ms: Math.round(performance.now() - t0), detail: 'revoked on restart' };
+      } catch (error) {
+        const code = AppError.from(error).code;
+        // 403: the token is gone already (expired at its TTL, or revoked before the run died), and its leases with it.
+        revoke =
+          code === 'VAULT_PERMISSION_DENIED'
+            ? { name: 'revoke', outcome: 'ok', ms: Math.round(performance.now() - t0), detail: 'token already invalid on restart' }
+            : { name: 'revoke', outcome: 'error', ms: Math.round(performance.now() - t0), code, detail: 'revocation on restart failed; the credential expires at its Vault TTL' };
+      }
+    }
+    const fate = !revoke
+      ? 'any per-call credential expired at its Vault TTL'
+      : revoke.outcome === 'ok'
+        ? 'its per-call credential was revoked on restart'
+        : 'its per-call credential could not be revoked on restart and expires at its Vault TTL';
     await audit.append({
       kind: 'tool_call',
       outcome: 'aborted',
@@ -349,9 +372,9 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
       tool: entry.tool,
       ...(entry.tier ? { tier: entry.tier } : {}),
       ...(entry.target ? { target: entry.target } : {}),
-      hops: [],
+      hops: revoke ? [revoke] : [],
       keys: entry.keys,
-      summary: `${entry.tool}: Countersign stopped while this call was in flight (started ${entry.startedAt}); any per-call credential expired at its Vault TTL.`,
+      summary: `${entry.tool}: Countersign stopped while this call was in flight (started ${entry.startedAt}); ${fate}.`,
       ...(entry.demo ? { demo: true } : {}),
     });
     journal.end(id);

@@ -243,7 +243,7 @@ describe('the core killed mid-call and started again', () => {
   let requestId = 'doomed-1';
   let role = '';
 
-  it('answers the in-flight call with an error, leaves a credential that expires at its TTL, and serves the same bridge after the restart', async () => {
+  it('killed between mint and revoke: answers the in-flight call with an error, the restarted core revokes the credential at once, and serves the same bridge', async () => {
     tried += 1;
     const { child, client } = await startBridgeChild();
     requestId = 'doomed-1';
@@ -270,6 +270,8 @@ describe('the core killed mid-call and started again', () => {
     }
 
     core = await startCoreChild();
+    // The journal held the call's Vault token sealed: the restart revoked it, long before its TTL.
+    expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
     let after: Json | undefined;
     for (let i = 0; i < 20 && (!after || isToolError(after)); i += 1) {
       after = await client.request(toolCall(`after-restart-${i}`, 'query', { sql: 'SELECT count(*)::int AS n FROM patients' }), 20_000);
@@ -280,11 +282,13 @@ describe('the core killed mid-call and started again', () => {
     survived += 1;
   });
 
-  // The broker notes each call in flight in a durable journal; the restarted core closes the call the
-  // killed one was running as `aborted`, with the join keys it had.
-  it('on restart, the record of the call that was in flight is closed as aborted', async () => {
+  // The broker notes each call in flight in a durable journal (its Vault token sealed with a keychain
+  // key); the restarted core revokes that token and closes the call as `aborted`, with its join keys.
+  it('on restart, the record of the call that was in flight is closed as aborted, with its revocation', async () => {
     const records = await recordsFor(requestId, 3_000);
     expect(records.map((x) => x.outcome)).toEqual(['aborted']);
+    expect(records[0]!.hops).toEqual([expect.objectContaining({ name: 'revoke', outcome: 'ok', detail: 'revoked on restart' })]);
+    expect(records[0]!.keys.db_role).toBe(role);
   });
 
   it.runIf(LONG)('sees the orphaned credential gone once its TTL passes', { timeout: 90_000 }, async () => {

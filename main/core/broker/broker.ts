@@ -364,6 +364,7 @@ export function createBroker(options: BrokerOptions): Broker {
             const l = await options.vault.loginJwt(c.authMount, obo.vaultRole, obo.token);
             trace.secrets.add(l.token);
             vaultToken = l.token;
+            journal((j) => j.holdCredential?.(trace.id, l.token));
             return l;
           },
           (l) => `request_id=${l.requestId} role=${obo.vaultRole}`,
