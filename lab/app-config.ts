@@ -19,14 +19,18 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
       // The lab offers open registration to private_key_jwt clients: each install becomes its own client.
       dynamicRegistration: 'when-offered',
       allowInsecureHttpForLoopbackOnly: true,
+      // The delegation profile that fits the vendor the lab IdP speaks (npm run lab -- --idp-profile).
+      delegation: lab.idp.profile.delegation,
     },
     vault: { address: lab.vaultAddr, authMount: 'jwt' },
     policyFile: DEMO_POLICY_FILE,
     postgres: { host: pg.hostname, port: Number(pg.port), database: pg.pathname.slice(1) },
     // Only the policy makes an upstream tool tier 1; the upstream's own readOnlyHint never does.
     upstreams: [
+      // Each upstream is named for what its tools do: office__get_weather, office__create_ticket,
+      // office__approve_payment, office__generate_report; quotes__get_quote.
       {
-        name: 'tickets',
+        name: 'office',
         url: lab.upstreamMcpUrl,
         auth: 'obo',
         issuer: lab.issuer,
@@ -34,7 +38,7 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
         allowInsecureHttpForLoopbackOnly: true,
       },
       {
-        name: 'weather',
+        name: 'quotes',
         url: lab.apiKeyUpstreamUrl,
         auth: 'api-key',
         apiKey: { path: 'upstreams/apikey-demo' },
@@ -42,8 +46,9 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
         allowInsecureHttpForLoopbackOnly: true,
       },
     ],
-    // The lab IdP carries tier-3 approvals itself (a Verify-style push to the lab phone).
-    approvals: { tier3: 'idp-when-offered' },
+    // The lab IdP carries tier-3 approvals itself (a Verify-style push to the lab phone); the
+    // scope-deciding vendors have no such push, so Countersign asks the person itself.
+    approvals: { tier3: lab.idp.profile.delegation === 'rar' ? 'idp-when-offered' : 'local' },
     demo: true,
     ...overrides,
   };

@@ -128,6 +128,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
     ...(auth instanceof AuthService ? { client: () => auth.client(), onClientRejected: () => auth.clientRejected() } : {}),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
+    delegation: config.idp.delegation,
+    scopePrefix: config.idp.delegationScopePrefix,
   });
   const connectors: Connector[] = [];
   const postgresPolicy = policy.postgres;
@@ -201,6 +203,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
               : { state: a.state },
       idp: {
         issuer: config.idp.issuer,
+        delegation: config.idp.delegation,
         state: a.state === 'needs_sign_in' && a.code === 'IDP_UNAVAILABLE' ? 'unreachable' : a.state === 'signed_in' ? 'ok' : 'unknown',
       },
       vault: { address: config.vault.address, state: 'unknown' },

@@ -22,8 +22,8 @@ const commands: Record<string, Command> = {
     run: async (argv) => (await import('./start.ts')).runServe(argv),
   },
   'mcp-config': {
-    summary: 'Print the MCP server entry for Claude Desktop, Claude Code, Cursor and other clients.',
-    usage: 'countersign mcp-config [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
+    summary: 'Print or install the MCP server entry for Claude Desktop, Claude Code, Cursor and other clients.',
+    usage: 'countersign mcp-config [--client claude-desktop|claude-code|cursor] [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
     run: async (argv) => (await import('../core/claude-desktop/command.ts')).runMcpConfig(argv),
   },
   audit: {

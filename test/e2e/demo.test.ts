@@ -53,8 +53,8 @@ describe('npm run demo', () => {
       const { tools } = await client.listTools();
       expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['query', 'execute', 'list_tables', 'describe_table']));
       // The lab's remote MCP servers, each under its namespace, listed with a per-listing OBO / API key.
-      expect(tools.some((t) => t.name.startsWith('tickets__'))).toBe(true);
-      expect(tools.some((t) => t.name.startsWith('weather__'))).toBe(true);
+      expect(tools.some((t) => t.name.startsWith('office__'))).toBe(true);
+      expect(tools.some((t) => t.name.startsWith('quotes__'))).toBe(true);
       const result = await client.callTool({ name: 'query', arguments: { sql: 'SELECT mrn, full_name FROM patients ORDER BY id LIMIT 3' } });
       const seconds = (performance.now() - started) / 1000;
       console.log(`[demo] from launch to the first governed call: ${seconds.toFixed(1)} s (sign-in included)`);

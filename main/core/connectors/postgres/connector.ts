@@ -241,6 +241,8 @@ async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<Query
 /**
  * Rows this transaction changed so far, in every table (CTEs, EXPLAIN ANALYZE, cascades and triggers
  * included), from PostgreSQL's per-transaction statistics; any role may read its own transaction's.
+ * The view shows the session's counts not yet flushed, so it is this statement's alone only because
+ * the session is the call's own and nothing before it in the transaction changes a row.
  */
 export const ROWS_CHANGED_SQL =
   'SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS changed FROM pg_catalog.pg_stat_xact_user_tables';
