@@ -131,7 +131,7 @@ beforeAll(async () => {
     join(work, 'config.json'),
     JSON.stringify({
       idp: { issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
-      vault: { address: vaultTap.url, timeoutMs: 5_000 },
+      vault: { address: vaultTap.url, timeoutMs: 5_000, allowInsecureHttpForLoopbackOnly: true },
       policyFile: DEMO_POLICY_FILE,
       postgres: r.connection,
       demo: true,
