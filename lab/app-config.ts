@@ -22,7 +22,7 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
       // The delegation profile that fits the vendor the lab IdP speaks (npm run lab -- --idp-profile).
       delegation: lab.idp.profile.delegation,
     },
-    vault: { address: lab.vaultAddr, authMount: 'jwt' },
+    vault: { address: lab.vaultAddr, authMount: 'jwt', allowInsecureHttpForLoopbackOnly: true },
     policyFile: DEMO_POLICY_FILE,
     postgres: { host: pg.hostname, port: Number(pg.port), database: pg.pathname.slice(1) },
     // Only the policy makes an upstream tool tier 1; the upstream's own readOnlyHint never does.

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /**
  * The identity provider settings sign-in needs. Same field names as the `idp` section of the app's
