@@ -215,7 +215,7 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
     expect(record.delegation).toBe(expected);
     // The RAR is computed and recorded in every profile; under scopes the record says the IdP decided by scope.
     expect(record.authorization_details).toMatchObject([
-      { type: 'postgres', actions: ['SELECT'], tables: ['appointments'] },
+      { type: 'postgres', actions: ['SELECT'], tables: ['public.appointments'] },
     ]);
     const exchange = record.hops.find((h) => h.name === 'exchange')!;
     expect(exchange.outcome).toBe('ok');
