@@ -104,6 +104,19 @@ describe('SQL governance through the bridge', () => {
     for (const rec of audit.records.slice(records)) expect(rec.keys?.obo_jti).toBeUndefined();
   });
 
+  it('sends every statement of a call over the extended protocol, in a session pinned to the names and literals the classifier read', async () => {
+    const r = await callTool('query', { sql: "SELECT current_setting('search_path') AS path, current_setting('standard_conforming_strings') AS scs, 'a\\b' AS lit" });
+    expect(r.isError, text(r)).toBeFalsy();
+    // With standard_conforming_strings on, a backslash in a plain literal is a backslash.
+    expect(text(r)).toContain('| public | on | a\\b |');
+    const jti = audit.records.at(-1)!.keys!.obo_jti!;
+    const mine = (await lab.pg.readLog()).split('\n').filter((l) => l.includes(`app=${jti}`) && /LOG: {2}(statement|execute)/.test(l));
+    // BEGIN, the preflight, DECLARE … FOR the statement, FETCH, COMMIT: each a Parse/Bind/Execute.
+    expect(mine.length).toBeGreaterThanOrEqual(5);
+    expect(mine.filter((l) => l.includes('LOG:  statement:'))).toEqual([]);
+    expect(mine.some((l) => l.includes('execute <unnamed>: DECLARE countersign_rows'))).toBe(true);
+  });
+
   it('rolls back a write whose rows changed inside a CTE, or under EXPLAIN ANALYZE, pass the ceiling', async () => {
     const notes = await count('notes');
     for (const sql of [
