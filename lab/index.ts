@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startIdp } from './idp/index.ts';
+import { loadPolicy } from './idp/policy.ts';
 import type { LabIdp, LabUser } from './idp/index.ts';
 import { startPostgres } from './postgres.ts';
 import type { LabPostgres } from './postgres.ts';
@@ -84,6 +85,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     stops.push(() => upstream.stop());
     const vault = await startVault({ port: opts.vaultPort, log, auditLogPath: auditPath });
     stops.push(() => vault.stop());
+    const rights = loadPolicy().rights;
     await configureLabVault({
       addr: vault.addr,
       token: vault.rootToken,
@@ -91,6 +93,11 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       jwksUrl: idp.jwksUri,
       postgres: { host: pg.host, port: pg.port, database: pg.database, username: pg.managementUser, password: pg.managementPassword },
       apiKey,
+      // Both Vault modes are ready: JWT login (above) and native agent mode, for the app's client.
+      agent: {
+        clientId: idp.nativeClientId,
+        users: idp.users.map((u) => ({ sub: u.sub, name: u.username, vaultRoles: rights[u.role] ?? [] })),
+      },
     });
     log(`lab: ready in ${Date.now() - t0} ms`);
 
