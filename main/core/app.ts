@@ -154,6 +154,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     demo: config.demo,
     journal,
     log: (line) => log.info(line),
+    vaultMode: config.vault.mode,
   });
   ref.broker = broker;
 
