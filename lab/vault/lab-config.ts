@@ -63,6 +63,11 @@ export interface LabVaultConfig {
   apiKey?: string;
   /** Also sets up Vault Enterprise's native agent mode for this client and these users. */
   agent?: LabAgentMode;
+  /**
+   * What each jwt role binds on and maps, for the OBOs the IdP issues (the IdP's vendor profile,
+   * lab/idp/vendor-profiles.ts); by default the lab's own: `vault_role`, with `jti` and `client_id` mapped.
+   */
+  binding?: (vaultRole: string) => { bound_claims: Record<string, unknown>; claim_mappings: Record<string, string> };
 }
 
 export const AGENT_PROFILE = 'countersign-idp';
@@ -162,9 +167,8 @@ export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
     await call(cfg, 'POST', `auth/${JWT_MOUNT}/role/${name}`, {
       role_type: 'jwt',
       bound_audiences: [VAULT_AUDIENCE],
-      bound_claims: { vault_role: name },
+      ...(cfg.binding?.(name) ?? { bound_claims: { vault_role: name }, claim_mappings: { jti: 'obo_jti', client_id: 'client_id' } }),
       user_claim: 'sub',
-      claim_mappings: { jti: 'obo_jti', client_id: 'client_id' },
       clock_skew_leeway: CLOCK_SKEW_LEEWAY,
       expiration_leeway: CLOCK_SKEW_LEEWAY,
       not_before_leeway: CLOCK_SKEW_LEEWAY,
