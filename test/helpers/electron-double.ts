@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 
 export interface Recorded {
-  windows: { options: Record<string, unknown>; loaded: string[] }[];
+  windows: { options: Record<string, unknown>; loaded: string[]; focused: number }[];
   ipcHandlers: Map<string, (event: unknown, ...args: unknown[]) => unknown>;
   permissionHandler?: (wc: unknown, permission: string, cb: (granted: boolean) => void) => void;
   permissionCheck?: () => boolean;
@@ -41,7 +41,7 @@ export function createElectronDouble() {
     readonly record: Recorded['windows'][number];
     constructor(options: Record<string, unknown>) {
       super();
-      this.record = { options, loaded: [] };
+      this.record = { options, loaded: [], focused: 0 };
       recorded.windows.push(this.record);
     }
     loadURL(url: string) {
@@ -49,7 +49,9 @@ export function createElectronDouble() {
       return Promise.resolve();
     }
     show() {}
-    focus() {}
+    focus() {
+      this.record.focused += 1;
+    }
     hide() {}
     restore() {}
     isMinimized() {
