@@ -29,6 +29,8 @@ export interface StartLabOptions {
   vaultAuditLogPath?: string;
   /** Which vendor's token exchange the IdP speaks; Vault's roles bind on the claims that vendor yields. */
   idpProfile?: LabIdpProfile;
+  /** False plays an IdP whose token exchange is not turned on (for the doctor's tests). */
+  idpTokenExchange?: boolean;
 }
 
 export interface Lab {
@@ -74,7 +76,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       auditPath = join(dir, 'vault-audit.log');
     }
     const pgStart = startPostgres({ log });
-    const idpStart = startIdp({ port: opts.idpPort, log, profile: opts.idpProfile });
+    const idpStart = startIdp({ port: opts.idpPort, log, profile: opts.idpProfile, tokenExchange: opts.idpTokenExchange });
     const [pg, idp] = await Promise.allSettled([pgStart, idpStart]).then((rs) => {
       for (const r of rs) if (r.status === 'fulfilled') stops.push(() => r.value.stop());
       const failed = rs.find((r) => r.status === 'rejected');

@@ -94,6 +94,8 @@ export interface StartIdpOptions {
   log?: (line: string) => void;
   /** Answer token exchanges as this vendor does (default `lab`). */
   profile?: LabIdpProfile;
+  /** False plays an IdP whose token exchange is not turned on: no such grant, in discovery or at the token endpoint. */
+  tokenExchange?: boolean;
 }
 
 const DEFAULT_AT_TTL_S = 3600;
@@ -140,6 +142,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   let policy: Policy = loadPolicy(policyFile);
   const vendor = vendorProfile(opts.profile);
   const byScope = vendor.delegation === 'scopes';
+  const exchanges = opts.tokenExchange !== false;
   // The vault scopes a scope-deciding vendor publishes (one per Vault role the policy grants).
   const vaultScopes = byScope ? [...new Set(policy.rules.flatMap((r) => ('vault_role' in r && r.target === 'vault' ? [`${LAB_SCOPE_PREFIX}${r.vault_role}`] : [])))] : [];
   const forgeries: Array<(claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload> = [];
@@ -200,9 +203,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
         grant_types: [
           'authorization_code',
           'refresh_token',
-          TOKEN_EXCHANGE,
+          ...(exchanges ? [TOKEN_EXCHANGE] : []),
           'urn:ietf:params:oauth:grant-type:device_code',
-          JWT_BEARER,
+          ...(exchanges ? [JWT_BEARER] : []),
         ],
       },
     ],
@@ -396,13 +399,13 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     'scope',
     'authorization_details',
   ];
-  provider.registerGrantType(
+  if (exchanges) provider.registerGrantType(
     TOKEN_EXCHANGE,
     byScope ? scopeExchangeHandler(deps, vendor, LAB_SCOPE_PREFIX) : tokenExchangeHandler(deps),
     byScope ? exchangeParams.filter((p) => p !== 'authorization_details') : exchangeParams,
     ['audience', 'resource'],
   );
-  provider.registerGrantType(JWT_BEARER, jwtBearerHandler(deps, tokenEndpoint), ['assertion', 'scope', 'authorization_details', 'resource', 'audience']);
+  if (exchanges) provider.registerGrantType(JWT_BEARER, jwtBearerHandler(deps, tokenEndpoint), ['assertion', 'scope', 'authorization_details', 'resource', 'audience']);
 
   provider.on('server_error', (_ctx, err) => log(`idp: server error ${(err as Error).name}`));
   provider.on('grant.error', (_ctx, err) => log(`idp: grant error ${(err as { error?: string }).error ?? 'unknown'}`));

@@ -19,13 +19,15 @@ export interface Recorded {
   schemes: unknown[];
   forks: { modulePath: string; args: string[]; options?: { execArgv?: string[] }; corePort?: MessagePort }[];
   messageBoxes: unknown[][];
+  /** The button each showMessageBox answers, in order; 0 (the first button) once they run out. */
+  messageBoxAnswers: number[];
   /** Arguments of each showSaveDialog call; the answer is `saveDialogAnswer` (cancelled by default). */
   saveDialogs: unknown[][];
   saveDialogAnswer: { canceled: boolean; filePath?: string };
 }
 
 export function createElectronDouble() {
-  const recorded: Recorded = { windows: [], ipcHandlers: new Map(), schemes: [], forks: [], messageBoxes: [], saveDialogs: [], saveDialogAnswer: { canceled: true } };
+  const recorded: Recorded = { windows: [], ipcHandlers: new Map(), schemes: [], forks: [], messageBoxes: [], messageBoxAnswers: [], saveDialogs: [], saveDialogAnswer: { canceled: true } };
   const app = Object.assign(new EventEmitter(), {
     isPackaged: false,
     requestSingleInstanceLock: () => true,
@@ -119,7 +121,7 @@ export function createElectronDouble() {
     protocol: { registerSchemesAsPrivileged: (s: unknown[]) => recorded.schemes.push(...s), handle: () => undefined },
     net: { fetch: () => Promise.resolve(new Response('')) },
     dialog: {
-      showMessageBox: (...args: unknown[]) => (recorded.messageBoxes.push(args), Promise.resolve({ response: 0, checkboxChecked: false })),
+      showMessageBox: (...args: unknown[]) => (recorded.messageBoxes.push(args), Promise.resolve({ response: recorded.messageBoxAnswers.shift() ?? 0, checkboxChecked: false })),
       showSaveDialog: (...args: unknown[]) => (recorded.saveDialogs.push(args), Promise.resolve(recorded.saveDialogAnswer)),
       showErrorBox: () => undefined,
     },
