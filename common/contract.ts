@@ -52,10 +52,19 @@ export const StatusSchema = z.object({
     })
     .default({ state: 'signed_out' }),
   idp: z.object({ issuer: z.string(), state: Reachability }),
-  vault: z.object({ address: z.string(), state: Reachability }),
+  /** Vault as its `sys/health` says it is (`unknown` only until the first answer). */
+  vault: z.object({
+    address: z.string(),
+    state: z.enum(['ok', 'sealed', 'standby', 'uninitialized', 'unreachable', 'unknown']),
+    initialized: z.boolean().optional(),
+    sealed: z.boolean().optional(),
+    version: z.string().max(100).optional(),
+  }),
   claudeDesktop: z.object({ configured: z.boolean(), connected: z.boolean() }),
   bridgeSessions: z.array(BridgeSessionSchema),
   pendingApprovals: z.number().int().nonnegative().default(0),
+  /** Tool calls on the audit timeline (every outcome). */
+  calls: z.number().int().nonnegative().default(0),
 });
 export type Status = z.infer<typeof StatusSchema>;
 

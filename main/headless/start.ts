@@ -50,7 +50,7 @@ function version(): string {
 }
 
 /** Starts the core and the web UI; used by `serve`, by the lab's demo launcher and by tests. */
-export async function serve(options: { config: AppConfig; port?: number; log?: Log; home?: string }): Promise<Served> {
+export async function serve(options: { config: AppConfig; port?: number; log?: Log; home?: string; vaultHealthEveryMs?: number }): Promise<Served> {
   const log = options.log ?? stderrLog();
   const env = options.home ? { ...process.env, COUNTERSIGN_HOME: options.home } : process.env;
   const paths = hostPaths({ env });
@@ -68,6 +68,7 @@ export async function serve(options: { config: AppConfig; port?: number; log?: L
     openExternal,
     paths,
     log,
+    vaultHealthEveryMs: options.vaultHealthEveryMs,
   });
   let web: WebServer;
   try {
