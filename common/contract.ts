@@ -51,7 +51,8 @@ export const StatusSchema = z.object({
       persistent: z.boolean().optional(),
     })
     .default({ state: 'signed_out' }),
-  idp: z.object({ issuer: z.string(), state: Reachability }),
+  /** `delegation`: the profile every exchange runs under (`rar` or `scopes`), shown so none reads as stronger than it is. */
+  idp: z.object({ issuer: z.string(), state: Reachability, delegation: z.enum(['rar', 'scopes']).default('rar') }),
   /** Vault as its `sys/health` says it is (`unknown` only until the first answer). */
   vault: z.object({
     address: z.string(),

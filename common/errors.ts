@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   // configuration and input
   'CONFIG_INVALID',
   'CONFIG_MISSING',
+  'DATA_DIR_UNSAFE',
   'INPUT_INVALID',
   'TOOL_UNKNOWN',
   'POLICY_INVALID',

@@ -22,10 +22,14 @@ import {
 } from './token-exchange.ts';
 import { ACR_MFA, ACR_PASSWORD, LAB_ONE_TIME_CODE, LAB_USERS, userBySub } from './users.ts';
 import type { LabUser } from './users.ts';
+import { scopeExchangeHandler } from './scope-exchange.ts';
+import { LAB_SCOPE_PREFIX, vendorProfile, type LabIdpProfile, type VendorProfile } from './vendor-profiles.ts';
+import type { JWTPayload } from 'jose';
 
 export type { LabUser } from './users.ts';
 export { authorizationDetailsDigest } from './policy.ts';
 export { ACR_MFA, ACR_PASSWORD, LAB_ONE_TIME_CODE } from './users.ts';
+export { LAB_IDP_PROFILES, LAB_SCOPE_PREFIX, type LabIdpProfile } from './vendor-profiles.ts';
 
 export const NATIVE_CLIENT_ID = 'countersign-desktop';
 export const VAULT_AUDIENCE = 'countersign-vault';
@@ -49,6 +53,14 @@ export interface LabIdp {
   users: LabUser[];
   nativeClientId: 'countersign-desktop';
   vaultAudience: 'countersign-vault';
+  /** Which vendor's token exchange the lab speaks (lab/idp/vendor-profiles.ts). */
+  profile: VendorProfile;
+  /**
+   * Test-only: the next OBO the lab issues has its claims rewritten by `change` before it is signed
+   * with the lab's real key, to play an IdP that issues what Countersign must refuse (an extra scope,
+   * another client, a long life…). `previous` is the last OBO issued, for a repeated jti.
+   */
+  forgeNextOboForTests(change: (claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload): void;
   push: { pending(): PendingPush[]; approve(id: string): void; deny(id: string): void };
   /** JWKS rotation for fault tests: what the lab signs from now on uses a new key; old keys stay published. */
   rotateKeys(): Promise<void>;
@@ -78,6 +90,8 @@ export interface StartIdpOptions {
   issuer?: string;
   policyFile?: string;
   log?: (line: string) => void;
+  /** Answer token exchanges as this vendor does (default `lab`). */
+  profile?: LabIdpProfile;
 }
 
 const DEFAULT_AT_TTL_S = 3600;
@@ -122,6 +136,12 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const log = opts.log ?? (() => {});
   const policyFile = opts.policyFile ?? DEFAULT_POLICY_FILE;
   const policy: Policy = loadPolicy(policyFile);
+  const vendor = vendorProfile(opts.profile);
+  const byScope = vendor.delegation === 'scopes';
+  // The vault scopes a scope-deciding vendor publishes (one per Vault role the policy grants).
+  const vaultScopes = byScope ? [...new Set(policy.rules.flatMap((r) => ('vault_role' in r && r.target === 'vault' ? [`${LAB_SCOPE_PREFIX}${r.vault_role}`] : [])))] : [];
+  const forgeries: Array<(claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload> = [];
+  let lastObo: JWTPayload | undefined;
   const saved = opts.stateFile && existsSync(opts.stateFile) ? (JSON.parse(readFileSync(opts.stateFile, 'utf8')) as IdpState) : undefined;
   const keys = saved ? await LabKeys.restore(saved.keys) : await LabKeys.create();
   const push = new PushStore();
@@ -171,7 +191,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
         client_name: 'Countersign',
         application_type: 'native',
         token_endpoint_auth_method: 'none',
-        authorization_details_types: Object.keys(RAR_TYPES),
+        ...(byScope ? {} : { authorization_details_types: Object.keys(RAR_TYPES) }),
         require_auth_time: true,
         redirect_uris: ['http://127.0.0.1/callback'],
         response_types: ['code'],
@@ -191,14 +211,14 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
     },
-    scopes: ['openid', 'profile', 'email', 'offline_access'],
+    scopes: ['openid', 'profile', 'email', 'offline_access', ...vaultScopes],
     responseTypes: ['code'],
     clientDefaults: {
       grant_types: ['authorization_code'],
       response_types: ['code'],
       id_token_signed_response_alg: 'ES256',
       token_endpoint_auth_method: 'private_key_jwt',
-      authorization_details_types: Object.keys(RAR_TYPES),
+      ...(byScope ? {} : { authorization_details_types: Object.keys(RAR_TYPES) }),
     },
     acrValues: [ACR_PASSWORD, ACR_MFA],
     conformIdTokenClaims: false,
@@ -289,8 +309,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
           };
         },
       },
+      // Neither Keycloak nor Okta offers RFC 9396: the scope-deciding profiles publish no RAR types.
       richAuthorizationRequests: {
-        enabled: true,
+        enabled: !byScope,
         types: Object.fromEntries(
           Object.entries(RAR_TYPES).map(([type, schema]) => [
             type,
@@ -355,6 +376,12 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     push,
     log,
     onExchange: (ms: number) => timings.push(ms),
+    forgeForTests: (claims: JWTPayload) => {
+      const change = forgeries.shift();
+      const out = change ? change(structuredClone(claims), lastObo) : claims;
+      lastObo = out;
+      return out;
+    },
   };
   const exchangeParams = [
     'subject_token',
@@ -367,7 +394,12 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     'scope',
     'authorization_details',
   ];
-  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchangeHandler(deps), exchangeParams, ['audience', 'resource']);
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    byScope ? scopeExchangeHandler(deps, vendor, LAB_SCOPE_PREFIX) : tokenExchangeHandler(deps),
+    byScope ? exchangeParams.filter((p) => p !== 'authorization_details') : exchangeParams,
+    ['audience', 'resource'],
+  );
   provider.registerGrantType(JWT_BEARER, jwtBearerHandler(deps, tokenEndpoint), ['assertion', 'scope', 'authorization_details', 'resource', 'audience']);
 
   provider.on('server_error', (_ctx, err) => log(`idp: server error ${(err as Error).name}`));
@@ -481,7 +513,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     });
   });
 
-  log(`idp: listening at ${issuer} (policy ${policyFile})`);
+  log(`idp: listening at ${issuer} (policy ${policyFile}, token exchange as ${vendor.title})`);
 
   return {
     issuer,
@@ -490,6 +522,10 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     users: LAB_USERS.map((u) => ({ ...u })),
     nativeClientId: NATIVE_CLIENT_ID,
     vaultAudience: VAULT_AUDIENCE,
+    profile: vendor,
+    forgeNextOboForTests(change) {
+      forgeries.push(change);
+    },
     push: {
       pending: () => push.pending().map(({ id, transactionData, user }) => ({ id, transactionData, user })),
       approve: (id) => push.decide(id, 'VERIFY_SUCCESS'),

@@ -22,7 +22,9 @@ import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcp
 import type { AppConfig } from './config/config.ts';
 import type { Connector } from './connectors/types.ts';
 import { createPostgresConnector } from './connectors/postgres/connector.ts';
+import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
+import { ensurePrivateDataDir } from './data-dir.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
@@ -76,8 +78,12 @@ type Listeners = { [E in EventName]: Set<(payload: EventOf<E>) => void> };
 export async function startCore(options: CoreOptions): Promise<Core> {
   const { config, log } = options;
   const paths = options.paths ?? resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+  ensurePrivateDataDir(paths.dataDir);
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
+  }
+  if (config.vault.allowInsecureHttpForLoopbackOnly) {
+    log.warn('vault.allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback Vault (the lab). Never use it in production.');
   }
   const policy = await loadPolicyFile(config.policyFile);
   const policyText = await readFile(config.policyFile, 'utf8');
@@ -130,11 +136,16 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
     ...(auth instanceof AuthService ? { client: () => auth.client(), onClientRejected: () => auth.clientRejected() } : {}),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
+    delegation: config.idp.delegation,
+    scopePrefix: config.idp.delegationScopePrefix,
   });
   const connectors: Connector[] = [];
   const postgresPolicy = policy.postgres;
   if (config.postgres && postgresPolicy) {
-    connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: config.postgres }));
+    const { host, port, database, connectTimeoutMs } = config.postgres;
+    const ssl = await postgresSsl(config.postgres);
+    if (!ssl && !isLoopbackHost(host)) log.warn(`postgres.sslmode is disable: statements and per-call credentials travel to ${host} unencrypted.`);
+    connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: { host, port, database, ssl, ...(connectTimeoutMs ? { connectTimeoutMs } : {}) } }));
   }
   const ref: { broker?: Broker } = {};
   connectors.push(
@@ -231,6 +242,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
               : { state: a.state },
       idp: {
         issuer: config.idp.issuer,
+        delegation: config.idp.delegation,
         state: a.state === 'needs_sign_in' && a.code === 'IDP_UNAVAILABLE' ? 'unreachable' : a.state === 'signed_in' ? 'ok' : 'unknown',
       },
       vault: vaultState,

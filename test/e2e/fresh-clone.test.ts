@@ -176,7 +176,7 @@ describe.skipIf(!node20)(`npm install && npm run demo in a fresh clone, with the
       join(own, 'config.json'),
       JSON.stringify({
         idp: { issuer: 'http://127.0.0.1:9', clientId: 'countersign', allowInsecureHttpForLoopbackOnly: true },
-        vault: { address: 'http://127.0.0.1:9' },
+        vault: { address: 'http://127.0.0.1:9', allowInsecureHttpForLoopbackOnly: true },
         policyFile: join(clone, 'main/core/policy/demo-clinic.policy.jsonc'),
         postgres: { host: '127.0.0.1', port: 9, database: 'clinic' },
       }),

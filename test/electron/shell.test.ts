@@ -200,7 +200,7 @@ describe('the tray', () => {
       demo: false,
       user: { sub: 'a', name: 'Alice' },
       session: { state: 'signed_in' as const },
-      idp: { issuer: 'https://idp', state: 'ok' as const },
+      idp: { issuer: 'https://idp', state: 'ok' as const, delegation: 'rar' as const },
       vault: { address: 'https://vault', state: 'ok' as const },
       claudeDesktop: { configured: true, connected: true },
       bridgeSessions: [],

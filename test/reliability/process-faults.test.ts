@@ -4,11 +4,11 @@
  * parallel with the rest of the suite.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reportCounters } from './harness.ts';
+import { faultLedger, reportCounters } from './harness.ts';
 import { FAULT_LAB_TTL_S, PROCESS_FAULTS, runFault, startFaultRun, type FaultRun } from './process-faults.ts';
 
 let f: FaultRun;
-const survived = new Set<string>();
+const ledger = faultLedger();
 
 beforeAll(async () => {
   f = await startFaultRun();
@@ -17,15 +17,14 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await reportCounters('process-faults', { faults_tried: PROCESS_FAULTS.length, faults_survived: survived.size }, { process_faults_survived: survived.size });
+  await reportCounters('process-faults', { faults: ledger.outcomes() });
   await f?.stop();
 }, 60_000);
 
 describe('faults on real processes and the network', () => {
   for (const fault of PROCESS_FAULTS) {
     it(`${fault.name}: answers [${fault.code}] in time, one record, nothing left, and the next call succeeds`, { timeout: 60_000 }, async () => {
-      await runFault(f, fault);
-      survived.add(fault.name);
+      await ledger.run(fault.name, fault.layer, () => runFault(f, fault).then(() => {}));
     });
   }
 

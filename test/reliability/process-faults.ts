@@ -25,7 +25,7 @@ import { createVaultClient, type VaultClient } from '../../main/core/vault/clien
 import { memorySecretStore } from '../core/audit/fixtures.ts';
 import type { LabIdp } from '../../lab/idp/index.ts';
 import { decodeJwt, signIn } from '../lab/idp-fixtures.ts';
-import { DEMO_POLICY } from './harness.ts';
+import { DEMO_POLICY, type FaultLayer } from './harness.ts';
 
 /** Per-call TTL of the fault lab's Vault roles and tokens: what is orphaned must be gone after it. */
 export const FAULT_LAB_TTL_S = 20;
@@ -39,7 +39,6 @@ const PG_FAULT_MS = TIMEOUTS.pgConnectMs + TIMEOUTS.revokeCheckMs + TIMEOUTS.pgC
 /** Slack over a time-out for the answer to be built, recorded and delivered on a loaded 2-core machine. */
 const ANSWER_SLACK_MS = 3_000;
 
-export type FaultLayer = 'process' | 'network';
 
 export interface ProcessFault {
   /** Unique across the whole reliability catalogue. */

@@ -15,7 +15,7 @@ import { AuditStore } from '../../main/core/audit/store.ts';
 import { exportLines } from '../../main/core/audit/export.ts';
 import { decodeJwt } from '../lab/idp-fixtures.ts';
 import { artifactBytes, describeHits, scanForSecrets, type Artifact } from '../helpers/secret-scan.ts';
-import { DEMO_POLICY_FILE, LONG, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { DEMO_POLICY_FILE, faultLedger, LONG, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
 import { INITIALIZE, lineClient, startRecordingProxy, toolCall, type Json, type LineClient, type RecordingProxy } from './wire.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -30,8 +30,7 @@ let core: ChildProcess | undefined;
 const coreStderr: string[] = [];
 const bridgeStderr: string[] = [];
 const bridges = new Set<ChildProcess>();
-let tried = 0;
-let survived = 0;
+const ledger = faultLedger();
 
 const paths = () => resolvePaths({ platform: process.platform, env: { COUNTERSIGN_HOME: home }, home });
 
@@ -132,7 +131,7 @@ beforeAll(async () => {
     join(work, 'config.json'),
     JSON.stringify({
       idp: { issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
-      vault: { address: vaultTap.url, timeoutMs: 5_000 },
+      vault: { address: vaultTap.url, timeoutMs: 5_000, allowInsecureHttpForLoopbackOnly: true },
       policyFile: DEMO_POLICY_FILE,
       postgres: r.connection,
       demo: true,
@@ -142,7 +141,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await reportCounters('processes', { faults_tried: tried, faults_survived: survived });
+  await reportCounters('processes', { faults: ledger.outcomes() });
   for (const b of bridges) await killed(b);
   if (core) await killed(core);
   await vaultTap?.stop();
@@ -152,7 +151,7 @@ afterAll(async () => {
 
 describe('the bridge killed mid-call', () => {
   it('does not stop the call: it finishes, is recorded once, revokes its credential, and the next bridge works', async () => {
-    tried += 1;
+    await ledger.run('bridge killed with SIGKILL mid-call', 'process', async () => {
     const { child, client } = await startBridgeChild();
     client.send(toolCall('slow-1', 'query', { sql: 'SELECT pg_sleep(2), id FROM patients WHERE id = 1' }));
     await untilStatementRuns(client);
@@ -168,7 +167,7 @@ describe('the bridge killed mid-call', () => {
     const answer = await next.client.request(toolCall('after-1', 'query', { sql: 'SELECT count(*)::int AS n FROM patients' }));
     expect(isToolError(answer), resultText(answer)).toBe(false);
     await killed(next.child);
-    survived += 1;
+    });
   });
 });
 
@@ -244,7 +243,7 @@ describe('the core killed mid-call and started again', () => {
   let role = '';
 
   it('killed between mint and revoke: answers the in-flight call with an error, the restarted core revokes the credential at once, and serves the same bridge', async () => {
-    tried += 1;
+    await ledger.run('core killed with SIGKILL between mint and revoke', 'process', async () => {
     const { child, client } = await startBridgeChild();
     requestId = 'doomed-1';
     client.send(toolCall(requestId, 'query', { sql: 'SELECT pg_sleep(3), id FROM patients WHERE id = 1' }));
@@ -279,7 +278,7 @@ describe('the core killed mid-call and started again', () => {
     }
     expect(isToolError(after!), resultText(after!)).toBe(false);
     await killed(child);
-    survived += 1;
+    });
   });
 
   // The broker notes each call in flight in a durable journal (its Vault token sealed with a keychain

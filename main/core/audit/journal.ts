@@ -13,6 +13,7 @@ import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { JoinKeys } from '../../../common/audit-record.ts';
 import type { CallJournal, JournalEntry } from '../ports.ts';
+import { privateDatabase } from '../data-dir.ts';
 
 export const JOURNAL_FILE = 'calls-in-flight.db';
 
@@ -28,7 +29,9 @@ export class SqliteCallJournal implements CallJournal {
   constructor(dataDir: string, options: { sealKey?: Uint8Array } = {}) {
     this.#sealKey = options.sealKey ? Buffer.from(hkdfSync('sha256', options.sealKey, Buffer.alloc(0), 'countersign call-journal seal v1', 32)) : undefined;
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    this.#db = new DatabaseSync(path.join(dataDir, JOURNAL_FILE));
+    const file = path.join(dataDir, JOURNAL_FILE);
+    privateDatabase(file);
+    this.#db = new DatabaseSync(file);
     // WAL with NORMAL survives the process being killed, which is the case this exists for.
     this.#db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE IF NOT EXISTS calls (id TEXT PRIMARY KEY, body TEXT NOT NULL)');
     this.#insert = this.#db.prepare('INSERT OR REPLACE INTO calls (id, body) VALUES (?, ?)');

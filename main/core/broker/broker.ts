@@ -118,6 +118,8 @@ const round = (ms: number): number => Math.round(ms * 100) / 100;
 
 export function createBroker(options: BrokerOptions): Broker {
   const approver = options.approver ?? tierOneOnlyApprover;
+  /** Which delegation profile the IdP decides under: on every record, so none reads as stronger than it was. */
+  const delegation = options.idp.delegation ?? 'rar';
   const log = options.log ?? (() => {});
   const revokeAttempts = options.revoke?.attempts ?? 3;
   const checkWithinMs = options.revoke?.checkWithinMs ?? 2_000;
@@ -248,6 +250,7 @@ export function createBroker(options: BrokerOptions): Broker {
       hops: trace.hops.map((h) => (h.detail ? { ...h, detail: trace.scrub(h.detail).slice(0, 2000) } : h)),
       keys: trace.keys,
       ...(errorWire ? { error: errorWire } : {}),
+      delegation,
       summary: summary(request.name, plan, outcome, revokeProblem),
       ...(options.demo ? { demo: true } : {}),
       duration_ms: durationMs,
@@ -332,6 +335,7 @@ export function createBroker(options: BrokerOptions): Broker {
             authorizationDetails: plan.authorizationDetails,
             ...(plan.audience ? { audience: plan.audience } : {}),
             ...(plan.resource ? { resource: plan.resource } : {}),
+            ...(plan.credential.kind !== 'obo' ? { credential: plan.credential.role } : {}),
             dpopKeyPair: options.tokens.dpopKeyPair(),
             ...(expectedSub ? { expectedSub } : {}),
             approvalMessage: `Countersign: ${plan.tool} on ${plan.target} (${plan.reason})`,
@@ -341,7 +345,7 @@ export function createBroker(options: BrokerOptions): Broker {
           trace.secrets.add(o.token);
           return o;
         },
-        (o: Obo) => `vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
+        (o: Obo) => `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
       );
       const obo = ctx.idpApproval ? await approvedThroughIdp(exchanged, plan, ctx.idpApproval) : await exchanged;
       trace.keys.obo_jti = obo.jti;
@@ -444,6 +448,7 @@ export function createBroker(options: BrokerOptions): Broker {
         hops: trace.hops.map((h) => (h.detail ? { ...h, detail: trace.scrub(h.detail).slice(0, 2000) } : h)),
         keys: trace.keys,
         ...(errorWire ? { error: errorWire } : {}),
+        delegation,
         summary: `${plan.reason} on ${plan.target} → ${outcome}`.slice(0, 500),
         ...(options.demo ? { demo: true } : {}),
         duration_ms: durationMs,
@@ -547,6 +552,12 @@ export function createBroker(options: BrokerOptions): Broker {
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
   };
+}
+
+/** The exchange hop's account of who decided: the RAR itself, or a scope standing for the credential. */
+function delegationDetail(o: Obo): string {
+  if (o.delegation === 'scopes') return `profile=scopes scope=${o.scope ?? '-'} (the identity provider decided at scope level; the RAR is recorded, not sent)`;
+  return 'profile=rar';
 }
 
 /** How the approval hop's detail names the way a call was approved. */

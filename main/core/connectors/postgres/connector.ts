@@ -14,6 +14,7 @@ import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
 import type { PostgresPolicy } from '../../policy/policy.ts';
 import type { CallPlan, Connector, ExecuteContext } from '../types.ts';
+import { tlsConnectFailure } from './tls.ts';
 import { CONNECTOR_NAME, DescribeTableArgs, ExecuteArgs, ListTablesArgs, QueryArgs, planPostgresCall, type PostgresCallDetails } from './plan.ts';
 import { queryExtended } from './extended-query.ts';
 import { preflight } from './preflight.ts';
@@ -23,7 +24,7 @@ export interface PostgresConnection {
   host: string;
   port: number;
   database: string;
-  /** TLS options for `pg`; off for the loopback lab. */
+  /** TLS options for `pg` (tls.ts `postgresSsl`, from the configuration's `sslmode`); off for the loopback lab. */
   ssl?: pg.ClientConfig['ssl'];
   connectTimeoutMs?: number;
 }
@@ -185,6 +186,7 @@ export async function runStatement(
       // Before the session exists, anything without a SQLSTATE (time-out, socket) means unreachable.
       const code = (error as { code?: unknown }).code;
       if (!signal.aborted && !(typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))) {
+        if (connection.ssl) throw tlsConnectFailure(error);
         throw new AppError('DB_UNAVAILABLE', 'The database is not reachable or did not answer in time.', { cause: error });
       }
       throw error;
@@ -241,6 +243,8 @@ async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<Query
 /**
  * Rows this transaction changed so far, in every table (CTEs, EXPLAIN ANALYZE, cascades and triggers
  * included), from PostgreSQL's per-transaction statistics; any role may read its own transaction's.
+ * The view shows the session's counts not yet flushed, so it is this statement's alone only because
+ * the session is the call's own and nothing before it in the transaction changes a row.
  */
 export const ROWS_CHANGED_SQL =
   'SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS changed FROM pg_catalog.pg_stat_xact_user_tables';

@@ -270,7 +270,11 @@ const selectStmt: Handler = (b, outer, f) => {
     fields('IntoClause', { rel: S, colNames: S, accessMethod: S, options: S, onCommit: S, tableSpaceName: S, skipData: S }, into, scope, f);
     f.selectInto = true;
     f.actions.add('CREATE');
-    f.changes.add(`CREATE ${declareTable(into.rel as Body, f)}`);
+    const rel = into.rel as Body;
+    // SELECT … INTO TEMP creates the table in the session's own temporary schema.
+    const temp = rel.relpersistence === 't' && rel.schemaname === undefined;
+    f.changes.add(`CREATE ${temp ? qualifiedName('pg_temp', String(rel.relname)) : declareTable(rel, f)}`);
+    if (temp) f.tables.set(qualifiedName('pg_temp', String(rel.relname)), 0);
   }
   for (const item of (b.lockingClause ?? []) as Array<{ LockingClause?: Body }>) {
     const lc = item.LockingClause;
