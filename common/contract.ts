@@ -61,7 +61,12 @@ export const StatusSchema = z.object({
     sealed: z.boolean().optional(),
     version: z.string().max(100).optional(),
   }),
-  claudeDesktop: z.object({ configured: z.boolean(), connected: z.boolean() }),
+  claudeDesktop: z.object({
+    configured: z.boolean(),
+    connected: z.boolean(),
+    /** A connected session was given other tools than Countersign now offers: Claude Desktop must be restarted to see them. */
+    restartNeeded: z.boolean().optional(),
+  }),
   bridgeSessions: z.array(BridgeSessionSchema),
   pendingApprovals: z.number().int().nonnegative().default(0),
   /** Tool calls on the audit timeline (every outcome). */

@@ -64,6 +64,12 @@ export interface FaultRun {
   /** Request ids sent to the broker, in order. */
   sent: Array<string | number>;
   call(requestId: string): Promise<CallToolResult>;
+  /** The lab's lifecycle lines and everything the IdP and Vault processes wrote to stderr. */
+  logs(): string[];
+  /** The broker's log lines. */
+  coreLog: string[];
+  /** The audit store's directory. */
+  auditDir: string;
   stop(): Promise<void>;
 }
 
@@ -96,8 +102,10 @@ function tapped(exchanger: TokenExchanger, vault: VaultClient, planted: Map<stri
   };
 }
 
-export async function startFaultRun(log: (l: string) => void = () => {}): Promise<FaultRun> {
+export async function startFaultRun(): Promise<FaultRun> {
   const labLog: string[] = [];
+  const coreLog: string[] = [];
+  const log = (l: string): void => void coreLog.push(l);
   const lab = await startProcessLab({ ttl: FAULT_LAB_TTL_S, log: (l) => labLog.push(l) });
   const dir = await mkdtemp(join(tmpdir(), 'countersign-process-faults-'));
   const adminPool = new pg.Pool({ connectionString: lab.pg.adminUrl, max: 2, connectionTimeoutMillis: 3_000 });
@@ -111,7 +119,8 @@ export async function startFaultRun(log: (l: string) => void = () => {}): Promis
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const audit = await AuditStore.open({ dataDir: join(dir, 'audit'), secrets: memorySecretStore() });
+    const auditDir = join(dir, 'audit');
+    const audit = await AuditStore.open({ dataDir: auditDir, secrets: memorySecretStore() });
     // The sign-in needs only the IdP's addresses, which a part in another process has too.
     const idpAddresses = { issuer: lab.issuer, nativeClientId: 'countersign-desktop', tokenEndpoint: `${lab.issuer}/token` } as LabIdp;
     const t = (await signIn(idpAddresses, { username: 'alice', password: 'alice-lab-pw' })) as { access_token: string; refresh_token?: string; id_token?: string };
@@ -172,11 +181,10 @@ export async function startFaultRun(log: (l: string) => void = () => {}): Promis
         await audit.close().catch(() => {});
         await stop();
       },
-      /** The lab's own log lines and the parts' stderr, for the secret scan. */
-      get logs() {
-        return [...labLog, ...lab.idp.log, ...lab.vault.log];
-      },
-    } as FaultRun;
+      logs: () => [...labLog, ...lab.idp.log, ...lab.vault.log],
+      coreLog,
+      auditDir,
+    };
   } catch (e) {
     await stop();
     throw e;

@@ -16,6 +16,7 @@ import { exportLines } from '../../main/core/audit/export.ts';
 import { decodeJwt } from '../lab/idp-fixtures.ts';
 import { artifactBytes, describeHits, scanForSecrets, type Artifact } from '../helpers/secret-scan.ts';
 import { DEMO_POLICY_FILE, faultLedger, LONG, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { compareIds, requestIdCounts } from './process-faults.ts';
 import { INITIALIZE, lineClient, startRecordingProxy, toolCall, type Json, type LineClient, type RecordingProxy } from './wire.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -288,6 +289,48 @@ describe('the core killed mid-call and started again', () => {
     expect(records.map((x) => x.outcome)).toEqual(['aborted']);
     expect(records[0]!.hops).toEqual([expect.objectContaining({ name: 'revoke', outcome: 'ok', detail: 'revoked on restart' })]);
     expect(records[0]!.keys.db_role).toBe(role);
+  });
+
+  it('under load: every request id the core received has exactly one record, compared id by id, and no record has an id never sent', { timeout: 120_000 }, async () => {
+    const { child, client } = await startBridgeChild();
+    const total = LONG ? 400 : 60;
+    const concurrency = 8;
+    const sent: string[] = [];
+    const answers = new Map<string, Json | Error>();
+    let next = 0;
+    let paused: Promise<void> | undefined;
+    let killedAfter = -1;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < total; i = next++) {
+        await paused;
+        const id = `load-kill-${i}`;
+        sent.push(id);
+        answers.set(id, await client.request(toolCall(id, 'query', { sql: 'SELECT id, full_name FROM patients ORDER BY id' }), 60_000).catch((e: Error) => e));
+        if (answers.size === Math.floor(total / 3) && !paused) {
+          // Sending stops for a moment so that what was sent has been read by the core (a request still
+          // in the kernel's buffer when the process dies never reached it); calls stay in flight.
+          let resume!: () => void;
+          paused = new Promise<void>((r) => (resume = r));
+          killedAfter = answers.size;
+          await new Promise((r) => setTimeout(r, 150));
+          await killed(core!);
+          core = await startCoreChild();
+          resume();
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    await killed(child);
+    expect(killedAfter).toBeGreaterThan(0);
+    expect(sent).toHaveLength(total);
+    const counts = await withAudit((store) => requestIdCounts(store));
+    const mine = new Map([...counts].filter(([id]) => String(id).startsWith('load-kill-')));
+    const ids = compareIds(sent, mine);
+    const aborted = await withAudit((s) => s.page({ limit: 500 }).records.filter((x) => String(x.keys.mcp_request_id).startsWith('load-kill-') && x.outcome === 'aborted').length);
+    await reportCounters('kill-under-load', { lost_records: ids.lost.length, calls: total }, { duplicated_records: ids.duplicated.length, records_without_request: ids.unsent.length, aborted_in_flight: aborted });
+    expect(ids).toEqual({ lost: [], duplicated: [], unsent: [] });
+    expect(aborted).toBeGreaterThan(0);
+    expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
   });
 
   it.runIf(LONG)('sees the orphaned credential gone once its TTL passes', { timeout: 90_000 }, async () => {

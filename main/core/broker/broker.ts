@@ -33,7 +33,16 @@ export interface BrokerOptions {
   journal?: CallJournal;
   /** Bounds on revocation: attempts of revoke-self, and how long to wait for the role to disappear. */
   revoke?: { attempts?: number; checkWithinMs?: number; timeoutMs?: number };
+  /**
+   * Told when a call arrives before anyone has signed in, after it has been answered: the host brings
+   * the app (or the web UI) in front of the person so they can sign in.
+   */
+  onSignInNeeded?: () => void;
 }
+
+/** The answer to a call made before sign-in: at once, saying what to do. */
+export const SIGN_IN_FIRST =
+  'You are not signed in to Countersign, so this call was not run. Sign in in the Countersign window that has just opened (or run `npx countersign open`), then ask again.';
 
 export interface Broker extends ToolHost {
   /**
@@ -56,6 +65,7 @@ const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> =
   APPROVAL_TIMEOUT: 'timeout',
   IDP_STEP_UP_TIMEOUT: 'timeout',
   DB_TIMEOUT: 'timeout',
+  TIMEOUT: 'timeout',
   APPROVAL_DENIED: 'denied',
   APPROVAL_UNAVAILABLE: 'denied',
   APPROVAL_NOT_PROVEN: 'denied',
@@ -180,6 +190,9 @@ export function createBroker(options: BrokerOptions): Broker {
         signal.throwIfAborted();
         const c = connectorFor(request.name);
         if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${request.name}.`);
+        // Nothing below can work without the person's token: answer now rather than after a listing,
+        // an approval or an exchange that can only fail.
+        if (!user) throw new AppError('NOT_SIGNED_IN', SIGN_IN_FIRST);
         return c;
       });
       plan = await trace.hop('classify', () => connector.plan(request.name, request.args), (p) => `tier ${p.tier}: ${p.reason}`);
@@ -223,7 +236,9 @@ export function createBroker(options: BrokerOptions): Broker {
       }
     } catch (error) {
       failure = AppError.from(error);
-      if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
+      // The session's deadline aborts with its own reason (a time-out, said as such); the client's cancellation with none.
+      if (signal.aborted && AppError.is(signal.reason, 'TIMEOUT')) failure = signal.reason;
+      else if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
     }
     if (approvalId !== undefined) {
       try {
@@ -266,6 +281,7 @@ export function createBroker(options: BrokerOptions): Broker {
     log(
       `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
     );
+    if (failure?.code === 'NOT_SIGNED_IN') options.onSignInNeeded?.();
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
     if (!audited) {
       return errorResult(

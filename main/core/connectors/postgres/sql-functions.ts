@@ -102,15 +102,6 @@ export const EFFECT_FUNCTIONS: ReadonlyMap<string, FunctionEffect> = new Map(
   EFFECTS.flatMap(([effect, names]) => words(names).map((n): [string, FunctionEffect] => [n, effect])),
 );
 
-/** Set-returning functions that may stand in FROM (they produce rows from their arguments alone). */
-export const SAFE_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(
-  words(`generate_series generate_subscripts unnest json_each jsonb_each json_each_text jsonb_each_text
-    json_object_keys jsonb_object_keys json_array_elements jsonb_array_elements json_array_elements_text
-    jsonb_array_elements_text json_to_record jsonb_to_record json_to_recordset jsonb_to_recordset
-    json_populate_record jsonb_populate_record json_populate_recordset jsonb_populate_recordset regexp_matches
-    regexp_split_to_table string_to_table jsonb_path_query`),
-);
-
 /**
  * Type names a cast may name without a schema: pg_catalog's, which PostgreSQL finds before any schema
  * on the search path (a cast to a user-defined type could run its input function or a domain's checks).

@@ -17,7 +17,7 @@ const NAMEABLE = /^[\x20-\x21\x23-\x7e]+$/;
 
 /** One identifier as PostgreSQL's quote_ident would write it (keywords aside: we never emit SQL from it). */
 export function quoteIdent(part: string): string {
-  return BARE.test(part) ? part : `"${part}"`;
+  return BARE.test(part) ? part : `"${part.replace(/"/g, '""')}"`;
 }
 
 /** `schema.name`, each part quoted when needed. */
