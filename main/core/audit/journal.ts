@@ -19,6 +19,8 @@ export class SqliteCallJournal implements CallJournal {
   readonly #update: StatementSync;
   readonly #delete: StatementSync;
   readonly #select: StatementSync;
+  /** The entries this process wrote and has not ended: a note merges here instead of reading its row back. */
+  readonly #open = new Map<string, JournalEntry>();
 
   constructor(dataDir: string) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -33,17 +35,20 @@ export class SqliteCallJournal implements CallJournal {
 
   begin(id: string, entry: JournalEntry): void {
     this.#insert.run(id, JSON.stringify(entry));
+    this.#open.set(id, entry);
   }
 
   note(id: string, update: { keys?: JoinKeys; tier?: JournalEntry['tier']; target?: string }): void {
-    const row = this.#db.prepare('SELECT body FROM calls WHERE id = ?').get(id) as { body: string } | undefined;
-    if (!row) return;
-    const entry = JSON.parse(row.body) as JournalEntry;
-    this.#update.run(JSON.stringify({ ...entry, ...update, keys: { ...entry.keys, ...update.keys } }), id);
+    const entry = this.#open.get(id);
+    if (!entry) return;
+    const next = { ...entry, ...update, keys: { ...entry.keys, ...update.keys } };
+    this.#update.run(JSON.stringify(next), id);
+    this.#open.set(id, next);
   }
 
   end(id: string): void {
     this.#delete.run(id);
+    this.#open.delete(id);
   }
 
   /** Calls noted by a core that is no longer running (read at start, before any new call). */
