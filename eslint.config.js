@@ -15,7 +15,7 @@ const noNodeBuiltins = {
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/**', 'dist/**', '.scratch*/**', 'out/**', 'bench/results/**', 'test-results/**', '**/*.d.ts'],
+    ignores: ['node_modules/**', 'dist/**', '.scratch*/**', 'out/**', 'bench/results/**', 'test-results/**', '**/*.d.ts', 'test/lab/conformance/*.mjs'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

@@ -91,7 +91,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   const connection = { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database };
   const secrets = new MemorySecretStore('benchmark');
   const audit = await AuditStore.open({ dataDir: work, secrets });
-  const journal = new SqliteCallJournal(work);
+  // as the app opens it: sealing each call's Vault token with a key from the install's keys
+  const journal = new SqliteCallJournal(work, audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {});
   const auth = await AuthService.create({
     config: { issuer: lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
     secrets,
@@ -128,7 +129,12 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       journalMs += performance.now() - t;
     }
   };
-  const timedJournal: CallJournal = { begin: timed((i, e) => journal.begin(i, e)), note: timed((i, u) => journal.note(i, u)), end: timed((i) => journal.end(i)) };
+  const timedJournal: CallJournal = {
+    begin: timed((i, e) => journal.begin(i, e)),
+    note: timed((i, u) => journal.note(i, u)),
+    holdCredential: timed((i, t) => journal.holdCredential(i, t)),
+    end: timed((i) => journal.end(i)),
+  };
   const broker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal });
   let last: AuditRecord | undefined;
   const unsubscribe = audit.onAppend((r) => (last = r));

@@ -46,7 +46,7 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       configFile,
       JSON.stringify({
         idp: { issuer: lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
-        vault: { address: lab.vaultAddr, timeoutMs: 15_000 },
+        vault: { address: lab.vaultAddr, timeoutMs: 15_000, allowInsecureHttpForLoopbackOnly: true },
         policyFile: join(ROOT, 'main/core/policy/demo-clinic.policy.jsonc'),
         postgres: { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database },
         demo: true,

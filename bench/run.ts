@@ -27,6 +27,7 @@ export const PARTS: ReadonlyArray<{ name: string; file: string }> = [
   { name: 'broker', file: 'broker.bench.ts' },
   { name: 'core', file: 'core.bench.ts' },
   { name: 'timeline', file: 'timeline.bench.ts' },
+  { name: 'sql', file: 'sql.bench.ts' },
   { name: 'reliability', file: 'reliability.bench.ts' },
 ];
 

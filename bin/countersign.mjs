@@ -1,10 +1,30 @@
 #!/usr/bin/env node
 // Entry point of the `countersign` command. The sources are TypeScript that Node runs directly
-// (type stripping, unflagged since Node 22.18); older 22.x gets the flag.
-import { spawnSync } from 'node:child_process';
+// (type stripping, unflagged since Node 22.18); older 22.x gets the flag. A Node older than the project
+// needs (a machine's Node 20 that Claude Desktop or a shell finds first) hands the command to the Node
+// `npm install` brought, or says in one sentence what to do: it never reaches a .ts file.
+import { spawn, spawnSync } from 'node:child_process';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { bundledNode, isOlder, oldNodeSentence } from '../scripts/need-node.mjs';
 
 const cli = fileURLToPath(new URL('../main/headless/cli.ts', import.meta.url));
+
+if (isOlder(process.version)) {
+  const node = bundledNode();
+  if (!node) {
+    process.stderr.write(oldNodeSentence() + '\n');
+    process.exit(1);
+  }
+  // Its own process group on POSIX, so a terminal's Ctrl-C reaches it once, forwarded from here.
+  const child = spawn(node, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    detached: process.platform !== 'win32',
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  child.on('exit', (code, signal) => process.exit(code ?? 128 + (constants.signals[signal] ?? 0)));
+  await new Promise(() => {});
+}
 
 // The commands that host the core want V8's options for it (main/core/v8-flags.ts, CORE_V8_FLAGS; a
 // test holds the two lists together). The npm scripts and the bridge give them on the command line; run

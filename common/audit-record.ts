@@ -66,6 +66,11 @@ export const AuditRecordInputSchema = z.object({
   keys: JoinKeysSchema.default({}),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   summary: z.string().max(500).optional(),
+  /**
+   * The delegation profile the identity provider decided under (`idp.delegation`): `rar`, the call's
+   * authorization details; `scopes`, one scope per credential, the RAR only recorded here.
+   */
+  delegation: z.enum(['rar', 'scopes']).optional(),
   /** Set on every record written while the app runs against the local lab. */
   demo: z.boolean().optional(),
   duration_ms: z.number().nonnegative().optional(),

@@ -19,22 +19,36 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
       // The lab offers open registration to private_key_jwt clients: each install becomes its own client.
       dynamicRegistration: 'when-offered',
       allowInsecureHttpForLoopbackOnly: true,
+      // The delegation profile that fits the vendor the lab IdP speaks (npm run lab -- --idp-profile).
+      delegation: lab.idp.profile.delegation,
     },
-    vault: { address: lab.vaultAddr, authMount: 'jwt' },
+    vault: { address: lab.vaultAddr, authMount: 'jwt', allowInsecureHttpForLoopbackOnly: true },
     policyFile: DEMO_POLICY_FILE,
     postgres: { host: pg.hostname, port: Number(pg.port), database: pg.pathname.slice(1) },
+    // Only the policy makes an upstream tool tier 1; the upstream's own readOnlyHint never does.
     upstreams: [
-      { name: 'tickets', url: lab.upstreamMcpUrl, auth: 'obo', issuer: lab.issuer, allowInsecureHttpForLoopbackOnly: true },
+      // Each upstream is named for what its tools do: office__get_weather, office__create_ticket,
+      // office__approve_payment, office__generate_report; quotes__get_quote.
       {
-        name: 'weather',
+        name: 'office',
+        url: lab.upstreamMcpUrl,
+        auth: 'obo',
+        issuer: lab.issuer,
+        tools: [{ pattern: 'get_*', tier: 1 }],
+        allowInsecureHttpForLoopbackOnly: true,
+      },
+      {
+        name: 'quotes',
         url: lab.apiKeyUpstreamUrl,
         auth: 'api-key',
         apiKey: { path: 'upstreams/apikey-demo' },
+        tools: [{ pattern: 'get_*', tier: 1 }],
         allowInsecureHttpForLoopbackOnly: true,
       },
     ],
-    // The lab IdP carries tier-3 approvals itself (a Verify-style push to the lab phone).
-    approvals: { tier3: 'idp-when-offered' },
+    // The lab IdP carries tier-3 approvals itself (a Verify-style push to the lab phone); the
+    // scope-deciding vendors have no such push, so Countersign asks the person itself.
+    approvals: { tier3: lab.idp.profile.delegation === 'rar' ? 'idp-when-offered' : 'local' },
     demo: true,
     ...overrides,
   };

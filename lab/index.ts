@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startIdp } from './idp/index.ts';
-import type { LabIdp, LabUser } from './idp/index.ts';
+import { LAB_SCOPE_PREFIX, startIdp } from './idp/index.ts';
+import type { LabIdp, LabIdpProfile, LabUser } from './idp/index.ts';
 import { startPostgres } from './postgres.ts';
 import type { LabPostgres } from './postgres.ts';
 import { startUpstream } from './upstream/index.ts';
@@ -26,6 +26,8 @@ export interface StartLabOptions {
   vaultPort?: number;
   /** Where Vault's audit log goes; by default a file in a temp dir that stop() removes. */
   vaultAuditLogPath?: string;
+  /** Which vendor's token exchange the IdP speaks; Vault's roles bind on the claims that vendor yields. */
+  idpProfile?: LabIdpProfile;
 }
 
 export interface Lab {
@@ -71,7 +73,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       auditPath = join(dir, 'vault-audit.log');
     }
     const pgStart = startPostgres({ log });
-    const idpStart = startIdp({ port: opts.idpPort, log });
+    const idpStart = startIdp({ port: opts.idpPort, log, profile: opts.idpProfile });
     const [pg, idp] = await Promise.allSettled([pgStart, idpStart]).then((rs) => {
       for (const r of rs) if (r.status === 'fulfilled') stops.push(() => r.value.stop());
       const failed = rs.find((r) => r.status === 'rejected');
@@ -91,6 +93,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       jwksUrl: idp.jwksUri,
       postgres: { host: pg.host, port: pg.port, database: pg.database, username: pg.managementUser, password: pg.managementPassword },
       apiKey,
+      binding: (role) => idp.profile.vaultBinding(role, LAB_SCOPE_PREFIX),
     });
     log(`lab: ready in ${Date.now() - t0} ms`);
 

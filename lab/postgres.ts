@@ -13,7 +13,7 @@ import { spawn, execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rename, rm, chown, chmod, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, chown, chmod, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,11 @@ export const GROUP_ROLES = ['clinic_reader', 'clinic_writer', 'clinic_sensitive'
 export interface StartPostgresOptions {
   /** Receives one line per lifecycle event (never a password). */
   log?: (line: string) => void;
+  /**
+   * Serve TLS too, with a certificate for 127.0.0.1 signed by a throwaway CA made for this run
+   * (openssl), so clients can be tested at every sslmode. Plain connections are still accepted.
+   */
+  tls?: boolean;
 }
 
 export interface LabPostgres {
@@ -45,7 +50,15 @@ export interface LabPostgres {
   /** The server log: every statement, prefixed with time, pid, application_name, user@database. */
   logFile: string;
   dataDir: string;
+  /** With `tls`: the PEM of the CA that signed the server's certificate (subjectAltName IP:127.0.0.1 only). */
+  caFile?: string;
   readLog(): Promise<string>;
+  /** The postmaster's pid while it runs, for fault tests that signal it (SIGKILL, SIGSTOP, SIGCONT). */
+  pid(): number | undefined;
+  /** `pg_ctl stop -m immediate`: every server process quits at once, without a shutdown checkpoint. */
+  stopImmediate(): Promise<void>;
+  /** Starts the server again on the same port and data directory once the last one is gone (crash recovery runs as usual). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -141,10 +154,10 @@ async function templateKey(): Promise<string> {
 }
 
 /** Spawns the postmaster; resolves once it accepts connections on its socket directory. */
-async function startServer(dataDir: string, port: number, user: OsUser | undefined, logFile: string): Promise<ChildProcess> {
+async function startServer(dataDir: string, port: number, user: OsUser | undefined, logFile: string, extra: string[] = []): Promise<ChildProcess> {
   const fd = openSync(logFile, 'a');
   const opts = asUser(user);
-  const child = spawn('postgres', ['-D', dataDir, '-p', String(port), '-k', dataDir], {
+  const child = spawn('postgres', ['-D', dataDir, '-p', String(port), '-k', dataDir, ...extra], {
     ...opts,
     stdio: ['ignore', fd, fd],
   });
@@ -323,11 +336,12 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     await execFileP('cp', ['-a', tpl, dataDir]);
     await writeFile(logFile, '');
     await own(logFile, user, 0o644);
+    const tls = options.tls ? await makeCertificates(dir, user) : undefined;
     let port = 0;
     for (let attempt = 0; ; attempt++) {
       port = await freePort();
       try {
-        child = await startServer(dataDir, port, user, logFile);
+        child = await startServer(dataDir, port, user, logFile, tls?.args);
         break;
       } catch (e) {
         if (attempt >= 2) throw e;
@@ -352,9 +366,10 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     }
     log(`postgres: ready on 127.0.0.1:${port} in ${Date.now() - t0} ms`);
 
-    const started = child;
     const owned = entry;
     let stopping: Promise<void> | undefined;
+    const exited = (c: ChildProcess): Promise<void> =>
+      c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
     return {
       host: '127.0.0.1',
       port,
@@ -365,10 +380,32 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       managementPassword,
       logFile,
       dataDir,
+      ...(tls ? { caFile: tls.caFile } : {}),
       readLog: () => readFile(logFile, 'utf8'),
+      pid: () => (owned.child.exitCode === null && owned.child.signalCode === null ? owned.child.pid : undefined),
+      async stopImmediate() {
+        await execFileP('pg_ctl', ['stop', '-D', dataDir, '-m', 'immediate', '-w'], asUser(user));
+        await exited(owned.child);
+      },
+      async restart() {
+        await exited(owned.child);
+        // After SIGKILL of the postmaster its backends notice and quit within moments; until they
+        // have, the old shared memory is in use and a new postmaster refuses to start.
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          try {
+            owned.child = await startServer(dataDir, port, user, logFile);
+            log(`postgres: restarted on 127.0.0.1:${port}`);
+            return;
+          } catch (e) {
+            if (Date.now() > deadline) throw e;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      },
       stop: () =>
         (stopping ??= (async () => {
-          await stopServer(started);
+          await stopServer(owned.child);
           running.delete(owned);
           await rm(dir, { recursive: true, force: true });
           log('postgres: stopped');
@@ -380,4 +417,25 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     await rm(dir, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * A throwaway CA and a server certificate for 127.0.0.1 (P-256, one day), made with openssl: Node has
+ * no API that issues X.509 certificates. The key is the server user's, mode 0600, as PostgreSQL demands.
+ */
+async function makeCertificates(dir: string, user: OsUser | undefined): Promise<{ caFile: string; args: string[] }> {
+  const tlsDir = join(dir, 'tls');
+  await mkdir(tlsDir, { mode: 0o700 });
+  const f = (name: string) => join(tlsDir, name);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await execFileP('openssl', ['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '1', '-subj', '/CN=Countersign lab CA']);
+  await execFileP('openssl', ['req', ...ec, '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1']);
+  await writeFile(f('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  await execFileP('openssl', ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.crt'), '-days', '1', '-extfile', f('server.ext')]);
+  await rm(f('ca.key'));
+  await own(tlsDir, user, 0o700);
+  for (const name of ['server.key', 'server.crt', 'ca.crt']) await own(f(name), user, 0o600);
+  const caFile = join(dir, 'ca.crt');
+  await copyFile(f('ca.crt'), caFile);
+  return { caFile, args: ['-c', 'ssl=on', '-c', `ssl_cert_file=${f('server.crt')}`, '-c', `ssl_key_file=${f('server.key')}`] };
 }

@@ -4,7 +4,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
-import { memoryAdapter } from './adapter.ts';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { memoryAdapter, type AdapterDump } from './adapter.ts';
 import { LabKeys } from './keys.ts';
 import { loginPage, messagePage, PAGE_CSP, phonePage } from './pages.ts';
 import { DEFAULT_POLICY_FILE, loadPolicy, RAR_TYPES } from './policy.ts';
@@ -21,10 +22,14 @@ import {
 } from './token-exchange.ts';
 import { ACR_MFA, ACR_PASSWORD, LAB_ONE_TIME_CODE, LAB_USERS, userBySub } from './users.ts';
 import type { LabUser } from './users.ts';
+import { scopeExchangeHandler } from './scope-exchange.ts';
+import { LAB_SCOPE_PREFIX, vendorProfile, type LabIdpProfile, type VendorProfile } from './vendor-profiles.ts';
+import type { JWTPayload } from 'jose';
 
 export type { LabUser } from './users.ts';
 export { authorizationDetailsDigest } from './policy.ts';
 export { ACR_MFA, ACR_PASSWORD, LAB_ONE_TIME_CODE } from './users.ts';
+export { LAB_IDP_PROFILES, LAB_SCOPE_PREFIX, type LabIdpProfile } from './vendor-profiles.ts';
 
 export const NATIVE_CLIENT_ID = 'countersign-desktop';
 export const VAULT_AUDIENCE = 'countersign-vault';
@@ -48,6 +53,14 @@ export interface LabIdp {
   users: LabUser[];
   nativeClientId: 'countersign-desktop';
   vaultAudience: 'countersign-vault';
+  /** Which vendor's token exchange the lab speaks (lab/idp/vendor-profiles.ts). */
+  profile: VendorProfile;
+  /**
+   * Test-only: the next OBO the lab issues has its claims rewritten by `change` before it is signed
+   * with the lab's real key, to play an IdP that issues what Countersign must refuse (an extra scope,
+   * another client, a long life…). `previous` is the last OBO issued, for a repeated jti.
+   */
+  forgeNextOboForTests(change: (claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload): void;
   push: { pending(): PendingPush[]; approve(id: string): void; deny(id: string): void };
   /** JWKS rotation for fault tests: what the lab signs from now on uses a new key; old keys stay published. */
   rotateKeys(): Promise<void>;
@@ -68,11 +81,27 @@ export interface LabIdp {
 
 export interface StartIdpOptions {
   port?: number;
+  /**
+   * Where the IdP keeps its signing keys, grants and sessions across restarts (a JSON file, lab only).
+   * Without it everything lives in memory and a restart signs every user out.
+   */
+  stateFile?: string;
+  /** The issuer URL clients use when they reach the IdP through something in between (a fault proxy); default its own address. */
+  issuer?: string;
   policyFile?: string;
   log?: (line: string) => void;
+  /** Answer token exchanges as this vendor does (default `lab`). */
+  profile?: LabIdpProfile;
 }
 
 const DEFAULT_AT_TTL_S = 3600;
+
+interface IdpState {
+  keys: Awaited<ReturnType<LabKeys['privateJwks']>>;
+  cookieKey: string;
+  grants: Array<[string, { grantId: string; exp: number }]>;
+  adapter: AdapterDump;
+}
 
 function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return new Promise((resolve, reject) => {
@@ -107,11 +136,26 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const log = opts.log ?? (() => {});
   const policyFile = opts.policyFile ?? DEFAULT_POLICY_FILE;
   const policy: Policy = loadPolicy(policyFile);
-  const keys = await LabKeys.create();
+  const vendor = vendorProfile(opts.profile);
+  const byScope = vendor.delegation === 'scopes';
+  // The vault scopes a scope-deciding vendor publishes (one per Vault role the policy grants).
+  const vaultScopes = byScope ? [...new Set(policy.rules.flatMap((r) => ('vault_role' in r && r.target === 'vault' ? [`${LAB_SCOPE_PREFIX}${r.vault_role}`] : [])))] : [];
+  const forgeries: Array<(claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload> = [];
+  let lastObo: JWTPayload | undefined;
+  const saved = opts.stateFile && existsSync(opts.stateFile) ? (JSON.parse(readFileSync(opts.stateFile, 'utf8')) as IdpState) : undefined;
+  const keys = saved ? await LabKeys.restore(saved.keys) : await LabKeys.create();
   const push = new PushStore();
-  const storage = memoryAdapter();
+  const save = (): void => {
+    if (!opts.stateFile) return;
+    const state: IdpState = { keys: keys.privateJwks(), cookieKey, grants: [...accessTokenGrants], adapter: storage.dump() };
+    writeFileSync(`${opts.stateFile}.tmp`, JSON.stringify(state), { mode: 0o600 });
+    renameSync(`${opts.stateFile}.tmp`, opts.stateFile);
+  };
+  const storage = memoryAdapter(save);
   /** JWT access tokens are not stored: remember each one's grant so an exchange can tell the sign-in still stands. */
-  const accessTokenGrants = new Map<string, { grantId: string; exp: number }>();
+  const accessTokenGrants = new Map<string, { grantId: string; exp: number }>(saved?.grants ?? []);
+  const cookieKey = saved?.cookieKey ?? randomBytes(32).toString('base64url');
+  if (saved) storage.load(saved.adapter);
   const timings: number[] = [];
   let fault: IdpFault | null = null;
   let accessTokenTtl = DEFAULT_AT_TTL_S;
@@ -122,7 +166,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = opts.issuer ?? `http://127.0.0.1:${port}`;
   const tokenEndpoint = `${issuer}/token`;
 
   const { Check, base } = interactionPolicy;
@@ -147,7 +191,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
         client_name: 'Countersign',
         application_type: 'native',
         token_endpoint_auth_method: 'none',
-        authorization_details_types: Object.keys(RAR_TYPES),
+        ...(byScope ? {} : { authorization_details_types: Object.keys(RAR_TYPES) }),
         require_auth_time: true,
         redirect_uris: ['http://127.0.0.1/callback'],
         response_types: ['code'],
@@ -161,20 +205,20 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       },
     ],
     jwks: { keys: [keys.providerJwk] },
-    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    cookies: { keys: [cookieKey] },
     claims: {
       openid: ['sub'],
       profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
     },
-    scopes: ['openid', 'profile', 'email', 'offline_access'],
+    scopes: ['openid', 'profile', 'email', 'offline_access', ...vaultScopes],
     responseTypes: ['code'],
     clientDefaults: {
       grant_types: ['authorization_code'],
       response_types: ['code'],
       id_token_signed_response_alg: 'ES256',
       token_endpoint_auth_method: 'private_key_jwt',
-      authorization_details_types: Object.keys(RAR_TYPES),
+      ...(byScope ? {} : { authorization_details_types: Object.keys(RAR_TYPES) }),
     },
     acrValues: [ACR_PASSWORD, ACR_MFA],
     conformIdTokenClaims: false,
@@ -265,8 +309,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
           };
         },
       },
+      // Neither Keycloak nor Okta offers RFC 9396: the scope-deciding profiles publish no RAR types.
       richAuthorizationRequests: {
-        enabled: true,
+        enabled: !byScope,
         types: Object.fromEntries(
           Object.entries(RAR_TYPES).map(([type, schema]) => [
             type,
@@ -317,6 +362,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     const now = Math.floor(Date.now() / 1000);
     for (const [jti, e] of accessTokenGrants) if (e.exp < now) accessTokenGrants.delete(jti);
     accessTokenGrants.set(token.jti, { grantId: token.grantId, exp: token.exp ?? now + accessTokenTtl });
+    save();
   });
   const deps = {
     provider,
@@ -330,6 +376,12 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     push,
     log,
     onExchange: (ms: number) => timings.push(ms),
+    forgeForTests: (claims: JWTPayload) => {
+      const change = forgeries.shift();
+      const out = change ? change(structuredClone(claims), lastObo) : claims;
+      lastObo = out;
+      return out;
+    },
   };
   const exchangeParams = [
     'subject_token',
@@ -342,7 +394,12 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     'scope',
     'authorization_details',
   ];
-  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchangeHandler(deps), exchangeParams, ['audience', 'resource']);
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    byScope ? scopeExchangeHandler(deps, vendor, LAB_SCOPE_PREFIX) : tokenExchangeHandler(deps),
+    byScope ? exchangeParams.filter((p) => p !== 'authorization_details') : exchangeParams,
+    ['audience', 'resource'],
+  );
   provider.registerGrantType(JWT_BEARER, jwtBearerHandler(deps, tokenEndpoint), ['assertion', 'scope', 'authorization_details', 'resource', 'audience']);
 
   provider.on('server_error', (_ctx, err) => log(`idp: server error ${(err as Error).name}`));
@@ -456,7 +513,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     });
   });
 
-  log(`idp: listening at ${issuer} (policy ${policyFile})`);
+  log(`idp: listening at ${issuer} (policy ${policyFile}, token exchange as ${vendor.title})`);
 
   return {
     issuer,
@@ -465,12 +522,19 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     users: LAB_USERS.map((u) => ({ ...u })),
     nativeClientId: NATIVE_CLIENT_ID,
     vaultAudience: VAULT_AUDIENCE,
+    profile: vendor,
+    forgeNextOboForTests(change) {
+      forgeries.push(change);
+    },
     push: {
       pending: () => push.pending().map(({ id, transactionData, user }) => ({ id, transactionData, user })),
       approve: (id) => push.decide(id, 'VERIFY_SUCCESS'),
       deny: (id) => push.decide(id, 'USER_DENIED'),
     },
-    rotateKeys: () => keys.rotate(),
+    rotateKeys: async () => {
+      await keys.rotate();
+      save();
+    },
     setFault(f) {
       fault = f;
     },
@@ -497,7 +561,11 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
 
 // `node lab/idp/index.ts [--json]`: the IdP alone, until interrupted (the full lab composes it with the rest).
 if (import.meta.main) {
-  const idp = await startIdp({ port: Number(process.env.LAB_IDP_PORT ?? 0), log: (l) => process.stderr.write(`${l}\n`) });
+  const idp = await startIdp({
+    port: Number(process.env.LAB_IDP_PORT ?? 0),
+    ...(process.env.LAB_IDP_STATE ? { stateFile: process.env.LAB_IDP_STATE } : {}),
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
   const summary = {
     issuer: idp.issuer,
     jwks_uri: idp.jwksUri,

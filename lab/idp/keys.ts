@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import type { JWK, JWTPayload, JWTVerifyGetKey } from 'jose';
 
 type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
@@ -18,6 +18,18 @@ export class LabKeys {
     const keys = new LabKeys();
     await keys.rotate();
     return keys;
+  }
+
+  /** Keys kept from an earlier run (`privateJwks()`), newest first. */
+  static async restore(jwks: PrivateJwk[]): Promise<LabKeys> {
+    const keys = new LabKeys();
+    for (const jwk of jwks) keys.#keys.push({ jwk, key: (await importJWK(jwk, 'ES256')) as SigningKey });
+    return keys;
+  }
+
+  /** Private keys, newest first: for an IdP that must come back with the same keys after a restart. */
+  privateJwks(): PrivateJwk[] {
+    return this.#keys.map(({ jwk }) => jwk);
   }
 
   async rotate(): Promise<void> {

@@ -69,6 +69,8 @@ export const RAR_TYPES = {
       actions: z.array(z.string().regex(/^[A-Z][A-Z ]*$/, 'must be upper-case SQL command names')).min(1),
       identifier: z.string().min(1).optional(),
       tables: z.array(z.string().min(1)),
+      /** Every function the statement calls, schema-qualified (`pg_catalog.lower`). */
+      functions: z.array(z.string().min(1)).optional(),
       privileges: z.array(z.string().min(1)).optional(),
       bounded: z.boolean().optional(),
       statement_digest: digest.optional(),

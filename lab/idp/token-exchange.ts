@@ -29,15 +29,17 @@ export interface GrantDeps {
   onExchange?: (ms: number) => void;
   /** Whether the sign-in (grant) behind an access token still stands: revoked or reused refresh tokens end it. */
   signInStands: (jti: string) => Promise<boolean>;
+  /** Test-only: rewrites an OBO's claims before they are signed (LabIdp.forgeNextOboForTests). */
+  forgeForTests?: (claims: JWTPayload) => JWTPayload;
 }
 
 type Ctx = TokenEndpointGrantContext;
 
-function fail(error: string, description: string): never {
+export function fail(error: string, description: string): never {
   throw new errors.CustomOIDCProviderError(error, description);
 }
 
-function one(value: unknown, name: string): string | undefined {
+export function one(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined;
   if (Array.isArray(value)) {
     if (value.length !== 1) fail('invalid_target', `one call asks for exactly one ${name}`);
@@ -46,14 +48,14 @@ function one(value: unknown, name: string): string | undefined {
   return String(value);
 }
 
-async function dpopOf(deps: GrantDeps, ctx: Ctx): Promise<DPoPResult | undefined> {
+export async function dpopOf(deps: GrantDeps, ctx: Ctx): Promise<DPoPResult | undefined> {
   const proof = await validateDpop(deps.provider, ctx);
   if (proof) await checkDpopReplay(deps.provider, ctx, proof, ctx.oidc.client.clientId, errors.InvalidDpopProof);
   return proof;
 }
 
 /** Verifies a subject token as an access token this IdP issued for the app (RFC 9068 profile). */
-async function verifySubject(deps: GrantDeps, token: string): Promise<JWTPayload> {
+export async function verifySubject(deps: GrantDeps, token: string): Promise<JWTPayload> {
   try {
     const { payload } = await jwtVerify(token, deps.keys.verifier(), {
       issuer: deps.issuer,
@@ -132,7 +134,7 @@ async function issueObo(deps: GrantDeps, ctx: Ctx, o: OboInput, started: number)
     ...(o.txn ? { txn: o.txn } : {}),
     ...(o.jkt ? { cnf: { jkt: o.jkt } } : {}),
   };
-  const token = await deps.keys.sign(payload, 'at+jwt');
+  const token = await deps.keys.sign(deps.forgeForTests?.(payload) ?? payload, 'at+jwt');
   ctx.body = {
     access_token: token,
     issued_token_type: ACCESS_TOKEN_TYPE,

@@ -3,8 +3,10 @@
  * Countersign uses: the response envelope and `{"errors":[…]}`, status codes, ACL policies enforced on
  * every request, the JWT auth method, tokens with TTLs, the PostgreSQL database secrets engine with
  * leases that drop real roles when revoked or expired, KV v1/v2, a file audit device in Vault's
- * format, a seal, and knobs for fault tests (latency, injected errors, failing revocations). It passes
- * ../shared/conformance/vault.mjs; see docs/vault.md for configuring a real Vault the same way.
+ * format, a seal, and knobs for fault tests (latency, injected errors, failing revocations); and
+ * Vault Enterprise's native agent mode (agent-auth.ts: OAuth JWTs as the token, identity aliases, the
+ * Agent Registry, RAR). It passes ../shared/conformance/vault.mjs and vault-agent.mjs; see
+ * docs/vault.md for configuring a real Vault the same way.
  *
  * Lab only: state lives in memory and there is one unseal key.
  */
@@ -14,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { capabilitiesFor, DEFAULT_POLICY, parsePolicy, PolicyParseError } from './acl.ts';
 import type { PathRule } from './acl.ts';
+import { AgentMode } from './agent-auth.ts';
 import { FileAuditDevice } from './audit.ts';
 import { DatabaseBackend } from './database.ts';
 import { JwtAuthBackend } from './jwt-auth.ts';
@@ -102,6 +105,8 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
   policies.set('default', { text: DEFAULT_POLICY, rules: parsePolicy(DEFAULT_POLICY) });
   const mounts = new Map<string, Mount>();
   const audits = new Map<string, FileAuditDevice>();
+  let addr = '';
+  const agent = new AgentMode((name) => policies.get(name)?.rules ?? [], () => addr);
 
   const now = (): number => Math.floor(Date.now() / 1000);
 
@@ -197,12 +202,13 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
       expiresAt: Date.now() + o.ttl * 1000,
       ttl: o.ttl,
       renewable: o.renewable,
-      tokenId: o.tokenId,
+      // A lease minted under an OAuth JWT belongs to no stored token (the JWT is never kept).
+      tokenId: o.tokenId && tokens.has(o.tokenId) ? o.tokenId : null,
       revoke: o.revoke,
       attempts: 0,
     };
     leases.set(lease.id, lease);
-    if (o.tokenId) tokens.get(o.tokenId)?.leases.add(lease.id);
+    if (lease.tokenId) tokens.get(lease.tokenId)?.leases.add(lease.id);
     scheduleLease(lease, o.ttl * 1000);
     return lease;
   }
@@ -278,7 +284,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
   };
 
   function pathInUse(path: string): boolean {
-    for (const existing of [...mounts.keys(), 'sys/', 'auth/token/', 'cubbyhole/', 'identity/']) {
+    for (const existing of [...mounts.keys(), 'sys/', 'auth/token/', 'cubbyhole/', 'identity/', 'agent-registry/']) {
       if (path.startsWith(existing) || existing.startsWith(path)) return true;
     }
     return false;
@@ -328,7 +334,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
       orphan: t.orphan,
       path: t.path,
       policies: t.policies,
-      renewable: t.expiresAt !== null,
+      renewable: t.expiresAt !== null && !t.oauth,
       ttl,
       type: 'service',
     };
@@ -360,6 +366,8 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
   async function sys(req: VaultRequest, rel: string): Promise<BackendResponse | null> {
     const op = req.operation;
     const write = op === 'update' || op === 'create';
+    const owned = agent.sys(req, rel);
+    if (owned !== undefined) return owned;
     if (rel === 'seal-status') return { raw: sealStatus() };
     if (rel === 'health') {
       return {
@@ -552,6 +560,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
         return null;
       }
       if (op === 'delete') {
+        await audits.get(path)?.flush();
         audits.delete(path);
         return null;
       }
@@ -606,7 +615,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
         break;
       case 'renew-self':
         if (write) {
-          if (self.expiresAt === null) throw badRequest('token is not renewable');
+          if (self.expiresAt === null || self.oauth) throw badRequest('token is not renewable');
           const inc = toSeconds(req.body['increment'], 'increment') || self.creationTtl;
           self.expiresAt = Date.now() + inc * 1000;
           if (self.timer) clearTimeout(self.timer);
@@ -756,6 +765,10 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://vault.invalid');
     if (latency > 0) await sleep(latency);
+    if (url.pathname === '/.well-known/oauth-protected-resource' && (req.method === 'GET' || req.method === 'HEAD')) {
+      send(res, 200, { request_id: randomUUID(), lease_id: '', renewable: false, lease_duration: 0, data: agent.resourceMetadata(), wrap_info: null, warnings: null, auth: null });
+      return;
+    }
     if (!url.pathname.startsWith('/v1/')) {
       send(res, 404, { errors: [] });
       return;
@@ -780,7 +793,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
     }
     const cleanPath = path.replace(/\/$/, '');
     const listPath = operation === 'list' ? `${cleanPath}/` : cleanPath;
-    const unauthenticated = UNAUTHENTICATED.some((r) => r.test(cleanPath)) || isLoginPath(cleanPath);
+    const unauthenticated = UNAUTHENTICATED.some((r) => r.test(cleanPath)) || isLoginPath(cleanPath) || AgentMode.unauthenticated(cleanPath);
 
     let vreq: VaultRequest | undefined;
     let mount: Mount | undefined;
@@ -795,8 +808,8 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
       const header = req.headers['x-vault-token'];
       const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
       const raw = (typeof header === 'string' ? header : undefined) ?? bearer;
-      const token = raw ? (tokens.get(raw) ?? null) : null;
-      if (token && token.expiresAt !== null && token.expiresAt <= Date.now()) {
+      const token = raw ? (tokens.get(raw) ?? (await agent.authenticate(raw))) : null;
+      if (token && !token.oauth && token.expiresAt !== null && token.expiresAt <= Date.now()) {
         void revokeToken(token).catch(() => {});
         throw permissionDenied();
       }
@@ -818,7 +831,9 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
 
       if (!unauthenticated) {
         if (!token) throw permissionDenied();
-        if (!token.policies.includes('root')) {
+        if (token.oauth) {
+          agent.authorize(token, listPath, operation, body, SUDO_PATHS.some((r) => r.test(cleanPath)));
+        } else if (!token.policies.includes('root')) {
           const caps = capabilitiesFor(policyRules(token), listPath);
           if (caps.has('deny') || !caps.has(operation)) throw permissionDenied();
           if (SUDO_PATHS.some((r) => r.test(cleanPath)) && !caps.has('sudo')) throw permissionDenied();
@@ -828,6 +843,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
       let out: BackendResponse | null;
       if (cleanPath.startsWith('sys/') || cleanPath === 'sys') out = await sys(vreq, cleanPath.slice(4));
       else if (cleanPath.startsWith('auth/token/')) out = await tokenBackend(vreq, cleanPath.slice('auth/token/'.length));
+      else if (cleanPath.startsWith('identity/') || cleanPath.startsWith('agent-registry/')) out = agent.handle(vreq, cleanPath);
       else if (mount) out = await mount.backend.handle(vreq, operation === 'list' ? listPath.slice(mount.path.length) : cleanPath.slice(mount.path.length));
       else throw new VaultError(404, [`no handler for route "${cleanPath}". route entry not found.`]);
 
@@ -853,11 +869,13 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
       } else {
         status = out?.status ?? 204;
       }
-      for (const d of audits.values()) {
-        void d.write({
+      // Vault answers only once the response is in every audit device.
+      const done = vreq;
+      await Promise.all([...audits.values()].map((d) =>
+        d.write({
           type: 'response',
           auth: auditAuth(d, out?.auth ? (tokens.get(out.auth.client_token) ?? token) : token),
-          request: auditRequest(d, vreq, mount),
+          request: auditRequest(d, done, mount),
           response: {
             mount_point: mount?.path,
             mount_type: mount?.type,
@@ -868,8 +886,8 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
             secret: out?.lease ? { lease_id: out.lease.id } : undefined,
             data: out?.data ? d.hashStructure(out.data) : undefined,
           },
-        });
-      }
+        }),
+      ));
       send(res, status, body2);
     } catch (e) {
       const err = e instanceof VaultError ? e : new VaultError(500, 'internal error');
@@ -906,7 +924,7 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
-  const addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  addr = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   log(`vault: listening on ${addr}`);
 
   let stopped: Promise<void> | undefined;

@@ -57,10 +57,10 @@ interface JwtRole {
   token_type: string;
 }
 
-const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'EdDSA'];
+export const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'EdDSA'];
 
 /** A remote JWKS, re-fetched when a token's `kid` is unknown (as go-oidc's RemoteKeySet does). */
-class RemoteKeys {
+export class RemoteKeys {
   private readonly url: string;
   private set: JWTVerifyGetKey | undefined;
   private inflight: Promise<JWTVerifyGetKey> | undefined;

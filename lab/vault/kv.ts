@@ -147,9 +147,11 @@ export class KvBackend implements Backend {
         this.v2.delete(path);
         return null;
       }
-      if (!secret) throw notFound();
+      // Writing metadata creates the secret's metadata when it has none yet (kv-v2 "Create/Update Metadata").
+      const meta = secret ?? { versions: [], custom_metadata: null, created_time: now, updated_time: now };
+      this.v2.set(path, meta);
       const cm = req.body['custom_metadata'];
-      if (cm && typeof cm === 'object') secret.custom_metadata = cm as Record<string, string>;
+      if (cm && typeof cm === 'object') meta.custom_metadata = cm as Record<string, string>;
       return null;
     }
     if (req.operation !== 'update' && req.operation !== 'create') throw new VaultError(405, 'unsupported operation');

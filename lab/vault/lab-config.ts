@@ -57,8 +57,15 @@ export interface LabVaultConfig {
   /** The IdP's JWKS (keys rotate: Vault re-fetches on an unknown `kid`). */
   jwksUrl: string;
   postgres: { host: string; port: number; database: string; username: string; password: string };
+  /** Lifetime of per-call Vault tokens and database roles (default PER_CALL_TTL); fault labs use less so a leak shows sooner. */
+  ttl?: number;
   /** The key the API-key upstream expects, stored at secret/data/upstreams/apikey-demo. */
   apiKey?: string;
+  /**
+   * What each jwt role binds on and maps, for the OBOs the IdP issues (the IdP's vendor profile,
+   * lab/idp/vendor-profiles.ts); by default the lab's own: `vault_role`, with `jti` and `client_id` mapped.
+   */
+  binding?: (vaultRole: string) => { bound_claims: Record<string, unknown>; claim_mappings: Record<string, string> };
 }
 
 async function call(cfg: LabVaultConfig, method: string, path: string, body?: unknown): Promise<unknown> {
@@ -102,14 +109,13 @@ export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
     await call(cfg, 'POST', `auth/${JWT_MOUNT}/role/${name}`, {
       role_type: 'jwt',
       bound_audiences: [VAULT_AUDIENCE],
-      bound_claims: { vault_role: name },
+      ...(cfg.binding?.(name) ?? { bound_claims: { vault_role: name }, claim_mappings: { jti: 'obo_jti', client_id: 'client_id' } }),
       user_claim: 'sub',
-      claim_mappings: { jti: 'obo_jti', client_id: 'client_id' },
       clock_skew_leeway: CLOCK_SKEW_LEEWAY,
       expiration_leeway: CLOCK_SKEW_LEEWAY,
       not_before_leeway: CLOCK_SKEW_LEEWAY,
-      token_ttl: PER_CALL_TTL,
-      token_max_ttl: PER_CALL_TTL,
+      token_ttl: cfg.ttl ?? PER_CALL_TTL,
+      token_max_ttl: cfg.ttl ?? PER_CALL_TTL,
       token_policies: [name],
       token_type: 'service',
     });
@@ -118,8 +124,8 @@ export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
         db_name: DATABASE_CONNECTION,
         creation_statements: [creationStatement(group)],
         revocation_statements: [REVOCATION_STATEMENT],
-        default_ttl: PER_CALL_TTL,
-        max_ttl: PER_CALL_TTL,
+        default_ttl: cfg.ttl ?? PER_CALL_TTL,
+        max_ttl: cfg.ttl ?? PER_CALL_TTL,
       });
     }
   }

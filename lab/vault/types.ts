@@ -1,4 +1,5 @@
 /** Shared shapes of the Vault stand-in: requests, responses, tokens, leases and the backends' contract. */
+import type { OAuthCall } from './agent-auth.ts';
 
 export type Operation = 'read' | 'create' | 'update' | 'delete' | 'list';
 
@@ -36,6 +37,8 @@ export interface Token {
   /** leases created with this token: revoked with it */
   leases: Set<string>;
   timer?: NodeJS.Timeout;
+  /** Set for an OAuth JWT presented as the token: it exists for one request and is never stored. */
+  oauth?: OAuthCall;
 }
 
 export interface Lease {

@@ -6,8 +6,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { ContractHandlers, EventName, EventOf, EventSubscribe, Status } from '../../common/contract.ts';
+import type { Hop } from '../../common/audit-record.ts';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
 import { ApprovalService } from './approvals/approval-service.ts';
@@ -21,9 +22,14 @@ import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcp
 import type { AppConfig } from './config/config.ts';
 import type { Connector } from './connectors/types.ts';
 import { createPostgresConnector } from './connectors/postgres/connector.ts';
+import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
+import { ensurePrivateDataDir } from './data-dir.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
-import { startSocketServer, type Log, type SocketServer } from './mcp/socket-server.ts';
+import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
+import type { CoreLock } from './mcp/core-lock.ts';
+import { CatalogueWatch } from './mcp/catalogue-watch.ts';
+import { claudeAccepts } from './mcp/mcp-session.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
 import { loadPolicyFile } from './policy/policy.ts';
 import { AuthService } from './auth/auth-service.ts';
@@ -51,6 +57,16 @@ export interface CoreOptions {
    * they cancel. Hosts without one leave it out and `audit.saveExport` is refused.
    */
   chooseExportFile?: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined>;
+  /**
+   * Brings the app in front of the person, who is needed now (a call arrived before sign-in): the
+   * desktop shell shows its window, the headless host opens the web UI in the browser.
+   */
+  present?: (why: 'sign-in') => void;
+  /**
+   * `countersign open` (a control request over the socket): the desktop shell shows its window and
+   * answers `{}`; the headless host answers a fresh launch link for the command to open.
+   */
+  openUi?: () => Promise<{ url?: string }>;
 }
 
 export interface Core {
@@ -71,10 +87,26 @@ export interface Core {
 type Listeners = { [E in EventName]: Set<(payload: EventOf<E>) => void> };
 
 export async function startCore(options: CoreOptions): Promise<Core> {
-  const { config, log } = options;
   const paths = options.paths ?? resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+  // First of all: a second core started at the same instant (two bridges that each found no app) stops
+  // here, before it opens the audit store or refreshes the sign-in the first one is using.
+  const lock = await takeCoreLock(paths);
+  try {
+    return await startLockedCore(options, paths, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lock: CoreLock): Promise<Core> {
+  const { config, log } = options;
+  ensurePrivateDataDir(paths.dataDir);
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
+  }
+  if (config.vault.allowInsecureHttpForLoopbackOnly) {
+    log.warn('vault.allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback Vault (the lab). Never use it in production.');
   }
   const policy = await loadPolicyFile(config.policyFile);
   const policyText = await readFile(config.policyFile, 'utf8');
@@ -84,8 +116,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     anchorUrl: config.audit.anchorUrl,
     checkpointEvery: config.audit.checkpointEvery,
   });
-  const journal = new SqliteCallJournal(paths.dataDir);
-  await closeAbortedCalls(journal, audit, log);
+  const journal = new SqliteCallJournal(paths.dataDir, { ...(audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {}) });
   const listeners: Listeners = { 'status.changed': new Set(), 'audit.appended': new Set(), 'approvals.changed': new Set() };
   const emit = <E extends EventName>(event: E, payload: EventOf<E>) => {
     for (const l of listeners[event]) (l as (p: EventOf<E>) => void)(payload);
@@ -120,20 +151,34 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     caCert: config.vault.caCertFile ? await readFile(config.vault.caCertFile, 'utf8') : undefined,
     timeoutMs: config.vault.timeoutMs,
   });
+  // Calls a killed run left in flight: their credentials are revoked and their records closed before any new call.
+  await closeAbortedCalls(journal, audit, log, vault);
   const idp = createTokenExchanger({
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
     // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
     ...(auth instanceof AuthService ? { client: () => auth.client(), onClientRejected: () => auth.clientRejected() } : {}),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
+    delegation: config.idp.delegation,
+    scopePrefix: config.idp.delegationScopePrefix,
   });
   const connectors: Connector[] = [];
   const postgresPolicy = policy.postgres;
   if (config.postgres && postgresPolicy) {
-    connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: config.postgres }));
+    const { host, port, database, connectTimeoutMs } = config.postgres;
+    const ssl = await postgresSsl(config.postgres);
+    if (!ssl && !isLoopbackHost(host)) log.warn(`postgres.sslmode is disable: statements and per-call credentials travel to ${host} unencrypted.`);
+    connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: { host, port, database, ssl, ...(connectTimeoutMs ? { connectTimeoutMs } : {}) } }));
   }
   const ref: { broker?: Broker } = {};
-  connectors.push(...createUpstreamConnectors(config.upstreams, { broker: () => ref.broker!, tokens: auth }));
+  connectors.push(
+    ...createUpstreamConnectors(config.upstreams, {
+      broker: () => ref.broker!,
+      tokens: auth,
+      listingsDir: join(paths.dataDir, 'upstream-listings'),
+      log: (line) => log.warn(line),
+    }),
+  );
   connectors.push(...(options.connectors?.(() => ref.broker!) ?? []));
   const broker = createBroker({
     connectors,
@@ -145,14 +190,35 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     demo: config.demo,
     journal,
     log: (line) => log.info(line),
+    onSignInNeeded: () => options.present?.('sign-in'),
   });
   ref.broker = broker;
+
+  const catalogue = new CatalogueWatch();
+  const offCatalogue = catalogue.onChange((stale) => {
+    if (stale > 0) log.warn(RESTART_CLAUDE);
+    emit('status.changed', status());
+  });
+  const offToolsChanged = broker.onToolsChanged(() => {
+    void broker.listTools().then(
+      (tools) => catalogue.observed(tools.filter(claudeAccepts)),
+      () => {},
+    );
+  });
 
   const sessions = new Map<string, SessionInfo & { calls: number }>();
   const socket = await startSocketServer({
     paths,
+    lock,
     toolHost: broker,
     log,
+    onListed: (sessionId, tools) => catalogue.listed(sessionId, tools),
+    onSessionClosed: (sessionId) => catalogue.closed(sessionId),
+    control: async (method) => {
+      if (method !== 'open') throw new AppError('INPUT_INVALID', `Unknown control request ${method.slice(0, 40)}.`);
+      if (!options.openUi) throw new AppError('INTERNAL', 'This Countersign cannot open its window from the command line.');
+      return options.openUi();
+    },
     serverInfo: { name: 'countersign', version: options.version },
     onSession: (info) => {
       sessions.set(info.sessionId, { ...info, calls: 0 });
@@ -192,10 +258,11 @@ export async function startCore(options: CoreOptions): Promise<Core> {
               : { state: a.state },
       idp: {
         issuer: config.idp.issuer,
+        delegation: config.idp.delegation,
         state: a.state === 'needs_sign_in' && a.code === 'IDP_UNAVAILABLE' ? 'unreachable' : a.state === 'signed_in' ? 'ok' : 'unknown',
       },
       vault: { address: config.vault.address, state: 'unknown' },
-      claudeDesktop: { configured: claudeConfigured, connected: live.length > 0 },
+      claudeDesktop: { configured: claudeConfigured, connected: live.length > 0, restartNeeded: catalogue.stale() > 0 },
       bridgeSessions: live.map((s) => ({
         id: s.sessionId,
         clientName: s.client.name,
@@ -215,6 +282,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
   });
   // Upstreams that could not list before sign-in list now, and tell connected clients their tools changed.
   let signedIn = auth.status().state === 'signed_in';
+  // Signed in from the keychain: list the upstreams now, so a kept listing is replaced by a fresh one.
+  if (signedIn) void broker.warm();
   const offAuth = auth.onStatus((s) => {
     emit('status.changed', status());
     const now = s.state === 'signed_in';
@@ -282,6 +351,12 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       demo: config.demo,
     }),
     'claude.connect': async () => {
+      // The catalogue must exist before Claude starts: Claude Desktop uses only the tools of its first
+      // listing, and an upstream can list only for a signed-in person. Signing in lists them
+      // (auth.onStatus → warm); warm again here for a session that was already signed in.
+      if (auth.status().state !== 'signed_in') await auth.signIn({ openExternal: options.openExternal });
+      await broker.warm();
+      const tools = (await broker.listTools()).filter(claudeAccepts).length;
       const entry = mcpConfigEntry({
         countersignHome: process.env.COUNTERSIGN_HOME || undefined,
         nodePath: process.versions.electron ? await findNodeOnPath() : undefined,
@@ -289,7 +364,11 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       await installClaudeDesktopEntry(claudeConfigPath, entry);
       await refreshClaudeConfigured();
       emit('status.changed', status());
-      return { configured: true, configPath: claudeConfigPath, message: 'Restart Claude Desktop to load Countersign.' };
+      return {
+        configured: true,
+        configPath: claudeConfigPath,
+        message: `Countersign is set up in Claude Desktop with ${tools} tool${tools === 1 ? '' : 's'}. Quit and reopen Claude Desktop to load them.`,
+      };
     },
   };
 
@@ -310,6 +389,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       stopped = true;
       offAudit();
       offApprovals();
+      offCatalogue();
+      offToolsChanged();
       offAuth();
       offSignOut();
       approvals.clear();
@@ -323,14 +404,39 @@ export async function startCore(options: CoreOptions): Promise<Core> {
   };
 }
 
+/** Said on stderr and in the UI when sessions hold tools that are no longer Countersign's catalogue. */
+export const RESTART_CLAUDE =
+  "Countersign's tools changed since Claude Desktop started. Claude Desktop uses only the tools it was given when it started: quit and reopen it to use the new ones.";
+
 /**
  * Calls a previous run of the core was making when it died: each gets its record on the timeline as
  * `aborted`, with the join keys known at the time. Its per-call credential was revoked by that run or
  * expires at its Vault TTL (60 s) on its own.
  */
-export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log): Promise<number> {
+export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log, vault?: Pick<VaultClient, 'revokeSelf'>): Promise<number> {
   const orphans = journal.orphans();
   for (const { id, entry } of orphans) {
+    const token = vault ? journal.unsealVaultToken(id, entry) : undefined;
+    let revoke: Hop | undefined;
+    if (token && vault) {
+      const t0 = performance.now();
+      try {
+        await vault.revokeSelf(token, AbortSignal.timeout(5_000));
+        revoke = { name: 'revoke', outcome: 'ok', ms: Math.round(performance.now() - t0), detail: 'revoked on restart' };
+      } catch (error) {
+        const code = AppError.from(error).code;
+        // 403: the token is gone already (expired at its TTL, or revoked before the run died), and its leases with it.
+        revoke =
+          code === 'VAULT_PERMISSION_DENIED'
+            ? { name: 'revoke', outcome: 'ok', ms: Math.round(performance.now() - t0), detail: 'token already invalid on restart' }
+            : { name: 'revoke', outcome: 'error', ms: Math.round(performance.now() - t0), code, detail: 'revocation on restart failed; the credential expires at its Vault TTL' };
+      }
+    }
+    const fate = !revoke
+      ? 'any per-call credential expired at its Vault TTL'
+      : revoke.outcome === 'ok'
+        ? 'its per-call credential was revoked on restart'
+        : 'its per-call credential could not be revoked on restart and expires at its Vault TTL';
     await audit.append({
       kind: 'tool_call',
       outcome: 'aborted',
@@ -339,9 +445,9 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
       tool: entry.tool,
       ...(entry.tier ? { tier: entry.tier } : {}),
       ...(entry.target ? { target: entry.target } : {}),
-      hops: [],
+      hops: revoke ? [revoke] : [],
       keys: entry.keys,
-      summary: `${entry.tool}: Countersign stopped while this call was in flight (started ${entry.startedAt}); any per-call credential expired at its Vault TTL.`,
+      summary: `${entry.tool}: Countersign stopped while this call was in flight (started ${entry.startedAt}); ${fate}.`,
       ...(entry.demo ? { demo: true } : {}),
     });
     journal.end(id);

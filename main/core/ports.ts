@@ -56,11 +56,15 @@ export interface JournalEntry {
   target?: string;
   keys: JoinKeys;
   demo?: boolean;
+  /** The call's Vault token, sealed with a key from the keychain, so a restarted core can revoke it. */
+  sealedVaultToken?: string;
 }
 
 /** The calls in flight (main/core/audit/journal.ts). */
 export interface CallJournal {
   begin(id: string, entry: JournalEntry): void;
   note(id: string, update: { keys?: JoinKeys; tier?: JournalEntry['tier']; target?: string }): void;
+  /** Keeps what a restarted core needs to revoke this call's credential, should this run die first. */
+  holdCredential?(id: string, vaultToken: string): void;
   end(id: string): void;
 }

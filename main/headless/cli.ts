@@ -21,9 +21,14 @@ const commands: Record<string, Command> = {
     usage: 'countersign serve [--config FILE] [--port N] [--no-open]',
     run: async (argv) => (await import('./start.ts')).runServe(argv),
   },
+  open: {
+    summary: 'Bring the running Countersign in front: its window, or the web UI with a fresh link.',
+    usage: 'countersign open',
+    run: async (argv) => (await import('./open.ts')).runOpen(argv),
+  },
   'mcp-config': {
-    summary: 'Print the MCP server entry for Claude Desktop, Claude Code, Cursor and other clients.',
-    usage: 'countersign mcp-config [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
+    summary: 'Print or install the MCP server entry for Claude Desktop, Claude Code, Cursor and other clients.',
+    usage: 'countersign mcp-config [--client claude-desktop|claude-code|cursor] [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
     run: async (argv) => (await import('../core/claude-desktop/command.ts')).runMcpConfig(argv),
   },
   audit: {

@@ -20,6 +20,8 @@ export interface TestKeyring {
   relock(): Promise<void>;
   /** Restarts the daemon unlocked again. */
   unlock(): Promise<void>;
+  /** Kills the keyring daemon with SIGKILL (the Secret Service goes away from the bus); `unlock()` starts it again. */
+  kill(): Promise<void>;
   /** Stops the daemon and the bus, removes the temp directory, restores the environment. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -34,6 +36,30 @@ async function waitForName(address: string, name: string): Promise<void> {
     ).catch(() => ({ stdout: '' }));
     if (stdout.includes('boolean true')) return;
     if (Date.now() > deadline) throw new Error(`${name} did not appear on the test session bus`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A daemon the bus started on its own (D-Bus activation: a client asked for the Secret Service while
+ * none ran, as on a desktop after the daemon died) owns the name too: stopped here, by the pid the bus
+ * reports, so the next daemon is the one this helper controls.
+ */
+async function stopActivated(address: string): Promise<void> {
+  const { stdout } = await run(
+    'dbus-send',
+    ['--session', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.GetConnectionUnixProcessID', 'string:org.freedesktop.secrets'],
+    { env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: address } },
+  ).catch(() => ({ stdout: '' }));
+  const pid = Number(/uint32 (\d+)/.exec(stdout)?.[1]);
+  if (!pid) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -60,6 +86,7 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
       dataDir: '',
       env: { DBUS_SESSION_BUS_ADDRESS: existing, XDG_DATA_HOME: process.env.XDG_DATA_HOME ?? '', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '' },
       relock: () => Promise.reject(new Error('relock needs a private keyring')),
+      kill: () => Promise.reject(new Error('kill needs a private keyring')),
       unlock: () => Promise.reject(new Error('unlock needs a private keyring')),
       stop: async () => {},
     };
@@ -111,11 +138,21 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
     env,
     async relock() {
       await stopChild(daemon);
+      await stopActivated(address);
       await startDaemon(false);
     },
     async unlock() {
       await stopChild(daemon);
+      await stopActivated(address);
       await startDaemon(true);
+    },
+    async kill() {
+      const d = daemon;
+      if (!d || d.exitCode !== null || d.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        d.once('exit', () => resolve());
+        d.kill('SIGKILL');
+      });
     },
     stop,
   };

@@ -128,7 +128,7 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
     demo: options.demo ?? true,
     user: { sub: 'alice', name: 'Alice Example', email: 'alice@clinic.example' },
     session: { state: 'signed_in', persistent: true },
-    idp: { issuer: 'http://127.0.0.1:4000/oidc', state: 'ok' },
+    idp: { issuer: 'http://127.0.0.1:4000/oidc', state: 'ok', delegation: 'rar' },
     vault: { address: 'http://127.0.0.1:8200', state: 'ok' },
     claudeDesktop: { configured: true, connected: true },
     bridgeSessions: [{ id: 's-1', clientName: 'claude-ai', clientVersion: '0.1.0', pid: 4242, connectedAt: new Date(0).toISOString(), calls: 3 }],

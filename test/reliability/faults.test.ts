@@ -10,29 +10,28 @@ import type { AuditRecord } from '../../common/audit-record.ts';
 import { createTokenExchanger } from '../../main/core/idp/token-exchange.ts';
 import { createVaultClient } from '../../main/core/vault/client.ts';
 import type { Connector } from '../../main/core/connectors/types.ts';
-import { call, pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { call, faultLedger, pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
 
 let r: ReliabilityLab;
-let tried = 0;
-let survived = 0;
+const ledger = faultLedger();
 
 beforeAll(async () => {
   r = await startReliabilityLab();
 }, 60_000);
 afterAll(async () => {
-  await reportCounters('faults', { faults_tried: tried, faults_survived: survived });
+  await reportCounters('faults', { faults: ledger.outcomes() });
   await r?.stop();
 });
 
 const text = (res: CallToolResult): string => res.content.map((c) => (c as { text?: string }).text ?? '').join('\n');
 const readCall = () => call('query', { sql: 'SELECT id, full_name FROM patients ORDER BY id' });
 
-/** Runs one fault; counts it as survived only when every assertion of the contract held. */
-async function fault(run: () => Promise<void>): Promise<void> {
-  tried += 1;
-  await run();
-  survived += 1;
-}
+/**
+ * Runs one fault, named once: survived only when every assertion of the contract held. These are set
+ * inside the lab's parts in this process (flags, a closed port, a test double), hence `in-process`;
+ * test/reliability/process-faults.ts has the faults on real processes and the network.
+ */
+const fault = (name: string, run: () => Promise<void>): Promise<void> => ledger.run(name, 'in-process', run);
 
 /** Calls once under the fault and checks the contract; returns the one record for further checks. */
 async function expectAnswered(request: () => Promise<CallToolResult>, code: string | null): Promise<{ result: CallToolResult; record: AuditRecord }> {
@@ -58,20 +57,21 @@ async function expectAnswered(request: () => Promise<CallToolResult>, code: stri
 
 describe('the identity provider failing', () => {
   it('down: IDP_UNAVAILABLE', async () => {
-    await fault(async () => {
+    await fault('identity provider address with nothing listening', async () => {
       const down = createTokenExchanger({ issuer: 'http://127.0.0.1:9', clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 500 });
       await expectAnswered(() => r.broker({ idp: down }).callTool(readCall()), 'IDP_UNAVAILABLE');
     });
   });
 
-  for (const [what, f, code] of [
-    ['answering 500', { status: 500 }, 'IDP_UNAVAILABLE'],
-    ['answering 503', { status: 503 }, 'IDP_UNAVAILABLE'],
-    ['too slow', { delayMs: 1_000 }, 'IDP_UNAVAILABLE'],
-    ['answering a body that is not JSON', { garbage: true }, 'IDP_BAD_RESPONSE'],
+  // 500 and 503 are one fault (a server error), counted once.
+  for (const [what, name, f, code] of [
+    ['answering 500', 'identity provider answering a server error', { status: 500 }, 'IDP_UNAVAILABLE'],
+    ['answering 503', 'identity provider answering a server error', { status: 503 }, 'IDP_UNAVAILABLE'],
+    ['too slow', 'identity provider slower than its time-out', { delayMs: 1_000 }, 'IDP_UNAVAILABLE'],
+    ['answering a body that is not JSON', 'identity provider answering a body that is not JSON', { garbage: true }, 'IDP_BAD_RESPONSE'],
   ] as const) {
     it(`${what}: ${code}`, async () => {
-      await fault(async () => {
+      await fault(name, async () => {
         const quick = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 400 });
         r.lab.idp.setFault(f);
         try {
@@ -86,7 +86,7 @@ describe('the identity provider failing', () => {
 
 describe('Vault failing', () => {
   it('sealed: VAULT_SEALED', async () => {
-    await fault(async () => {
+    await fault('Vault sealed', async () => {
       r.lab.vault.seal();
       try {
         await expectAnswered(() => r.broker().callTool(readCall()), 'VAULT_SEALED');
@@ -97,7 +97,7 @@ describe('Vault failing', () => {
   });
 
   it('403 on the credential request: VAULT_PERMISSION_DENIED, and the login token minted before it is revoked', async () => {
-    await fault(async () => {
+    await fault('Vault answering 403 on the credential request', async () => {
       r.lab.vault.setFault({ kind: 'http', path: 'database/creds/*', status: 403, errors: ['permission denied'] });
       try {
         const { record } = await expectAnswered(() => r.broker().callTool(readCall()), 'VAULT_PERMISSION_DENIED');
@@ -109,7 +109,7 @@ describe('Vault failing', () => {
   });
 
   it('500 on login: VAULT_UNAVAILABLE', async () => {
-    await fault(async () => {
+    await fault('Vault answering 500 on login', async () => {
       r.lab.vault.setFault({ kind: 'http', path: 'auth/jwt/login', status: 500, errors: ['internal error'] });
       try {
         await expectAnswered(() => r.broker().callTool(readCall()), 'VAULT_UNAVAILABLE');
@@ -120,7 +120,7 @@ describe('Vault failing', () => {
   });
 
   it('too slow: VAULT_UNAVAILABLE', async () => {
-    await fault(async () => {
+    await fault('Vault slower than its time-out', async () => {
       const impatient = createVaultClient({ address: r.lab.vaultAddr, timeoutMs: 300 });
       r.lab.vault.setLatency(600);
       try {
@@ -133,7 +133,7 @@ describe('Vault failing', () => {
   });
 
   it('revocation failing once: retried, recorded with its attempts, and the role is gone', async () => {
-    await fault(async () => {
+    await fault('Vault revocation failing once', async () => {
       r.lab.vault.setFault({ kind: 'revoke', times: 1 });
       try {
         const { record } = await expectAnswered(() => r.broker().callTool(readCall()), null);
@@ -146,7 +146,7 @@ describe('Vault failing', () => {
   });
 
   it('revocation failing every time: the answer still comes, the record says revocation was not confirmed, and Vault removes the role when it retries', async () => {
-    await fault(async () => {
+    await fault('Vault revocation failing every time', async () => {
       r.lab.vault.setFault({ kind: 'revoke', times: 4 });
       try {
         const before = r.audit.count();
@@ -168,14 +168,14 @@ describe('Vault failing', () => {
 
 describe('PostgreSQL failing', () => {
   it('down (nothing listening): DB_UNAVAILABLE, and the minted role is still revoked', async () => {
-    await fault(async () => {
+    await fault('PostgreSQL address with nothing listening', async () => {
       const broker = r.broker({ connectors: [r.postgresConnector({ port: 9, connectTimeoutMs: 500 })] });
       await expectAnswered(() => broker.callTool(readCall()), 'DB_UNAVAILABLE');
     });
   });
 
   it('authentication failure: DB_AUTH_FAILED', async () => {
-    await fault(async () => {
+    await fault('PostgreSQL refusing the credential', async () => {
       const real = r.postgresConnector();
       // Test double for a credential corrupted in transit: the real connector, handed a wrong password.
       const corrupting: Connector = {
@@ -187,7 +187,7 @@ describe('PostgreSQL failing', () => {
   });
 
   it('statement time-out: DB_TIMEOUT, and the session ends with the role', async () => {
-    await fault(async () => {
+    await fault('PostgreSQL statement time-out', async () => {
       const broker = r.broker({ connectors: [r.postgresConnector({ statementTimeoutMs: 200 })] });
       await expectAnswered(() => broker.callTool(call('query', { sql: 'SELECT pg_sleep(5), id FROM patients' })), 'DB_TIMEOUT');
       expect(await r.admin("SELECT 1 FROM pg_stat_activity WHERE usename LIKE 'v-%'")).toEqual([]);
@@ -199,7 +199,7 @@ describe('the identity provider rotating its signing key mid-run (last: the rota
   let afterRotation: CallToolResult[] = [];
 
   it('answers every one of 64 concurrent calls across the rotation, records each once, and leaves nothing behind', async () => {
-    await fault(async () => {
+    await fault('identity provider signing key rotated mid-run', async () => {
       const exchanger = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
       const broker = r.broker({ idp: exchanger });
       expect((await broker.callTool(readCall())).isError).toBeFalsy(); // the JWKS is fetched and cached
@@ -223,7 +223,7 @@ describe('the identity provider rotating its signing key mid-run (last: the rota
   });
 
   it('lets Vault accept OBOs signed with the new key (a core that fetches the JWKS after the rotation succeeds)', async () => {
-    await fault(async () => {
+    await fault('identity provider signing key rotated mid-run', async () => {
       const fresh = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
       await expectAnswered(() => r.broker({ idp: fresh }).callTool(readCall()), null);
     });
@@ -237,7 +237,7 @@ describe('the identity provider rotating its signing key mid-run (last: the rota
   });
 
   it('verifies the very first OBO signed after a rotation with a core whose JWKS was fetched a moment before', async () => {
-    await fault(async () => {
+    await fault('identity provider signing key rotated mid-run', async () => {
       const running = createTokenExchanger({ issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: 3_000 });
       const broker = r.broker({ idp: running });
       expect((await broker.callTool(readCall())).isError).toBeFalsy(); // the JWKS is fetched just now

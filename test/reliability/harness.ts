@@ -149,11 +149,77 @@ export async function startReliabilityLab(): Promise<ReliabilityLab> {
 }
 
 export interface ReliabilityCounters {
-  faults_survived: number;
-  faults_tried: number;
   bad_inputs_tried: number;
   lost_records: number;
   calls: number;
+}
+
+/**
+ * Where a fault happens: a flag or a stand-in inside this process (`in-process`), a real process
+ * signalled or stopped (`process`), the network between (`network`), or the operating system (`os`:
+ * a full disk).
+ */
+export type FaultLayer = 'in-process' | 'process' | 'network' | 'os';
+
+/** One fault, by its name: counted once however many calls it took. */
+export interface FaultOutcome {
+  name: string;
+  layer: FaultLayer;
+  survived: boolean;
+}
+
+/** Tracks the faults of one test file: `run(name, layer, body)` counts the fault survived only when the body finishes. */
+export function faultLedger(): { run(name: string, layer: FaultLayer, body: () => Promise<void>): Promise<void>; outcomes(): FaultOutcome[] } {
+  const seen = new Map<string, FaultOutcome>();
+  return {
+    async run(name, layer, body) {
+      const prior = seen.get(name);
+      if (prior && prior.layer !== layer) throw new Error(`fault "${name}" named with two layers`);
+      const entry = prior ?? { name, layer, survived: true };
+      seen.set(name, entry);
+      try {
+        await body();
+      } catch (error) {
+        entry.survived = false;
+        throw error;
+      }
+    },
+    outcomes: () => [...seen.values()],
+  };
+}
+
+/** Distinct faults over every part of a run: a name reported by two parts is an error of the suite, not two faults. */
+export function tallyFaults(parts: ReadonlyArray<{ part?: unknown; faults?: FaultOutcome[] }>): {
+  faults_tried: number;
+  faults_survived: number;
+  process_faults_tried: number;
+  process_faults_survived: number;
+  by_layer: Record<FaultLayer, { tried: number; survived: number }>;
+  failed: string[];
+  named_twice: string[];
+} {
+  const byName = new Map<string, FaultOutcome & { part: string }>();
+  const namedTwice: string[] = [];
+  for (const p of parts) {
+    for (const f of p.faults ?? []) {
+      const prior = byName.get(f.name);
+      if (prior && prior.part !== String(p.part)) namedTwice.push(f.name);
+      else byName.set(f.name, { ...f, part: String(p.part) });
+    }
+  }
+  const all = [...byName.values()];
+  const layers: FaultLayer[] = ['in-process', 'process', 'network', 'os'];
+  const by_layer = Object.fromEntries(layers.map((l) => [l, { tried: all.filter((f) => f.layer === l).length, survived: all.filter((f) => f.layer === l && f.survived).length }])) as Record<FaultLayer, { tried: number; survived: number }>;
+  const outside = all.filter((f) => f.layer !== 'in-process');
+  return {
+    faults_tried: all.length,
+    faults_survived: all.filter((f) => f.survived).length,
+    process_faults_tried: outside.length,
+    process_faults_survived: outside.filter((f) => f.survived).length,
+    by_layer,
+    failed: all.filter((f) => !f.survived).map((f) => f.name),
+    named_twice: namedTwice,
+  };
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -164,10 +230,11 @@ const PARTS_DIR = join(ROOT, 'test-results', 'reliability');
  * Each test file writes its own part (files run in parallel workers), then the sum of this run's parts
  * is written to test-results/reliability.json atomically, so whichever file finishes last leaves the total.
  */
-export async function reportCounters(part: string, counters: Partial<ReliabilityCounters>, extra: Record<string, unknown> = {}): Promise<void> {
+export async function reportCounters(part: string, counters: Partial<ReliabilityCounters> & { faults?: FaultOutcome[] }, extra: Record<string, unknown> = {}): Promise<void> {
   await mkdir(PARTS_DIR, { recursive: true });
   // Workers of one vitest run share its process as their parent: only this run's parts are summed.
-  const run = process.ppid;
+  // `npm run bench` names its run (RELIABILITY_RUN) and reads back only what that run wrote.
+  const run = process.env.RELIABILITY_RUN ?? process.ppid;
   const line = { part, run, at: new Date().toISOString(), long: LONG, ...counters, ...extra };
   await writeFile(join(PARTS_DIR, `${part}.json`), JSON.stringify(line, null, 2));
   const parts: Array<Record<string, unknown>> = [];
@@ -181,8 +248,7 @@ export async function reportCounters(part: string, counters: Partial<Reliability
   }
   const sum = (k: keyof ReliabilityCounters) => parts.reduce((n, p) => n + (typeof p[k] === 'number' ? (p[k] as number) : 0), 0);
   const total = {
-    faults_survived: sum('faults_survived'),
-    faults_tried: sum('faults_tried'),
+    ...tallyFaults(parts as Array<{ part?: unknown; faults?: FaultOutcome[] }>),
     bad_inputs_tried: sum('bad_inputs_tried'),
     lost_records: sum('lost_records'),
     calls: sum('calls'),

@@ -13,13 +13,12 @@ import { createBroker } from '../../main/core/broker/index.ts';
 import { KeychainSecretStore } from '../../main/core/secrets/keychain-store.ts';
 import { openSecretStore } from '../../main/core/secrets/open-secret-store.ts';
 import { startTestKeyring, type TestKeyring } from '../helpers/keyring.ts';
-import { call, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { call, faultLedger, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
 
 let r: ReliabilityLab;
 let keyring: TestKeyring;
 let work: string;
-let tried = 0;
-let survived = 0;
+const ledger = faultLedger();
 
 beforeAll(async () => {
   keyring = await startTestKeyring({ private: true });
@@ -27,7 +26,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'countersign-keychain-'));
 }, 60_000);
 afterAll(async () => {
-  await reportCounters('keychain', { faults_tried: tried, faults_survived: survived });
+  await reportCounters('keychain', { faults: ledger.outcomes() });
   await r?.stop();
   await keyring?.stop();
   if (work) await rm(work, { recursive: true, force: true });
@@ -43,7 +42,7 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 describe('the keychain locked', () => {
   it('while the app runs: calls keep being answered and recorded (the keys are held in memory while used), and nothing lands in the keyring in plaintext', async () => {
-    tried += 1;
+    await ledger.run('keychain locked while the app runs', 'in-process', async () => {
     const secrets = await KeychainSecretStore.open();
     const audit = await AuditStore.open({ dataDir: join(work, 'running'), secrets });
     try {
@@ -68,11 +67,11 @@ describe('the keychain locked', () => {
     } finally {
       await audit.close();
     }
-    survived += 1;
+    });
   });
 
   it('when the app starts: the keychain and the audit store refuse with KEYCHAIN_LOCKED and a sentence (no silent fallback); the host falls back to memory, says why, and calls are answered and recorded', async () => {
-    tried += 1;
+    await ledger.run('keychain locked when the app starts', 'in-process', async () => {
     const opensBeforeTheLock = await KeychainSecretStore.open();
     await keyring.relock();
     try {
@@ -99,6 +98,48 @@ describe('the keychain locked', () => {
     } finally {
       await keyring.unlock();
     }
-    survived += 1;
+    });
+  });
+});
+
+describe('the keychain daemon going away', () => {
+  it('killed with SIGKILL while the app runs: the call is answered and recorded once, every keychain use refuses with KEYCHAIN_LOCKED in time, and after the daemon returns the next call and a fresh start work', async () => {
+    await ledger.run('keychain daemon killed with SIGKILL', 'process', async () => {
+      const secrets = await KeychainSecretStore.open();
+      const audit = await AuditStore.open({ dataDir: join(work, 'daemon-running'), secrets });
+      try {
+        const broker = createBroker({ connectors: [r.postgresConnector()], tokens: r.alice, idp: r.exchanger, vault: r.vaultClient, audit });
+        expect((await broker.callTool(readCall())).isError).toBeFalsy();
+        await keyring.kill();
+        try {
+          const t0 = performance.now();
+          const write = await secrets.set('while-gone', 'must-not-be-written-anywhere').catch((e: unknown) => e);
+          // The client asking for the Secret Service makes the bus start a new daemon (D-Bus activation,
+          // as on a desktop), whose keyring is locked: KEYCHAIN_LOCKED, until the person unlocks it.
+          expect(AppError.is(write, 'KEYCHAIN_LOCKED'), String(write)).toBe(true);
+          // A new start cannot create or read its install keys: it refuses rather than run unaudited.
+          const refused = await AuditStore.open({ dataDir: join(work, 'daemon-gone'), secrets }).catch((e: unknown) => e);
+          expect(AppError.is(refused, 'KEYCHAIN_LOCKED'), String(refused)).toBe(true);
+          expect((refused as AppError).message.length).toBeGreaterThan(20);
+          expect(performance.now() - t0).toBeLessThan(10_000);
+          // The running app holds its keys in memory while used: the call goes on and is recorded once.
+          const result = await broker.callTool(readCall());
+          expect(result.isError, JSON.stringify(result.content)).toBeFalsy();
+          expect(audit.count()).toBe(2);
+          expect((await audit.verify()).ok).toBe(true);
+          expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
+        } finally {
+          await keyring.unlock();
+        }
+        const after = await broker.callTool(readCall());
+        expect(after.isError, JSON.stringify(after.content)).toBeFalsy();
+        expect(audit.count()).toBe(3);
+        // A new start opens the keychain and creates its install keys again.
+        const reopened = await AuditStore.open({ dataDir: join(work, 'daemon-back'), secrets: await KeychainSecretStore.open() });
+        await reopened.close();
+      } finally {
+        await audit.close();
+      }
+    });
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, heapAfterGc, LONG, pool, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
+import { compareIds, requestIdCounts } from './process-faults.ts';
 
 const N = LONG ? 10_000 : 1_000;
 const WARM_UP = LONG ? 1_000 : 200;
@@ -26,10 +27,12 @@ const QUERIES = [
 describe(`load: ${N} tier-1 calls at concurrency ${CONCURRENCY} through the broker against the lab`, () => {
   it('loses no audit record, keeps the chain verifiable, leaves no role or lease, and keeps memory flat', { timeout: LONG ? 900_000 : 120_000 }, async () => {
     const broker = r.broker();
-    const before = r.audit.count();
+    const sent: Array<string | number> = [];
     const run = async (from: number, count: number) =>
       pool(count, CONCURRENCY, async (i) => {
-        const result = await broker.callTool(call('query', QUERIES[(from + i) % QUERIES.length]!));
+        const request = call('query', QUERIES[(from + i) % QUERIES.length]!);
+        sent.push(request.requestId);
+        const result = await broker.callTool(request);
         return result.isError ? (result.content[0] as { text: string }).text : null;
       });
 
@@ -41,13 +44,16 @@ describe(`load: ${N} tier-1 calls at concurrency ${CONCURRENCY} through the brok
     const heapEnd = await heapAfterGc();
 
     const errors = [...warm, ...rest].filter((e): e is string => e !== null);
-    const recorded = r.audit.count() - before;
-    const lost = N - recorded;
+    // Counted one by one: every request id sent has exactly one record, and no record has an id never sent.
+    const ids = compareIds(sent, requestIdCounts(r.audit));
+    const lost = ids.lost.length;
     const verify = await r.audit.verify();
     const left = await r.settled(10_000);
     const growthMb = (heapEnd - heapWarm) / 2 ** 20;
     const callsPerS = Math.round(((N - WARM_UP) / seconds) * 10) / 10;
     await reportCounters('load', { lost_records: lost, calls: N }, {
+      duplicated_records: ids.duplicated.length,
+      records_without_request: ids.unsent.length,
       load_calls_per_s: callsPerS,
       heap_warm_mb: Math.round(heapWarm / 2 ** 20),
       heap_end_mb: Math.round(heapEnd / 2 ** 20),
@@ -57,7 +63,8 @@ describe(`load: ${N} tier-1 calls at concurrency ${CONCURRENCY} through the brok
     });
 
     expect(errors.slice(0, 3), `${errors.length} calls failed`).toEqual([]);
-    expect(lost).toBe(0);
+    expect(sent).toHaveLength(N);
+    expect(ids).toEqual({ lost: [], duplicated: [], unsent: [] });
     expect(verify.ok, JSON.stringify(verify.firstBad)).toBe(true);
     expect(verify.checked).toBeGreaterThanOrEqual(N);
     const records = r.audit.page({ limit: 50 }).records;

@@ -117,9 +117,11 @@ function describeDetail(d: CallPlan['authorizationDetails'][number]): string {
   if (d.actions?.length) parts.push(d.actions.join(', '));
   const tables = Array.isArray(d.tables) ? (d.tables as unknown[]).map(String) : d.identifier ? [d.identifier] : [];
   if (tables.length) parts.push(`on ${tables.join(', ')}`);
+  if (Array.isArray(d.functions) && d.functions.length) parts.push(`calls ${(d.functions as unknown[]).map(String).join(', ')}`);
   if (d.privileges?.length) parts.push(`privileges: ${d.privileges.join(', ')}`);
   if (d.locations?.length) parts.push(`at ${d.locations.join(', ')}`);
-  return truncate(makeVisible(parts.join(' · ')), 300);
+  // Whole: every table and action the identity provider is asked for is shown.
+  return makeVisible(parts.join(' · '));
 }
 
 export class ApprovalService {

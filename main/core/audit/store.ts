@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
@@ -16,6 +16,7 @@ import { postAnchor, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import type { SignedCheckpoint } from './checkpoint.ts';
 import { loadInstallKeys } from './install-keys.ts';
 import type { InstallKeys } from './install-keys.ts';
+import { privateDatabase } from '../data-dir.ts';
 import { Redactor } from './redact.ts';
 import type { RedactionPolicy } from './redact.ts';
 import { FACET_COUNTS_FROM_FACETS, migrate } from './schema.ts';
@@ -240,9 +241,11 @@ export class AuditStore implements AuditSink {
     const path = join(opts.dataDir, DB_FILE);
     let db: DatabaseSync;
     try {
-      if (!opts.readOnly) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+      if (!opts.readOnly) {
+        mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+        privateDatabase(path);
+      }
       db = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
-      if (!opts.readOnly) chmodSync(path, 0o600);
       db.exec('PRAGMA busy_timeout = 5000');
       if (!opts.readOnly) {
         db.exec('PRAGMA journal_mode = WAL');

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /**
  * The identity provider settings sign-in needs. Same field names as the `idp` section of the app's
@@ -17,6 +17,16 @@ export const IdpConfigSchema = z
     resource: z.url({ error: 'must be an absolute URI' }).or(z.string().regex(/^urn:[a-z0-9][a-z0-9-]*:\S+$/i, 'must be an absolute URI')).optional(),
     /** RFC 8693 `audience` for OBO tokens meant for Vault. */
     vaultAudience: z.string().min(1, 'must not be empty').default('countersign-vault'),
+    /**
+     * How the identity provider decides each call (docs/identity-providers.md). `rar`: the exchange
+     * carries the call's RFC 9396 authorization details and the OBO must grant them (the lab, IBM
+     * Verify where the tenant returns them). `scopes`: the exchange asks one scope per credential
+     * (`vault:clinic-read`) and the IdP decides at that level (Keycloak 26.2+, Okta); the RAR is still
+     * shown and recorded. Never inferred: an OBO that does not fit the configured profile is refused.
+     */
+    delegation: z.enum(['rar', 'scopes']).default('rar'),
+    /** Under `scopes`: the scope asked for a credential is this prefix and the Vault role (`vault:` + `clinic-read`). */
+    delegationScopePrefix: z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]*$/, 'must be scope characters without spaces').default('vault:'),
     /** Plain http to an IdP on 127.0.0.1 (the lab). Insecure; off by default; logged at start. */
     allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
     /**

@@ -33,7 +33,16 @@ export interface BrokerOptions {
   journal?: CallJournal;
   /** Bounds on revocation: attempts of revoke-self, and how long to wait for the role to disappear. */
   revoke?: { attempts?: number; checkWithinMs?: number; timeoutMs?: number };
+  /**
+   * Told when a call arrives before anyone has signed in, after it has been answered: the host brings
+   * the app (or the web UI) in front of the person so they can sign in.
+   */
+  onSignInNeeded?: () => void;
 }
+
+/** The answer to a call made before sign-in: at once, saying what to do. */
+export const SIGN_IN_FIRST =
+  'You are not signed in to Countersign, so this call was not run. Sign in in the Countersign window that has just opened (or run `npx countersign open`), then ask again.';
 
 export interface Broker extends ToolHost {
   /**
@@ -56,6 +65,7 @@ const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> =
   APPROVAL_TIMEOUT: 'timeout',
   IDP_STEP_UP_TIMEOUT: 'timeout',
   DB_TIMEOUT: 'timeout',
+  TIMEOUT: 'timeout',
   APPROVAL_DENIED: 'denied',
   APPROVAL_UNAVAILABLE: 'denied',
   APPROVAL_NOT_PROVEN: 'denied',
@@ -119,6 +129,8 @@ const round = (ms: number): number => Math.round(ms * 100) / 100;
 
 export function createBroker(options: BrokerOptions): Broker {
   const approver = options.approver ?? tierOneOnlyApprover;
+  /** Which delegation profile the IdP decides under: on every record, so none reads as stronger than it was. */
+  const delegation = options.idp.delegation ?? 'rar';
   const log = options.log ?? (() => {});
   const revokeAttempts = options.revoke?.attempts ?? 3;
   const checkWithinMs = options.revoke?.checkWithinMs ?? 2_000;
@@ -179,6 +191,9 @@ export function createBroker(options: BrokerOptions): Broker {
         signal.throwIfAborted();
         const c = connectorFor(request.name);
         if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${request.name}.`);
+        // Nothing below can work without the person's token: answer now rather than after a listing,
+        // an approval or an exchange that can only fail.
+        if (!user) throw new AppError('NOT_SIGNED_IN', SIGN_IN_FIRST);
         return c;
       });
       plan = await trace.hop('classify', () => connector.plan(request.name, request.args), (p) => `tier ${p.tier}: ${p.reason}`);
@@ -222,7 +237,9 @@ export function createBroker(options: BrokerOptions): Broker {
       }
     } catch (error) {
       failure = AppError.from(error);
-      if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
+      // The session's deadline aborts with its own reason (a time-out, said as such); the client's cancellation with none.
+      if (signal.aborted && AppError.is(signal.reason, 'TIMEOUT')) failure = signal.reason;
+      else if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
     }
     if (approvalId !== undefined) {
       try {
@@ -249,6 +266,7 @@ export function createBroker(options: BrokerOptions): Broker {
       hops: trace.hops.map((h) => (h.detail ? { ...h, detail: trace.scrub(h.detail).slice(0, 2000) } : h)),
       keys: trace.keys,
       ...(errorWire ? { error: errorWire } : {}),
+      delegation,
       summary: summary(request.name, plan, outcome, revokeProblem),
       ...(options.demo ? { demo: true } : {}),
       duration_ms: durationMs,
@@ -264,6 +282,7 @@ export function createBroker(options: BrokerOptions): Broker {
     log(
       `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
     );
+    if (failure?.code === 'NOT_SIGNED_IN') options.onSignInNeeded?.();
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
     if (!audited) {
       return errorResult(
@@ -333,6 +352,7 @@ export function createBroker(options: BrokerOptions): Broker {
             authorizationDetails: plan.authorizationDetails,
             ...(plan.audience ? { audience: plan.audience } : {}),
             ...(plan.resource ? { resource: plan.resource } : {}),
+            ...(plan.credential.kind !== 'obo' ? { credential: plan.credential.role } : {}),
             dpopKeyPair: options.tokens.dpopKeyPair(),
             ...(expectedSub ? { expectedSub } : {}),
             approvalMessage: `Countersign: ${plan.tool} on ${plan.target} (${plan.reason})`,
@@ -342,7 +362,7 @@ export function createBroker(options: BrokerOptions): Broker {
           trace.secrets.add(o.token);
           return o;
         },
-        (o: Obo) => `vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
+        (o: Obo) => `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
       );
       const obo = ctx.idpApproval ? await approvedThroughIdp(exchanged, plan, ctx.idpApproval) : await exchanged;
       trace.keys.obo_jti = obo.jti;
@@ -361,6 +381,7 @@ export function createBroker(options: BrokerOptions): Broker {
             const l = await options.vault.loginJwt(c.authMount, obo.vaultRole, obo.token);
             trace.secrets.add(l.token);
             vaultToken = l.token;
+            journal((j) => j.holdCredential?.(trace.id, l.token));
             return l;
           },
           (l) => `request_id=${l.requestId} role=${obo.vaultRole}`,
@@ -444,6 +465,7 @@ export function createBroker(options: BrokerOptions): Broker {
         hops: trace.hops.map((h) => (h.detail ? { ...h, detail: trace.scrub(h.detail).slice(0, 2000) } : h)),
         keys: trace.keys,
         ...(errorWire ? { error: errorWire } : {}),
+        delegation,
         summary: `${plan.reason} on ${plan.target} → ${outcome}`.slice(0, 500),
         ...(options.demo ? { demo: true } : {}),
         duration_ms: durationMs,
@@ -547,6 +569,12 @@ export function createBroker(options: BrokerOptions): Broker {
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
   };
+}
+
+/** The exchange hop's account of who decided: the RAR itself, or a scope standing for the credential. */
+function delegationDetail(o: Obo): string {
+  if (o.delegation === 'scopes') return `profile=scopes scope=${o.scope ?? '-'} (the identity provider decided at scope level; the RAR is recorded, not sent)`;
+  return 'profile=rar';
 }
 
 /** How the approval hop's detail names the way a call was approved. */

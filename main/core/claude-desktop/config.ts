@@ -14,9 +14,27 @@ export const SERVER_NAME = 'countersign';
 
 /** An `mcpServers` entry as Claude Desktop, Claude Code and Cursor read it. */
 export interface McpServerEntry {
+  /** Claude Code writes `"type": "stdio"` for a local server (`claude mcp add`); the others leave it out. */
+  type?: 'stdio';
   command: string;
   args: string[];
   env?: Record<string, string>;
+}
+
+/** The MCP clients whose configuration `countersign mcp-config` writes. */
+export const MCP_CLIENTS = ['claude-desktop', 'claude-code', 'cursor'] as const;
+export type McpClient = (typeof MCP_CLIENTS)[number];
+
+/**
+ * The file each client reads its servers from, for every project of the user: Claude Desktop's
+ * claude_desktop_config.json; Claude Code's user scope, the top-level `mcpServers` of ~/.claude.json
+ * (what `claude mcp add --scope user` writes; a project's `.mcp.json` has the same shape); Cursor's
+ * global ~/.cursor/mcp.json (a project's `.cursor/mcp.json` has the same shape).
+ */
+export function mcpClientConfigPath(client: McpClient, input: { platform: string; env: Readonly<Record<string, string | undefined>>; home: string }): string {
+  if (client === 'claude-code') return join(input.home, '.claude.json');
+  if (client === 'cursor') return join(input.home, '.cursor', 'mcp.json');
+  return claudeDesktopConfigPath(input);
 }
 
 /** Where Claude Desktop reads its configuration on each OS. */
@@ -68,7 +86,10 @@ export interface InstallResult {
   changed: boolean;
 }
 
-/** Adds or updates `mcpServers.countersign` in the file at `configPath`, keeping everything else. */
+/**
+ * Adds or updates `mcpServers.countersign` in the file at `configPath`, keeping everything else. Any
+ * client's file whose servers sit under a top-level `mcpServers` (all of MCP_CLIENTS) takes it.
+ */
 export async function installClaudeDesktopEntry(configPath: string, entry: McpServerEntry): Promise<InstallResult> {
   const { config, existed, mode } = await readConfig(configPath);
   const servers = config.mcpServers;

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
-import { IdpConfigSchema } from '../auth/config.ts';
+import { IdpConfigSchema, LOOPBACK_HOSTS } from '../auth/config.ts';
 import { UpstreamConfigSchema } from '../connectors/mcp-upstream/config.ts';
 
 const Url = z.url();
@@ -22,8 +22,21 @@ export const AppConfigSchema = z
         caCertFile: z.string().min(1).optional(),
         authMount: z.string().min(1).default('jwt'),
         timeoutMs: z.number().int().positive().max(120_000).default(10_000),
+        /** Plain http to a Vault on 127.0.0.1 or [::1] (the lab). Insecure; off by default; logged at start. */
+        allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
       })
-      .strict(),
+      .strict()
+      .superRefine((v, ctx) => {
+        const url = new URL(v.address);
+        if (url.protocol === 'https:') return;
+        if (url.protocol !== 'http:') {
+          ctx.addIssue({ code: 'custom', path: ['address'], message: 'must be an https URL' });
+        } else if (!v.allowInsecureHttpForLoopbackOnly) {
+          ctx.addIssue({ code: 'custom', path: ['address'], message: 'must use https (plain http is allowed only for a loopback Vault with allowInsecureHttpForLoopbackOnly)' });
+        } else if (!LOOPBACK_HOSTS.has(url.hostname)) {
+          ctx.addIssue({ code: 'custom', path: ['address'], message: 'may use plain http only on a loopback address (127.0.0.1 or [::1])' });
+        }
+      }),
     /** The policy file (JSON with comments): tools and tables → tier, RAR template, limits. */
     policyFile: z.string().min(1),
     postgres: z
@@ -32,8 +45,21 @@ export const AppConfigSchema = z
         port: z.number().int().min(1).max(65535),
         database: z.string().min(1),
         connectTimeoutMs: z.number().int().positive().optional(),
+        /**
+         * TLS to the database, as libpq names it: `disable`, `require` (encrypted, server not
+         * verified), `verify-ca` (its certificate chains to `sslrootcert`), `verify-full` (and names
+         * `host`). Default: `verify-full` unless `host` is a loopback address, where it is `disable`.
+         */
+        sslmode: z.enum(['disable', 'require', 'verify-ca', 'verify-full']).optional(),
+        /** PEM file of the CA that signed the database's certificate; the system's CAs when absent. */
+        sslrootcert: z.string().min(1).optional(),
       })
       .strict()
+      .superRefine((p, ctx) => {
+        if (p.sslmode === 'verify-ca' && !p.sslrootcert) {
+          ctx.addIssue({ code: 'custom', path: ['sslrootcert'], message: 'is needed with sslmode verify-ca (the CA the certificate must chain to)' });
+        }
+      })
       .optional(),
     upstreams: z.array(UpstreamConfigSchema).default([]),
     approvals: z

@@ -3,8 +3,15 @@
  * `mfa_challenge` step-up (STANDARDS.md §3). The request goes through openid-client's
  * `genericGrantRequest` (client authentication, DPoP, response checks); what comes back is verified
  * again here before anything uses it: the OBO's signature against the IdP's JWKS, issuer, audience,
- * `exp` at most 60 s away, a fresh `jti` never seen before, `act`, the single `vault_role` claim, and
- * authorization details equal to or narrower than asked. Anything else is OBO_INVALID.
+ * `exp` at most 60 s away, a fresh `jti` never seen before, then what the delegation profile demands:
+ *
+ * - `rar`: `act` naming this client, the single `vault_role` claim, and authorization details equal
+ *   to or narrower than asked (RFC 9396 §7);
+ * - `scopes`: the exchange asks one scope per credential (`vault:clinic-read`) instead of sending the
+ *   RAR, and the OBO must carry exactly that scope, the `vault_role` it maps to, and its actor: `act`
+ *   when present, else `azp` / `client_id` (Okta: `cid`) naming this client.
+ *
+ * Anything else is OBO_INVALID, with the reason; a profile is configured, never guessed.
  *
  * The `jti` replay check is per process: each exchanger remembers the jtis it accepted until their
  * `exp` (at most 60 s), in memory. A restarted core, a second exchanger or another install does not
@@ -30,6 +37,9 @@ export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 /** RFC 8693 §2.2.1 and the shared contract: an OBO lives at most this long. */
 export const MAX_OBO_LIFETIME_S = 60;
+
+/** How the identity provider decides each call (`idp.delegation`, docs/identity-providers.md). */
+export type DelegationProfile = 'rar' | 'scopes';
 
 /**
  * The OAuth client an exchange authenticates as. It must be the client the subject token was issued
@@ -68,6 +78,10 @@ export interface TokenExchangerOptions {
   allowInsecureHttpForLoopbackOnly?: boolean;
   /** Time-out per HTTP request to the IdP. */
   timeoutMs?: number;
+  /** `rar` (the default) or `scopes`; see the module comment. */
+  delegation?: DelegationProfile;
+  /** Under `scopes`, the scope asked for a credential is this prefix and the Vault role. Default `vault:`. */
+  scopePrefix?: string;
   /** Clock skew tolerated on `exp`/`iat`, seconds. */
   clockSkewS?: number;
   stepUp?: { pollIntervalMs?: number; timeoutMs?: number };
@@ -84,6 +98,11 @@ export interface ExchangeRequest {
   audience?: string;
   resource?: string;
   scope?: string;
+  /**
+   * The Vault role the call needs (the plan's credential). Under `scopes` it is what the exchange asks
+   * for and what the OBO's `vault_role` must name; a call without one cannot be delegated that way.
+   */
+  credential?: string;
   dpopKeyPair?: webcrypto.CryptoKeyPair;
   /** The signed-in user's `sub`: the OBO must name the same subject. */
   expectedSub?: string;
@@ -102,7 +121,12 @@ export interface Obo {
   exp: number;
   iat: number;
   vaultRole: string;
+  /** Under `rar` what the IdP granted; under `scopes` whatever the OBO carries (usually nothing). */
   authorizationDetails: AuthorizationDetail[];
+  /** The profile this OBO was checked against. */
+  delegation: DelegationProfile;
+  /** Under `scopes`: the one scope asked for and granted. */
+  scope?: string;
   acr?: string;
   amr?: string[];
   /** True when a Verify-style push approval was needed (and given) for this OBO. */
@@ -113,6 +137,8 @@ export interface Obo {
 
 export interface TokenExchanger {
   exchange(request: ExchangeRequest): Promise<Obo>;
+  /** The delegation profile every exchange runs under (absent: `rar`). */
+  readonly delegation?: DelegationProfile;
 }
 
 const isLoopback = (host: string): boolean => host === '127.0.0.1' || host === '[::1]' || host === 'localhost';
@@ -124,6 +150,9 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     throw new AppError('CONFIG_INVALID', 'The identity provider must be reached over https (plain http is allowed only for a loopback lab).');
   }
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const delegation: DelegationProfile = options.delegation ?? 'rar';
+  const scopePrefix = options.scopePrefix ?? 'vault:';
+  const scopeFor = (credential: string): string => `${scopePrefix}${credential}`;
   const skew = options.clockSkewS ?? 5;
   const pollIntervalMs = options.stepUp?.pollIntervalMs ?? 1_000;
   const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
@@ -278,19 +307,12 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     for (const [seen, until] of seenJtis) if (until < now - skew) seenJtis.delete(seen);
     if (seenJtis.has(jti)) throw new AppError('OBO_INVALID', 'The identity provider returned an OBO token already used (repeated jti).');
     seenJtis.set(jti, exp);
-    if (request.expectedSub !== undefined && payload.sub !== request.expectedSub) {
+    // Okta's custom authorization servers put the login in an access token's `sub` and the user id (the ID token's `sub`) in `uid`.
+    const sameUser = payload.sub === request.expectedSub || (delegation === 'scopes' && payload.uid === request.expectedSub);
+    if (request.expectedSub !== undefined && !sameUser) {
       throw new AppError('OBO_INVALID', 'The OBO token names a different user than the one signed in.');
     }
-    const act = payload.act as { sub?: unknown } | undefined;
-    if (!act || act.sub !== clientId) throw new AppError('OBO_INVALID', 'The OBO token does not name Countersign as the actor (act.sub).');
-    const vaultRole = payload.vault_role;
-    if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
-      throw new AppError('OBO_INVALID', 'The OBO token lacks the single vault_role claim naming the credential it permits.');
-    }
-    const granted = payload.authorization_details;
-    if (!Array.isArray(granted) || !isNarrowerOrEqual(granted as AuthorizationDetail[], request.authorizationDetails)) {
-      throw new AppError('OBO_INVALID', 'The OBO token grants authorization details other than those asked for.');
-    }
+    const fitted = delegation === 'scopes' ? fitsScopes(payload, clientId, request) : fitsRar(payload, clientId, request);
     if (request.dpopKeyPair) {
       const jkt = await thumbprint(request.dpopKeyPair.publicKey);
       if ((payload.cnf as { jkt?: unknown } | undefined)?.jkt !== jkt) throw new AppError('OBO_INVALID', 'The OBO token is not bound to this DPoP key.');
@@ -302,41 +324,114 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       sub: payload.sub as string,
       exp,
       iat,
-      vaultRole,
-      authorizationDetails: granted as AuthorizationDetail[],
+      ...fitted,
+      delegation,
       ...(typeof payload.acr === 'string' ? { acr: payload.acr } : {}),
       ...(Array.isArray(payload.amr) ? { amr: payload.amr.map(String) } : {}),
       steppedUp,
     };
   }
 
+  /** `rar`: the IdP names this client as the actor, one credential, and grants no more than the RAR asked. */
+  function fitsRar(payload: JWTPayload, clientId: string, request: ExchangeRequest): Pick<Obo, 'vaultRole' | 'authorizationDetails'> {
+    const act = payload.act as { sub?: unknown } | undefined;
+    if (!act || act.sub !== clientId) throw new AppError('OBO_INVALID', 'The OBO token does not name Countersign as the actor (act.sub), which the rar delegation profile requires.');
+    const vaultRole = payload.vault_role;
+    if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
+      throw new AppError('OBO_INVALID', 'The OBO token lacks the single vault_role claim naming the credential it permits.');
+    }
+    const granted = payload.authorization_details;
+    if (!Array.isArray(granted)) throw new AppError('OBO_INVALID', 'The OBO token carries no authorization_details, which the rar delegation profile requires (set idp.delegation to scopes for an identity provider that decides by scope).');
+    if (!isNarrowerOrEqual(granted as AuthorizationDetail[], request.authorizationDetails)) {
+      throw new AppError('OBO_INVALID', 'The OBO token grants authorization details other than those asked for.');
+    }
+    return { vaultRole, authorizationDetails: granted as AuthorizationDetail[] };
+  }
+
+  /**
+   * `scopes`: exactly the one scope asked, the `vault_role` it maps to, and this client as the actor
+   * (`act` when the IdP writes one, else `azp` / `client_id` / Okta's `cid`, every one present agreeing).
+   */
+  function fitsScopes(payload: JWTPayload, clientId: string, request: ExchangeRequest): Pick<Obo, 'vaultRole' | 'authorizationDetails' | 'scope'> {
+    const asked = scopeFor(request.credential!);
+    const granted = scopesOf(payload);
+    if (!granted.includes(asked)) throw new AppError('OBO_INVALID', `The OBO token does not carry the scope ${asked} it was asked for (scopes delegation profile).`);
+    const extra = granted.filter((s) => s !== asked);
+    if (extra.length > 0) {
+      throw new AppError('OBO_INVALID', `The OBO token carries scopes beyond ${asked} (${extra.join(' ').slice(0, 200)}); the scopes delegation profile accepts exactly the one asked for.`);
+    }
+    if (payload.act !== undefined) {
+      if ((payload.act as { sub?: unknown } | null)?.sub !== clientId) throw new AppError('OBO_INVALID', 'The OBO token names another actor than Countersign (act.sub).');
+    } else {
+      const named = (['azp', 'client_id', 'cid'] as const).filter((k) => payload[k] !== undefined);
+      if (named.length === 0) throw new AppError('OBO_INVALID', 'The OBO token names no actor: no act, and no azp or client_id naming Countersign.');
+      const other = named.find((k) => payload[k] !== clientId);
+      if (other) throw new AppError('OBO_INVALID', `The OBO token was issued to another client (${other} is not this install's client).`);
+    }
+    const vaultRole = payload.vault_role;
+    if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
+      throw new AppError('OBO_INVALID', `The OBO token lacks the vault_role claim: map the scope ${asked} to vault_role at the identity provider.`);
+    }
+    if (vaultRole !== request.credential) throw new AppError('OBO_INVALID', `The OBO token's vault_role (${vaultRole.slice(0, 100)}) is not the credential the scope ${asked} names.`);
+    const details = payload.authorization_details;
+    if (details !== undefined && (!Array.isArray(details) || !isNarrowerOrEqual(details as AuthorizationDetail[], request.authorizationDetails))) {
+      throw new AppError('OBO_INVALID', 'The OBO token grants authorization details other than those of this call.');
+    }
+    return { vaultRole, authorizationDetails: (details as AuthorizationDetail[] | undefined) ?? [], scope: asked };
+  }
+
+  /** What the exchange asks for, per profile: the RAR (`rar`) or the credential's scope (`scopes`). */
+  function delegationParams(request: ExchangeRequest): Record<string, string> {
+    if (delegation === 'rar') return { authorization_details: JSON.stringify(request.authorizationDetails), ...(request.scope ? { scope: request.scope } : {}) };
+    if (!request.credential) {
+      throw new AppError(
+        'CONFIG_INVALID',
+        'This call takes the OBO itself as its credential, which the identity provider can describe only with the rar delegation profile (idp.delegation is scopes).',
+      );
+    }
+    if (!request.audience) throw new AppError('CONFIG_INVALID', 'Under the scopes delegation profile every exchange names its audience (the Vault audience).');
+    return { scope: scopeFor(request.credential) };
+  }
+
+  /** Under `scopes` the IdP answers a scope it did not grant by leaving it out of the response's `scope`. */
+  function grantedByResponse(response: oidc.TokenEndpointResponse, request: ExchangeRequest): void {
+    if (delegation !== 'scopes' || response.scope === undefined) return;
+    const asked = scopeFor(request.credential!);
+    if (!String(response.scope).split(' ').includes(asked)) {
+      throw new AppError('IDP_DENIED', `Your identity provider did not grant ${asked} for this call (its policy left the scope out).`);
+    }
+  }
+
   return {
+    delegation,
     async exchange(request) {
       request.signal?.throwIfAborted();
+      const asked = delegationParams(request);
       const { c, clientId } = await config();
       const dpop = request.dpopKeyPair ? dpopHandle(c, request.dpopKeyPair) : undefined;
-      const rar = JSON.stringify(request.authorizationDetails);
       const params: Record<string, string> = {
         subject_token: request.subjectToken,
         subject_token_type: TOKEN_TYPE_ACCESS_TOKEN,
         requested_token_type: TOKEN_TYPE_ACCESS_TOKEN,
-        authorization_details: rar,
+        ...asked,
       };
       if (request.audience) params.audience = request.audience;
       if (request.resource) params.resource = request.resource;
-      if (request.scope) params.scope = request.scope;
       const first = await grant(c, GRANT_TOKEN_EXCHANGE, params, dpop, request.signal);
-      if (first.scope !== 'mfa_challenge') return validate(c, clientId, first, request, false);
+      if (first.scope !== 'mfa_challenge') {
+        grantedByResponse(first, request);
+        return validate(c, clientId, first, request, false);
+      }
 
-      // IBM Verify style: the answer is a challenge token; push, poll, then jwt-bearer with the RAR again.
+      // IBM Verify style: the answer is a challenge token; push, poll, then jwt-bearer with the RAR (or scope) again.
       const started = Date.now();
       const assertion = await pushAndPoll(c, first.access_token, request);
-      const second: Record<string, string> = { assertion, authorization_details: rar };
-      if (request.scope) second.scope = request.scope;
+      const second: Record<string, string> = { assertion, ...asked };
       if (request.audience) second.audience = request.audience;
       if (request.resource) second.resource = request.resource;
       const final = await grant(c, GRANT_JWT_BEARER, second, dpop, request.signal);
       if (final.scope === 'mfa_challenge') throw new AppError('IDP_STEP_UP_DENIED', 'The identity provider asked for another step-up after the approval.');
+      grantedByResponse(final, request);
       const obo = await validate(c, clientId, final, request, true);
       return { ...obo, stepUpMs: Date.now() - started };
     },
@@ -495,4 +590,12 @@ function safeDescription(value: unknown): string {
   if (typeof value !== 'string') return '';
   // eslint-disable-next-line no-control-regex
   return value.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
+}
+
+/** The scopes an access token carries: RFC 8693 §4.2 `scope` (space-delimited), or Okta's `scp` list. */
+function scopesOf(payload: JWTPayload): string[] {
+  const out: string[] = [];
+  if (typeof payload.scope === 'string') out.push(...payload.scope.split(' ').filter(Boolean));
+  if (Array.isArray(payload.scp)) out.push(...payload.scp.map(String));
+  return [...new Set(out)];
 }

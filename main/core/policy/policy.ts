@@ -39,6 +39,18 @@ const TableSchema = z
   })
   .strict();
 
+const FunctionsSchema = z
+  .object({
+    /**
+     * Functions a read may call besides PostgreSQL's built-ins known to have no side effect and no table
+     * access. Schema-qualified (`public.mask_mrn`); an unqualified name means pg_catalog's.
+     */
+    allow: z.array(z.string().min(1)).default([]),
+    /** Functions with effects (nextval, pg_advisory_lock…) a call may still use through `execute`, at tier 3. */
+    review: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
 const ToolSchema = z.object({ tier: TierSchema.optional(), limits: LimitsSchema.optional() }).strict();
 
 const PostgresConnectorSchema = z
@@ -57,6 +69,7 @@ const PostgresConnectorSchema = z
     /** `block`: a call touching a table the policy does not list is tier 4. `default`: tier from its kind. */
     unlistedTables: z.enum(['block', 'default']).default('default'),
     tools: z.record(z.string(), ToolSchema).default({}),
+    functions: FunctionsSchema.optional(),
   })
   .strict();
 

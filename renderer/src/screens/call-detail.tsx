@@ -110,6 +110,12 @@ function DetailBody({ r }: { r: AuditRecord }) {
             </dd>
           </>
         )}
+        {r.delegation && (
+          <>
+            <dt>Delegation</dt>
+            <dd>{r.delegation === 'scopes' ? 'scopes: the identity provider decided at scope level' : 'rar: the identity provider decided on the authorization details'}</dd>
+          </>
+        )}
         <dt>Approval</dt>
         <dd>{approval ? `${approval.outcome}${approval.ms ? ` after ${formatMs(approval.ms)}` : ''}` : 'not asked'}</dd>
         {r.summary && (

@@ -31,6 +31,11 @@ export function StatusScreen({ status }: { status: Status }) {
           <h2>Identity provider</h2>
           <p className="mono break">{status.idp.issuer}</p>
           <Badge tone={STATE_TONE[status.idp.state]}>{STATE_TEXT[status.idp.state]}</Badge>
+          <p data-testid="delegation-profile">
+            {status.idp.delegation === 'scopes'
+              ? 'Delegation: scopes. Your identity provider decides each call by the credential’s scope; the call’s details are shown and recorded here, not checked by it.'
+              : 'Delegation: rar. Your identity provider decides each call from its full description (authorization details).'}
+          </p>
         </article>
         <article className="card" aria-label="Vault">
           <h2>Vault</h2>

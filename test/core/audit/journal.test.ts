@@ -6,6 +6,9 @@ import { closeAbortedCalls } from '../../../main/core/app.ts';
 import { JOURNAL_FILE, SqliteCallJournal } from '../../../main/core/audit/journal.ts';
 import { AuditStore } from '../../../main/core/audit/store.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
+import { createVaultClient } from '../../../main/core/vault/client.ts';
+import { startVault } from '../../../lab/vault/index.ts';
+import { scanForSecrets, describeHits } from '../../helpers/secret-scan.ts';
 
 const quiet = { info() {}, warn() {}, error() {} };
 let dir: string;
@@ -48,5 +51,58 @@ describe('the journal of calls in flight', () => {
     await audit.close();
     // Only join keys are journalled: nothing in the file looks like a JWT.
     expect(await readFile(path.join(dir, JOURNAL_FILE), 'latin1')).not.toMatch(/eyJ[\w-]+\.[\w-]+\.[\w-]+/);
+  });
+
+  it('seals the Vault token it holds: the file has it in no form, the same key opens it, another key does not', async () => {
+    const key = new Uint8Array(32).fill(7);
+    const token = 'hvs.' + 'A1b2C3d4E5f6G7h8I9j0K1l2';
+    const journal = new SqliteCallJournal(dir, { sealKey: key });
+    journal.begin('d', { tool: 'query', startedAt: '2026-11-22T00:00:00Z', user: { sub: 'alice' }, keys: { mcp_request_id: 8 } });
+    journal.holdCredential('d', token);
+    journal.close();
+    const hits = await scanForSecrets({ token }, [{ kind: 'dir', path: dir }]);
+    expect(hits, describeHits(hits)).toEqual([]);
+    const again = new SqliteCallJournal(dir, { sealKey: key });
+    const [{ id, entry }] = again.orphans() as [{ id: string; entry: Parameters<SqliteCallJournal['unsealVaultToken']>[1] }];
+    expect(entry.sealedVaultToken).toBeTruthy();
+    expect(again.unsealVaultToken(id, entry)).toBe(token);
+    // Moved to another call's row, it does not open (the call id is bound in).
+    expect(again.unsealVaultToken('other', entry)).toBeUndefined();
+    again.close();
+    const stranger = new SqliteCallJournal(dir, { sealKey: new Uint8Array(32).fill(9) });
+    expect(stranger.unsealVaultToken(id, entry)).toBeUndefined();
+    stranger.close();
+  });
+
+  it('holds no token at all without a sealing key', () => {
+    const journal = new SqliteCallJournal(dir);
+    journal.begin('e', { tool: 'query', startedAt: '2026-11-22T00:00:00Z', user: { sub: 'alice' }, keys: {} });
+    journal.holdCredential('e', 'hvs.never-kept-anywhere-1234');
+    expect(journal.orphans()[0]!.entry.sealedVaultToken).toBeUndefined();
+    journal.close();
+  });
+
+  it('revokes, on restart, the Vault token a killed run held (Vault stand-in over HTTP), and says so in the aborted record', async () => {
+    const vault = await startVault();
+    const client = createVaultClient({ address: vault.addr, timeoutMs: 5_000 });
+    try {
+      const created = await fetch(`${vault.addr}/v1/auth/token/create`, { method: 'POST', headers: { 'x-vault-token': vault.rootToken }, body: JSON.stringify({ ttl: '60s', policies: ['default'] }) });
+      const token = ((await created.json()) as { auth: { client_token: string } }).auth.client_token;
+      expect((await client.lookupSelf(token)).ttl).toBeGreaterThan(0);
+      const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test') });
+      const journal = new SqliteCallJournal(dir, { sealKey: audit.installKeys!.hmacKey });
+      journal.begin('f', { tool: 'query', startedAt: '2026-11-22T00:00:00Z', user: { sub: 'alice' }, keys: { mcp_request_id: 9 } });
+      journal.holdCredential('f', token);
+      expect(await closeAbortedCalls(journal, audit, quiet, client)).toBe(1);
+      await expect(client.lookupSelf(token)).rejects.toMatchObject({ code: 'VAULT_PERMISSION_DENIED' });
+      const [record] = audit.page({ limit: 1 }).records;
+      expect(record).toMatchObject({ outcome: 'aborted', hops: [{ name: 'revoke', outcome: 'ok', detail: 'revoked on restart' }] });
+      expect(record!.summary).toContain('revoked on restart');
+      journal.close();
+      await audit.close();
+    } finally {
+      await client.close();
+      await vault.stop();
+    }
   });
 });

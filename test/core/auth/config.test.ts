@@ -15,17 +15,25 @@ function errorOf(input: unknown): AppError {
 }
 
 describe('IdP configuration', () => {
-  it('fills safe defaults: sign-in scopes, Vault audience, no insecure http, static client, DPoP when offered', () => {
+  it('fills safe defaults: sign-in scopes, Vault audience, rar delegation, no insecure http, static client, DPoP when offered', () => {
     expect(parseIdpConfig(good)).toEqual({
       ...good,
       scopes: ['openid', 'profile', 'email', 'offline_access'],
       vaultAudience: 'countersign-vault',
+      delegation: 'rar',
+      delegationScopePrefix: 'vault:',
       allowInsecureHttpForLoopbackOnly: false,
       dynamicRegistration: 'off',
       dpop: 'when-offered',
       signInTimeoutSeconds: 300,
       requestTimeoutSeconds: 15,
     });
+  });
+
+  it('takes a delegation profile only by name: rar or scopes', () => {
+    expect(parseIdpConfig({ ...good, delegation: 'scopes' }).delegation).toBe('scopes');
+    expect(() => parseIdpConfig({ ...good, delegation: 'auto' })).toThrow(/idp\.delegation/);
+    expect(() => parseIdpConfig({ ...good, delegationScopePrefix: 'vault ' })).toThrow(/idp\.delegationScopePrefix/);
   });
 
   it('accepts the lab: plain http on 127.0.0.1 when allowInsecureHttpForLoopbackOnly is set, with a URN resource', () => {

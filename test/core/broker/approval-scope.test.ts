@@ -35,7 +35,7 @@ describe('a tier-2 approval through the broker', () => {
     const g = governed(['approve', 'deny', 'deny', 'deny', 'deny']);
     const first = await g.execute("UPDATE appointments SET reason = reason || '' WHERE id = $1", [1]);
     expect(first.isError, text(first)).toBeFalsy();
-    expect(g.approvals.cached()).toMatchObject([{ targets: ['appointments'], changes: ['UPDATE appointments'] }]);
+    expect(g.approvals.cached()).toMatchObject([{ targets: ['public.appointments'], changes: ['UPDATE public.appointments'] }]);
 
     const same = await g.execute("UPDATE appointments SET reason = reason || '' WHERE id = $1", [2]);
     expect(same.isError, text(same)).toBeFalsy();

@@ -179,7 +179,7 @@ afterAll(async () => {
 describe('an identity-protected upstream through the broker', () => {
   it('lists its tools as <name>.<tool> beside the database tools, the listing itself exchanged, used and recorded once', async () => {
     const names = (await main.broker.listTools()).map((t) => t.name);
-    expect(names).toEqual(expect.arrayContaining(['query', 'lab.get_weather', 'lab.create_ticket', 'lab.approve_payment', 'quotes.get_quote']));
+    expect(names).toEqual(expect.arrayContaining(['query', 'lab__get_weather', 'lab__create_ticket', 'lab__approve_payment', 'quotes__get_quote']));
     const listings = main.audit.records.filter((r) => r.kind === 'system');
     expect(listings.map((r) => [r.tool, r.outcome])).toEqual(
       expect.arrayContaining([
@@ -196,13 +196,13 @@ describe('an identity-protected upstream through the broker', () => {
   });
 
   it('calls a tool end to end: the upstream saw its own audience, the user, Countersign as actor, and a fresh jti per call', async () => {
-    const first = await main.broker.callTool(call('lab.get_weather', { city: 'Lyon' }));
-    const second = await main.broker.callTool(call('lab.get_weather', { city: 'Lille' }));
+    const first = await main.broker.callTool(call('lab__get_weather', { city: 'Lyon' }));
+    const second = await main.broker.callTool(call('lab__get_weather', { city: 'Lille' }));
     expect(first.isError, text(first)).toBeFalsy();
     expect(text(first)).toContain(`Weather in Lyon for ${alice.user().sub}`);
     expect(text(second)).toContain('Weather in Lille');
 
-    const records = main.audit.records.filter((r) => r.kind === 'tool_call' && r.tool === 'lab.get_weather');
+    const records = main.audit.records.filter((r) => r.kind === 'tool_call' && r.tool === 'lab__get_weather');
     expect(records).toHaveLength(2);
     const jtis = records.map((r) => r.keys?.obo_jti);
     expect(new Set(jtis).size).toBe(2);
@@ -241,7 +241,7 @@ describe('an identity-protected upstream through the broker', () => {
     lab.upstream.addTool('echo_fresh');
     await Promise.race([changed, new Promise((_, reject) => setTimeout(() => reject(new Error('no tools/list_changed reached the broker')), 5_000))]);
     unsubscribe();
-    expect((await main.broker.listTools()).map((t) => t.name)).toContain('lab.echo_fresh');
+    expect((await main.broker.listTools()).map((t) => t.name)).toContain('lab__echo_fresh');
     expect(main.audit.records.filter((r) => r.kind === 'system' && r.tool === 'lab.*').length).toBe(listingsBefore + 1);
   });
 
@@ -250,13 +250,13 @@ describe('an identity-protected upstream through the broker', () => {
     const progress: string[] = [];
     const t0 = performance.now();
     const result = await main.broker.callTool(
-      call('lab.generate_report', { steps: 20, step_ms: 100 }, { signal: controller.signal, progress: (m) => (progress.push(m), controller.abort()) }),
+      call('lab__generate_report', { steps: 20, step_ms: 100 }, { signal: controller.signal, progress: (m) => (progress.push(m), controller.abort()) }),
     );
     expect(performance.now() - t0).toBeLessThan(1_500);
     expect(result.isError).toBe(true);
     expect(text(result)).toMatch(/\[CANCELLED\]$/);
     expect(progress[0]).toBe('step 1 of 20');
-    const records = main.audit.records.filter((r) => r.tool === 'lab.generate_report');
+    const records = main.audit.records.filter((r) => r.tool === 'lab__generate_report');
     expect(records).toMatchObject([{ kind: 'tool_call', outcome: 'cancelled', error: { code: 'CANCELLED' } }]);
   });
 
@@ -265,7 +265,7 @@ describe('an identity-protected upstream through the broker', () => {
     await user.signIn();
     const s = setup(user, [{ name: 'pay', url: lab.upstream.url, issuer: lab.idp.issuer, allowInsecureHttpForLoopbackOnly: true }]);
     const args = { payment_id: 'P-7', amount: 42 };
-    const result = await s.broker.callTool(call('pay.approve_payment', args));
+    const result = await s.broker.callTool(call('pay__approve_payment', args));
     expect(result.isError, text(result)).toBeFalsy();
     expect(text(result)).toContain('Payment P-7 of 42 approved');
     expect(user.stepUps).toEqual([{ acrValues: ACR_MFA }]);
@@ -282,7 +282,7 @@ describe('an identity-protected upstream through the broker', () => {
     expect(lab.upstream.seen().find((x) => x.jti === callObos[1]!.jti)?.acr).toBe(ACR_MFA);
 
     const connector = s.connectors[0] as McpUpstreamConnector;
-    const plan = await connector.plan('pay.approve_payment', args);
+    const plan = await connector.plan('pay__approve_payment', args);
     const replay = await connector.execute(context(plan, args, callObos[1]!.token)).catch((e: unknown) => e);
     expect(AppError.is(replay, 'UPSTREAM_DENIED')).toBe(true);
   });
@@ -299,7 +299,7 @@ describe('a DPoP-bound upstream call (RFC 9449)', () => {
     await user.signIn();
     const s = setup(user, [{ name: 'bound', url: lab.upstream.url, issuer: lab.idp.issuer, allowInsecureHttpForLoopbackOnly: true }]);
 
-    const result = await s.broker.callTool(call('bound.get_weather', { city: 'Tromsø' }));
+    const result = await s.broker.callTool(call('bound__get_weather', { city: 'Tromsø' }));
     expect(result.isError, text(result)).toBeFalsy();
     const jti = s.audit.records.find((r) => r.kind === 'tool_call')!.keys!.obo_jti!;
     expect(lab.upstream.seen().find((x) => x.jti === jti)?.dpop).toBe(true);
@@ -312,7 +312,7 @@ describe('a DPoP-bound upstream call (RFC 9449)', () => {
     // A fresh bound OBO for one call, not yet used: without a proof (as DPoP or downgraded to Bearer) it is refused…
     const connector = s.connectors[0] as McpUpstreamConnector;
     const args = { city: 'Bodø' };
-    const plan = await connector.plan('bound.get_weather', args);
+    const plan = await connector.plan('bound__get_weather', args);
     const fresh = await lab.exchanger.exchange({ subjectToken: user.accessToken, authorizationDetails: plan.authorizationDetails, resource: plan.resource!, dpopKeyPair: key });
     for (const authorization of [`DPoP ${fresh.token}`, `Bearer ${fresh.token}`]) {
       const res = await fetch(lab.upstream.url, {
@@ -340,13 +340,13 @@ describe('an API-key upstream', () => {
         .filter((e) => e.type === 'response' && e.request?.path === 'secret/data/upstreams/apikey-demo').length;
     const before = await kvReads();
     const results = [];
-    for (const symbol of ['ACME', 'INIT']) results.push(await main.broker.callTool(call('quotes.get_quote', { symbol })));
+    for (const symbol of ['ACME', 'INIT']) results.push(await main.broker.callTool(call('quotes__get_quote', { symbol })));
     expect(results.map(text)).toEqual(['ACME: 123.45', 'INIT: 123.45']);
     // The audit device may write its response line just after the answer left: wait for it, briefly.
     for (let i = 0; i < 40 && (await kvReads()) - before < 2; i += 1) await new Promise((r) => setTimeout(r, 50));
     expect((await kvReads()) - before).toBe(2);
 
-    const records = main.audit.records.filter((r) => r.tool === 'quotes.get_quote');
+    const records = main.audit.records.filter((r) => r.tool === 'quotes__get_quote');
     expect(records).toHaveLength(2);
     for (const r of records) {
       expect(r.outcome).toBe('success');
@@ -377,7 +377,7 @@ describe('the broker as the connectors’ credential source', () => {
     const s = setup(counting, []);
     const plan: CallPlan = {
       connector: 'lab',
-      tool: 'lab.create_ticket',
+      tool: 'lab__create_ticket',
       tier: 2,
       reason: 'write call of create_ticket on lab',
       target: lab.upstream.url,
@@ -454,8 +454,8 @@ describe('an upstream that is down, slow or answers garbage', () => {
     const flaky = await startFlaky();
     closers.push(() => flaky.stop());
     const s = setup(alice, [{ name: 'flaky', url: flaky.url, issuer: lab.idp.issuer, allowInsecureHttpForLoopbackOnly: true, timeoutMs: 1_000 }], true);
-    expect((await s.broker.listTools()).map((t) => t.name)).toContain('flaky.echo');
-    expect(text(await s.broker.callTool(call('flaky.echo', { text: 'hi' })))).toBe('hi');
+    expect((await s.broker.listTools()).map((t) => t.name)).toContain('flaky__echo');
+    expect(text(await s.broker.callTool(call('flaky__echo', { text: 'hi' })))).toBe('hi');
 
     const outcomes: Array<[string, string, number]> = [];
     for (const m of ['garbage', 'slow', 'down'] as const) {
@@ -463,7 +463,7 @@ describe('an upstream that is down, slow or answers garbage', () => {
       else flaky.mode.value = m;
       const before = s.audit.records.filter((r) => r.kind === 'tool_call').length;
       const t0 = performance.now();
-      const r = await s.broker.callTool(call('flaky.echo', { text: m }));
+      const r = await s.broker.callTool(call('flaky__echo', { text: m }));
       const ms = performance.now() - t0;
       expect(r.isError, m).toBe(true);
       expect(ms, m).toBeLessThan(3_000);
@@ -474,7 +474,7 @@ describe('an upstream that is down, slow or answers garbage', () => {
     }
     expect(outcomes.map(([m, o]) => [m, o])).toEqual([
       ['garbage', 'error UPSTREAM_BAD_RESPONSE'],
-      ['slow', 'error TIMEOUT'],
+      ['slow', 'timeout TIMEOUT'],
       ['down', 'error UPSTREAM_UNAVAILABLE'],
     ]);
 
@@ -486,7 +486,7 @@ describe('an upstream that is down, slow or answers garbage', () => {
     closers.push(() => withGone.broker.close());
     const names = (await withGone.broker.listTools()).map((x) => x.name);
     expect(names).toContain('query');
-    expect(names.some((n) => n.startsWith('gone.'))).toBe(false);
+    expect(names.some((n) => n.startsWith('gone__'))).toBe(false);
     expect(lab.logs.core.some((l) => l.includes('tools of gone are left out') && l.includes('UPSTREAM_UNAVAILABLE'))).toBe(true);
   });
 });

@@ -119,9 +119,9 @@ describe('with the lab IdP', () => {
   it('lists and calls a tool; the upstream saw its own audience, the user, Countersign as actor, and a fresh jti per call', async () => {
     const alice = await login('alice', 'alice-lab-pw');
     const c = connectorFor(alice);
-    expect((await c.listTools()).map((t) => t.name)).toContain('lab.get_weather');
-    const first = await call(c, alice, 'lab.get_weather', { city: 'Lyon' });
-    await call(c, alice, 'lab.get_weather', { city: 'Lille' });
+    expect((await c.listTools()).map((t) => t.name)).toContain('lab__get_weather');
+    const first = await call(c, alice, 'lab__get_weather', { city: 'Lyon' });
+    await call(c, alice, 'lab__get_weather', { city: 'Lille' });
     expect(JSON.stringify(first.content)).toContain(`Weather in Lyon for ${alice.sub}`);
     const [a, b] = upstream.calls().slice(-2);
     expect(a?.jti).not.toBe(b?.jti);
@@ -132,7 +132,7 @@ describe('with the lab IdP', () => {
   it("sees the upstream refuse the user's own access token", async () => {
     const alice = await login('alice', 'alice-lab-pw');
     const c = connectorFor(alice);
-    const plan = await c.plan('lab.get_weather', { city: 'Lyon' });
+    const plan = await c.plan('lab__get_weather', { city: 'Lyon' });
     const error = await c
       .execute({
         plan,
@@ -153,17 +153,17 @@ describe('with the lab IdP', () => {
     const alice = await login('alice', 'alice-lab-pw');
     const c = connectorFor(alice);
     const args = { payment_id: 'P-9', amount: 99 };
-    const error = (await call(c, alice, 'lab.approve_payment', args).catch((e: unknown) => e)) as AppError;
+    const error = (await call(c, alice, 'lab__approve_payment', args).catch((e: unknown) => e)) as AppError;
     expect(error.code).toBe('IDP_STEP_UP_REQUIRED');
     expect(error.stepUp?.acrValues).toBe('urn:countersign:acr:mfa');
 
     const stronger = await login('alice', 'alice-lab-pw', { otp: '246810' });
     expect(decodeJwt(stronger.accessToken).acr).toBe('urn:countersign:acr:mfa');
     const used: string[] = [];
-    const result = await call(c, stronger, 'lab.approve_payment', args, used);
+    const result = await call(c, stronger, 'lab__approve_payment', args, used);
     expect(JSON.stringify(result.content)).toContain('Payment P-9 of 99 approved');
 
-    const plan = await c.plan('lab.approve_payment', args);
+    const plan = await c.plan('lab__approve_payment', args);
     const replay = await c
       .execute({
         plan,
@@ -183,7 +183,7 @@ describe('with the lab IdP', () => {
     const key = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const alice = await login('alice', 'alice-lab-pw', { key });
     const c = connectorFor(alice);
-    const result = await call(c, alice, 'lab.get_weather', { city: 'Tromsø' });
+    const result = await call(c, alice, 'lab__get_weather', { city: 'Tromsø' });
     expect(JSON.stringify(result.content)).toContain('Tromsø');
     expect(upstream.seen().at(-1)?.dpop).toBe(true);
   });

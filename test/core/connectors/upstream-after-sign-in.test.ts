@@ -74,7 +74,7 @@ describe('remote upstreams that could not list before sign-in', () => {
   it('are left out of a list taken before sign-in, and nothing is announced while signed out', async () => {
     const before = await names();
     expect(before).toContain('query');
-    expect(before.filter((n) => n.startsWith('tickets.') || n.startsWith('weather.'))).toEqual([]);
+    expect(before.filter((n) => n.startsWith('office__') || n.startsWith('quotes__'))).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(changes).toBe(0);
   });
@@ -84,8 +84,8 @@ describe('remote upstreams that could not list before sign-in', () => {
     await core.handlers['session.signIn']({});
     await Promise.race([told, new Promise((_, reject) => setTimeout(() => reject(new Error('no tools/list_changed after sign-in')), 10_000))]);
     const after = await names();
-    expect(after).toEqual(expect.arrayContaining(['query', 'tickets.get_weather', 'tickets.create_ticket', 'weather.get_quote']));
-    const listings = core.audit.page({ filter: { kind: ['system'] }, limit: 10 }).records.filter((r) => r.tool === 'tickets.*');
+    expect(after).toEqual(expect.arrayContaining(['query', 'office__get_weather', 'office__create_ticket', 'quotes__get_quote']));
+    const listings = core.audit.page({ filter: { kind: ['system'] }, limit: 10 }).records.filter((r) => r.tool === 'office.*');
     expect(listings.length).toBeGreaterThanOrEqual(1);
   });
 

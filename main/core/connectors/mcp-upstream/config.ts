@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Tier } from '../types.ts';
+import { upstreamNameProblem } from './tool-names.ts';
 
 const TierSchema = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]);
 
@@ -10,8 +11,14 @@ const TierSchema = z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(
  */
 export const UpstreamConfigSchema = z
   .object({
-    /** Namespace of its tools (`<name>.<tool>`). */
-    name: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lowercase letters, digits, "_" or "-", starting with a letter'),
+    /** Namespace of its tools (`<name>__<tool>`, tool-names.ts). */
+    name: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,31}$/, 'an upstream name is 1 to 32 lowercase letters, digits, "_" or "-", starting with a letter')
+      .superRefine((name, ctx) => {
+        const problem = upstreamNameProblem(name);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
     /** The Streamable HTTP endpoint; also the RFC 8707 `resource` and the audience the upstream checks. */
     url: z.url(),
     auth: z.enum(['obo', 'api-key']).default('obo'),
@@ -29,8 +36,21 @@ export const UpstreamConfigSchema = z
       })
       .strict()
       .optional(),
-    /** Glob patterns on the upstream's tool names (`*` any run, `?` one character); the first match gives the tier. */
-    tools: z.array(z.object({ pattern: z.string().min(1), tier: TierSchema }).strict()).default([]),
+    /**
+     * Glob patterns on the upstream's tool names (`*` any run, `?` one character, `.` a dot; whole
+     * names, ASCII case ignored); the first match gives the tier. Without a match a tool is tier 2:
+     * only a pattern makes it tier 1, whatever the upstream's annotations say.
+     */
+    tools: z
+      .array(
+        z
+          .object({
+            pattern: z.string().regex(/^[A-Za-z0-9_.*?-]{1,128}$/, 'a tool name pattern: letters, digits, "_", "-", "." and the wildcards "*" and "?"'),
+            tier: TierSchema,
+          })
+          .strict(),
+      )
+      .default([]),
     /** Whole-call limit (connect, call, answer). */
     timeoutMs: z.number().int().positive().max(600_000).default(30_000),
     /** Plain http is refused unless the upstream is on a loopback address and this is set (the lab). */

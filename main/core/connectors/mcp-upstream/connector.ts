@@ -1,6 +1,6 @@
 /**
- * A remote MCP server behind Countersign (Streamable HTTP). Its tools are listed as `<name>.<tool>` and
- * each call is described by a RAR (`mcp_tool_call` with an argument digest, or `api_key` for upstreams
+ * A remote MCP server behind Countersign (Streamable HTTP). Its tools are listed as `<name>__<tool>`
+ * (tool-names.ts: names Claude Desktop accepts) and each call is described by a RAR (`mcp_tool_call` with an argument digest, or `api_key` for upstreams
  * that take a static key from Vault). The broker exchanges and fetches the credential; this connector
  * only carries it: a fresh connection per call, the OBO or key held for that call alone.
  */
@@ -14,9 +14,12 @@ import type { AuthorizationDetail, CallPlan, Connector, Credential, CredentialPl
 import { canonicalJson, sha256Digest } from './canonical-json.ts';
 import { UpstreamConfigSchema } from './config.ts';
 import type { UpstreamConfig, UpstreamConfigInput } from './config.ts';
+import type { ListingCache } from './listing-cache.ts';
+import { publishedPart } from './listing-cache.ts';
 import { discoverResourceMetadata } from './metadata.ts';
 import type { ResourceMetadata } from './metadata.ts';
 import { tierFor } from './tiers.ts';
+import { exposedToolName, UPSTREAM_SEPARATOR } from './tool-names.ts';
 import { classify, oboAccess, openSession } from './upstream-session.ts';
 import type { UpstreamAccess, UpstreamSession, WireNotes } from './upstream-session.ts';
 
@@ -36,10 +39,16 @@ export interface McpUpstreamDeps {
   withCredential: CredentialBroker;
   /** TokenSource.dpopKeyPair: the install's DPoP key when the IdP binds tokens to it. */
   dpopKeyPair(): CryptoKeyPair | undefined;
+  /** Keeps the last listing (listing-cache.ts), so it is listed before sign-in and after a restart. */
+  listings?: ListingCache;
+  /** One line per problem with a listing; never a token. */
+  log?: (line: string) => void;
 }
 
 interface UpstreamTool {
   tool: Tool;
+  /** The name Countersign lists it under (tool-names.ts). */
+  exposed: string;
   tier: Tier;
   validate: JsonSchemaValidator<unknown>;
 }
@@ -52,8 +61,13 @@ export class McpUpstreamConnector implements Connector {
   readonly #deps: McpUpstreamDeps;
   readonly #validators = new AjvJsonSchemaValidator();
   readonly #listeners = new Set<() => void>();
+  /** By the name Countersign lists: from the last fresh listing, or from the kept one until there is one. */
   #tools = new Map<string, UpstreamTool>();
+  /** A fresh listing (this run, signed in) is in #tools; until then #tools holds the kept one, if any. */
   #loaded = false;
+  #fromCache = false;
+  /** The listing as last kept on disk, to write only what changed. */
+  #kept: string | undefined;
   /**
    * The tool list as the broker last handed it out (`[]` when the listing failed and the upstream was
    * left out): a listing that finds anything else is announced through onToolsChanged.
@@ -73,6 +87,12 @@ export class McpUpstreamConnector implements Connector {
     this.name = parsed.data.name;
     this.#deps = deps;
     checkTransportSecurity(this.config);
+    const kept = deps.listings?.read(this.name, this.config.url);
+    if (kept) {
+      this.#tools = this.#index(kept);
+      this.#fromCache = true;
+      this.#kept = JSON.stringify(kept.map(publishedPart));
+    }
   }
 
   /** RFC 9728 metadata, after the first successful listing (undefined for API-key upstreams). */
@@ -80,10 +100,14 @@ export class McpUpstreamConnector implements Connector {
     return this.#metadata;
   }
 
+  /**
+   * The tools, from the last fresh listing; before there is one, from the kept listing without asking
+   * the upstream (which needs the user's token), so a client's first list is whole at once.
+   */
   async listTools(): Promise<Tool[]> {
     try {
       // the caller is about to hand out this list, so there is nothing to announce
-      if (!this.#loaded) await this.#refreshOnce();
+      if (!this.#loaded && !this.#fromCache) await this.#refreshOnce();
     } catch (error) {
       this.#shown = '[]';
       throw error;
@@ -105,13 +129,12 @@ export class McpUpstreamConnector implements Connector {
   }
 
   /**
-   * Before the first listing the whole `<name>.` namespace is claimed, so a call that arrives first
-   * (a client that listed before a restart) reaches `plan()`, which lists and then knows.
+   * Before the first fresh listing the whole `<name>__` namespace is claimed, so a call that arrives
+   * first (a client that listed before a restart) reaches `plan()`, which lists and then knows.
    */
   hasTool(name: string): boolean {
-    const local = this.#local(name);
-    if (local === undefined) return false;
-    return !this.#loaded || this.#tools.has(local);
+    if (!name.startsWith(this.name + UPSTREAM_SEPARATOR)) return false;
+    return !this.#loaded || this.#tools.has(name);
   }
 
   /**
@@ -134,11 +157,12 @@ export class McpUpstreamConnector implements Connector {
     return this.#refreshing;
   }
 
+  /** Always against a fresh listing: a kept one only lists, it never gives a tier or a schema to a call. */
   async plan(tool: string, args: Record<string, unknown>): Promise<CallPlan> {
     if (!this.#loaded) await this.refresh();
-    const local = this.#local(tool);
-    const entry = local === undefined ? undefined : this.#tools.get(local);
-    if (!entry || local === undefined) throw new AppError('TOOL_UNKNOWN', `The upstream ${this.name} has no tool named ${tool}.`);
+    const entry = this.#tools.get(tool);
+    if (!entry) throw new AppError('TOOL_UNKNOWN', `The upstream ${this.name} has no tool named ${tool}.`);
+    const local = entry.tool.name;
     const checked = entry.validate(args);
     if (!checked.valid) {
       throw new AppError('INPUT_INVALID', `The arguments for ${tool} do not match its input schema.`);
@@ -172,7 +196,7 @@ export class McpUpstreamConnector implements Connector {
   }
 
   async execute(ctx: ExecuteContext): Promise<CallToolResult> {
-    const local = this.#local(ctx.plan.tool);
+    const local = this.#tools.get(ctx.plan.tool)?.tool.name;
     if (local === undefined || ctx.plan.connector !== this.name) {
       throw new AppError('INTERNAL', 'A plan for another connector reached this upstream.');
     }
@@ -224,8 +248,10 @@ export class McpUpstreamConnector implements Connector {
             tools.push(...page.tools);
             cursor = page.nextCursor;
           } while (cursor && tools.length < 10_000);
-          this.#tools = new Map(tools.map((t) => [t.name, this.#describe(t)]));
+          this.#tools = this.#index(tools);
           this.#loaded = true;
+          this.#fromCache = false;
+          await this.#keep(tools);
         } catch (error) {
           await session.close();
           throw classify(error, session.notes, this.name, signal.aborted ? 'timeout' : undefined);
@@ -336,6 +362,40 @@ export class McpUpstreamConnector implements Connector {
     };
   }
 
+  /**
+   * The tools by the names Countersign lists. Names are stable and distinct by construction; an
+   * upstream that publishes two tools whose names still meet (one named like another's rewritten
+   * name) loses both, rather than one call reaching the other tool.
+   */
+  #index(tools: readonly Tool[]): Map<string, UpstreamTool> {
+    const byName = new Map<string, UpstreamTool>();
+    const clashing = new Set<string>();
+    for (const tool of tools) {
+      const entry = this.#describe(tool);
+      if (byName.has(entry.exposed)) clashing.add(entry.exposed);
+      else byName.set(entry.exposed, entry);
+    }
+    for (const name of clashing) {
+      byName.delete(name);
+      this.#deps.log?.(`upstream ${this.name}: two of its tools would both be listed as ${name}; both are left out`);
+    }
+    return byName;
+  }
+
+  /** Writes the listing to the data directory when it differs from the kept one; a failure is logged, not fatal. */
+  async #keep(tools: readonly Tool[]): Promise<void> {
+    const listings = this.#deps.listings;
+    if (!listings) return;
+    const text = JSON.stringify(tools.map(publishedPart));
+    if (text === this.#kept) return;
+    try {
+      await listings.write(this.name, this.config.url, tools);
+      this.#kept = text;
+    } catch (error) {
+      this.#deps.log?.(`upstream ${this.name}: its listing could not be kept in the data directory (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+
   #describe(tool: Tool): UpstreamTool {
     let validate: JsonSchemaValidator<unknown>;
     try {
@@ -343,7 +403,7 @@ export class McpUpstreamConnector implements Connector {
     } catch {
       validate = () => ({ valid: false, data: undefined, errorMessage: 'unusable schema' });
     }
-    return { tool, tier: tierFor(tool.name, tool.annotations, this.config.tools), validate };
+    return { tool, exposed: exposedToolName(this.name, tool.name), tier: tierFor(tool.name, tool.annotations, this.config.tools), validate };
   }
 
   /** The tool as Countersign lists it: namespaced, with annotations that say its tier, not the upstream's claims. */
@@ -355,12 +415,19 @@ export class McpUpstreamConnector implements Connector {
     for (const listener of this.#listeners) listener();
   }
 
-  #exposed({ tool, tier }: UpstreamTool): Tool {
-    const { outputSchema: _outputSchema, ...rest } = tool;
+  /**
+   * The tool as Countersign lists it. The upstream's own name and the upstream stay readable where a
+   * person and the model look: the title, the description, and `_meta`.
+   */
+  #exposed({ tool, exposed, tier }: UpstreamTool): Tool {
+    const { outputSchema: _outputSchema, _meta: _upstreamMeta, ...rest } = tool;
     return {
       ...rest,
-      name: `${this.name}.${tool.name}`,
-      description: `${tool.description ?? tool.name} (from ${this.name})`,
+      inputSchema: listableSchema(tool.inputSchema),
+      name: exposed,
+      title: tool.title ?? tool.annotations?.title ?? tool.name,
+      description: `${tool.description ?? tool.name} (tool ${tool.name} of ${this.name})`,
+      _meta: { 'countersign/upstream': this.name, 'countersign/tool': tool.name },
       annotations: {
         ...(tool.annotations?.title ? { title: tool.annotations.title } : {}),
         readOnlyHint: tier === 1,
@@ -369,11 +436,16 @@ export class McpUpstreamConnector implements Connector {
       },
     };
   }
+}
 
-  #local(name: string): string | undefined {
-    const prefix = `${this.name}.`;
-    return name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
-  }
+/**
+ * The input schema as listed: Claude's API refuses a tool whose input schema has `oneOf`, `anyOf` or
+ * `allOf` at its top level, and with it the whole request, so those are left out of the listed schema.
+ * Calls are still checked against the upstream's whole schema (`#describe`).
+ */
+function listableSchema(schema: Tool['inputSchema']): Tool['inputSchema'] {
+  const { oneOf: _one, anyOf: _any, allOf: _all, ...rest } = schema as Tool['inputSchema'] & Record<'oneOf' | 'anyOf' | 'allOf', unknown>;
+  return rest;
 }
 
 function checkTransportSecurity(config: UpstreamConfig): void {

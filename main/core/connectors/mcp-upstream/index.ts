@@ -8,3 +8,6 @@ export type { ResourceMetadata } from './metadata.ts';
 export { tierFor, globToRegExp } from './tiers.ts';
 export { createUpstreamConnectors } from './upstream-connectors.ts';
 export type { CredentialHost, UpstreamConnectorDeps } from './upstream-connectors.ts';
+export { CLAUDE_TOOL_NAME, exposedToolName } from './tool-names.ts';
+export { fileListingCache } from './listing-cache.ts';
+export type { ListingCache } from './listing-cache.ts';

@@ -8,6 +8,7 @@ import type { Connector } from '../types.ts';
 import type { CredentialBroker } from './connector.ts';
 import { McpUpstreamConnector } from './connector.ts';
 import type { UpstreamConfigInput } from './config.ts';
+import { fileListingCache } from './listing-cache.ts';
 import { AppError } from '../../../../common/errors.ts';
 
 /** The part of the broker an upstream needs: `Broker.withCredential` (main/core/broker). */
@@ -20,6 +21,9 @@ export interface UpstreamConnectorDeps {
   broker: CredentialHost | (() => CredentialHost);
   /** Supplies the install's DPoP key (RFC 9449) when the IdP binds tokens to it. */
   tokens: Pick<TokenSource, 'dpopKeyPair'>;
+  /** Where each upstream's last listing is kept (listing-cache.ts); without it nothing is kept. */
+  listingsDir?: string;
+  log?: (line: string) => void;
 }
 
 /**
@@ -34,9 +38,15 @@ export function createUpstreamConnectors(configs: readonly UpstreamConfigInput[]
     return broker.withCredential(plan, use, signal);
   };
   const seen = new Set<string>();
+  const listings = deps.listingsDir !== undefined ? fileListingCache(deps.listingsDir) : undefined;
   return configs.map((config) => {
     if (seen.has(config.name)) throw new AppError('CONFIG_INVALID', `Two upstreams are named ${config.name}; each needs its own name.`);
     seen.add(config.name);
-    return new McpUpstreamConnector(config, { withCredential, dpopKeyPair: () => deps.tokens.dpopKeyPair() });
+    return new McpUpstreamConnector(config, {
+      withCredential,
+      dpopKeyPair: () => deps.tokens.dpopKeyPair(),
+      ...(listings ? { listings } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
+    });
   });
 }

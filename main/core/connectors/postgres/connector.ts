@@ -2,7 +2,10 @@
  * The PostgreSQL connector: tools `query`, `execute`, `list_tables`, `describe_table`. Each call runs
  * on its own `pg` Client as the ephemeral role Vault minted for it, with `application_name` = the OBO
  * `jti` (so PostgreSQL's log joins the audit record), a statement time-out, a row cap and, for reads, a
- * read-only transaction. pg errors become AppErrors by SQLSTATE, in one place (`toAppError`).
+ * read-only transaction. Every statement goes over the extended query protocol (one statement, values
+ * bound, never the simple-query path), with the search_path pinned to the schema the classifier
+ * resolves unqualified names in and standard_conforming_strings on (the parser's reading of literals).
+ * pg errors become AppErrors by SQLSTATE, in one place (`toAppError`).
  */
 import pg from 'pg';
 import { onWire } from '../../wire-time.ts';
@@ -12,13 +15,17 @@ import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
 import type { PostgresPolicy } from '../../policy/policy.ts';
 import type { CallPlan, Connector, ExecuteContext } from '../types.ts';
+import { tlsConnectFailure } from './tls.ts';
 import { CONNECTOR_NAME, DescribeTableArgs, ExecuteArgs, ListTablesArgs, QueryArgs, planPostgresCall, type PostgresCallDetails } from './plan.ts';
+import { queryExtended } from './extended-query.ts';
+import { preflight } from './preflight.ts';
+import { TABLE_SCHEMA } from './sql-names.ts';
 
 export interface PostgresConnection {
   host: string;
   port: number;
   database: string;
-  /** TLS options for `pg`; off for the loopback lab. */
+  /** TLS options for `pg` (tls.ts `postgresSsl`, from the configuration's `sslmode`); off for the loopback lab. */
   ssl?: pg.ClientConfig['ssl'];
   connectTimeoutMs?: number;
 }
@@ -171,6 +178,7 @@ export async function runStatement(
     application_name: applicationName,
     statement_timeout: details.limits.statementTimeoutMs,
     connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
+    options: SESSION_OPTIONS,
   });
   // A connection error after connect would otherwise be an unhandled 'error' event.
   client.on('error', () => {});
@@ -188,6 +196,7 @@ export async function runStatement(
       // Before the session exists, anything without a SQLSTATE (time-out, socket) means unreachable.
       const code = (error as { code?: unknown }).code;
       if (!signal.aborted && !(typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))) {
+        if (connection.ssl) throw tlsConnectFailure(error);
         throw new AppError('DB_UNAVAILABLE', 'The database is not reachable or did not answer in time.', { cause: error });
       }
       throw error;
@@ -204,13 +213,31 @@ export async function runStatement(
   }
 }
 
+/**
+ * Settings given at connection start, before any statement: names resolve as the classifier read them,
+ * and string literals mean what PostgreSQL's parser (libpg-query) took them to mean.
+ */
+export const SESSION_OPTIONS = `-c search_path=${TABLE_SCHEMA} -c standard_conforming_strings=on`;
+
+/** Every statement of a call goes over the extended protocol, its wait timed as the database's. */
+function run(client: pg.Client, text: string, values: readonly unknown[] = []): Promise<pg.QueryResult> {
+  return onWire('db', () => queryExtended(client, text, values));
+}
+
 async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   const cap = d.limits.rowCap;
-  await onWire('db', () => client.query('BEGIN READ ONLY'));
+  await run(client, 'BEGIN READ ONLY');
+  if (!d.catalog) await onWire('db', () => preflight(client, d.classification));
+  if (d.classification.kind === 'EXPLAIN' || d.classification.nodeType === 'ExplainStmt') {
+    // EXPLAIN cannot stand in a cursor; its output is a plan, a handful of rows.
+    const result = await run(client, d.sql, d.params);
+    await run(client, 'COMMIT');
+    return { columns: result.fields.map((f) => f.name), rows: result.rows.slice(0, cap).map(plainRow), rowCount: Math.min(result.rows.length, cap), truncated: result.rows.length > cap, command: 'EXPLAIN' };
+  }
   // A cursor fetches one row past the cap, so a huge result is never pulled in full.
-  await onWire('db', () => client.query({ text: `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, values: d.params }));
-  const fetched = await onWire('db', () => client.query(`FETCH ${cap + 1} FROM countersign_rows`));
-  await onWire('db', () => client.query('COMMIT'));
+  await run(client, `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, d.params);
+  const fetched = await run(client, `FETCH ${cap + 1} FROM countersign_rows`);
+  await run(client, 'COMMIT');
   const truncated = fetched.rows.length > cap;
   const rows = truncated ? fetched.rows.slice(0, cap) : fetched.rows;
   return {
@@ -223,18 +250,29 @@ async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<Query
   };
 }
 
+/**
+ * Rows this transaction changed so far, in every table (CTEs, EXPLAIN ANALYZE, cascades and triggers
+ * included), from PostgreSQL's per-transaction statistics; any role may read its own transaction's.
+ * The view shows the session's counts not yet flushed, so it is this statement's alone only because
+ * the session is the call's own and nothing before it in the transaction changes a row.
+ */
+export const ROWS_CHANGED_SQL =
+  'SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS changed FROM pg_catalog.pg_stat_xact_user_tables';
+
 async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
-  await onWire('db', () => client.query('BEGIN'));
-  const result = await onWire('db', () => client.query({ text: d.sql, values: d.params }));
-  const affected = result.rowCount ?? 0;
+  await run(client, 'BEGIN');
+  await onWire('db', () => preflight(client, d.classification));
+  const result = await run(client, d.sql, d.params);
+  const counted = await run(client, ROWS_CHANGED_SQL);
+  const affected = Math.max(Number((counted.rows[0] as { changed?: string } | undefined)?.changed ?? 0), result.rowCount ?? 0);
   if (affected > d.limits.maxAffectedRows) {
-    await onWire('db', () => client.query('ROLLBACK'));
+    await run(client, 'ROLLBACK');
     throw new AppError(
       'POLICY_BLOCKED',
       `The statement would change ${affected} rows, more than the ${d.limits.maxAffectedRows} allowed per call; it was rolled back. Narrow the WHERE clause.`,
     );
   }
-  await onWire('db', () => client.query('COMMIT'));
+  await run(client, 'COMMIT');
   const cap = d.limits.rowCap;
   const rows = (result.rows ?? []).slice(0, cap);
   return {

@@ -8,8 +8,12 @@ import { AppError } from '../../../../common/errors.ts';
 import type { AuthorizationDetail, CallPlan, Tier } from '../types.ts';
 import { defaultTierForStatement, effectiveLimits, maxTier, type Limits, type PostgresPolicy } from '../../policy/policy.ts';
 import { classifySql, sqlDigest, type SqlClassification } from './sql-classify.ts';
+import { builtinFunction, type FunctionEffect } from './sql-functions.ts';
+import { CATALOG_SCHEMA, normaliseTableKey } from './sql-names.ts';
 
 export const CONNECTOR_NAME = 'postgres';
+
+const DML_WRITES = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
 
 const ParamSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
@@ -42,9 +46,12 @@ export type ToolName = 'query' | 'execute' | 'list_tables' | 'describe_table';
 export interface PostgresCallDetails {
   sql: string;
   params: Array<string | number | boolean | null>;
+  /** Nothing in the statement writes, locks or calls a function with effects: run in a READ ONLY transaction. */
   readOnly: boolean;
   limits: Required<Limits>;
   classification: SqlClassification;
+  /** One of the fixed catalog statements (list_tables, describe_table): information_schema views, by design. */
+  catalog: boolean;
 }
 
 /** SQL the catalog tools run; fixed text, classified like any other statement. */
@@ -106,26 +113,33 @@ export async function planPostgresCall(
   }
 
   const c = await classifySql(sql);
-  if (tool === 'query' && !c.readOnly) {
-    throw new AppError(
-      'SQL_NOT_READ_ONLY',
-      `The query tool runs read-only statements; this one is ${c.actions.join('/')}${c.identifier ? ` on ${c.identifier}` : ''}. Use the execute tool for writes.`,
-    );
+  const effects = catalog ? [] : governFunctions(policy, c.functions);
+  if (!catalog) refuseCatalogReads(c);
+  const readOnly = c.readOnly && effects.length === 0;
+  if (tool === 'query' && !readOnly) {
+    const what = c.readOnly ? `calls ${effects.map((e) => `${e.name} (${e.effect})`).join(', ')}` : `is ${c.actions.join('/')}${c.identifier ? ` on ${c.identifier}` : ''}`;
+    throw new AppError('SQL_NOT_READ_ONLY', `The query tool runs read-only statements; this one ${what}. Use the execute tool for writes.`);
   }
-  if (tool === 'execute' && c.readOnly) {
+  if (tool === 'execute' && readOnly) {
     throw new AppError('INPUT_INVALID', 'The execute tool runs writes; send read-only statements to the query tool.');
   }
 
   const reasons: string[] = [];
-  const kindTier = defaultTierForStatement(c.kind, c.bounded);
+  const locks = c.actions.some((a) => a.startsWith('SELECT FOR'));
+  // EXPLAIN without ANALYZE runs nothing; a row lock changes nothing but holds other writers back.
+  // The tier is the highest any action demands: a write inside a SELECT's CTE is still a write.
+  const dml = c.actions.some((a) => DML_WRITES.has(a)) ? defaultTierForStatement('UPDATE', c.bounded) : undefined;
+  const kindTier = c.kind === 'EXPLAIN' ? 1 : maxTier(defaultTierForStatement(c.kind, c.bounded), dml, locks ? 2 : undefined);
   reasons.push(describeStatement(c));
+  if (effects.length > 0) reasons.push(`calls ${effects.map((e) => `${e.name}, which ${e.effect}`).join('; ')}`);
   const tableTiers: Array<Tier | undefined> = [];
   let sensitiveTable = false;
   let sensitiveRowsPossible = false;
   const unlisted: string[] = [];
+  const tablePolicy = tablesOf(policy);
   if (!catalog) {
     for (const table of c.tables) {
-      const entry = policy.tables[table];
+      const entry = tablePolicy.get(table);
       if (!entry) {
         unlisted.push(table);
         continue;
@@ -146,24 +160,25 @@ export async function planPostgresCall(
   const sensitive = sensitiveTable || includeSensitive;
   if (sensitive) reasons.push(sensitiveTable ? 'touches a sensitive table' : 'asks for sensitive rows');
   const toolEntry = policy.tools[tool];
-  const tier = maxTier(kindTier, toolEntry?.tier, ...tableTiers, sensitive ? 3 : undefined, blockTier);
+  const tier = maxTier(kindTier, toolEntry?.tier, ...tableTiers, sensitive ? 3 : undefined, effects.length > 0 ? 3 : undefined, blockTier);
 
   const limits = effectiveLimits(
     policy.limits,
     toolEntry?.limits,
-    ...c.tables.map((t) => policy.tables[t]?.limits),
+    ...c.tables.map((t) => tablePolicy.get(t)?.limits),
   );
   const bytes = params.length > 0 ? JSON.stringify({ sql, params }) : sql;
-  const writes = c.actions.some((a) => a !== 'SELECT');
-  const role = sensitive ? policy.roles.sensitive : writes || !c.readOnly ? policy.roles.write : policy.roles.read;
+  const role = sensitive ? policy.roles.sensitive : readOnly ? policy.roles.read : policy.roles.write;
+  const actions = effects.length > 0 ? [...c.actions, 'EXECUTE'].sort() : c.actions;
 
   const detail: AuthorizationDetail = {
     ...(policy.rarTemplate ?? {}),
     type: 'postgres',
     locations: [policy.location],
-    actions: c.actions,
+    actions,
     ...(c.identifier ? { identifier: c.identifier } : {}),
     tables: c.tables,
+    ...(c.functions.length > 0 ? { functions: c.functions } : {}),
     ...(sensitive ? { privileges: ['sensitive'] } : {}),
     bounded: c.bounded,
     statement_digest: bytes === sql ? c.digest : sqlDigest(bytes),
@@ -180,14 +195,75 @@ export async function planPostgresCall(
     credential: { kind: 'vault-database', authMount: policy.vault.authMount, role, dbMount: policy.vault.dbMount, dbRole: role },
     bytes,
     ...(tier === 2
-      ? { approvalScope: { statementClass: c.actions.join('+'), targets: c.tables, changes: c.changes, rowCeiling: limits.maxAffectedRows } }
+      ? { approvalScope: { statementClass: c.statementClass, targets: c.tables, changes: c.changes, rowCeiling: limits.maxAffectedRows } }
       : {}),
   };
-  return { plan, details: { sql, params, readOnly: c.readOnly, limits, classification: c } };
+  return { plan, details: { sql, params, readOnly, limits, classification: c, catalog } };
+}
+
+const normalised = new WeakMap<PostgresPolicy['tables'], Map<string, PostgresPolicy['tables'][string]>>();
+
+/** The policy's tables keyed as the classifier names them (`patients` in the file is `public.patients`). */
+function tablesOf(policy: PostgresPolicy): Map<string, PostgresPolicy['tables'][string]> {
+  let map = normalised.get(policy.tables);
+  if (!map) {
+    map = new Map(Object.entries(policy.tables).map(([key, entry]) => [normaliseTableKey(key), entry]));
+    normalised.set(policy.tables, map);
+  }
+  return map;
+}
+
+/** Schemas whose relations describe the server itself: reached through list_tables and describe_table only. */
+const CATALOG_SCHEMAS = [CATALOG_SCHEMA, 'information_schema'];
+
+function refuseCatalogReads(c: SqlClassification): void {
+  const catalogTables = c.tables.filter((t) => CATALOG_SCHEMAS.some((s) => t.startsWith(`${s}.`)));
+  if (catalogTables.length === 0) return;
+  throw new AppError(
+    'SQL_UNCLASSIFIABLE',
+    `The statement reads PostgreSQL's catalog (${catalogTables.join(', ')}), which is refused: catalog views can expose other sessions and settings. Use list_tables or describe_table.`,
+  );
+}
+
+/**
+ * Checks every function the statement calls. Safe built-ins and the policy's `allow` list pass; a
+ * function with effects is refused unless the policy's `review` list names it (then the call is tier 3
+ * and not read-only); anything else is unknown and refused. Returns the effectful functions admitted.
+ */
+export function governFunctions(policy: PostgresPolicy, functions: string[]): Array<{ name: string; effect: FunctionEffect | 'is listed for review' }> {
+  const allow = new Set((policy.functions?.allow ?? []).map(functionKey));
+  const review = new Set((policy.functions?.review ?? []).map(functionKey));
+  const admitted: Array<{ name: string; effect: FunctionEffect | 'is listed for review' }> = [];
+  const refused: string[] = [];
+  for (const name of functions) {
+    const known = builtinFunction(name);
+    if (known.kind === 'effect') {
+      if (review.has(name)) admitted.push({ name, effect: known.effect });
+      else refused.push(`${name} (${known.effect})`);
+    } else if (known.kind === 'safe' || allow.has(name)) {
+      continue;
+    } else if (review.has(name)) {
+      admitted.push({ name, effect: 'is listed for review' });
+    } else {
+      refused.push(`${name} (not known to be free of side effects)`);
+    }
+  }
+  if (refused.length > 0) {
+    throw new AppError(
+      'SQL_FUNCTION_NOT_ALLOWED',
+      `The statement calls ${refused.join(', ')}. Only functions known to have no side effects and no hidden table access may run, and functions with effects only where the policy lists them for review; rewrite the statement or ask for the function to be listed.`,
+    );
+  }
+  return admitted;
+}
+
+/** A policy's function name as the classifier writes it: unqualified means pg_catalog. */
+function functionKey(name: string): string {
+  return normaliseTableKey(name, CATALOG_SCHEMA);
 }
 
 function describeStatement(c: SqlClassification): string {
-  const what = c.kind === 'other' ? `unclassified statement (${c.nodeType})` : c.actions.join('+');
+  const what = c.statementClass;
   const bound = c.readOnly ? '' : c.bounded ? 'bounded ' : 'unbounded ';
   return `${bound}${what}${c.tables.length > 0 ? ` of ${c.tables.join(', ')}` : ''}`;
 }

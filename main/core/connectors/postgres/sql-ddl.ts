@@ -1,0 +1,69 @@
+/**
+ * Schema changes, TRUNCATE and privilege changes: classified by their top-level statement (tier 3 for
+ * DDL, tier 4 for DROP, TRUNCATE and GRANT, which the IdP never delegates either), naming every table
+ * and function they mention. A query inside one (CREATE TABLE AS, CREATE VIEW) goes through the strict
+ * walker, so a write hidden there is still found.
+ */
+import type { StatementKind } from './sql-classify.ts';
+import { DML_NODES, declareTable, functionName, visit, type TreeFacts } from './sql-walk.ts';
+
+export const SCHEMA_CHANGE_KINDS: Record<string, StatementKind> = {
+  CreateStmt: 'DDL',
+  AlterTableStmt: 'DDL',
+  IndexStmt: 'DDL',
+  ViewStmt: 'DDL',
+  CreateTableAsStmt: 'DDL',
+  CommentStmt: 'DDL',
+  RenameStmt: 'DDL',
+  DropStmt: 'DROP',
+  DropRoleStmt: 'DROP',
+  DropdbStmt: 'DROP',
+  DropOwnedStmt: 'DROP',
+  TruncateStmt: 'TRUNCATE',
+  GrantStmt: 'GRANT',
+  GrantRoleStmt: 'GRANT',
+  AlterDefaultPrivilegesStmt: 'GRANT',
+  AlterRoleStmt: 'GRANT',
+  CreateRoleStmt: 'GRANT',
+};
+
+const RELATION_OBJECTS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE']);
+
+/** Names every table and function a schema change mentions; queries inside it are walked strictly. */
+export function scanSchemaChange(stmt: Record<string, unknown>, f: TreeFacts): void {
+  const type = Object.keys(stmt)[0]!;
+  const kind = SCHEMA_CHANGE_KINDS[type]!;
+  const before = new Set(f.tables.keys());
+  const scan = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      for (const item of node) scan(item);
+      return;
+    }
+    if (!node || typeof node !== 'object') return;
+    for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+      if (DML_NODES.has(key)) {
+        visit({ [key]: value }, undefined, f);
+        continue;
+      }
+      if (key === 'RangeVar' || ((key === 'relation' || key === 'rel' || key === 'view') && value && typeof value === 'object' && 'relname' in value)) {
+        declareTable(value as Record<string, unknown>, f);
+        continue;
+      }
+      if (key === 'FuncCall') f.functions.add(functionName((value as { funcname?: unknown }).funcname, f));
+      if (key === 'DropStmt' || key === 'TruncateStmt') dropped(value as Record<string, unknown>, f);
+      scan(value);
+    }
+  };
+  scan(stmt);
+  for (const table of f.tables.keys()) if (!before.has(table)) f.changes.add(`${kind} ${table}`);
+}
+
+/** DROP names its objects as lists of identifiers rather than RangeVars. */
+function dropped(body: Record<string, unknown>, f: TreeFacts): void {
+  if (body.removeType !== undefined && !RELATION_OBJECTS.has(String(body.removeType))) return;
+  for (const o of (body.objects ?? []) as Array<{ List?: { items?: Array<{ String?: { sval?: string } }> } }>) {
+    const parts = (o.List?.items ?? []).map((i) => i.String?.sval).filter((x): x is string => typeof x === 'string');
+    if (parts.length === 0) continue;
+    declareTable({ relname: parts[parts.length - 1], ...(parts.length > 1 ? { schemaname: parts[parts.length - 2] } : {}) }, f);
+  }
+}
