@@ -190,6 +190,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     demo: config.demo,
     journal,
     log: (line) => log.info(line),
+    vaultMode: config.vault.mode,
     onSignInNeeded: () => options.present?.('sign-in'),
   });
   ref.broker = broker;

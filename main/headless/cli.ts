@@ -31,6 +31,11 @@ const commands: Record<string, Command> = {
     usage: 'countersign mcp-config [--client claude-desktop|claude-code|cursor] [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
     run: async (argv) => (await import('../core/claude-desktop/command.ts')).runMcpConfig(argv),
   },
+  doctor: {
+    summary: 'Check the identity provider, Vault, databases and upstreams, and say what to fix.',
+    usage: 'countersign doctor [--config FILE] [--json] [--no-sign-in]',
+    run: async (argv) => (await import('./doctor.ts')).runDoctorCommand(argv),
+  },
   audit: {
     summary: 'Export or verify the local audit timeline.',
     usage: 'countersign audit export --format jsonl|csv [--out FILE] | countersign audit verify',
