@@ -1,7 +1,7 @@
 /**
  * What an approval prompt shows, built by the core from policy and the parsed call, never from text the
  * model wrote: every string here is already made safe to display (control and bidirectional characters
- * made visible, long values truncated with a count). Shells (native dialog, web card) only lay it out.
+ * made visible). What will run is whole; the shells (native dialog, web card) lay it out, paged or scrolled.
  */
 export interface ApprovalView {
   id: string;
@@ -12,7 +12,7 @@ export interface ApprovalView {
   summary: string;
   /** The RAR, one readable line per authorization detail. */
   authorization: string[];
-  /** The exact arguments as canonical JSON, made visible and truncated. */
+  /** The exact arguments as canonical JSON, made visible, whole (never cut: shells page or scroll it). */
   argumentsText: string;
   /** sha256 of the exact bytes that will run and the RAR; the approval binds to it. */
   digest: string;
@@ -23,3 +23,6 @@ export interface ApprovalView {
 }
 
 export type ApprovalDecision = 'approve' | 'deny';
+
+/** The key under which a SQL call's arguments list the values bound to $1, $2… in order. */
+export const BOUND_VALUES_KEY = 'parameters ($1, $2… in order)';

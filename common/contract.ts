@@ -54,7 +54,12 @@ export const StatusSchema = z.object({
   /** `delegation`: the profile every exchange runs under (`rar` or `scopes`), shown so none reads as stronger than it is. */
   idp: z.object({ issuer: z.string(), state: Reachability, delegation: z.enum(['rar', 'scopes']).default('rar') }),
   vault: z.object({ address: z.string(), state: Reachability }),
-  claudeDesktop: z.object({ configured: z.boolean(), connected: z.boolean() }),
+  claudeDesktop: z.object({
+    configured: z.boolean(),
+    connected: z.boolean(),
+    /** A connected session was given other tools than Countersign now offers: Claude Desktop must be restarted to see them. */
+    restartNeeded: z.boolean().optional(),
+  }),
   bridgeSessions: z.array(BridgeSessionSchema),
   pendingApprovals: z.number().int().nonnegative().default(0),
 });

@@ -2,7 +2,7 @@
  * The wire between the bridge and the core's local socket: a mutual HMAC challenge-response over the
  * per-start secret, then newline-delimited JSON-RPC (the MCP stdio framing).
  *
- *   bridge → core  {"t":"countersign/hello","v":1,"nonce":Nc}
+ *   bridge → core  {"t":"countersign/hello","v":1,"nonce":Nc}            ("purpose":"control": see below)
  *   core → bridge  {"t":"countersign/challenge","v":1,"nonce":Ns,"proof":HMAC(secret,"countersign/1|server|Nc|Ns")}
  *   bridge → core  {"t":"countersign/proof","proof":HMAC(secret,"countersign/1|client|Nc|Ns")}
  *   core → bridge  {"t":"countersign/welcome","v":1}   or {"t":"countersign/refused","code","message"}
@@ -13,6 +13,10 @@
  * zod because the bridge must stay dependency-free and fast to start.
  *
  * The HMAC is passed in (node:crypto in the core and the bridge): common/ imports no Node module.
+ *
+ * A hello with `"purpose":"control"` opens a control connection instead of an MCP session: after the
+ * same handshake, one JSON request per line (`{"id":1,"method":"open"}`), used by `countersign open`.
+ * The bridge never sends it, so nothing Claude sends through a bridge reaches a control request.
  */
 export const HANDSHAKE_VERSION = 1;
 /** Longest handshake line either side accepts. */
@@ -29,6 +33,7 @@ export interface ClientHello {
   t: 'countersign/hello';
   v: number;
   nonce: string;
+  purpose?: 'control';
 }
 export interface ServerChallenge {
   t: 'countersign/challenge';
@@ -84,7 +89,8 @@ function parseObject(line: string): Record<string, unknown> | undefined {
 export function parseHello(line: string): ClientHello | undefined {
   const o = parseObject(line);
   if (!o || o.t !== 'countersign/hello' || o.v !== HANDSHAKE_VERSION || !isNonce(o.nonce)) return undefined;
-  return { t: o.t, v: o.v, nonce: o.nonce };
+  if (o.purpose !== undefined && o.purpose !== 'control') return undefined;
+  return { t: o.t, v: o.v, nonce: o.nonce, ...(o.purpose === 'control' ? { purpose: o.purpose } : {}) };
 }
 
 export function parseChallenge(line: string): ServerChallenge | ServerRefusal | undefined {

@@ -29,14 +29,19 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
     upstreams: [
       // Each upstream is named for what its tools do: office__get_weather, office__create_ticket,
       // office__approve_payment, office__generate_report; quotes__get_quote.
-      {
-        name: 'office',
-        url: lab.upstreamMcpUrl,
-        auth: 'obo',
-        issuer: lab.issuer,
-        tools: [{ pattern: 'get_*', tier: 1 }],
-        allowInsecureHttpForLoopbackOnly: true,
-      },
+      // The identity-protected upstream checks each call's RAR, which a scope-deciding IdP cannot give it.
+      ...(lab.idp.profile.delegation === 'rar'
+        ? [
+            {
+              name: 'office',
+              url: lab.upstreamMcpUrl,
+              auth: 'obo' as const,
+              issuer: lab.issuer,
+              tools: [{ pattern: 'get_*', tier: 1 as const }],
+              allowInsecureHttpForLoopbackOnly: true,
+            },
+          ]
+        : []),
       {
         name: 'quotes',
         url: lab.apiKeyUpstreamUrl,

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LAB_SCOPE_PREFIX, startIdp } from './idp/index.ts';
 import type { LabIdp, LabIdpProfile, LabUser } from './idp/index.ts';
+import { loadPolicy } from './idp/policy.ts';
 import { startPostgres } from './postgres.ts';
 import type { LabPostgres } from './postgres.ts';
 import { startUpstream } from './upstream/index.ts';
@@ -28,6 +29,8 @@ export interface StartLabOptions {
   vaultAuditLogPath?: string;
   /** Which vendor's token exchange the IdP speaks; Vault's roles bind on the claims that vendor yields. */
   idpProfile?: LabIdpProfile;
+  /** False plays an IdP whose token exchange is not turned on (for the doctor's tests). */
+  idpTokenExchange?: boolean;
 }
 
 export interface Lab {
@@ -73,7 +76,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       auditPath = join(dir, 'vault-audit.log');
     }
     const pgStart = startPostgres({ log });
-    const idpStart = startIdp({ port: opts.idpPort, log, profile: opts.idpProfile });
+    const idpStart = startIdp({ port: opts.idpPort, log, profile: opts.idpProfile, tokenExchange: opts.idpTokenExchange });
     const [pg, idp] = await Promise.allSettled([pgStart, idpStart]).then((rs) => {
       for (const r of rs) if (r.status === 'fulfilled') stops.push(() => r.value.stop());
       const failed = rs.find((r) => r.status === 'rejected');
@@ -86,6 +89,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     stops.push(() => upstream.stop());
     const vault = await startVault({ port: opts.vaultPort, log, auditLogPath: auditPath });
     stops.push(() => vault.stop());
+    const rights = loadPolicy().rights;
     await configureLabVault({
       addr: vault.addr,
       token: vault.rootToken,
@@ -94,6 +98,11 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       postgres: { host: pg.host, port: pg.port, database: pg.database, username: pg.managementUser, password: pg.managementPassword },
       apiKey,
       binding: (role) => idp.profile.vaultBinding(role, LAB_SCOPE_PREFIX),
+      // Both Vault modes are ready: JWT login (above) and native agent mode, for the app's client.
+      agent: {
+        clientId: idp.nativeClientId,
+        users: idp.users.map((u) => ({ sub: u.sub, name: u.username, vaultRoles: rights[u.role] ?? [] })),
+      },
     });
     log(`lab: ready in ${Date.now() - t0} ms`);
 

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { memoryAdapter, type AdapterDump } from './adapter.ts';
 import { LabKeys } from './keys.ts';
 import { loginPage, messagePage, PAGE_CSP, phonePage } from './pages.ts';
-import { DEFAULT_POLICY_FILE, loadPolicy, RAR_TYPES } from './policy.ts';
+import { DEFAULT_POLICY_FILE, loadPolicy, PolicySchema, RAR_TYPES } from './policy.ts';
 import type { Policy } from './policy.ts';
 import { handleVerifyApi, PushStore } from './step-up.ts';
 import {
@@ -70,6 +70,8 @@ export interface LabIdp {
   setAccessTokenTtl(seconds: number | null): void;
   /** Durations of successful token exchanges (ms), for measurements. */
   exchangeTimings(): number[];
+  /** What an administrator does when they edit the IdP's policy: exchanges from now on use the new one. */
+  updatePolicy(change: (current: Policy) => Policy): void;
   /**
    * What an administrator does when they delete a registered client (or an IdP that expires unused
    * registrations): the client is gone, and every request it authenticates is refused `invalid_client`.
@@ -92,6 +94,8 @@ export interface StartIdpOptions {
   log?: (line: string) => void;
   /** Answer token exchanges as this vendor does (default `lab`). */
   profile?: LabIdpProfile;
+  /** False plays an IdP whose token exchange is not turned on: no such grant, in discovery or at the token endpoint. */
+  tokenExchange?: boolean;
 }
 
 const DEFAULT_AT_TTL_S = 3600;
@@ -135,9 +139,10 @@ function html(res: ServerResponse, status: number, body: string): void {
 export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const log = opts.log ?? (() => {});
   const policyFile = opts.policyFile ?? DEFAULT_POLICY_FILE;
-  const policy: Policy = loadPolicy(policyFile);
+  let policy: Policy = loadPolicy(policyFile);
   const vendor = vendorProfile(opts.profile);
   const byScope = vendor.delegation === 'scopes';
+  const exchanges = opts.tokenExchange !== false;
   // The vault scopes a scope-deciding vendor publishes (one per Vault role the policy grants).
   const vaultScopes = byScope ? [...new Set(policy.rules.flatMap((r) => ('vault_role' in r && r.target === 'vault' ? [`${LAB_SCOPE_PREFIX}${r.vault_role}`] : [])))] : [];
   const forgeries: Array<(claims: JWTPayload, previous: JWTPayload | undefined) => JWTPayload> = [];
@@ -198,9 +203,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
         grant_types: [
           'authorization_code',
           'refresh_token',
-          TOKEN_EXCHANGE,
+          ...(exchanges ? [TOKEN_EXCHANGE] : []),
           'urn:ietf:params:oauth:grant-type:device_code',
-          JWT_BEARER,
+          ...(exchanges ? [JWT_BEARER] : []),
         ],
       },
     ],
@@ -394,13 +399,13 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     'scope',
     'authorization_details',
   ];
-  provider.registerGrantType(
+  if (exchanges) provider.registerGrantType(
     TOKEN_EXCHANGE,
     byScope ? scopeExchangeHandler(deps, vendor, LAB_SCOPE_PREFIX) : tokenExchangeHandler(deps),
     byScope ? exchangeParams.filter((p) => p !== 'authorization_details') : exchangeParams,
     ['audience', 'resource'],
   );
-  provider.registerGrantType(JWT_BEARER, jwtBearerHandler(deps, tokenEndpoint), ['assertion', 'scope', 'authorization_details', 'resource', 'audience']);
+  if (exchanges) provider.registerGrantType(JWT_BEARER, jwtBearerHandler(deps, tokenEndpoint), ['assertion', 'scope', 'authorization_details', 'resource', 'audience']);
 
   provider.on('server_error', (_ctx, err) => log(`idp: server error ${(err as Error).name}`));
   provider.on('grant.error', (_ctx, err) => log(`idp: grant error ${(err as { error?: string }).error ?? 'unknown'}`));
@@ -542,6 +547,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       accessTokenTtl = seconds ?? DEFAULT_AT_TTL_S;
     },
     exchangeTimings: () => [...timings],
+    updatePolicy(change) {
+      policy = PolicySchema.parse(change(structuredClone(policy)));
+    },
     async forgetClient(clientId) {
       // oidc-provider keeps dynamically registered clients in its adapter (not in its types)
       const adapter = (provider.Client as unknown as { adapter: unknown }).adapter as { find(id: string): Promise<unknown>; destroy(id: string): Promise<void> };

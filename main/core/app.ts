@@ -26,7 +26,10 @@ import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { ensurePrivateDataDir } from './data-dir.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
-import { startSocketServer, type Log, type SocketServer } from './mcp/socket-server.ts';
+import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
+import type { CoreLock } from './mcp/core-lock.ts';
+import { CatalogueWatch } from './mcp/catalogue-watch.ts';
+import { claudeAccepts } from './mcp/mcp-session.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
 import { loadPolicyFile } from './policy/policy.ts';
 import { AuthService } from './auth/auth-service.ts';
@@ -54,6 +57,16 @@ export interface CoreOptions {
    * they cancel. Hosts without one leave it out and `audit.saveExport` is refused.
    */
   chooseExportFile?: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined>;
+  /**
+   * Brings the app in front of the person, who is needed now (a call arrived before sign-in): the
+   * desktop shell shows its window, the headless host opens the web UI in the browser.
+   */
+  present?: (why: 'sign-in') => void;
+  /**
+   * `countersign open` (a control request over the socket): the desktop shell shows its window and
+   * answers `{}`; the headless host answers a fresh launch link for the command to open.
+   */
+  openUi?: () => Promise<{ url?: string }>;
 }
 
 export interface Core {
@@ -74,8 +87,20 @@ export interface Core {
 type Listeners = { [E in EventName]: Set<(payload: EventOf<E>) => void> };
 
 export async function startCore(options: CoreOptions): Promise<Core> {
-  const { config, log } = options;
   const paths = options.paths ?? resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
+  // First of all: a second core started at the same instant (two bridges that each found no app) stops
+  // here, before it opens the audit store or refreshes the sign-in the first one is using.
+  const lock = await takeCoreLock(paths);
+  try {
+    return await startLockedCore(options, paths, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lock: CoreLock): Promise<Core> {
+  const { config, log } = options;
   ensurePrivateDataDir(paths.dataDir);
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
@@ -165,14 +190,36 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     demo: config.demo,
     journal,
     log: (line) => log.info(line),
+    vaultMode: config.vault.mode,
+    onSignInNeeded: () => options.present?.('sign-in'),
   });
   ref.broker = broker;
+
+  const catalogue = new CatalogueWatch();
+  const offCatalogue = catalogue.onChange((stale) => {
+    if (stale > 0) log.warn(RESTART_CLAUDE);
+    emit('status.changed', status());
+  });
+  const offToolsChanged = broker.onToolsChanged(() => {
+    void broker.listTools().then(
+      (tools) => catalogue.observed(tools.filter(claudeAccepts)),
+      () => {},
+    );
+  });
 
   const sessions = new Map<string, SessionInfo & { calls: number }>();
   const socket = await startSocketServer({
     paths,
+    lock,
     toolHost: broker,
     log,
+    onListed: (sessionId, tools) => catalogue.listed(sessionId, tools),
+    onSessionClosed: (sessionId) => catalogue.closed(sessionId),
+    control: async (method) => {
+      if (method !== 'open') throw new AppError('INPUT_INVALID', `Unknown control request ${method.slice(0, 40)}.`);
+      if (!options.openUi) throw new AppError('INTERNAL', 'This Countersign cannot open its window from the command line.');
+      return options.openUi();
+    },
     serverInfo: { name: 'countersign', version: options.version },
     onSession: (info) => {
       sessions.set(info.sessionId, { ...info, calls: 0 });
@@ -216,7 +263,7 @@ export async function startCore(options: CoreOptions): Promise<Core> {
         state: a.state === 'needs_sign_in' && a.code === 'IDP_UNAVAILABLE' ? 'unreachable' : a.state === 'signed_in' ? 'ok' : 'unknown',
       },
       vault: { address: config.vault.address, state: 'unknown' },
-      claudeDesktop: { configured: claudeConfigured, connected: live.length > 0 },
+      claudeDesktop: { configured: claudeConfigured, connected: live.length > 0, restartNeeded: catalogue.stale() > 0 },
       bridgeSessions: live.map((s) => ({
         id: s.sessionId,
         clientName: s.client.name,
@@ -236,6 +283,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
   });
   // Upstreams that could not list before sign-in list now, and tell connected clients their tools changed.
   let signedIn = auth.status().state === 'signed_in';
+  // Signed in from the keychain: list the upstreams now, so a kept listing is replaced by a fresh one.
+  if (signedIn) void broker.warm();
   const offAuth = auth.onStatus((s) => {
     emit('status.changed', status());
     const now = s.state === 'signed_in';
@@ -303,6 +352,12 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       demo: config.demo,
     }),
     'claude.connect': async () => {
+      // The catalogue must exist before Claude starts: Claude Desktop uses only the tools of its first
+      // listing, and an upstream can list only for a signed-in person. Signing in lists them
+      // (auth.onStatus → warm); warm again here for a session that was already signed in.
+      if (auth.status().state !== 'signed_in') await auth.signIn({ openExternal: options.openExternal });
+      await broker.warm();
+      const tools = (await broker.listTools()).filter(claudeAccepts).length;
       const entry = mcpConfigEntry({
         countersignHome: process.env.COUNTERSIGN_HOME || undefined,
         nodePath: process.versions.electron ? await findNodeOnPath() : undefined,
@@ -310,7 +365,11 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       await installClaudeDesktopEntry(claudeConfigPath, entry);
       await refreshClaudeConfigured();
       emit('status.changed', status());
-      return { configured: true, configPath: claudeConfigPath, message: 'Restart Claude Desktop to load Countersign.' };
+      return {
+        configured: true,
+        configPath: claudeConfigPath,
+        message: `Countersign is set up in Claude Desktop with ${tools} tool${tools === 1 ? '' : 's'}. Quit and reopen Claude Desktop to load them.`,
+      };
     },
   };
 
@@ -331,6 +390,8 @@ export async function startCore(options: CoreOptions): Promise<Core> {
       stopped = true;
       offAudit();
       offApprovals();
+      offCatalogue();
+      offToolsChanged();
       offAuth();
       offSignOut();
       approvals.clear();
@@ -343,6 +404,10 @@ export async function startCore(options: CoreOptions): Promise<Core> {
     },
   };
 }
+
+/** Said on stderr and in the UI when sessions hold tools that are no longer Countersign's catalogue. */
+export const RESTART_CLAUDE =
+  "Countersign's tools changed since Claude Desktop started. Claude Desktop uses only the tools it was given when it started: quit and reopen it to use the new ones.";
 
 /**
  * Calls a previous run of the core was making when it died: each gets its record on the timeline as

@@ -70,6 +70,11 @@ async function run(portLike: PortLike): Promise<void> {
       prompt: async (view: ApprovalView, signal: AbortSignal) => (await rpc.call('approval.prompt', view, signal)) as ApprovalDecision,
     },
     openExternal: async (url) => void (await rpc.call('shell.openExternal', { url })),
+    present: () => void rpc.call('shell.present', {}).catch(() => undefined),
+    openUi: async () => {
+      await rpc.call('shell.present', {});
+      return {};
+    },
     chooseExportFile: async (suggested) => ((await rpc.call('shell.chooseExportFile', suggested)) as { path?: string }).path,
     paths,
     log,

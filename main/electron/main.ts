@@ -105,6 +105,11 @@ async function start(): Promise<void> {
         showWindow();
         return chooseExportFile({ dialog, parent: () => mainWindow, downloads: app.getPath('downloads') }, params);
       },
+      // The core needs the person (a call before sign-in, `countersign open`): the window comes to the front.
+      'shell.present': async () => {
+        showWindow();
+        return {};
+      },
       'shell.openExternal': async (params) => {
         const url = String((params as { url?: unknown }).url ?? '');
         if (!/^https?:\/\//.test(url)) throw new Error('Only http(s) URLs open in the browser.');

@@ -21,10 +21,20 @@ const commands: Record<string, Command> = {
     usage: 'countersign serve [--config FILE] [--port N] [--no-open]',
     run: async (argv) => (await import('./start.ts')).runServe(argv),
   },
+  open: {
+    summary: 'Bring the running Countersign in front: its window, or the web UI with a fresh link.',
+    usage: 'countersign open',
+    run: async (argv) => (await import('./open.ts')).runOpen(argv),
+  },
   'mcp-config': {
     summary: 'Print or install the MCP server entry for Claude Desktop, Claude Code, Cursor and other clients.',
     usage: 'countersign mcp-config [--client claude-desktop|claude-code|cursor] [--install | --uninstall] [--config FILE] [--bridge FILE] [--node FILE]',
     run: async (argv) => (await import('../core/claude-desktop/command.ts')).runMcpConfig(argv),
+  },
+  doctor: {
+    summary: 'Check the identity provider, Vault, databases and upstreams, and say what to fix.',
+    usage: 'countersign doctor [--config FILE] [--json] [--no-sign-in]',
+    run: async (argv) => (await import('./doctor.ts')).runDoctorCommand(argv),
   },
   audit: {
     summary: 'Export or verify the local audit timeline.',

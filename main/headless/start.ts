@@ -49,8 +49,18 @@ function version(): string {
   return (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
+/** How often at most the headless host opens a browser page by itself. */
+const SUMMON_EVERY_MS = 15_000;
+
 /** Starts the core and the web UI; used by `serve`, by the lab's demo launcher and by tests. */
-export async function serve(options: { config: AppConfig; port?: number; log?: Log; home?: string }): Promise<Served> {
+export async function serve(options: {
+  config: AppConfig;
+  port?: number;
+  log?: Log;
+  home?: string;
+  /** Opens the web UI (a launch link) in the browser; the OS opener unless a test plays the browser. */
+  openUi?: (url: string) => Promise<void>;
+}): Promise<Served> {
   const log = options.log ?? stderrLog();
   const env = options.home ? { ...process.env, COUNTERSIGN_HOME: options.home } : process.env;
   const paths = hostPaths({ env });
@@ -59,6 +69,24 @@ export async function serve(options: { config: AppConfig; port?: number; log?: L
     throw new AppError('CONFIG_MISSING', 'The web UI is not built yet: run `npm run build` first.');
   }
   const { store: secrets } = await openSecretStore({ log: (line) => log.info(line) });
+  const openUi = options.openUi ?? openExternal;
+  const ref: { web?: WebServer } = {};
+  let lastSummon = 0;
+  /**
+   * The person is needed (a call before sign-in, an approval) and no page shows the UI: open one with
+   * a fresh launch link, at most every SUMMON_EVERY_MS, and say so on stderr.
+   */
+  const summon = (why: 'sign-in' | 'approval'): void => {
+    const web = ref.web;
+    if (!web || web.liveUis() > 0 || Date.now() - lastSummon < SUMMON_EVERY_MS) return;
+    lastSummon = Date.now();
+    log.warn(
+      why === 'approval'
+        ? 'A call is waiting for your approval and no Countersign page is open: opening one in your browser (or run `countersign open`).'
+        : 'Claude called a tool before you signed in: opening Countersign in your browser to sign in (or run `countersign open`).',
+    );
+    void openUi(web.issueLaunchUrl()).catch(() => undefined);
+  };
   const core = await startCore({
     config: options.config,
     host: 'headless',
@@ -68,6 +96,11 @@ export async function serve(options: { config: AppConfig; port?: number; log?: L
     openExternal,
     paths,
     log,
+    present: summon,
+    openUi: async () => {
+      if (!ref.web) throw new AppError('INTERNAL', 'The web UI is not ready yet.');
+      return { url: ref.web.issueLaunchUrl() };
+    },
   });
   let web: WebServer;
   try {
@@ -88,11 +121,20 @@ export async function serve(options: { config: AppConfig; port?: number; log?: L
     await core.stop();
     throw error;
   }
+  ref.web = web;
+  let waiting = new Set<string>();
+  const offApprovals = core.events('approvals.changed', ({ pending }) => {
+    const now = new Set(pending.map((p) => p.id));
+    const fresh = [...now].some((id) => !waiting.has(id));
+    waiting = now;
+    if (fresh) summon('approval');
+  });
   return {
     core,
     web,
     url: web.url,
     async stop() {
+      offApprovals();
       await web.close();
       await core.stop();
     },

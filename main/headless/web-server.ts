@@ -62,6 +62,8 @@ export interface WebServer {
   readonly port: number;
   /** A fresh launch URL with a new one-time token (the page keeps its bearer in memory only, so a reload needs one). */
   issueLaunchUrl(): string;
+  /** Pages connected for live updates (an authenticated WebSocket each): 0 means nobody sees the UI. */
+  liveUis(): number;
   close(): Promise<void>;
 }
 
@@ -379,6 +381,7 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     wss.handleUpgrade(req, socket, head, (ws) => onSocket(ws));
   });
 
+  const live = new Set<WebSocket>();
   const onSocket = (ws: WebSocket): void => {
     const unsubscribes: (() => void)[] = [];
     const timer = setTimeout(() => ws.close(4401, 'unauthorized'), WS_AUTH_TIMEOUT_MS);
@@ -410,9 +413,11 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
         );
       }
       ws.send(JSON.stringify({ event: 'ready' }));
+      live.add(ws);
       ws.on('message', () => ws.close(4400, 'unexpected message'));
     });
     ws.on('close', () => {
+      live.delete(ws);
       clearTimeout(timer);
       for (const off of unsubscribes.splice(0)) off();
     });
@@ -442,6 +447,7 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     origin,
     port,
     issueLaunchUrl,
+    liveUis: () => live.size,
     close() {
       closed ??= (async () => {
         launchTokens.clear();

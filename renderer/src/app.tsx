@@ -72,6 +72,12 @@ function Shell({ connection }: { connection: Connection }) {
               : 'Connecting for live updates…'}
         </div>
       )}
+      {status.claudeDesktop.restartNeeded && (
+        <div className="conn-banner" role="status">
+          Countersign’s tools changed since Claude Desktop started. Claude Desktop uses only the tools it was given when it started: quit and reopen it to
+          use the new ones.
+        </div>
+      )}
       <div className="frame">
         <nav className="sidebar" aria-label="Screens">
           <div className="brand">Countersign</div>

@@ -114,6 +114,27 @@ describe('the desktop shell (against the Electron test double)', () => {
   });
 });
 
+describe('the core asking for the person', () => {
+  it('brings the app window to the front when the core asks (a call before sign-in, `countersign open`)', async () => {
+    const port = double.recorded.forks[0]!.corePort!;
+    const core = new PortRpc({
+      postMessage: (m) => port.postMessage(m),
+      onMessage: (l) => {
+        port.on('message', l);
+        return () => port.off('message', l);
+      },
+    });
+    try {
+      const window = double.recorded.windows.at(-1)!;
+      const before = window.focused;
+      expect(await core.call('shell.present', {})).toEqual({});
+      expect(window.focused).toBe(before + 1);
+    } finally {
+      core.close();
+    }
+  });
+});
+
 describe('IPC handlers', () => {
   const core = { call: vi.fn(async () => ({ ok: true })) };
 

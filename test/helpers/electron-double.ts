@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 
 export interface Recorded {
-  windows: { options: Record<string, unknown>; loaded: string[] }[];
+  windows: { options: Record<string, unknown>; loaded: string[]; focused: number }[];
   ipcHandlers: Map<string, (event: unknown, ...args: unknown[]) => unknown>;
   permissionHandler?: (wc: unknown, permission: string, cb: (granted: boolean) => void) => void;
   permissionCheck?: () => boolean;
@@ -19,13 +19,15 @@ export interface Recorded {
   schemes: unknown[];
   forks: { modulePath: string; args: string[]; options?: { execArgv?: string[] }; corePort?: MessagePort }[];
   messageBoxes: unknown[][];
+  /** The button each showMessageBox answers, in order; 0 (the first button) once they run out. */
+  messageBoxAnswers: number[];
   /** Arguments of each showSaveDialog call; the answer is `saveDialogAnswer` (cancelled by default). */
   saveDialogs: unknown[][];
   saveDialogAnswer: { canceled: boolean; filePath?: string };
 }
 
 export function createElectronDouble() {
-  const recorded: Recorded = { windows: [], ipcHandlers: new Map(), schemes: [], forks: [], messageBoxes: [], saveDialogs: [], saveDialogAnswer: { canceled: true } };
+  const recorded: Recorded = { windows: [], ipcHandlers: new Map(), schemes: [], forks: [], messageBoxes: [], messageBoxAnswers: [], saveDialogs: [], saveDialogAnswer: { canceled: true } };
   const app = Object.assign(new EventEmitter(), {
     isPackaged: false,
     requestSingleInstanceLock: () => true,
@@ -41,7 +43,7 @@ export function createElectronDouble() {
     readonly record: Recorded['windows'][number];
     constructor(options: Record<string, unknown>) {
       super();
-      this.record = { options, loaded: [] };
+      this.record = { options, loaded: [], focused: 0 };
       recorded.windows.push(this.record);
     }
     loadURL(url: string) {
@@ -49,7 +51,9 @@ export function createElectronDouble() {
       return Promise.resolve();
     }
     show() {}
-    focus() {}
+    focus() {
+      this.record.focused += 1;
+    }
     hide() {}
     restore() {}
     isMinimized() {
@@ -117,7 +121,7 @@ export function createElectronDouble() {
     protocol: { registerSchemesAsPrivileged: (s: unknown[]) => recorded.schemes.push(...s), handle: () => undefined },
     net: { fetch: () => Promise.resolve(new Response('')) },
     dialog: {
-      showMessageBox: (...args: unknown[]) => (recorded.messageBoxes.push(args), Promise.resolve({ response: 0, checkboxChecked: false })),
+      showMessageBox: (...args: unknown[]) => (recorded.messageBoxes.push(args), Promise.resolve({ response: recorded.messageBoxAnswers.shift() ?? 0, checkboxChecked: false })),
       showSaveDialog: (...args: unknown[]) => (recorded.saveDialogs.push(args), Promise.resolve(recorded.saveDialogAnswer)),
       showErrorBox: () => undefined,
     },

@@ -34,6 +34,11 @@ export { CHROMIUM_ARGS };
 
 export interface Browser {
   context: BrowserContext;
+  /** The Chromium profile (History, cookies, caches: SQLite and LevelDB files), kept until `close()`. */
+  profileDir: string;
+  /** Closes Chromium and keeps its profile, so a test can read what it left there. */
+  stop(): Promise<void>;
+  /** Closes Chromium and removes its profile. Safe to call after `stop()`. */
   close(): Promise<void>;
 }
 
@@ -50,6 +55,8 @@ export async function launchBrowser(options: { colorScheme?: 'light' | 'dark'; a
   });
   return {
     context,
+    profileDir: dir,
+    stop: () => context.close(),
     async close() {
       await context.close();
       await rm(dir, { recursive: true, force: true });
@@ -310,9 +317,11 @@ export function sampleToolCall(i: number, overrides: Partial<AuditRecordInput> =
 }
 
 /** A SecretStore held in memory (stands in for the OS keychain, which tests of the UI do not need). */
-export function memorySecrets(): SecretStore {
+/** A SecretStore in memory; `values()` lets a test plant what the app kept in it and look for it elsewhere. */
+export function memorySecrets(): SecretStore & { values(): string[] } {
   const m = new Map<string, string>();
   return {
+    values: () => [...m.values()],
     kind: 'memory',
     get: async (k) => m.get(k) ?? null,
     set: async (k, v) => void m.set(k, v),

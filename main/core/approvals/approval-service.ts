@@ -120,7 +120,8 @@ function describeDetail(d: CallPlan['authorizationDetails'][number]): string {
   if (Array.isArray(d.functions) && d.functions.length) parts.push(`calls ${(d.functions as unknown[]).map(String).join(', ')}`);
   if (d.privileges?.length) parts.push(`privileges: ${d.privileges.join(', ')}`);
   if (d.locations?.length) parts.push(`at ${d.locations.join(', ')}`);
-  return truncate(makeVisible(parts.join(' · ')), 300);
+  // Whole: every table and action the identity provider is asked for is shown.
+  return makeVisible(parts.join(' · '));
 }
 
 export class ApprovalService {

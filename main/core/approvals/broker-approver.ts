@@ -1,4 +1,5 @@
 /** Connects the approval service to the broker's Approver port. */
+import { BOUND_VALUES_KEY } from '../../../common/approval-view.ts';
 import { AppError } from '../../../common/errors.ts';
 import type { Approver } from '../broker/approver.ts';
 import type { ApprovalService } from './approval-service.ts';
@@ -41,7 +42,7 @@ export function approverFor(service: ApprovalService): Approver {
 }
 
 /** The key under which the prompt lists a statement's bound values. */
-export const PARAMETERS = 'parameters ($1, $2… in order)';
+export const PARAMETERS = BOUND_VALUES_KEY;
 
 /**
  * The plan carries the exact bytes; the prompt shows them as the call's arguments. A PostgreSQL call

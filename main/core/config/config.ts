@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
 import { IdpConfigSchema, LOOPBACK_HOSTS } from '../auth/config.ts';
 import { UpstreamConfigSchema } from '../connectors/mcp-upstream/config.ts';
+import { VAULT_MODES } from '../vault/agent-mode.ts';
 
 const Url = z.url();
 
@@ -21,6 +22,11 @@ export const AppConfigSchema = z
         namespace: z.string().min(1).optional(),
         caCertFile: z.string().min(1).optional(),
         authMount: z.string().min(1).default('jwt'),
+        /**
+         * `jwt-login`: the OBO logs in at `authMount` (Vault Community, OpenBao). `agent`: Vault
+         * Enterprise 2.0.3+ native agent mode, the OBO itself is the token (docs/vault.md).
+         */
+        mode: z.enum(VAULT_MODES).default('jwt-login'),
         timeoutMs: z.number().int().positive().max(120_000).default(10_000),
         /** Plain http to a Vault on 127.0.0.1 or [::1] (the lab). Insecure; off by default; logged at start. */
         allowInsecureHttpForLoopbackOnly: z.boolean().default(false),

@@ -16,9 +16,11 @@ import {
   ListToolsRequestSchema,
   McpError,
   type CallToolResult,
+  type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../common/errors.ts';
 import type { ToolHost } from '../connectors/types.ts';
+import { CLAUDE_TOOL_NAME } from '../connectors/mcp-upstream/tool-names.ts';
 import type { PeerIdentity } from './peer.ts';
 
 export interface SessionInfo {
@@ -47,7 +49,18 @@ export interface McpSessionOptions {
   serverInfo: { name: string; version: string };
   onInitialized?: (info: SessionInfo) => void;
   onClosed?: (sessionId: string) => void;
+  /** Each tool list as it is handed out to this session. */
+  onListed?: (sessionId: string, tools: readonly Tool[]) => void;
+  /** CALL_DEADLINE_MS unless a test shortens it. */
+  callDeadlineMs?: number;
 }
+
+/**
+ * Every call is answered before this, whatever the person does (an approval left open, a step-up
+ * never finished): Claude Desktop gives up on a request at 60 s (the MCP SDK's default request
+ * time-out) and then shows no answer at all, so Countersign stops the call itself and says why.
+ */
+export const CALL_DEADLINE_MS = 55_000;
 
 const INSTRUCTIONS =
   'Countersign runs each tool call under your own identity: it may ask you to approve a call in the Countersign app, and it records every call.';
@@ -87,11 +100,14 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
   };
 
   server.setRequestHandler(ListToolsRequestSchema, async () => {
+    let tools: Tool[];
     try {
-      return { tools: await toolHost.listTools() };
+      tools = (await toolHost.listTools()).filter(claudeAccepts);
     } catch (error) {
       throw new McpError(ErrorCode.InternalError, AppError.from(error).message);
     }
+    options.onListed?.(info.sessionId, tools);
+    return { tools };
   });
 
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
@@ -100,6 +116,15 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
     if (info.client.pid === undefined) Object.assign(info.client, definedOnly(await withTimeout(lookUpPeer(), 500, {})));
     const progressToken = request.params._meta?.progressToken;
     let progress = 0;
+    const deadline = new AbortController();
+    const seconds = Math.round((options.callDeadlineMs ?? CALL_DEADLINE_MS) / 1000);
+    const timer = setTimeout(
+      () =>
+        deadline.abort(
+          new AppError('TIMEOUT', `Countersign stopped this call after ${seconds} s without an answer (Claude stops waiting at 60 s). Nothing was left running; try again.`),
+        ),
+      options.callDeadlineMs ?? CALL_DEADLINE_MS,
+    );
     try {
       return await toolHost.callTool({
         name: request.params.name,
@@ -107,7 +132,7 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
         requestId: extra.requestId,
         sessionId: info.sessionId,
         client: { ...info.client },
-        signal: extra.signal,
+        signal: AbortSignal.any([extra.signal, deadline.signal]),
         progress(message) {
           if (progressToken === undefined || extra.signal.aborted) return;
           progress += 1;
@@ -122,6 +147,8 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
         throw new McpError(ErrorCode.InvalidParams, appError.message);
       }
       return { isError: true, content: [{ type: 'text', text: appError.message }], _meta: { 'countersign/code': appError.code } };
+    } finally {
+      clearTimeout(timer);
     }
   });
 
@@ -143,6 +170,16 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
       await server.close();
     },
   };
+}
+
+/**
+ * Claude Desktop withholds every tool of a server when one tool's name or schema fails its checks
+ * (docs/claude-desktop.md), so a tool that would fail them is left out here, whichever connector
+ * listed it: one tool lost rather than all of them.
+ */
+export function claudeAccepts(tool: Tool): boolean {
+  const schema = tool.inputSchema as Record<string, unknown>;
+  return CLAUDE_TOOL_NAME.test(tool.name) && schema.type === 'object' && !('oneOf' in schema || 'anyOf' in schema || 'allOf' in schema);
 }
 
 function clip(value: string | undefined): string | undefined {

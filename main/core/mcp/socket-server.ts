@@ -28,8 +28,9 @@ import {
   type Hmac,
 } from '../../../common/handshake.ts';
 import type { CountersignPaths } from '../../../common/paths.ts';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { ToolHost } from '../connectors/types.ts';
-import { acquireCoreLock } from './core-lock.ts';
+import { acquireCoreLock, type CoreLock } from './core-lock.ts';
 import { startMcpSession, type McpSession, type SessionInfo } from './mcp-session.ts';
 import { peerOf } from './peer.ts';
 import { SocketTransport } from './socket-transport.ts';
@@ -48,6 +49,13 @@ export interface SocketServerOptions {
   onSession?: (session: SessionInfo) => void;
   log: Log;
   serverInfo?: { name: string; version: string };
+  /** The lock taken by `takeCoreLock` before anything else started; taken here otherwise. Released on close. */
+  lock?: CoreLock;
+  /** Called with each session's tool list as it is handed out (for the catalogue watch). */
+  onListed?: (sessionId: string, tools: readonly Tool[]) => void;
+  onSessionClosed?: (sessionId: string) => void;
+  /** Answers control connections (common/handshake.ts, `countersign open`); without it they are refused. */
+  control?: (method: string) => Promise<Record<string, unknown>>;
 }
 
 export interface SocketServer {
@@ -60,12 +68,21 @@ export interface SocketServer {
 
 export const hmacSha256: Hmac = (keyHex, data) => createHmac('sha256', Buffer.from(keyHex, 'hex')).update(data).digest('hex');
 
+/**
+ * One core per user: the lock in the (owner-only) run directory. The core takes it before anything
+ * else, so a second core started at the same instant stops before it opens the audit store or touches
+ * the sign-in (two cores refreshing the same rotating refresh token would sign the person out).
+ */
+export async function takeCoreLock(paths: Pick<CountersignPaths, 'runDir'>): Promise<CoreLock> {
+  if (process.platform !== 'win32') await ensureOwnerOnlyDir(paths.runDir);
+  else await mkdir(paths.runDir, { recursive: true });
+  return acquireCoreLock(paths.runDir);
+}
+
 export async function startSocketServer(options: SocketServerOptions): Promise<SocketServer> {
   const { paths, log } = options;
   const windows = process.platform === 'win32';
-  if (!windows) await ensureOwnerOnlyDir(paths.runDir);
-  else await mkdir(paths.runDir, { recursive: true });
-  const lock = await acquireCoreLock(paths.runDir);
+  const lock = options.lock ?? (await takeCoreLock(paths));
   const secret = randomBytes(32).toString('hex');
   try {
     await refuseIfRunning(paths.socketPath);
@@ -90,6 +107,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
       log.warn('socket: refused a connection that failed the handshake', { reason: result.reason });
       return;
     }
+    if (result.purpose === 'control') return serveControl(socket, result.leftover);
     const transport = new SocketTransport(socket, { leftover: result.leftover });
     const session = await startMcpSession({
       transport,
@@ -100,9 +118,44 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
         log.info('socket: session initialized', { session: info.sessionId, client: info.client });
         options.onSession?.(info);
       },
-      onClosed: (id) => sessions.delete(id),
+      onClosed: (id) => {
+        sessions.delete(id);
+        options.onSessionClosed?.(id);
+      },
+      ...(options.onListed ? { onListed: options.onListed } : {}),
     });
     sessions.set(session.info.sessionId, session);
+  }
+
+  /** One request per line, one answer per request; `{code, message}` on failure, never a foreign error's text. */
+  function serveControl(socket: Socket, leftover: Uint8Array[]): void {
+    const splitter = new LineSplitter({
+      maxLineBytes: MAX_HANDSHAKE_LINE,
+      onOversize: () => socket.destroy(),
+      onLine: (line) => {
+        let request: { id?: unknown; method?: unknown };
+        try {
+          request = JSON.parse(line) as { id?: unknown; method?: unknown };
+        } catch {
+          socket.destroy();
+          return;
+        }
+        const id = typeof request.id === 'number' || typeof request.id === 'string' ? request.id : null;
+        const method = typeof request.method === 'string' ? request.method : '';
+        const answer = options.control
+          ? options.control(method).then(
+              (result) => ({ id, result }),
+              (error: unknown) => ({ id, error: AppError.from(error).toWire() }),
+            )
+          : Promise.resolve({ id, error: { code: 'INPUT_INVALID', message: 'This core answers no control requests.' } });
+        void answer.then((reply) => {
+          if (!socket.destroyed) socket.write(encodeLine(reply));
+        });
+      },
+    });
+    socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+    for (const chunk of leftover) splitter.push(chunk);
+    log.info('socket: control connection');
   }
 
   try {
@@ -191,13 +244,14 @@ function listen(server: Server, socketPath: string): Promise<void> {
   });
 }
 
-type HandshakeResult = { ok: true; leftover: Uint8Array[] } | { ok: false; reason: string };
+type HandshakeResult = { ok: true; leftover: Uint8Array[]; purpose?: 'control' } | { ok: false; reason: string };
 
 /** The core's half of the handshake in common/handshake.ts. */
 function handshake(socket: Socket, secret: string): Promise<HandshakeResult> {
   return new Promise((resolve) => {
     let clientNonce: string | undefined;
     let serverNonce: string | undefined;
+    let purpose: 'control' | undefined;
     let done = false;
     const finish = (result: HandshakeResult, refusal?: { code: string; message: string }): void => {
       if (done) return;
@@ -223,6 +277,7 @@ function handshake(socket: Socket, secret: string): Promise<HandshakeResult> {
           const hello = parseHello(line);
           if (!hello) return refuse('not a hello');
           clientNonce = hello.nonce;
+          purpose = hello.purpose;
           serverNonce = randomBytes(32).toString('hex');
           socket.write(
             encodeLine({
@@ -239,7 +294,7 @@ function handshake(socket: Socket, secret: string): Promise<HandshakeResult> {
         if (!proof || !constantTimeEqual(proof.proof, expected)) return refuse('wrong proof');
         splitter.pause();
         socket.write(encodeLine({ t: 'countersign/welcome', v: HANDSHAKE_VERSION }));
-        finish({ ok: true, leftover: splitter.takeRest() });
+        finish({ ok: true, leftover: splitter.takeRest(), ...(purpose ? { purpose } : {}) });
       },
     });
     const onData = (chunk: Buffer): void => splitter.push(chunk);

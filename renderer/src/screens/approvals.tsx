@@ -1,8 +1,9 @@
 import { useEffect, useState } from 'react';
+import { BOUND_VALUES_KEY } from '../../../common/approval-view.ts';
 import type { CachedApproval, PendingApproval, Status } from '../../../common/contract.ts';
 import { Badge, ErrorNote, JsonBlock, VisibleText, formatTime } from '../components/common.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
-import { hasInvisible, truncate } from '../lib/visible-text.ts';
+import { hasInvisible } from '../lib/visible-text.ts';
 
 function useNow(intervalMs: number): number {
   const [now, setNow] = useState(() => Date.now());
@@ -29,11 +30,31 @@ export function rarSummary(details: Record<string, unknown>[]): string[] {
   });
 }
 
+/**
+ * What will run, whole: a SQL call's statement and the values bound to $1, $2… in order, or the exact
+ * bytes of any other call. Read from the bytes the digest covers; the arguments only say which layout
+ * applies, so an upstream tool whose arguments merely look like a statement is shown as its bytes.
+ */
+export function whatWillRun(p: Pick<PendingApproval, 'args' | 'bytes'>): { statement: string; values?: unknown[] } {
+  const statement = p.args.statement;
+  const values = p.args[BOUND_VALUES_KEY];
+  if (typeof statement === 'string') {
+    if (values === undefined && p.bytes === statement) return { statement };
+    try {
+      const b = JSON.parse(p.bytes) as { sql?: unknown; params?: unknown };
+      if (b.sql === statement && Array.isArray(b.params) && JSON.stringify(b.params) === JSON.stringify(values)) return { statement, values: b.params };
+    } catch {
+      // the bytes are not a statement with values: shown as they are
+    }
+  }
+  return { statement: p.bytes };
+}
+
 function PendingCard({ p, host, now }: { p: PendingApproval; host: Status['host']; now: number }) {
   const transport = useTransport();
   const act = useAction();
   const left = Math.max(0, Math.round((Date.parse(p.expiresAt) - now) / 1000));
-  const bytes = truncate(p.bytes, 4000);
+  const run = whatWillRun(p);
   const suspicious = hasInvisible(p.bytes) || hasInvisible(JSON.stringify(p.args));
   return (
     <article className={`card approval tier-${p.tier}`} aria-labelledby={`ap-${p.id}`} data-testid="pending-approval">
@@ -80,14 +101,23 @@ function PendingCard({ p, host, now }: { p: PendingApproval; host: Status['host'
         </p>
       )}
       <h4>What will run</h4>
-      <pre className="code" aria-label="What will run" dir="ltr">
-        <VisibleText text={bytes.text} />
-        {bytes.cut > 0 && (
-          <span className="cut" role="note" aria-label={`${bytes.cut} more characters not shown`}>
-            … +{bytes.cut} characters
-          </span>
-        )}
+      {/* Whole, never cut: the box scrolls (and takes keyboard focus to scroll without a mouse). */}
+      <pre className="code run" aria-label="What will run" dir="ltr" tabIndex={0}>
+        <VisibleText text={run.statement} />
       </pre>
+      {run.values && (
+        <>
+          <h4>Values bound to it ({run.values.length})</h4>
+          <ol className="code run bound-values" aria-label="Values bound to it" tabIndex={0}>
+            {run.values.map((v, i) => (
+              <li key={i}>
+                <span className="muted">${i + 1} = </span>
+                <VisibleText text={JSON.stringify(v)} keepNewlines={false} />
+              </li>
+            ))}
+          </ol>
+        </>
+      )}
       <h4>Arguments</h4>
       <JsonBlock value={p.args} label="Arguments as canonical JSON" />
       <p className="muted small mono">sha256 {p.digest.slice(0, 16)}…</p>

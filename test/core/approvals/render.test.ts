@@ -46,10 +46,18 @@ describe('what an approval shows', () => {
     expect(shown.split('\n').some((l) => l.trim().startsWith('APPROVED'))).toBe(false);
   });
 
-  it('truncates very long values with a count', async () => {
-    const shown = await shownFor({ sql: 'SELECT ' + 'x'.repeat(50_000) });
-    expect(shown).toMatch(/\(\+4\d{4} more characters\)/);
-    expect(shown.length).toBeLessThan(6000);
+  it('shows very long values whole: nothing of what will run is cut', async () => {
+    const sql = 'SELECT ' + 'x'.repeat(50_000) + ' FROM notes';
+    const shown = await shownFor({ sql, long_key_name_: 'k'.repeat(500) });
+    expect(shown).toContain(sql);
+    expect(shown).toContain('k'.repeat(500));
+    expect(shown).not.toMatch(/more characters/);
+  });
+
+  it('refuses arguments nested too deeply to show rather than showing them in part', async () => {
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 100; i += 1) deep = { d: deep };
+    await expect(shownFor({ sql: 'SELECT 1', deep })).rejects.toMatchObject({ code: 'INPUT_INVALID' });
   });
 
   it('spells out look-alike characters in tool names', async () => {

@@ -474,7 +474,7 @@ describe('an upstream that is down, slow or answers garbage', () => {
     }
     expect(outcomes.map(([m, o]) => [m, o])).toEqual([
       ['garbage', 'error UPSTREAM_BAD_RESPONSE'],
-      ['slow', 'error TIMEOUT'],
+      ['slow', 'timeout TIMEOUT'],
       ['down', 'error UPSTREAM_UNAVAILABLE'],
     ]);
 
