@@ -53,7 +53,14 @@ export const StatusSchema = z.object({
     .default({ state: 'signed_out' }),
   /** `delegation`: the profile every exchange runs under (`rar` or `scopes`), shown so none reads as stronger than it is. */
   idp: z.object({ issuer: z.string(), state: Reachability, delegation: z.enum(['rar', 'scopes']).default('rar') }),
-  vault: z.object({ address: z.string(), state: Reachability }),
+  /** Vault as its `sys/health` says it is (`unknown` only until the first answer). */
+  vault: z.object({
+    address: z.string(),
+    state: z.enum(['ok', 'sealed', 'standby', 'uninitialized', 'unreachable', 'unknown']),
+    initialized: z.boolean().optional(),
+    sealed: z.boolean().optional(),
+    version: z.string().max(100).optional(),
+  }),
   claudeDesktop: z.object({
     configured: z.boolean(),
     connected: z.boolean(),
@@ -62,6 +69,8 @@ export const StatusSchema = z.object({
   }),
   bridgeSessions: z.array(BridgeSessionSchema),
   pendingApprovals: z.number().int().nonnegative().default(0),
+  /** Tool calls on the audit timeline (every outcome). */
+  calls: z.number().int().nonnegative().default(0),
 });
 export type Status = z.infer<typeof StatusSchema>;
 
