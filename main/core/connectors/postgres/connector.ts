@@ -130,14 +130,14 @@ function describeTools(location: string): Tool[] {
     {
       name: 'query',
       title: 'Query the database (read-only)',
-      description: `Runs one read-only SQL statement on ${location} as you, with a credential minted for this call only. Returns at most a capped number of rows.`,
+      description: `Runs one read-only SQL statement on ${location} as you, with a credential minted for this call only. Returns at most a capped number of rows. A statement that writes or locks rows anywhere (a WITH that deletes, FOR UPDATE) or calls a function with side effects is refused: use execute.`,
       inputSchema: schema(QueryArgs),
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     {
       name: 'execute',
       title: 'Change data (bounded write)',
-      description: `Runs one INSERT, UPDATE or DELETE on ${location} as you. Writes need your approval; statements that would touch more rows than allowed are rolled back.`,
+      description: `Runs one statement that changes or locks rows on ${location} as you: INSERT (also … ON CONFLICT), UPDATE, DELETE, MERGE, SELECT … FOR UPDATE, or a statement whose WITH writes. Writes need your approval; a statement that changes more rows than allowed, in any table, is rolled back.`,
       inputSchema: schema(ExecuteArgs),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     },
