@@ -64,6 +64,7 @@ export async function serve(options: {
   openExternal?: (url: string) => Promise<void>;
   /** SUMMON_EVERY_MS unless a test needs every summons to count. */
   summonEveryMs?: number;
+  vaultHealthEveryMs?: number;
 }): Promise<Served> {
   const log = options.log ?? stderrLog();
   const env = options.home ? { ...process.env, COUNTERSIGN_HOME: options.home } : process.env;
@@ -101,6 +102,7 @@ export async function serve(options: {
     openExternal: openSignIn,
     paths,
     log,
+    vaultHealthEveryMs: options.vaultHealthEveryMs,
     present: summon,
     openUi: async () => {
       if (!ref.web) throw new AppError('INTERNAL', 'The web UI is not ready yet.');
