@@ -341,7 +341,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     },
     'audit.page': async (request) => {
       const page = audit.page(request);
-      return { records: page.records, total: page.total ?? page.records.length, head: page.head };
+      return { records: page.records, total: page.total ?? page.records.length, total_capped: page.total_capped ?? false, head: page.head };
     },
     'audit.get': async ({ seq }) => {
       const record = audit.get(seq);

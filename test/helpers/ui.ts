@@ -182,7 +182,7 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
         if (before !== undefined && r.seq >= before) continue;
         if (matches(r, filter)) all.push(r);
       }
-      return { records: all.slice(offset, offset + limit), total: all.length, head };
+      return { records: all.slice(offset, offset + limit), total: all.length, total_capped: false, head };
     },
     'audit.get': async ({ seq }) => {
       const r = records.find((x) => x.seq === seq);
@@ -337,7 +337,7 @@ export function memorySecrets(): SecretStore & { values(): string[] } {
 export function backWithStore(app: FixtureApp, store: AuditStore): () => void {
   app.handlers['audit.page'] = async (request) => {
     const page = store.page(request);
-    return { records: page.records, total: page.total ?? 0, head: page.head };
+    return { records: page.records, total: page.total ?? 0, total_capped: page.total_capped ?? false, head: page.head };
   };
   app.handlers['audit.get'] = async ({ seq }) => {
     const r = store.get(seq);
