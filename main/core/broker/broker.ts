@@ -114,13 +114,14 @@ class CallTrace {
     this.hops.push({ name, outcome, ms: round(ms), ...extra });
   }
 
+  /** The encoded forms of `secrets`, computed again only when a secret was added (they only grow). */
+  #forms: { size: number; forms: string[] } | undefined;
+
   /** Removes every secret this call has held from a text, raw and in its common encodings. */
   scrub(text: string): string {
+    if (this.#forms?.size !== this.secrets.size) this.#forms = { size: this.secrets.size, forms: [...this.secrets].filter(Boolean).flatMap(encodings) };
     let out = text;
-    for (const s of this.secrets) {
-      if (!s) continue;
-      for (const form of encodings(s)) out = out.split(form).join('[redacted]');
-    }
+    for (const form of this.#forms.forms) if (out.includes(form)) out = out.split(form).join('[redacted]');
     return out;
   }
 }
