@@ -92,7 +92,13 @@ export const AppConfigSchema = z
     /** Written by the lab's demo launcher only: the UI shows a banner and every audit record is tagged. */
     demo: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // Vault's agent mode narrows each request by the OBO's vault:path_access entries: they travel as RAR.
+    if (c.vault.mode === 'agent' && c.idp.delegation !== 'rar') {
+      ctx.addIssue({ code: 'custom', path: ['vault', 'mode'], message: 'agent mode needs idp.delegation "rar": the Vault paths travel in the OBO\'s authorization_details' });
+    }
+  });
 
 export type AppConfig = z.output<typeof AppConfigSchema>;
 export type AppConfigInput = z.input<typeof AppConfigSchema>;
