@@ -1,5 +1,6 @@
 // Layering is a lint rule, not a wish: each folder says which process its code runs in, and these
-// rules keep each process from reaching into another (see docs/architecture.md).
+// rules keep each process from reaching into another (see docs/architecture.md). Import specifiers are
+// matched as written, so each pattern names a folder wherever it appears in a relative path.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
@@ -10,7 +11,11 @@ const electronOnlyInShell = {
 };
 const noNodeBuiltins = {
   regex: '^node:|^(fs|path|os|child_process|net|http|https|crypto|url|stream|events|util)$',
-  message: 'This layer runs without Node: import only from common/.',
+  message: 'This layer runs without Node: import only from common/ (Node-only shared code is in common/node/).',
+};
+const noLab = {
+  regex: '(^|/)lab/',
+  message: 'The lab stands in for outside parties in tests and demos; product code never imports it.',
 };
 
 export default tseslint.config(
@@ -29,7 +34,23 @@ export default tseslint.config(
   },
   {
     files: ['main/electron/**'],
-    rules: { 'no-restricted-imports': 'off' },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            // The one exception: the V8 options every launcher of the core passes (main/core/v8-flags.ts
+            // imports nothing). Everything else reaches the core over the typed channel.
+            {
+              regex: '(^|/)\\.\\./core/(?!v8-flags\\.ts$)|(^|/)main/core/(?!v8-flags\\.ts$)',
+              message: 'The shell talks to the core over the channel in common/contract.ts, not by import.',
+            },
+            { regex: '(^|/)(headless|bridge|renderer)/', message: 'The shell imports only electron, Node and common/.' },
+            noLab,
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['main/core/**', 'main/headless/**'],
@@ -38,13 +59,19 @@ export default tseslint.config(
         'error',
         {
           paths: [electronOnlyInShell],
-          patterns: [{ regex: '(^|/)(renderer|bridge|lab)/', message: 'The core does not import the renderer, the bridge or the lab.' }],
+          patterns: [
+            { regex: '(^|/)(renderer|bridge)/', message: 'The core does not import the renderer or the bridge.' },
+            { regex: '(^|/)electron/', message: 'The core runs without the shell: the two talk over the channel in common/contract.ts.' },
+            { regex: '(^|/)\\.\\./headless/|(^|/)main/headless/', message: 'The core is hosted by main/headless and main/electron; it imports neither.' },
+            noLab,
+          ],
         },
       ],
     },
   },
   {
     files: ['common/**'],
+    ignores: ['common/node/**'],
     languageOptions: { globals: {} },
     rules: {
       'no-restricted-imports': [
@@ -54,10 +81,27 @@ export default tseslint.config(
           patterns: [
             noNodeBuiltins,
             { regex: '(^|/)(main|renderer|bridge|lab)/', message: 'common/ is imported by every process and imports none of them.' },
+            { regex: '(^|/)node/', message: 'common/ runs in the renderer too: only common/node/ may use Node.' },
           ],
         },
       ],
       'no-restricted-globals': ['error', 'window', 'document', 'process', 'Buffer', 'require'],
+    },
+  },
+  {
+    files: ['common/node/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [electronOnlyInShell],
+          patterns: [
+            { regex: '(^|/)(main|renderer|bridge|lab)/', message: 'common/node/ is shared by the bridge and the core and imports neither.' },
+            { regex: '^(?!node:|\\.{1,2}/)', message: 'common/node/ is bundled into the dependency-free bridge: Node built-ins and common/ only.' },
+          ],
+        },
+      ],
+      'no-restricted-globals': ['error', 'window', 'document'],
     },
   },
   {
@@ -68,7 +112,7 @@ export default tseslint.config(
         {
           paths: [electronOnlyInShell],
           patterns: [
-            { regex: '(^|/)(main|renderer|lab)/', message: 'The bridge is a relay: it imports only common/.' },
+            { regex: '(^|/)(main|renderer|lab)/', message: 'The bridge is a relay: it imports only common/ and common/node/.' },
             { regex: '^(?!node:|\\.{1,2}/)', message: 'The bridge is dependency-free: Node built-ins and common/ only.' },
           ],
         },
@@ -86,9 +130,15 @@ export default tseslint.config(
           patterns: [
             noNodeBuiltins,
             { regex: '(^|/)(main|bridge|lab)/', message: 'The renderer reaches the app only through the contract in common/.' },
+            { regex: '(^|/)common/node/', message: 'The renderer runs without Node: common/node/ is for the bridge and the core.' },
           ],
         },
       ],
     },
+  },
+  {
+    // Tests and benchmarks drive every layer, the shell's included (with its Electron stand-in).
+    files: ['test/**', 'bench/**'],
+    rules: { 'no-restricted-imports': 'off' },
   },
 );

@@ -53,7 +53,14 @@ export const StatusSchema = z.object({
     .default({ state: 'signed_out' }),
   /** `delegation`: the profile every exchange runs under (`rar` or `scopes`), shown so none reads as stronger than it is. */
   idp: z.object({ issuer: z.string(), state: Reachability, delegation: z.enum(['rar', 'scopes']).default('rar') }),
-  vault: z.object({ address: z.string(), state: Reachability }),
+  /** Vault as its `sys/health` says it is (`unknown` only until the first answer). */
+  vault: z.object({
+    address: z.string(),
+    state: z.enum(['ok', 'sealed', 'standby', 'uninitialized', 'unreachable', 'unknown']),
+    initialized: z.boolean().optional(),
+    sealed: z.boolean().optional(),
+    version: z.string().max(100).optional(),
+  }),
   claudeDesktop: z.object({
     configured: z.boolean(),
     connected: z.boolean(),
@@ -62,6 +69,8 @@ export const StatusSchema = z.object({
   }),
   bridgeSessions: z.array(BridgeSessionSchema),
   pendingApprovals: z.number().int().nonnegative().default(0),
+  /** Tool calls on the audit timeline (every outcome). */
+  calls: z.number().int().nonnegative().default(0),
 });
 export type Status = z.infer<typeof StatusSchema>;
 
@@ -102,8 +111,10 @@ export type AuditPageRequest = z.input<typeof AuditPageRequestSchema>;
 export const AuditPageSchema = z.object({
   /** Newest first. */
   records: z.array(AuditRecordSchema),
-  /** Records matching the filter below `before`, for the list's length. */
+  /** Records matching the filter below `before`, for the list's length; at most the count cap when `total_capped`. */
   total: z.number().int().nonnegative(),
+  /** More records match than `total`: the core stopped counting at its cap (the timeline says "10,000+"). */
+  total_capped: z.boolean(),
   /** The newest `seq` in the store when the page was read. */
   head: z.number().int().nonnegative(),
 });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LAB_SCOPE_PREFIX, startIdp } from './idp/index.ts';
 import type { LabIdp, LabIdpProfile, LabUser } from './idp/index.ts';
+import { loadPolicy } from './idp/policy.ts';
 import { startPostgres } from './postgres.ts';
 import type { LabPostgres } from './postgres.ts';
 import { startUpstream } from './upstream/index.ts';
@@ -88,6 +89,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     stops.push(() => upstream.stop());
     const vault = await startVault({ port: opts.vaultPort, log, auditLogPath: auditPath });
     stops.push(() => vault.stop());
+    const rights = loadPolicy().rights;
     await configureLabVault({
       addr: vault.addr,
       token: vault.rootToken,
@@ -96,6 +98,11 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       postgres: { host: pg.host, port: pg.port, database: pg.database, username: pg.managementUser, password: pg.managementPassword },
       apiKey,
       binding: (role) => idp.profile.vaultBinding(role, LAB_SCOPE_PREFIX),
+      // Both Vault modes are ready: JWT login (above) and native agent mode, for the app's client.
+      agent: {
+        clientId: idp.nativeClientId,
+        users: idp.users.map((u) => ({ sub: u.sub, name: u.username, vaultRoles: rights[u.role] ?? [] })),
+      },
     });
     log(`lab: ready in ${Date.now() - t0} ms`);
 

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { memoryAdapter, type AdapterDump } from './adapter.ts';
 import { LabKeys } from './keys.ts';
 import { loginPage, messagePage, PAGE_CSP, phonePage } from './pages.ts';
-import { DEFAULT_POLICY_FILE, loadPolicy, RAR_TYPES } from './policy.ts';
+import { DEFAULT_POLICY_FILE, loadPolicy, PolicySchema, RAR_TYPES } from './policy.ts';
 import type { Policy } from './policy.ts';
 import { handleVerifyApi, PushStore } from './step-up.ts';
 import {
@@ -70,6 +70,8 @@ export interface LabIdp {
   setAccessTokenTtl(seconds: number | null): void;
   /** Durations of successful token exchanges (ms), for measurements. */
   exchangeTimings(): number[];
+  /** What an administrator does when they edit the IdP's policy: exchanges from now on use the new one. */
+  updatePolicy(change: (current: Policy) => Policy): void;
   /**
    * What an administrator does when they delete a registered client (or an IdP that expires unused
    * registrations): the client is gone, and every request it authenticates is refused `invalid_client`.
@@ -137,7 +139,7 @@ function html(res: ServerResponse, status: number, body: string): void {
 export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const log = opts.log ?? (() => {});
   const policyFile = opts.policyFile ?? DEFAULT_POLICY_FILE;
-  const policy: Policy = loadPolicy(policyFile);
+  let policy: Policy = loadPolicy(policyFile);
   const vendor = vendorProfile(opts.profile);
   const byScope = vendor.delegation === 'scopes';
   const exchanges = opts.tokenExchange !== false;
@@ -545,6 +547,9 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       accessTokenTtl = seconds ?? DEFAULT_AT_TTL_S;
     },
     exchangeTimings: () => [...timings],
+    updatePolicy(change) {
+      policy = PolicySchema.parse(change(structuredClone(policy)));
+    },
     async forgetClient(clientId) {
       // oidc-provider keeps dynamically registered clients in its adapter (not in its types)
       const adapter = (provider.Client as unknown as { adapter: unknown }).adapter as { find(id: string): Promise<unknown>; destroy(id: string): Promise<void> };

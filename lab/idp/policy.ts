@@ -30,6 +30,20 @@ const RuleSchema = z.union([
     .strict(),
 ]);
 
+const CAPABILITY = z.enum(['create', 'read', 'update', 'patch', 'delete', 'list', 'sudo']);
+
+/** Vault Enterprise's RAR type (docs/ai/oauth-server/rar/type-specification): one Vault path, what may be done there. */
+const PathAccessSchema = z
+  .object({
+    type: z.literal('vault:path_access'),
+    path: z.string().min(1),
+    capabilities: z.array(CAPABILITY).min(1),
+    allowed_parameters: z.record(z.string(), z.array(z.unknown())).optional(),
+    denied_parameters: z.record(z.string(), z.array(z.unknown())).optional(),
+    required_parameters: z.array(z.string()).optional(),
+  })
+  .strict();
+
 export const PolicySchema = z
   .object({
     $comment: z.string().optional(),
@@ -40,6 +54,16 @@ export const PolicySchema = z
     rights: z.record(z.string(), z.array(z.string())),
     rules: z.array(RuleSchema).min(1),
     otherwise: z.string().min(1),
+    /**
+     * Clients that act as registered agents for Vault's native agent mode: only they may carry
+     * `vault:path_access` entries. `act: "none"` issues their OBOs without `act`, as an IdP that does
+     * not express delegation would (Microsoft Entra's on-behalf-of tokens carry none).
+     */
+    agents: z.record(z.string(), z.object({ act: z.enum(['client_id', 'none']).default('client_id') }).strict()).default({}),
+    /** How long an OBO lives (default 60 s, the most Countersign accepts). */
+    obo_ttl_s: z.number().int().positive().max(60).optional(),
+    /** Per vault_role, the `vault:path_access` entries an agent's OBO may carry for it (exact entries). */
+    vault_path_access: z.record(z.string(), z.array(PathAccessSchema)).default({}),
   })
   .strict();
 export type Policy = z.infer<typeof PolicySchema>;
@@ -92,7 +116,22 @@ export const RAR_TYPES = {
     actions: z.array(z.string().min(1)).min(1),
     identifier: z.string().min(1),
   }),
+  'vault:path_access': PathAccessSchema,
 } as const;
+
+export const PATH_ACCESS = 'vault:path_access';
+
+/**
+ * Why the policy refuses these `vault:path_access` entries for this client and credential, or ''
+ * when every one of them is among the entries it allows.
+ */
+export function pathAccessProblem(policy: Policy, clientId: string, vaultRole: string, entries: AuthorizationDetail[]): string {
+  if (entries.length === 0) return '';
+  if (!policy.agents[clientId]) return 'this client is not a registered agent, so it may not ask for vault:path_access';
+  const allowed = (policy.vault_path_access[vaultRole] ?? []).map((e) => JSON.stringify(canonical(e)));
+  const stray = entries.find((e) => !allowed.includes(JSON.stringify(canonical(e))));
+  return stray ? `vault:path_access to ${String(stray.path)} (${String(stray.capabilities)}) is not allowed for ${vaultRole}` : '';
+}
 
 export type AuthorizationDetail = { type: string; [k: string]: unknown };
 

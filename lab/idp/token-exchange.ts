@@ -6,7 +6,7 @@ import type { JWTPayload } from 'jose';
 import validateDpop, { checkDpopReplay } from 'oidc-provider/lib/helpers/validate_dpop.js';
 import type { DPoPResult } from 'oidc-provider/lib/helpers/validate_dpop.js';
 import type { LabKeys } from './keys.ts';
-import { authorizationDetailsDigest, decideDetail, targetAllowed, userMayUse } from './policy.ts';
+import { authorizationDetailsDigest, decideDetail, PATH_ACCESS, pathAccessProblem, targetAllowed, userMayUse } from './policy.ts';
 import type { AuthorizationDetail, Decision, Policy } from './policy.ts';
 import type { Challenge, PushStore, Verification } from './step-up.ts';
 import { userBySub } from './users.ts';
@@ -117,17 +117,20 @@ interface OboInput {
 async function issueObo(deps: GrantDeps, ctx: Ctx, o: OboInput, started: number): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const jti = randomUUID();
+  const policy = deps.policy();
+  const omitAct = policy.agents[o.clientId]?.act === 'none';
+  const ttl = policy.obo_ttl_s ?? OBO_TTL_S;
   const payload: JWTPayload = {
     iss: deps.issuer,
     sub: o.sub,
     aud: o.audience,
-    act: { sub: o.clientId },
+    ...(omitAct ? {} : { act: { sub: o.clientId } }),
     client_id: o.clientId,
     authorization_details: o.details,
     vault_role: o.vaultRole,
     jti,
     iat: now,
-    exp: now + OBO_TTL_S,
+    exp: now + ttl,
     ...(o.acr ? { acr: o.acr } : {}),
     ...(o.authTime ? { auth_time: o.authTime } : {}),
     ...(o.amr ? { amr: o.amr } : {}),
@@ -139,7 +142,7 @@ async function issueObo(deps: GrantDeps, ctx: Ctx, o: OboInput, started: number)
     access_token: token,
     issued_token_type: ACCESS_TOKEN_TYPE,
     token_type: o.jkt ? 'DPoP' : 'Bearer',
-    expires_in: OBO_TTL_S,
+    expires_in: ttl,
     authorization_details: o.details,
   };
   const ms = performance.now() - started;
@@ -179,7 +182,14 @@ export function tokenExchangeHandler(deps: GrantDeps) {
     if (!targetAllowed(policy, { audience, resource })) fail('invalid_target', 'this audience is not allowed for this client');
 
     const details = parseDetails(params.authorization_details);
-    const decision = decideAll(policy, details);
+    // Vault paths are not a call: the call's own entries decide, then the paths must be ones the policy allows for it.
+    const callDetails = details.filter((d) => d.type !== PATH_ACCESS);
+    if (callDetails.length === 0) fail('invalid_authorization_details', 'vault:path_access entries come with the call they serve');
+    const decision = decideAll(policy, callDetails);
+    const stray = pathAccessProblem(policy, client.clientId, decision.vaultRole, details.filter((d) => d.type === PATH_ACCESS));
+    if (stray) fail('access_denied', stray);
+    if (details.length > callDetails.length && decision.target !== 'vault')
+      fail('invalid_authorization_details', 'vault:path_access entries are for calls whose credential comes from Vault');
     if (decision.target === 'vault' && audience !== policy.vault_audience)
       fail('invalid_target', `this call's credential comes from Vault: ask for audience ${policy.vault_audience}`);
     if (decision.target === 'resource' && resource !== decision.location)
@@ -206,7 +216,7 @@ export function tokenExchangeHandler(deps: GrantDeps) {
         ...common,
         username: user.username,
         digest: authorizationDetailsDigest(details),
-        callDigests: callDigests(details),
+        callDigests: callDigests(callDetails),
       });
       deps.log(`idp: step-up required sub=${user.sub} client=${client.clientId} vault_role=${decision.vaultRole} digest=${challenge.digest}`);
       ctx.body = {

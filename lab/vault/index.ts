@@ -892,16 +892,17 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
     } catch (e) {
       const err = e instanceof VaultError ? e : new VaultError(500, 'internal error');
       if (!(e instanceof VaultError)) log(`vault: internal error on ${method} ${cleanPath}`);
-      if (vreq) {
-        for (const d of audits.values()) {
-          void d.write({
+      const failed = vreq;
+      if (failed) {
+        await Promise.all([...audits.values()].map((d) =>
+          d.write({
             type: 'response',
             error: err.errors.join('; '),
-            auth: auditAuth(d, vreq.token),
-            request: auditRequest(d, vreq, mount),
+            auth: auditAuth(d, failed.token),
+            request: auditRequest(d, failed, mount),
             response: { mount_point: mount?.path, mount_type: mount?.type },
-          });
-        }
+          }),
+        ));
       }
       send(res, err.status, { errors: err.errors });
     }

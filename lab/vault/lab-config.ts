@@ -61,11 +61,25 @@ export interface LabVaultConfig {
   ttl?: number;
   /** The key the API-key upstream expects, stored at secret/data/upstreams/apikey-demo. */
   apiKey?: string;
+  /** Also sets up Vault Enterprise's native agent mode for this client and these users. */
+  agent?: LabAgentMode;
   /**
    * What each jwt role binds on and maps, for the OBOs the IdP issues (the IdP's vendor profile,
    * lab/idp/vendor-profiles.ts); by default the lab's own: `vault_role`, with `jti` and `client_id` mapped.
    */
   binding?: (vaultRole: string) => { bound_claims: Record<string, unknown>; claim_mappings: Record<string, string> };
+}
+
+export const AGENT_PROFILE = 'countersign-idp';
+export const AGENT_CEILING_POLICY = 'countersign-agent-ceiling';
+export const LEASE_REVOKE_POLICY = 'per-call-lease-revoke';
+export const AGENT_DISPLAY_NAME = 'countersign';
+
+export interface LabAgentMode {
+  /** The OAuth client the IdP names in the OBO's `act.sub`: the agent's identity. */
+  clientId: string;
+  /** Each user's `sub`, a name for their entity, and the vault roles their rights name. */
+  users: Array<{ sub: string; name: string; vaultRoles: string[] }>;
 }
 
 async function call(cfg: LabVaultConfig, method: string, path: string, body?: unknown): Promise<unknown> {
@@ -86,6 +100,50 @@ async function call(cfg: LabVaultConfig, method: string, path: string, body?: un
   }
   return text ? JSON.parse(text) : null;
 }
+
+/**
+ * Native agent mode (Vault Enterprise 2.0.3+): a resource server profile trusting the IdP's JWKS for
+ * OBOs with Vault's audience; per user an entity whose policies are their roles' (plus revoking a
+ * lease), bound to their `sub`; the client as an entity bound to its id (the OBO's `act.sub`),
+ * registered with a ceiling of what any per-call credential needs. docs/vault.md has the CLI form.
+ */
+async function configureAgentMode(cfg: LabVaultConfig, agent: LabAgentMode): Promise<void> {
+  await call(cfg, 'POST', `sys/config/oauth-resource-server/${AGENT_PROFILE}`, {
+    issuer_id: cfg.issuer,
+    use_jwks: true,
+    jwks_uri: cfg.jwksUrl,
+    audiences: [VAULT_AUDIENCE],
+    user_claim: 'sub',
+    actor_claim: 'act.sub',
+    unique_id_claim: 'jti',
+    supported_algorithms: ['ES256'],
+    jwt_type: 'access_token',
+    clock_skew_leeway: CLOCK_SKEW_LEEWAY,
+  });
+  await call(cfg, 'PUT', `sys/policies/acl/${LEASE_REVOKE_POLICY}`, { policy: LEASE_REVOKE_HCL });
+  const roles = Object.keys(LAB_VAULT_ROLES) as LabVaultRole[];
+  await call(cfg, 'PUT', `sys/policies/acl/${AGENT_CEILING_POLICY}`, { policy: [...roles.map(policyFor), LEASE_REVOKE_HCL].join('') });
+  const alias = async (name: string, externalId: string, policies: string[]): Promise<string> => {
+    const e = (await call(cfg, 'POST', 'identity/entity', { name, policies })) as { data: { id: string } };
+    await call(cfg, 'POST', 'identity/entity-alias', { name: externalId, canonical_id: e.data.id, issuer: cfg.issuer, external_id: externalId });
+    return e.data.id;
+  };
+  for (const u of agent.users) {
+    const own = u.vaultRoles.filter((r): r is LabVaultRole => r in LAB_VAULT_ROLES);
+    await alias(u.name, u.sub, [...own, LEASE_REVOKE_POLICY]);
+  }
+  const agentEntity = await alias(`agent-${agent.clientId}`, agent.clientId, []);
+  await call(cfg, 'POST', 'agent-registry/register', {
+    display_name: AGENT_DISPLAY_NAME,
+    entity_id: agentEntity,
+    description: 'Countersign: per-call credentials on behalf of the signed-in user',
+    owner: 'lab',
+    ceiling_policies: [AGENT_CEILING_POLICY],
+  });
+}
+
+/** Revoking a lease by id; the OBO's RAR narrows it to the leases of the call's own role. */
+export const LEASE_REVOKE_HCL = `path "sys/leases/revoke" {\n  capabilities = ["update"]\n}\n`;
 
 export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
   await call(cfg, 'POST', `sys/auth/${JWT_MOUNT}`, { type: 'jwt', description: 'OBO tokens from the IdP' });
@@ -129,4 +187,5 @@ export async function configureLabVault(cfg: LabVaultConfig): Promise<void> {
       });
     }
   }
+  if (cfg.agent) await configureAgentMode(cfg, cfg.agent);
 }

@@ -69,6 +69,8 @@ export interface CoreOptions {
    * answers `{}`; the headless host answers a fresh launch link for the command to open.
    */
   openUi?: () => Promise<{ url?: string }>;
+  /** How often the status asks Vault's `sys/health` (15 s by default; also after a call Vault failed). */
+  vaultHealthEveryMs?: number;
 }
 
 export interface Core {
@@ -192,6 +194,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     demo: config.demo,
     journal,
     log: (line) => log.info(line),
+    vaultMode: config.vault.mode,
     onSignInNeeded: () => options.present?.('sign-in'),
   });
   ref.broker = broker;
@@ -240,6 +243,34 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
   };
   await refreshClaudeConfigured();
 
+  let stopped = false;
+  // The Vault roles this configuration logs in to: the database policy's three and each API-key upstream's.
+  const vaultRoles = [
+    ...(postgresPolicy ? Object.values(postgresPolicy.roles) : []),
+    ...config.upstreams.flatMap((u) => (u.auth === 'api-key' && u.apiKey ? [u.apiKey.role] : [])),
+  ].filter((r, i, all) => all.indexOf(r) === i);
+  // Vault's state as its sys/health tells it (needs no token), asked now, every vaultHealthEveryMs and
+  // after a call Vault failed; the status changes when the state does.
+  let vaultState: Status['vault'] = { address: config.vault.address, state: 'unknown' };
+  let vaultChecking: Promise<void> | undefined;
+  const checkVault = (): Promise<void> =>
+    (vaultChecking ??= (async () => {
+      let next: Status['vault'];
+      try {
+        const h = await vault.health(AbortSignal.timeout(5_000));
+        const state = !h.initialized ? 'uninitialized' : h.sealed ? 'sealed' : h.standby ? 'standby' : 'ok';
+        next = { address: config.vault.address, state, initialized: h.initialized, sealed: h.sealed, ...(h.version ? { version: h.version } : {}) };
+      } catch {
+        next = { address: config.vault.address, state: 'unreachable' };
+      }
+      const changed = JSON.stringify(next) !== JSON.stringify(vaultState);
+      vaultState = next;
+      if (changed && !stopped) emit('status.changed', status());
+    })().finally(() => (vaultChecking = undefined)));
+  void checkVault();
+  const vaultTimer = setInterval(() => void checkVault(), options.vaultHealthEveryMs ?? 15_000);
+  vaultTimer.unref();
+
   function status(): Status {
     const live = socket.sessions();
     const liveIds = new Set(live.map((s) => s.sessionId));
@@ -263,7 +294,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
         delegation: config.idp.delegation,
         state: a.state === 'needs_sign_in' && a.code === 'IDP_UNAVAILABLE' ? 'unreachable' : a.state === 'signed_in' ? 'ok' : 'unknown',
       },
-      vault: { address: config.vault.address, state: 'unknown' },
+      vault: vaultState,
       claudeDesktop: { configured: claudeConfigured, connected: live.length > 0, restartNeeded: catalogue.stale() > 0 },
       bridgeSessions: live.map((s) => ({
         id: s.sessionId,
@@ -274,10 +305,18 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
         calls: sessions.get(s.sessionId)?.calls ?? 0,
       })),
       pendingApprovals: approvals.pending().length,
+      calls: audit.count({ kind: ['tool_call'] }),
     };
   }
 
-  const offAudit = audit.onAppend((record) => emit('audit.appended', record as EventOf<'audit.appended'>));
+  const offAudit = audit.onAppend((record) => {
+    emit('audit.appended', record as EventOf<'audit.appended'>);
+    if (record.kind !== 'tool_call') return;
+    const session = record.keys.mcp_session_id ? sessions.get(record.keys.mcp_session_id) : undefined;
+    if (session) session.calls += 1;
+    if (record.error?.code.startsWith('VAULT_')) void checkVault();
+    emit('status.changed', status());
+  });
   const offApprovals = approvals.onChange(() => {
     emit('approvals.changed', { pending: approvals.pending(), cached: approvals.cached() });
     emit('status.changed', status());
@@ -304,7 +343,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     },
     'audit.page': async (request) => {
       const page = audit.page(request);
-      return { records: page.records, total: page.total ?? page.records.length, head: page.head };
+      return { records: page.records, total: page.total ?? page.records.length, total_capped: page.total_capped ?? false, head: page.head };
     },
     'audit.get': async ({ seq }) => {
       const record = audit.get(seq);
@@ -346,7 +385,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
         scopes: config.idp.scopes,
         dpop: !!auth.dpopKeyPair(),
       },
-      vault: { address: config.vault.address, authMount: config.vault.authMount, roles: [] },
+      vault: { address: config.vault.address, authMount: config.vault.authMount, roles: vaultRoles },
       policy: { path: config.policyFile, text: policyText },
       claudeDesktop: { configPath: claudeConfigPath, configured: claudeConfigured },
       dataDir: paths.dataDir,
@@ -375,7 +414,6 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     },
   };
 
-  let stopped = false;
   return {
     handlers,
     events,
@@ -390,6 +428,8 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(vaultTimer);
+      await vaultChecking;
       offAudit();
       offApprovals();
       offCatalogue();

@@ -62,6 +62,7 @@ export async function serve(options: {
   home?: string;
   /** Opens the web UI (a launch link) in the browser; the OS opener unless a test plays the browser. */
   openUi?: (url: string) => Promise<void>;
+  vaultHealthEveryMs?: number;
 }): Promise<Served> {
   const log = options.log ?? stderrLog();
   const env = options.home ? { ...process.env, COUNTERSIGN_HOME: options.home } : process.env;
@@ -99,6 +100,7 @@ export async function serve(options: {
     openExternal,
     paths,
     log,
+    vaultHealthEveryMs: options.vaultHealthEveryMs,
     present: summon,
     openUi: async () => {
       if (!ref.web) throw new AppError('INTERNAL', 'The web UI is not ready yet.');

@@ -226,6 +226,7 @@ describe('the tray', () => {
       claudeDesktop: { configured: true, connected: true },
       bridgeSessions: [],
       pendingApprovals: 2,
+      calls: 0,
     };
     expect(trayTooltip(status)).toBe('Countersign: signed in as Alice, 2 approval(s) waiting');
     let set: boolean | undefined;

@@ -5,7 +5,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -18,6 +18,7 @@ import { waitForUi } from '../../main/core/approvals/prompter.ts';
 import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
 import { parseAppConfig } from '../../main/core/config/config.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
+import { describeHits, scanForSecrets } from '../helpers/secret-scan.ts';
 import { REPO_ROOT, buildRenderer, launchBrowser, memorySecrets, screenshotPath, type Browser } from '../helpers/ui.ts';
 
 /** expect.poll with a time-out for a loaded CI machine (two cores shared with other suites). */
@@ -34,6 +35,7 @@ let client: Client;
 let page: Page;
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
+const secrets = memorySecrets();
 
 beforeAll(async () => {
   [lab, renderer, browser, home] = await Promise.all([
@@ -47,7 +49,7 @@ beforeAll(async () => {
     config: parseAppConfig(labAppConfig(lab), 'lab configuration'),
     host: 'headless',
     version: '0.1.0',
-    secrets: memorySecrets(),
+    secrets,
     prompter: waitForUi,
     // Chromium stands in for the system browser: it logs in on the lab IdP's page.
     openExternal: async (url) => {
@@ -174,5 +176,36 @@ describe('the UI on the real core and the lab', () => {
     expect(result.isError).toBe(true);
     const record = core.audit.page({ filter: { tool: 'execute' }, limit: 1 }).records[0]!;
     expect(record.outcome).toBe('denied');
+  });
+});
+
+describe('what the UI run leaves on disk', () => {
+  it('holds no token, refresh token or key in the Chromium profile (History and every SQLite file), test-results/ or the data directory; the launch link it keeps is spent', async () => {
+    const launchToken = new URL(server.url).hash.replace('#token=', '');
+    const planted: Record<string, string> = {};
+    for (const [i, v] of secrets.values().entries()) if (v.length >= 8) planted[`keychain_value_${i}`] = v;
+    expect(Object.keys(planted).length).toBeGreaterThan(1);
+    await page.close();
+    await browser.stop(); // the profile's SQLite files are written out on close
+    const profile = await readdir(browser.profileDir, { recursive: true });
+    expect(profile.some((f) => f.endsWith('History')), profile.join(', ')).toBe(true);
+    await mkdir(join(REPO_ROOT, 'test-results'), { recursive: true });
+    const artifacts = [
+      { kind: 'dir', path: browser.profileDir },
+      { kind: 'dir', path: join(REPO_ROOT, 'test-results') },
+      { kind: 'dir', path: home },
+    ] as const;
+    const hits = await scanForSecrets(planted, artifacts);
+    expect(hits, describeHits(hits)).toEqual([]);
+    // Chromium keeps every URL it opened, fragment included, in History and its session files (the
+    // scanner finds the launch token there raw and as UTF-16): so the token must be dead once used.
+    const launchHits = await scanForSecrets({ launch: launchToken }, artifacts);
+    expect(launchHits.some((h) => h.where.endsWith('History'))).toBe(true);
+    const replay = await fetch(`${new URL(server.url).origin}/api/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'sec-fetch-site': 'same-origin', origin: new URL(server.url).origin },
+      body: JSON.stringify({ token: launchToken }),
+    });
+    expect(replay.status).toBe(401);
   });
 });

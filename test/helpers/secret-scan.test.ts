@@ -55,6 +55,31 @@ describe('the secret scanner', () => {
     expect(await found(apiKey, apiKey)).not.toContain('json');
   });
 
+  it('finds a secret hex-encoded, in lower and upper case', async () => {
+    const hex = Buffer.from(apiKey).toString('hex');
+    expect(await found(apiKey, `dump: ${hex}`)).toContain('hex');
+    expect(await found(apiKey, `DUMP: ${hex.toUpperCase()}`)).toContain('hex-upper');
+    expect(await found(apiKey, 'no hex of it here: ' + Buffer.from(password).toString('hex'))).toEqual([]);
+  });
+
+  it('finds a secret stored as UTF-16 little- and big-endian inside a binary file (as SQLite pages of a browser profile hold it)', async () => {
+    const le = Buffer.from(password, 'utf16le');
+    const be = Buffer.from(password, 'utf16le').swap16();
+    await writeFile(join(dir, 'utf16le.db'), Buffer.concat([randomBytes(200), le, randomBytes(200)]));
+    await writeFile(join(dir, 'utf16be.db'), Buffer.concat([randomBytes(200), be, randomBytes(200)]));
+    const hits = await scanForSecrets({ password }, [
+      { kind: 'file', path: join(dir, 'utf16le.db') },
+      { kind: 'file', path: join(dir, 'utf16be.db') },
+    ]);
+    // (A random neighbouring byte can also line up the other byte order, one time in 256.)
+    expect(hits.map((h) => [h.encoding, h.where.slice(dir.length)])).toEqual(
+      expect.arrayContaining([
+        ['utf16le', '/utf16le.db'],
+        ['utf16be', '/utf16be.db'],
+      ]),
+    );
+  });
+
   it('finds each segment of a JWT on its own, but not the header every token of the issuer shares', async () => {
     const [header, payload, signature] = jwt.split('.') as [string, string, string];
     expect(await found(jwt, `payload only: ${payload}`)).toEqual(['jwt-payload']);
@@ -111,6 +136,8 @@ describe('the secret scanner', () => {
           (s) => Buffer.from(s).toString('base64'),
           encodeURIComponent,
           (s) => JSON.stringify(s),
+          (s) => Buffer.from(s).toString('hex'),
+          (s) => Buffer.from(s).toString('hex').toUpperCase(),
         ),
         async (secret, before, after, encode) => {
           fc.pre(!`${before}${after}`.includes(secret.slice(0, 8)));

@@ -5,7 +5,9 @@
  * A secret is looked for in every form a careless line of code could give it: raw, base64url,
  * base64 (also when the secret sits inside a longer encoded value, such as `user:password` in a Basic
  * header, by trying the three byte alignments), percent-encoded (URI component and form encoding),
- * JSON-escaped, and, for a JWT, its payload and signature segments on their own. A JWT's header is
+ * JSON-escaped, hex (either case, as a debug dump or a hashed-looking column would carry it), UTF-16
+ * little- and big-endian (as Chromium's and Windows' stores keep strings), and, for a JWT, its payload
+ * and signature segments on their own. A JWT's header is
  * left out: every token the same issuer signs with the same key shares it, so finding it proves nothing.
  *
  * Files are read as bytes and searched as latin1 text, so binary files (SQLite pages, WAL) are
@@ -21,12 +23,17 @@ export type SecretEncoding =
   | 'percent'
   | 'form-urlencoded'
   | 'json'
+  | 'hex'
+  | 'hex-upper'
+  | 'utf16le'
+  | 'utf16be'
   | 'jwt-payload'
   | 'jwt-signature';
 
 export interface SecretForm {
   encoding: SecretEncoding;
-  form: string;
+  /** The bytes looked for. */
+  bytes: Buffer;
 }
 
 export type Artifact =
@@ -79,10 +86,12 @@ export function secretForms(secret: string): SecretForm[] {
   const bytes = Buffer.from(secret, 'utf8');
   const out: SecretForm[] = [];
   const seen = new Set<string>();
-  const add = (encoding: SecretEncoding, form: string): void => {
-    if (form.length < MIN_FORM_LENGTH || seen.has(form)) return;
-    seen.add(form);
-    out.push({ encoding, form });
+  const add = (encoding: SecretEncoding, form: string | Buffer): void => {
+    const b = typeof form === 'string' ? Buffer.from(form, 'utf8') : form;
+    const key = b.toString('latin1');
+    if (b.length < MIN_FORM_LENGTH || seen.has(key)) return;
+    seen.add(key);
+    out.push({ encoding, bytes: b });
   };
   add('raw', secret);
   const parts = secret.split('.');
@@ -95,6 +104,10 @@ export function secretForms(secret: string): SecretForm[] {
   add('form-urlencoded', new URLSearchParams({ x: secret }).toString().slice(2));
   for (const f of base64Alignments(bytes)) add('base64', f);
   for (const f of base64Alignments(bytes)) add('base64url', toB64Url(f));
+  add('hex', bytes.toString('hex'));
+  add('hex-upper', bytes.toString('hex').toUpperCase());
+  add('utf16le', Buffer.from(secret, 'utf16le'));
+  add('utf16be', Buffer.from(secret, 'utf16le').swap16());
   return out;
 }
 
@@ -109,17 +122,20 @@ async function* filesBelow(dir: string): AsyncGenerator<string> {
 async function* texts(artifacts: readonly Artifact[]): AsyncGenerator<{ where: string; text: string }> {
   for (const a of artifacts) {
     if (a.kind === 'text') {
-      yield { where: a.name, text: a.text };
+      yield { where: a.name, text: Buffer.from(a.text, 'utf8').toString('latin1') };
     } else if (a.kind === 'file') {
       yield { where: a.path, text: (await readFile(a.path)).toString('latin1') };
     } else {
-      for await (const p of filesBelow(a.path)) yield { where: p, text: (await readFile(p)).toString('latin1') };
+      for await (const p of filesBelow(a.path)) {
+        // A file removed between the listing and the read (another process's temp file) was not left behind.
+        const bytes = await readFile(p).catch((e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return undefined;
+          throw e;
+        });
+        if (bytes) yield { where: p, text: bytes.toString('latin1') };
+      }
     }
   }
-}
-
-function latin1(form: string): string {
-  return Buffer.from(form, 'utf8').toString('latin1');
 }
 
 /**
@@ -131,8 +147,8 @@ export async function scanForSecrets(secrets: Record<string, string>, artifacts:
   const hits: SecretHit[] = [];
   for await (const { where, text } of texts(artifacts)) {
     for (const { name, forms } of planted) {
-      for (const { encoding, form } of forms) {
-        const needle = latin1(form);
+      for (const { encoding, bytes } of forms) {
+        const needle = bytes.toString('latin1');
         for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + 1)) {
           const before = text.slice(Math.max(0, at - 24), at);
           const after = text.slice(at + needle.length, at + needle.length + 24);
@@ -150,7 +166,7 @@ export async function artifactBytes(artifacts: readonly Artifact[]): Promise<num
   for (const a of artifacts) {
     if (a.kind === 'text') n += a.text.length;
     else if (a.kind === 'file') n += (await stat(a.path)).size;
-    else for await (const p of filesBelow(a.path)) n += (await stat(p)).size;
+    else for await (const p of filesBelow(a.path)) n += (await stat(p).catch(() => ({ size: 0 }))).size;
   }
   return n;
 }

@@ -34,6 +34,11 @@ export { CHROMIUM_ARGS };
 
 export interface Browser {
   context: BrowserContext;
+  /** The Chromium profile (History, cookies, caches: SQLite and LevelDB files), kept until `close()`. */
+  profileDir: string;
+  /** Closes Chromium and keeps its profile, so a test can read what it left there. */
+  stop(): Promise<void>;
+  /** Closes Chromium and removes its profile. Safe to call after `stop()`. */
   close(): Promise<void>;
 }
 
@@ -50,6 +55,8 @@ export async function launchBrowser(options: { colorScheme?: 'light' | 'dark'; a
   });
   return {
     context,
+    profileDir: dir,
+    stop: () => context.close(),
     async close() {
       await context.close();
       await rm(dir, { recursive: true, force: true });
@@ -129,10 +136,11 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
     user: { sub: 'alice', name: 'Alice Example', email: 'alice@clinic.example' },
     session: { state: 'signed_in', persistent: true },
     idp: { issuer: 'http://127.0.0.1:4000/oidc', state: 'ok', delegation: 'rar' },
-    vault: { address: 'http://127.0.0.1:8200', state: 'ok' },
+    vault: { address: 'http://127.0.0.1:8200', state: 'ok', initialized: true, sealed: false, version: '1.21.0' },
     claudeDesktop: { configured: true, connected: true },
     bridgeSessions: [{ id: 's-1', clientName: 'claude-ai', clientVersion: '0.1.0', pid: 4242, connectedAt: new Date(0).toISOString(), calls: 3 }],
     pendingApprovals: 0,
+    calls: 3,
   };
 
   const emit = <E extends EventName>(event: E, payload: EventOf<E>): void => {
@@ -174,7 +182,7 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
         if (before !== undefined && r.seq >= before) continue;
         if (matches(r, filter)) all.push(r);
       }
-      return { records: all.slice(offset, offset + limit), total: all.length, head };
+      return { records: all.slice(offset, offset + limit), total: all.length, total_capped: false, head };
     },
     'audit.get': async ({ seq }) => {
       const r = records.find((x) => x.seq === seq);
@@ -310,9 +318,11 @@ export function sampleToolCall(i: number, overrides: Partial<AuditRecordInput> =
 }
 
 /** A SecretStore held in memory (stands in for the OS keychain, which tests of the UI do not need). */
-export function memorySecrets(): SecretStore {
+/** A SecretStore in memory; `values()` lets a test plant what the app kept in it and look for it elsewhere. */
+export function memorySecrets(): SecretStore & { values(): string[] } {
   const m = new Map<string, string>();
   return {
+    values: () => [...m.values()],
     kind: 'memory',
     get: async (k) => m.get(k) ?? null,
     set: async (k, v) => void m.set(k, v),
@@ -327,7 +337,7 @@ export function memorySecrets(): SecretStore {
 export function backWithStore(app: FixtureApp, store: AuditStore): () => void {
   app.handlers['audit.page'] = async (request) => {
     const page = store.page(request);
-    return { records: page.records, total: page.total ?? 0, head: page.head };
+    return { records: page.records, total: page.total ?? 0, total_capped: page.total_capped ?? false, head: page.head };
   };
   app.handlers['audit.get'] = async ({ seq }) => {
     const r = store.get(seq);

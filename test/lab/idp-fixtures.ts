@@ -84,7 +84,7 @@ export async function postForm(url: string, form: Record<string, string | undefi
 }
 
 /** Follows redirects by hand with a cookie jar, so each hop of the front channel is a real request. */
-class CookieClient {
+export class CookieClient {
   #jar = new Map<string, string>();
 
   async request(url: string, init: { method?: string; form?: URLSearchParams } = {}): Promise<Response> {

@@ -32,7 +32,7 @@ describe('discovery', () => {
       jwks_uri: idp.jwksUri,
       token_endpoint: idp.tokenEndpoint,
       code_challenge_methods_supported: ['S256'],
-      authorization_details_types_supported: ['postgres', 'mcp_tool_call', 'api_key'],
+      authorization_details_types_supported: ['postgres', 'mcp_tool_call', 'api_key', 'vault:path_access'],
       acr_values_supported: ['urn:countersign:acr:pwd', 'urn:countersign:acr:mfa'],
     });
     expect(meta.grant_types_supported).toEqual(

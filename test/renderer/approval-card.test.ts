@@ -4,16 +4,20 @@
  * call planned by the real PostgreSQL planner; the rest of the app is the in-memory fixture
  * (test/helpers/ui.ts) behind the real headless web host, in Chromium.
  */
+import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import type { PendingApproval } from '../../common/contract.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApprovalService } from '../../main/core/approvals/approval-service.ts';
 import { approverFor } from '../../main/core/approvals/broker-approver.ts';
-import { waitForUi } from '../../main/core/approvals/prompter.ts';
+import { ScriptedPrompterForTests, waitForUi } from '../../main/core/approvals/prompter.ts';
+import { planPostgresCall } from '../../main/core/connectors/postgres/plan.ts';
+import { parsePolicy, type PostgresPolicy } from '../../main/core/policy/policy.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
 import { buildRenderer, createFixtureApp, launchBrowser, type Browser, type FixtureApp } from '../helpers/ui.ts';
 import { LONG_PARAMS, LONG_SQL, MARKUP, longPlan } from '../core/approvals/long-call.ts';
 
+const POLICY = parsePolicy(readFileSync(new URL('../../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8')).postgres as PostgresPolicy;
 const poll: typeof expect.poll = (fn, options) => expect.poll(fn, { timeout: 15_000, ...options });
 
 declare const window: { pwned?: number };
@@ -34,6 +38,12 @@ beforeAll(async () => {
   asked = approverFor(service).approve(await longPlan(), { requestId: 1, sessionId: 's', client: { name: 'vitest' }, user: { sub: 'alice' }, progress: () => {} }, controller.signal);
   first = service.pending()[0]!;
   app.pending.push(first);
+  // A standing approval as the service keeps it once its call succeeded.
+  const granted = new ApprovalService({ prompter: new ScriptedPrompterForTests(['approve']) });
+  const small = await planPostgresCall(POLICY, 'execute', { sql: 'UPDATE appointments SET reason = $1 WHERE id = $2', params: ['x', 1] });
+  const yes = await granted.approve({ plan: small.plan, args: {}, user: { sub: 'alice' }, sessionId: 's', signal: controller.signal });
+  granted.settle(yes.approvalId!, true);
+  app.cached.push(...granted.cached());
   server = await startWebServer({ handlers: app.handlers, events: app.events, staticDir: renderer.dir });
 }, 60_000);
 
@@ -85,6 +95,13 @@ describe('the approval card of a long call', () => {
     expect(await card.locator('img, b, script').count()).toBe(0);
     expect(await card.textContent()).toContain(MARKUP);
     expect(await page.evaluate(() => window.pwned)).toBeUndefined();
+    await page.close();
+  });
+
+  it('lists what a standing approval lets a call change', async () => {
+    const { page } = await openCard();
+    const row = page.getByRole('row').filter({ hasText: 'execute' });
+    expect(await row.textContent()).toContain('changes: UPDATE public.appointments');
     await page.close();
   });
 

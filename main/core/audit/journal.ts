@@ -24,6 +24,8 @@ export class SqliteCallJournal implements CallJournal {
   readonly #delete: StatementSync;
   readonly #select: StatementSync;
   readonly #sealKey: Buffer | undefined;
+  /** The entries this process wrote and has not ended: a note merges here instead of reading its row back. */
+  readonly #open = new Map<string, JournalEntry>();
 
   /** `sealKey`: key material from the keychain (the install's HMAC key); a journal without it holds no token. */
   constructor(dataDir: string, options: { sealKey?: Uint8Array } = {}) {
@@ -42,13 +44,15 @@ export class SqliteCallJournal implements CallJournal {
 
   begin(id: string, entry: JournalEntry): void {
     this.#insert.run(id, JSON.stringify(entry));
+    this.#open.set(id, entry);
   }
 
   note(id: string, update: { keys?: JoinKeys; tier?: JournalEntry['tier']; target?: string }): void {
-    const row = this.#db.prepare('SELECT body FROM calls WHERE id = ?').get(id) as { body: string } | undefined;
-    if (!row) return;
-    const entry = JSON.parse(row.body) as JournalEntry;
-    this.#update.run(JSON.stringify({ ...entry, ...update, keys: { ...entry.keys, ...update.keys } }), id);
+    const entry = this.#open.get(id);
+    if (!entry) return;
+    const next = { ...entry, ...update, keys: { ...entry.keys, ...update.keys } };
+    this.#update.run(JSON.stringify(next), id);
+    this.#open.set(id, next);
   }
 
   holdCredential(id: string, vaultToken: string): void {
@@ -57,9 +61,11 @@ export class SqliteCallJournal implements CallJournal {
     const cipher = createCipheriv('aes-256-gcm', this.#sealKey, iv);
     cipher.setAAD(Buffer.from(id));
     const sealed = Buffer.concat([iv, cipher.update(vaultToken, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64');
-    const row = this.#db.prepare('SELECT body FROM calls WHERE id = ?').get(id) as { body: string } | undefined;
-    if (!row) return;
-    this.#update.run(JSON.stringify({ ...(JSON.parse(row.body) as JournalEntry), sealedVaultToken: sealed }), id);
+    const entry = this.#open.get(id);
+    if (!entry) return;
+    const next = { ...entry, sealedVaultToken: sealed };
+    this.#update.run(JSON.stringify(next), id);
+    this.#open.set(id, next);
   }
 
   /** The Vault token `holdCredential` sealed for this call; undefined when none or when it cannot be opened (another key). */
@@ -78,6 +84,7 @@ export class SqliteCallJournal implements CallJournal {
 
   end(id: string): void {
     this.#delete.run(id);
+    this.#open.delete(id);
   }
 
   /** Calls noted by a core that is no longer running (read at start, before any new call). */

@@ -1,5 +1,9 @@
 import type { DatabaseSync } from 'node:sqlite';
 
+/** Fills facet_counts from facets (migration 5; retention, which removes records, runs it again). */
+export const FACET_COUNTS_FROM_FACETS = `INSERT INTO facet_counts (key, kind, outcome, tier, tool, user_sub, n)
+  SELECT json_array(kind, outcome, tier, tool, user_sub), kind, outcome, tier, tool, user_sub, count(*) FROM facets GROUP BY kind, outcome, tier, tool, user_sub;`;
+
 /**
  * Schema migrations, numbered by SQLite's `user_version`. Each runs once, in its own transaction;
  * append a new entry, never edit an applied one.
@@ -92,6 +96,22 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO meta (key, value) SELECT 'indexed_through', coalesce((SELECT value FROM meta WHERE key = 'fts_through'), '0') WHERE true
     ON CONFLICT (key) DO NOTHING;
   DELETE FROM meta WHERE key = 'fts_through';
+  `,
+  // 5: how many records each combination of filter values holds, kept with facets in the same
+  // transaction, so a page's count for any mix of outcome, kind, tier, tool and user is a sum over a
+  // few thousand rows at any size (counting the matches took ~30 ms for a filter keeping a third of a
+  // million records). key is the JSON array of the five values.
+  `
+  CREATE TABLE facet_counts (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    tier INTEGER,
+    tool TEXT,
+    user_sub TEXT,
+    n INTEGER NOT NULL
+  );
+  ${FACET_COUNTS_FROM_FACETS}
   `,
 ];
 

@@ -9,6 +9,7 @@ import { parseIdpConfig } from './config.ts';
 import type { IdpConfig, IdpConfigInput } from './config.ts';
 import { idpError, safeDescription, safeOAuthCode } from './idp-errors.ts';
 import { startLoopbackListener } from './loopback.ts';
+import { onWire } from '../wire-time.ts';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -321,6 +322,7 @@ export class AuthService implements TokenSource {
       };
     }
     config.timeout = c.requestTimeoutSeconds;
+    config[oidc.customFetch] = (url, init) => onWire('idp', () => fetch(url, init));
     if (c.dpop === 'when-offered' && meta.dpop_signing_alg_values_supported?.includes('ES256')) {
       this.#dpop = await this.#dpopKey();
     }

@@ -15,6 +15,7 @@ import type { CallPlan, Connector, Credential, ToolCallRequest, ToolHost } from 
 import { canonicalJson } from '../../../common/canonical-json.ts';
 import { authorizationDetailsDigest, type Obo, type TokenExchanger } from '../idp/token-exchange.ts';
 import type { VaultClient } from '../vault/client.ts';
+import { pathAccessFor, type VaultMode } from '../vault/agent-mode.ts';
 import { tierOneOnlyApprover, type Approver } from './approver.ts';
 
 export interface BrokerOptions {
@@ -33,6 +34,12 @@ export interface BrokerOptions {
   journal?: CallJournal;
   /** Bounds on revocation: attempts of revoke-self, and how long to wait for the role to disappear. */
   revoke?: { attempts?: number; checkWithinMs?: number; timeoutMs?: number };
+  /**
+   * `jwt-login` (default): the OBO logs in to Vault's JWT auth for a per-call token. `agent` (Vault
+   * Enterprise native agent mode): the OBO carries the Vault paths the call needs and is itself the
+   * token; the lease is revoked with the same OBO.
+   */
+  vaultMode?: VaultMode;
   /**
    * Told when a call arrives before anyone has signed in, after it has been answered: the host brings
    * the app (or the web UI) in front of the person so they can sign in.
@@ -107,13 +114,14 @@ class CallTrace {
     this.hops.push({ name, outcome, ms: round(ms), ...extra });
   }
 
+  /** The encoded forms of `secrets`, computed again only when a secret was added (they only grow). */
+  #forms: { size: number; forms: string[] } | undefined;
+
   /** Removes every secret this call has held from a text, raw and in its common encodings. */
   scrub(text: string): string {
+    if (this.#forms?.size !== this.secrets.size) this.#forms = { size: this.secrets.size, forms: [...this.secrets].filter(Boolean).flatMap(encodings) };
     let out = text;
-    for (const s of this.secrets) {
-      if (!s) continue;
-      for (const form of encodings(s)) out = out.split(form).join('[redacted]');
-    }
+    for (const form of this.#forms.forms) if (out.includes(form)) out = out.split(form).join('[redacted]');
     return out;
   }
 }
@@ -340,6 +348,10 @@ export function createBroker(options: BrokerOptions): Broker {
     const { signal, expectedSub } = ctx;
     let vaultToken: string | undefined;
     let credential: Credential | undefined;
+    let agentLease: { obo: string; leaseId: string; ttl: number } | undefined;
+    const agentMode = options.vaultMode === 'agent' && plan.credential.kind !== 'obo';
+    // Agent mode: the call's own entries plus the Vault paths it needs, all decided by the IdP in one OBO.
+    const asked = agentMode ? [...plan.authorizationDetails, ...pathAccessFor(plan.credential)] : plan.authorizationDetails;
     try {
       const exchanged = trace.hop(
         'exchange',
@@ -348,7 +360,7 @@ export function createBroker(options: BrokerOptions): Broker {
           trace.secrets.add(subjectToken);
           const o = await options.idp.exchange({
             subjectToken,
-            authorizationDetails: plan.authorizationDetails,
+            authorizationDetails: asked,
             ...(plan.audience ? { audience: plan.audience } : {}),
             ...(plan.resource ? { resource: plan.resource } : {}),
             ...(plan.credential.kind !== 'obo' ? { credential: plan.credential.role } : {}),
@@ -367,11 +379,31 @@ export function createBroker(options: BrokerOptions): Broker {
       trace.keys.obo_jti = obo.jti;
       noteKeys(trace);
       if (obo.steppedUp) trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
-      if (ctx.idpApproval) requireIdpApproval(obo, plan, ctx.idpApproval);
+      if (ctx.idpApproval) requireIdpApproval(obo, plan, asked, ctx.idpApproval);
 
       const c = plan.credential;
       if (c.kind === 'obo') {
         credential = { kind: 'obo' };
+      } else if (agentMode) {
+        // No login: the OBO goes to the credential's path as X-Vault-Token. Not cancelled mid-flight either.
+        if (c.kind === 'vault-database') {
+          const creds = await trace.hop(
+            'vault_creds',
+            async () => {
+              const r = await options.vault.databaseCreds(obo.token, c.dbMount, c.dbRole);
+              trace.secrets.add(r.password);
+              credential = { kind: 'database', username: r.username, password: r.password };
+              agentLease = { obo: obo.token, leaseId: r.leaseId, ttl: r.leaseDuration };
+              return r;
+            },
+            (r) => `request_id=${r.requestId} ttl=${r.leaseDuration}s mode=agent jwt_unique_id=${obo.jti}`,
+          );
+          Object.assign(trace.keys, { vault_request_id: creds.requestId, lease_id: creds.leaseId, db_role: creds.username });
+          noteKeys(trace);
+        } else {
+          credential = await apiKeyFrom(c, obo.token, trace, ` mode=agent jwt_unique_id=${obo.jti}`);
+        }
+        signal.throwIfAborted();
       } else {
         // Minting requests are not cancelled mid-flight: what Vault mints must come back to be revoked.
         const login = await trace.hop(
@@ -406,20 +438,54 @@ export function createBroker(options: BrokerOptions): Broker {
           trace.keys.db_role = creds.username;
           noteKeys(trace);
         } else {
-          const secret = await trace.hop('vault_creds', () => options.vault.kvRead(login.token, c.kvMount, c.path), (r) => `request_id=${r.requestId}`);
-          trace.keys.vault_request_id = secret.requestId;
-          const value = secret.data[c.field];
-          if (typeof value !== 'string' || value.length === 0) throw new AppError('VAULT_BAD_RESPONSE', `The secret at ${c.path} has no ${c.field} field.`);
-          trace.secrets.add(value);
-          credential = { kind: 'api-key', apiKey: value };
+          credential = await apiKeyFrom(c, login.token, trace, '');
         }
         signal.throwIfAborted();
       }
 
       return await use(obo, credential!);
     } finally {
-      await revoke(connector, trace, vaultToken, credential);
+      if (agentLease) await revokeLeaseWithObo(trace, agentLease);
+      else await revoke(trace, vaultToken);
+      await checkGone(connector, trace, credential, vaultToken !== undefined || agentLease !== undefined);
     }
+  }
+
+  async function apiKeyFrom(c: Extract<CallPlan['credential'], { kind: 'vault-kv' }>, token: string, trace: CallTrace, extra: string): Promise<Credential> {
+    const secret = await trace.hop('vault_creds', () => options.vault.kvRead(token, c.kvMount, c.path), (r) => `request_id=${r.requestId}${extra}`);
+    trace.keys.vault_request_id = secret.requestId;
+    const value = secret.data[c.field];
+    if (typeof value !== 'string' || value.length === 0) throw new AppError('VAULT_BAD_RESPONSE', `The secret at ${c.path} has no ${c.field} field.`);
+    trace.secrets.add(value);
+    return { kind: 'api-key', apiKey: value };
+  }
+
+  /**
+   * Agent mode: `sys/leases/revoke` with the same OBO (its RAR allows this role's leases only), retried
+   * with a bound. A refusal is final (the OBO expired, or Vault does not allow it): the lease then
+   * expires at its TTL, and the hop says so.
+   */
+  async function revokeLeaseWithObo(trace: CallTrace, lease: { obo: string; leaseId: string; ttl: number }): Promise<void> {
+    const start = performance.now();
+    let lastCode: string | undefined;
+    let attempts = 0;
+    while (attempts < revokeAttempts) {
+      if (attempts > 0) await delay(100 * 3 ** (attempts - 1));
+      attempts += 1;
+      try {
+        await options.vault.revokeLease(lease.obo, lease.leaseId, AbortSignal.timeout(revokeTimeoutMs));
+        trace.record('revoke', 'ok', performance.now() - start, { detail: `mode=agent lease revoked with the OBO, attempts=${attempts}` });
+        return;
+      } catch (error) {
+        lastCode = AppError.from(error).code;
+        if (lastCode === 'VAULT_PERMISSION_DENIED') break;
+      }
+    }
+    trace.record('revoke', 'error', performance.now() - start, {
+      code: lastCode ?? 'VAULT_REVOKE_FAILED',
+      detail: `mode=agent lease not revoked (${lastCode}), attempts=${attempts}: it expires at its TTL, within ${lease.ttl} s`,
+    });
+    log(`broker: lease revocation with the OBO failed (${lastCode}); the lease expires within ${lease.ttl} s`);
   }
 
   /**
@@ -478,8 +544,8 @@ export function createBroker(options: BrokerOptions): Broker {
     return value as T;
   }
 
-  /** revoke-self (leases go with the token), retried with a bound; then prove the credential is dead. */
-  async function revoke(connector: Connector | undefined, trace: CallTrace, vaultToken: string | undefined, credential: Credential | undefined): Promise<void> {
+  /** revoke-self (leases go with the token), retried with a bound. */
+  async function revoke(trace: CallTrace, vaultToken: string | undefined): Promise<void> {
     if (!vaultToken) return;
     const start = performance.now();
     let revoked = false;
@@ -508,8 +574,11 @@ export function createBroker(options: BrokerOptions): Broker {
       detail: `attempts=${attempts}${alreadyGone ? ' token already invalid' : ''}`,
     });
     if (!revoked) log(`broker: revoke-self failed (${lastCode}); the credential expires at its TTL`);
+  }
 
-    if (!credential || credential.kind !== 'database' || !connector?.verifyRevoked) return;
+  /** Proves at the target that the per-call credential is dead (the database role is gone). */
+  async function checkGone(connector: Connector | undefined, trace: CallTrace, credential: Credential | undefined, minted: boolean): Promise<void> {
+    if (!minted || !credential || credential.kind !== 'database' || !connector?.verifyRevoked) return;
     const checkStart = performance.now();
     const deadline = Date.now() + checkWithinMs;
     let state: 'gone' | 'present' | 'unknown';
@@ -613,10 +682,10 @@ async function approvedThroughIdp(exchanged: Promise<Obo>, plan: CallPlan, hop: 
  * leg), the IdP's signed `amr` naming the push, and the granted RAR exactly the one whose digest the
  * push carried. Anything less is refused before Vault is asked for a credential.
  */
-function requireIdpApproval(obo: Obo, plan: CallPlan, hop: Hop): void {
-  const digest = authorizationDetailsDigest(plan.authorizationDetails);
+function requireIdpApproval(obo: Obo, plan: CallPlan, asked: CallPlan['authorizationDetails'], hop: Hop): void {
+  const digest = authorizationDetailsDigest(asked);
   const pushed = obo.steppedUp && (obo.amr ?? []).includes('push');
-  const sameCall = canonicalJson(obo.authorizationDetails) === canonicalJson(plan.authorizationDetails);
+  const sameCall = canonicalJson(obo.authorizationDetails) === canonicalJson(asked);
   if (pushed && sameCall) {
     Object.assign(hop, { outcome: 'ok', detail: `via=idp-push amr=${(obo.amr ?? []).join(',')} push_digest=${digest}` });
     return;

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
 import { IdpConfigSchema, LOOPBACK_HOSTS } from '../auth/config.ts';
 import { UpstreamConfigSchema } from '../connectors/mcp-upstream/config.ts';
+import { VAULT_MODES } from '../vault/agent-mode.ts';
 import { applyManaged, readManagedConfig } from './managed.ts';
 
 const Url = z.url();
@@ -22,6 +23,11 @@ export const AppConfigSchema = z
         namespace: z.string().min(1).optional(),
         caCertFile: z.string().min(1).optional(),
         authMount: z.string().min(1).default('jwt'),
+        /**
+         * `jwt-login`: the OBO logs in at `authMount` (Vault Community, OpenBao). `agent`: Vault
+         * Enterprise 2.0.3+ native agent mode, the OBO itself is the token (docs/vault.md).
+         */
+        mode: z.enum(VAULT_MODES).default('jwt-login'),
         timeoutMs: z.number().int().positive().max(120_000).default(10_000),
         /** Plain http to a Vault on 127.0.0.1 or [::1] (the lab). Insecure; off by default; logged at start. */
         allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
@@ -89,7 +95,13 @@ export const AppConfigSchema = z
     /** Written by the lab's demo launcher only: the UI shows a banner and every audit record is tagged. */
     demo: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // Vault's agent mode narrows each request by the OBO's vault:path_access entries: they travel as RAR.
+    if (c.vault.mode === 'agent' && c.idp.delegation !== 'rar') {
+      ctx.addIssue({ code: 'custom', path: ['vault', 'mode'], message: 'agent mode needs idp.delegation "rar": the Vault paths travel in the OBO\'s authorization_details' });
+    }
+  });
 
 export type AppConfig = z.output<typeof AppConfigSchema>;
 export type AppConfigInput = z.input<typeof AppConfigSchema>;

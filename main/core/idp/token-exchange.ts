@@ -211,6 +211,27 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     return { c: built.c, clientId: client.clientId };
   };
 
+  // One DPoP handle per configuration and key, as openid-client means them to be used: it keeps the
+  // public JWK it embeds and the IdP's DPoP nonce from one call to the next. The key's thumbprint too.
+  const handles = new WeakMap<webcrypto.CryptoKeyPair, { c: oidc.Configuration; handle: oidc.DPoPHandle }>();
+  const dpopHandle = (c: oidc.Configuration, pair: webcrypto.CryptoKeyPair): oidc.DPoPHandle => {
+    const known = handles.get(pair);
+    if (known?.c === c) return known.handle;
+    const handle = oidc.getDPoPHandle(c, pair);
+    handles.set(pair, { c, handle });
+    return handle;
+  };
+  const thumbprints = new WeakMap<webcrypto.CryptoKey, Promise<string>>();
+  const thumbprint = (key: webcrypto.CryptoKey): Promise<string> => {
+    let t = thumbprints.get(key);
+    if (!t) {
+      t = exportJWK(key).then((jwk) => calculateJwkThumbprint(jwk));
+      t.catch(() => thumbprints.delete(key));
+      thumbprints.set(key, t);
+    }
+    return t;
+  };
+
   let jwks: IdpJwks | undefined;
   const keys = (c: oidc.Configuration): IdpJwks => {
     const uri = c.serverMetadata().jwks_uri;
@@ -293,7 +314,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     }
     const fitted = delegation === 'scopes' ? fitsScopes(payload, clientId, request) : fitsRar(payload, clientId, request);
     if (request.dpopKeyPair) {
-      const jkt = await calculateJwkThumbprint(await exportJWK(request.dpopKeyPair.publicKey));
+      const jkt = await thumbprint(request.dpopKeyPair.publicKey);
       if ((payload.cnf as { jkt?: unknown } | undefined)?.jkt !== jkt) throw new AppError('OBO_INVALID', 'The OBO token is not bound to this DPoP key.');
     }
     return {
@@ -387,7 +408,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       request.signal?.throwIfAborted();
       const asked = delegationParams(request);
       const { c, clientId } = await config();
-      const dpop = request.dpopKeyPair ? oidc.getDPoPHandle(c, request.dpopKeyPair) : undefined;
+      const dpop = request.dpopKeyPair ? dpopHandle(c, request.dpopKeyPair) : undefined;
       const params: Record<string, string> = {
         subject_token: request.subjectToken,
         subject_token_type: TOKEN_TYPE_ACCESS_TOKEN,

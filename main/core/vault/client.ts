@@ -68,6 +68,20 @@ const LookupSelfResponse = Envelope.extend({
 
 const ErrorBody = z.object({ errors: z.array(z.string()) });
 
+const HealthResponse = z.object({
+  initialized: z.boolean(),
+  sealed: z.boolean(),
+  standby: z.boolean().optional(),
+  version: z.string().optional(),
+});
+
+/**
+ * `sys/health` answers with its state in the body and says it in the status too (api-docs/system/health):
+ * 200 active, 429 standby, 472 DR secondary, 473 performance standby, 474 standby that cannot reach the
+ * active node, 501 not initialised, 503 sealed, 530 removed from its cluster.
+ */
+const HEALTH_STATUSES = [200, 429, 472, 473, 474, 501, 503, 530];
+
 export interface VaultLogin {
   token: string;
   accessor: string;
@@ -90,6 +104,13 @@ export interface KvSecret {
   requestId: string;
 }
 
+export interface VaultHealth {
+  initialized: boolean;
+  sealed: boolean;
+  standby: boolean;
+  version?: string;
+}
+
 export interface TokenInfo {
   accessor: string;
   ttl: number;
@@ -106,6 +127,8 @@ export interface VaultClient {
   /** Revokes the token and every lease created with it (`auth/token/revoke-self`). */
   revokeSelf(token: string, signal?: AbortSignal): Promise<void>;
   lookupSelf(token: string, signal?: AbortSignal): Promise<TokenInfo>;
+  /** `sys/health`, which needs no token: whether Vault is initialised, sealed or a standby, and its version. */
+  health(signal?: AbortSignal): Promise<VaultHealth>;
   close(): Promise<void>;
 }
 
@@ -127,10 +150,10 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
   async function call<T>(
     method: 'GET' | 'POST',
     path: string,
-    opts: { token?: string; body?: unknown; schema?: z.ZodType<T>; signal?: AbortSignal; op: string; secrets?: string[] },
+    opts: { token?: string; body?: unknown; schema?: z.ZodType<T>; signal?: AbortSignal; op: string; secrets?: string[]; answers?: number[]; rootNamespace?: boolean },
   ): Promise<T | undefined> {
     const headers: Record<string, string> = { 'X-Vault-Request': 'true' };
-    if (options.namespace) headers['X-Vault-Namespace'] = options.namespace;
+    if (options.namespace && !opts.rootNamespace) headers['X-Vault-Namespace'] = options.namespace;
     if (opts.token) headers['X-Vault-Token'] = opts.token;
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
     const timeout = AbortSignal.timeout(timeoutMs);
@@ -156,7 +179,7 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     } catch (error) {
       throw transportError(error, opts.signal, timeout, opts.op);
     }
-    if (response.status >= 400) throw vaultError(response.status, text, opts.op, opts.secrets ?? []);
+    if (response.status >= 400 && !opts.answers?.includes(response.status)) throw vaultError(response.status, text, opts.op, opts.secrets ?? []);
     if (!opts.schema) return undefined;
     let json: unknown;
     try {
@@ -227,6 +250,11 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     async lookupSelf(token, signal) {
       const r = await call('GET', 'auth/token/lookup-self', { token, schema: LookupSelfResponse, signal, op: 'the token lookup' });
       return { accessor: r!.data.accessor, ttl: r!.data.ttl, policies: r!.data.policies ?? [], requestId: r!.request_id };
+    },
+    async health(signal) {
+      // the cluster's state, not a namespace's: asked without the namespace header
+      const r = await call('GET', 'sys/health', { schema: HealthResponse, signal, op: 'the health check', answers: HEALTH_STATUSES, rootNamespace: true });
+      return { initialized: r!.initialized, sealed: r!.sealed, standby: r!.standby ?? false, version: r!.version };
     },
     async close() {
       await dispatcher?.close();

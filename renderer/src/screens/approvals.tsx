@@ -158,6 +158,11 @@ function CachedRow({ c }: { c: CachedApproval }) {
       <td>
         {c.statementClass} on <span className="mono">{c.targets.join(', ')}</span>
         {c.rowCeiling !== undefined && <> · up to {c.rowCeiling} rows</>}
+        {c.changes && c.changes.length > 0 && (
+          <div className="muted small">
+            changes: <span className="mono">{c.changes.join(', ')}</span>
+          </div>
+        )}
       </td>
       <td>{formatTime(c.expiresAt)}</td>
       <td>{c.uses}</td>

@@ -4,6 +4,15 @@ import { useAction, useTransport } from '../lib/use-app.ts';
 
 const STATE_TONE = { ok: 'ok', unreachable: 'bad', sealed: 'bad', unknown: 'muted' } as const;
 const STATE_TEXT = { ok: 'Reachable', unreachable: 'Unreachable', sealed: 'Sealed', unknown: 'Unknown' } as const;
+const VAULT_TONE = { ok: 'ok', standby: 'warn', sealed: 'bad', uninitialized: 'bad', unreachable: 'bad', unknown: 'muted' } as const;
+const VAULT_TEXT = {
+  ok: 'Unsealed',
+  standby: 'Standby',
+  sealed: 'Sealed',
+  uninitialized: 'Not initialized',
+  unreachable: 'Unreachable',
+  unknown: 'Checking…',
+} as const;
 
 export function StatusScreen({ status }: { status: Status }) {
   const transport = useTransport();
@@ -40,7 +49,13 @@ export function StatusScreen({ status }: { status: Status }) {
         <article className="card" aria-label="Vault">
           <h2>Vault</h2>
           <p className="mono break">{status.vault.address}</p>
-          <Badge tone={STATE_TONE[status.vault.state]}>{STATE_TEXT[status.vault.state]}</Badge>
+          <Badge tone={VAULT_TONE[status.vault.state]}>{VAULT_TEXT[status.vault.state]}</Badge>
+          {status.vault.version && <p className="muted small">Vault {status.vault.version}, from its health endpoint</p>}
+        </article>
+        <article className="card" aria-label="Calls">
+          <h2>Calls</h2>
+          <p className="big">{status.calls}</p>
+          <p className="muted">tool call{status.calls === 1 ? '' : 's'} on the audit timeline</p>
         </article>
         <article className="card" aria-label="Claude Desktop">
           <h2>Claude Desktop</h2>

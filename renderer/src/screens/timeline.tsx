@@ -15,9 +15,15 @@ const ROW_HEIGHT = 36;
 interface Snapshot {
   /** `before` for every page of this view: records appended later do not shift rows. */
   before: number;
+  /** Rows the list has: the count the core gave, grown as the person scrolls past it when it was capped. */
   total: number;
+  /** More records match than `total`: the core stopped counting at its cap. */
+  capped: boolean;
   pages: Map<number, AuditRecord[]>;
 }
+
+/** Rows a capped list grows by when the person reaches its end. */
+const GROW = 1_000;
 
 function toIso(local: string): string | undefined {
   if (!local) return undefined;
@@ -215,7 +221,7 @@ export function TimelineScreen() {
         // A page read for a filter the person has since changed is dropped; the reload below reads the new one.
         if (filterKey !== currentFilter.current) return;
         loading.current.clear();
-        setSnap({ before: first.head + 1, total: first.total, pages: new Map([[0, first.records]]) });
+        setSnap({ before: first.head + 1, total: first.total, capped: first.total_capped, pages: new Map([[0, first.records]]) });
         setFresh(0);
         setError(null);
       } catch (err) {
@@ -262,6 +268,12 @@ export function TimelineScreen() {
         .then(
           (res) => {
             current.pages.set(page, res.records);
+            // A capped count is a floor: reaching its end either finds the real end or grows the list.
+            if (current.capped && (page + 1) * PAGE >= current.total) {
+              const end = res.records.length < PAGE;
+              const total = end ? page * PAGE + res.records.length : current.total + GROW;
+              setSnap((s) => (s === current ? { ...current, total, capped: !end } : s));
+            }
             setVersion((v) => v + 1);
           },
           (err: unknown) => setError(AppError.from(err)),
@@ -364,7 +376,7 @@ export function TimelineScreen() {
         <div className="list-pane">
           <div className="row small muted">
             <span aria-live="polite" data-testid="record-count">
-              {snap ? plural(snap.total, 'record') : 'Loading…'}
+              {snap ? (snap.capped ? `${snap.total.toLocaleString()}+ records` : plural(snap.total, 'record')) : 'Loading…'}
             </span>
             {fresh > 0 && (
               <button type="button" className="link" onClick={() => void reset()}>

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../../common/audit-record.ts';
 import { AppError } from '../../../common/errors.ts';
 import { MIGRATIONS } from '../../../main/core/audit/schema.ts';
-import { AuditStore, DB_FILE, GENESIS_HASH, sha256 } from '../../../main/core/audit/store.ts';
+import { AUDIT_COUNT_CAP, AuditStore, DB_FILE, GENESIS_HASH, sha256 } from '../../../main/core/audit/store.ts';
 import { canonicalJson } from '../../../common/canonical-json.ts';
 import { memorySecretStore, tempDir, toolCall } from './fixtures.ts';
 
@@ -389,5 +389,84 @@ describe('retention', () => {
     expect((await again.verify()).firstBad).toMatchObject({ seq: 6, kind: 'deleted' });
     await expect(again.prune({ keepLast: 1 })).rejects.toMatchObject({ code: 'AUDIT_TAMPERED' });
     await again.close();
+  });
+});
+
+describe('the count a page gives', () => {
+  it('counts filter columns, a time window or nothing exactly at any size; a search past AUDIT_COUNT_CAP is the cap, flagged', async () => {
+    using dir = tempDir();
+    let t = Date.parse('2026-01-01T00:00:00Z');
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore(), now: () => (t += 1_000) });
+    try {
+      const n = AUDIT_COUNT_CAP + 2_000;
+      for (let i = 0; i < n; i += 2_000) s.appendMany(Array.from({ length: Math.min(2_000, n - i) }, (_, j) => toolCall(i + j, { outcome: 'success', tool: 'query' })));
+      await s.append(toolCall(n, { outcome: 'denied', tool: 'query' }));
+
+      // Filter columns alone are counted exactly from their per-combination counts, however many match.
+      const many = s.page({ filter: { outcome: ['success'] }, limit: 10 });
+      expect(many).toMatchObject({ total: n, total_capped: false });
+      expect(many.records.map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => n - i));
+      // A search, or filter columns within a time window, matching more than the cap: the cap, flagged.
+      expect(s.page({ filter: { search: 'query' }, limit: 1 })).toMatchObject({ total: AUDIT_COUNT_CAP, total_capped: true });
+      const since = new Date(Date.parse('2026-01-01T00:00:00Z') + 1_000).toISOString();
+      expect(s.page({ filter: { outcome: ['success'], from: since }, limit: 1 })).toMatchObject({ total: AUDIT_COUNT_CAP, total_capped: true });
+
+      // Under the cap: exact.
+      expect(s.page({ filter: { outcome: ['denied'] } })).toMatchObject({ total: 1, total_capped: false });
+      expect(s.page({ filter: { outcome: ['success'] }, before: 101 })).toMatchObject({ total: 100, total_capped: false });
+
+      // No filter, a cursor, a time window: seq is contiguous, so these are exact at any size.
+      expect(s.page({ limit: 1 })).toMatchObject({ total: n + 1, total_capped: false });
+      expect(s.page({ limit: 1, before: n - 5 })).toMatchObject({ total: n - 6, total_capped: false });
+      const from = new Date(Date.parse('2026-01-01T00:00:00Z') + 501_000).toISOString();
+      const to = new Date(Date.parse('2026-01-01T00:00:00Z') + 11_500_000).toISOString();
+      expect(s.page({ filter: { from, to }, limit: 1 })).toMatchObject({ total: s.count({ from, to }), total_capped: false });
+      expect(s.count({ from, to })).toBeGreaterThan(AUDIT_COUNT_CAP);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('pages of several values and their counts', () => {
+  it('reads "denied or error" and "tiers 2 and 3" newest first at any offset, and counts them exactly as records come and go', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    try {
+      s.appendMany(Array.from({ length: 3_000 }, (_, i) => toolCall(i)));
+      const all = [...s.iterate({})].reverse();
+      const expectPage = (filter: Parameters<AuditStore['page']>[0] extends infer Q ? (Q extends { filter?: infer F } ? F : never) : never, offset: number, before?: number) => {
+        const want = all.filter(
+          (r) =>
+            (before === undefined || r.seq < before) &&
+            (!filter.outcome || filter.outcome.includes(r.outcome)) &&
+            (!filter.tier || filter.tier.includes(r.tier!)) &&
+            (!filter.tool || filter.tool === r.tool),
+        );
+        const p = s.page({ filter, offset, limit: 50, ...(before ? { before } : {}) });
+        expect(p.records.map((r) => r.seq)).toEqual(want.slice(offset, offset + 50).map((r) => r.seq));
+        expect(p).toMatchObject({ total: want.length, total_capped: false });
+      };
+      for (const offset of [0, 7, 400]) {
+        expectPage({ outcome: ['denied', 'error'] }, offset);
+        expectPage({ tier: [2, 3], outcome: ['success', 'denied'] }, offset);
+        expectPage({ tier: [2, 3], tool: 'delete_patient' }, offset, 2_000);
+      }
+      // Counts follow appends, and what a page pinned at an older head says is unchanged by them.
+      const pinned = s.head()!.seq + 1;
+      await s.append(toolCall(3_000, { outcome: 'denied' }));
+      expectPage({ outcome: ['denied', 'error'] }, 0, pinned);
+      all.unshift(s.get(3_001)!);
+      expectPage({ outcome: ['denied', 'error'] }, 0);
+      // and retention, which removes records, recounts.
+      await s.prune({ keepLast: 1_000 });
+      const kept = [...s.iterate({})].reverse();
+      all.length = 0;
+      all.push(...kept);
+      expectPage({ outcome: ['denied', 'error'] }, 0);
+      expectPage({ tier: [1] }, 0);
+    } finally {
+      await s.close();
+    }
   });
 });

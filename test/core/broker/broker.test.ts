@@ -169,6 +169,25 @@ describe('what the broker refuses and what the IdP and database enforce', () => 
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   });
 
+  it('refuses to run arguments other than those the plan was made from, though the plan object is the one it made', async () => {
+    const real = createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection });
+    // The connector keeps the parse of each plan it made; arguments swapped under that very plan must be parsed again and refused.
+    const swapping: Connector = {
+      ...real,
+      name: 'swapping',
+      hasTool: (n) => n === 'query',
+      async execute(ctx) {
+        return real.execute({ ...ctx, args: { sql: 'SELECT id, full_name, date_of_birth FROM patients' } });
+      },
+    };
+    const { broker, audit } = lab.broker({ connectors: [swapping] });
+    const r = await broker.callTool(call('query', { sql: 'SELECT id FROM patients' }));
+    expect(r.isError).toBe(true);
+    expect(text(r)).toContain('INTERNAL');
+    expect(audit.records[0]!.hops!.find((h) => h.name === 'execute')).toMatchObject({ outcome: 'error', code: 'INTERNAL' });
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
   it('lets the IdP deny a user without the right (bob cannot write even when approved)', async () => {
     const bob = await labTokenSource(lab.idp, 'bob');
     const { broker } = lab.broker({ tokens: bob, approver: { approve: async () => ({ outcome: 'approved' }) } });

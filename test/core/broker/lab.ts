@@ -16,6 +16,7 @@ import { createPostgresConnector, type PostgresConnection } from '../../../main/
 import { createTokenExchanger, type TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
 import { parsePolicy, type PostgresPolicy } from '../../../main/core/policy/policy.ts';
 import { createVaultClient, type VaultClient } from '../../../main/core/vault/client.ts';
+import type { VaultMode } from '../../../main/core/vault/agent-mode.ts';
 import type { Connector, ToolCallRequest } from '../../../main/core/connectors/types.ts';
 import type { TokenSource } from '../../../main/core/ports.ts';
 import { labTokenSource, MemoryAudit } from './fixtures.ts';
@@ -38,7 +39,7 @@ export interface BrokerLab {
   logs: { lab: string[]; core: string[] };
   vaultAuditLogPath: string;
   /** A broker over the real parts; every argument can be replaced for a fault test. */
-  broker(o?: { tokens?: TokenSource; approver?: Approver; connectors?: Connector[]; idp?: TokenExchanger; vault?: VaultClient; audit?: MemoryAudit }): {
+  broker(o?: { tokens?: TokenSource; approver?: Approver; connectors?: Connector[]; idp?: TokenExchanger; vault?: VaultClient; audit?: MemoryAudit; vaultMode?: VaultMode }): {
     broker: Broker;
     audit: MemoryAudit;
   };
@@ -102,6 +103,7 @@ export async function startBrokerLab(): Promise<BrokerLab> {
           ...(o.approver ? { approver: o.approver } : {}),
           log: (l) => logs.core.push(l),
           demo: true,
+          ...(o.vaultMode ? { vaultMode: o.vaultMode } : {}),
         });
         return { broker, audit };
       },

@@ -9,6 +9,7 @@
  */
 import pg from 'pg';
 import { onWire } from '../../wire-time.ts';
+import { canonicalJson } from '../../../../common/canonical-json.ts';
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
@@ -48,6 +49,8 @@ const TOOL_NAMES = ['query', 'execute', 'list_tables', 'describe_table'] as cons
 
 export function createPostgresConnector(options: PostgresConnectorOptions): Connector {
   const { policy, connection } = options;
+  /** Each plan this connector made, with the exact arguments it was made from and their parse. */
+  const parsed = new WeakMap<CallPlan, { args: string; bytes: CallPlan['bytes']; planned: Awaited<ReturnType<typeof planPostgresCall>> }>();
   return {
     name: CONNECTOR_NAME,
     async listTools(): Promise<Tool[]> {
@@ -57,12 +60,19 @@ export function createPostgresConnector(options: PostgresConnectorOptions): Conn
       return (TOOL_NAMES as readonly string[]).includes(name);
     },
     async plan(tool, args): Promise<CallPlan> {
-      return (await planPostgresCall(policy, tool, args)).plan;
+      const planned = await planPostgresCall(policy, tool, args);
+      parsed.set(planned.plan, { args: canonicalJson(args), bytes: planned.plan.bytes, planned });
+      return planned.plan;
     },
     async execute(ctx: ExecuteContext): Promise<CallToolResult> {
       if (ctx.credential.kind !== 'database') throw new AppError('INTERNAL', 'The PostgreSQL connector needs a database credential.');
-      // Re-derive from the arguments: the plan the broker carried is data, the SQL is what was approved.
-      const { plan, details } = await planPostgresCall(policy, ctx.plan.tool, ctx.args);
+      // What runs is derived from the arguments, not from the plan the broker carried (which is data).
+      // When they are byte for byte those this plan was made from, their parse is reused; otherwise
+      // they are parsed again, and must plan to the same statement.
+      const known = parsed.get(ctx.plan);
+      parsed.delete(ctx.plan);
+      const { plan, details } =
+        known && known.bytes === ctx.plan.bytes && known.args === canonicalJson(ctx.args) ? known.planned : await planPostgresCall(policy, ctx.plan.tool, ctx.args);
       if (plan.bytes !== ctx.plan.bytes) throw new AppError('INTERNAL', 'The statement changed after it was planned.');
       ctx.note({ db_role: ctx.credential.username });
       const result = await runStatement(connection, ctx.credential.username, ctx.credential.password, ctx.oboJti, details, ctx.signal);
@@ -120,14 +130,14 @@ function describeTools(location: string): Tool[] {
     {
       name: 'query',
       title: 'Query the database (read-only)',
-      description: `Runs one read-only SQL statement on ${location} as you, with a credential minted for this call only. Returns at most a capped number of rows.`,
+      description: `Runs one read-only SQL statement on ${location} as you, with a credential minted for this call only. Returns at most a capped number of rows. A statement that writes or locks rows anywhere (a WITH that deletes, FOR UPDATE) or calls a function with side effects is refused: use execute.`,
       inputSchema: schema(QueryArgs),
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     {
       name: 'execute',
       title: 'Change data (bounded write)',
-      description: `Runs one INSERT, UPDATE or DELETE on ${location} as you. Writes need your approval; statements that would touch more rows than allowed are rolled back.`,
+      description: `Runs one statement that changes or locks rows on ${location} as you: INSERT (also … ON CONFLICT), UPDATE, DELETE, MERGE, SELECT … FOR UPDATE, or a statement whose WITH writes. Writes need your approval; a statement that changes more rows than allowed, in any table, is rolled back.`,
       inputSchema: schema(ExecuteArgs),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
     },

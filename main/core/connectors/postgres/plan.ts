@@ -30,7 +30,7 @@ export const QueryArgs = z
 
 export const ExecuteArgs = z
   .object({
-    sql: z.string().min(1).max(100_000).describe('One INSERT, UPDATE or DELETE statement with a WHERE clause. Use $1, $2… for values.'),
+    sql: z.string().min(1).max(100_000).describe('One statement that writes or locks rows (INSERT, UPDATE or DELETE with a WHERE clause, MERGE, SELECT … FOR UPDATE). Use $1, $2… for values.'),
     params: z.array(ParamSchema).max(100).optional().describe('Values for $1, $2… in order.'),
   })
   .strict();

@@ -1,0 +1,211 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBrokerLab, call, settled, type BrokerLab } from './lab.ts';
+import type { AuditRecordInput } from '../../../common/audit-record.ts';
+import type { ExchangeRequest, TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
+
+// Vault Enterprise native agent mode through the broker, against the lab: the OBO goes straight to
+// Vault as X-Vault-Token, scoped by its vault:path_access entries; no login, no Vault token.
+let lab: BrokerLab;
+
+beforeAll(async () => {
+  lab = await startBrokerLab();
+});
+afterAll(async () => {
+  await lab?.stop();
+});
+
+const text = (r: { content?: unknown[] }): string => (r.content ?? []).map((c) => (c as { text?: string }).text ?? '').join('\n');
+const approveAll = { approve: async () => ({ outcome: 'approved' as const }) };
+
+function vaultAudit(): Array<{ type: string; auth?: { metadata?: Record<string, string> | null }; request?: { path?: string }; error?: string }> {
+  return readFileSync(lab.vaultAuditLogPath, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
+/** Vault's refusal of an OBO's request, from its audit log (a refusal after the JWT was accepted). */
+const vaultErrorFor = (jti: string): string => vaultLinesFor(jti).map((l) => l.error ?? '').join(' ');
+
+/** Vault's own response lines for an OBO, found by the jti it logs as jwt_unique_id. */
+const vaultLinesFor = (jti: string) => vaultAudit().filter((e) => e.type === 'response' && e.auth?.metadata?.['jwt_unique_id'] === jti);
+
+function expectAgentHops(record: AuditRecordInput): void {
+  const names = record.hops!.map((h) => h.name);
+  expect(names).not.toContain('vault_login');
+  expect(names.slice(-4)).toEqual(['vault_creds', 'execute', 'revoke', 'revoke_check']);
+  expect(record.hops!.every((h) => h.outcome === 'ok' || h.outcome === 'skipped')).toBe(true);
+  expect(record.hops!.find((h) => h.name === 'revoke')!.detail).toMatch(/^mode=agent lease revoked with the OBO/);
+  expect(record.keys!.vault_accessor).toBeUndefined();
+}
+
+describe('agent mode: the OBO is the Vault token', () => {
+  it('runs a tier-1 query: one exchange carrying the creds and revoke paths, creds with the OBO, the lease revoked with it, the role gone', async () => {
+    const { broker, audit } = lab.broker({ vaultMode: 'agent' });
+    const result = await broker.callTool(call('query', { sql: 'SELECT id, full_name FROM patients ORDER BY id' }));
+    expect(result.isError, text(result)).toBeFalsy();
+    const record = audit.records[0]!;
+    expect(record.outcome).toBe('success');
+    expectAgentHops(record);
+    const keys = record.keys!;
+    expect(keys.lease_id).toMatch(/^database\/creds\/clinic-read\//);
+    expect(await lab.admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [keys.db_role])).toHaveLength(0);
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+
+    // Vault's audit joins the record by the OBO's jti: the creds read and the revocation, with the actor.
+    const lines = vaultLinesFor(keys.obo_jti!);
+    expect(lines.map((l) => l.request?.path)).toEqual(['database/creds/clinic-read', 'sys/leases/revoke']);
+    for (const l of lines) {
+      expect(l.error).toBeUndefined();
+      expect(l.auth!.metadata!['actor_entity_name']).toBe('agent-countersign-desktop');
+      expect(l.auth!.metadata!['actor_entity_id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(JSON.parse(l.auth!.metadata!['jwt_authorization_details']!)).toContainEqual({ type: 'vault:path_access', path: 'database/creds/clinic-read', capabilities: ['read'] });
+    }
+  });
+
+  it('runs a tier-2 write with the write role, and leaves no role or lease', async () => {
+    const { broker, audit } = lab.broker({ vaultMode: 'agent', approver: approveAll });
+    const r = await broker.callTool(call('execute', { sql: 'UPDATE appointments SET status = $1 WHERE id = $2', params: ['scheduled', 1] }));
+    expect(r.isError, text(r)).toBeFalsy();
+    const record = audit.records[0]!;
+    expect(record.tier).toBe(2);
+    expectAgentHops(record);
+    expect(record.keys!.lease_id).toMatch(/^database\/creds\/clinic-write\//);
+    expect(vaultLinesFor(record.keys!.obo_jti!).map((l) => l.request?.path)).toEqual(['database/creds/clinic-write', 'sys/leases/revoke']);
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+});
+
+/** Vault as its administrator changes it (root token), undone after the case. */
+async function vault(method: string, path: string, body?: unknown): Promise<{ data?: Record<string, unknown> } | null> {
+  const res = await fetch(`${lab.vault.addr}/v1/${path}`, {
+    method,
+    headers: { 'x-vault-token': lab.vault.rootToken, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.status === 204 ? null : ((await res.json()) as { data?: Record<string, unknown> });
+}
+
+/**
+ * An exchanger that alters what the call asks for (the Vault paths), over the real one: the IdP then
+ * issues a real OBO for the altered request, as a compromised or misconfigured client would get one.
+ */
+function askingFor(change: (details: ExchangeRequest['authorizationDetails']) => ExchangeRequest['authorizationDetails']): TokenExchanger {
+  return { exchange: (req) => lab.exchanger.exchange({ ...req, authorizationDetails: change(req.authorizationDetails) }) };
+}
+
+const READ_SQL = 'SELECT count(*) FROM appointments';
+type PathEntry = { type: string; path?: string; capabilities?: string[]; allowed_parameters?: Record<string, unknown[]> };
+
+/** One refused call: the stable code, one audit record without an execute hop, and nothing minted. */
+async function refused(o: Parameters<BrokerLab['broker']>[0], code: string): Promise<AuditRecordInput> {
+  const leasesBefore = lab.vault.leases();
+  const { broker, audit } = lab.broker({ vaultMode: 'agent', ...o });
+  const r = await broker.callTool(call('query', { sql: READ_SQL }));
+  expect(r.isError).toBe(true);
+  expect(text(r)).toContain(`[${code}]`);
+  expect(audit.records).toHaveLength(1);
+  const record = audit.records[0]!;
+  expect(record.error?.code).toBe(code);
+  expect(record.hops!.map((h) => h.name)).not.toContain('execute');
+  expect(record.keys!.lease_id).toBeUndefined();
+  expect(lab.vault.leases()).toBe(leasesBefore);
+  expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  return record;
+}
+
+describe('agent mode fails closed, nothing minted', () => {
+  it('refuses an OBO without act (an IdP that does not name the agent) before Vault: OBO_INVALID', async () => {
+    lab.idp.updatePolicy((p) => ({ ...p, agents: { 'countersign-desktop': { act: 'none' } } }));
+    try {
+      const record = await refused({}, 'OBO_INVALID');
+      expect(record.hops!.find((h) => h.name === 'exchange')!.outcome).toBe('error');
+    } finally {
+      lab.idp.updatePolicy((p) => ({ ...p, agents: { 'countersign-desktop': { act: 'client_id' } } }));
+    }
+  });
+
+  it('is refused by Vault when the actor has no Agent Registry record: VAULT_PERMISSION_DENIED', async () => {
+    const reg = (await vault('GET', 'agent-registry/registration/display-name/countersign'))!.data!;
+    await vault('DELETE', `agent-registry/registration/id/${String(reg['id'])}`);
+    try {
+      const record = await refused({}, 'VAULT_PERMISSION_DENIED');
+      expect(record.hops!.find((h) => h.name === 'vault_creds')!.outcome).toBe('denied');
+    } finally {
+      await vault('POST', 'agent-registry/register', { display_name: reg['display_name'], entity_id: reg['entity_id'], ceiling_policies: ['countersign-agent-ceiling'] });
+    }
+  });
+
+  // The IdP is made too generous for these two, so that Vault is the one that refuses.
+  const generous = (extra: PathEntry[]): void =>
+    lab.idp.updatePolicy((p) => ({ ...p, vault_path_access: { ...p.vault_path_access, 'clinic-read': [...p.vault_path_access['clinic-read']!, ...(extra as never[])] } }));
+  const restore = (): void => lab.idp.updatePolicy((p) => ({ ...p, vault_path_access: { ...p.vault_path_access, 'clinic-read': p.vault_path_access['clinic-read']!.slice(0, 2) } }));
+
+  it.each([
+    ['names another role than the creds it asks for', { type: 'vault:path_access', path: 'database/creds/clinic-write', capabilities: ['read'] }],
+    ['lacks the read capability on the creds path', { type: 'vault:path_access', path: 'database/creds/clinic-read', capabilities: ['list'] }],
+  ] as Array<[string, PathEntry]>)('is refused by Vault when the OBO’s RAR %s', async (_what, entry) => {
+    generous([entry]);
+    try {
+      const idp = askingFor((d) => (d as PathEntry[]).map((e) => (e.path === 'database/creds/clinic-read' ? entry : e)) as never);
+      const record = await refused({ idp }, 'VAULT_PERMISSION_DENIED');
+      expect(vaultErrorFor(record.keys!.obo_jti!)).toContain('RAR_NO_MATCH');
+    } finally {
+      restore();
+    }
+  });
+
+  it('is refused by Vault when the OBO has expired by the time it reaches Vault', async () => {
+    lab.idp.updatePolicy((p) => ({ ...p, obo_ttl_s: 1 }));
+    await vault('POST', 'sys/config/oauth-resource-server/countersign-idp', { clock_skew_leeway: 0 });
+    try {
+      const idp: TokenExchanger = {
+        async exchange(req) {
+          const obo = await lab.exchanger.exchange(req);
+          while (Date.now() / 1000 <= obo.exp + 0.2) await new Promise((r) => setTimeout(r, 100));
+          return obo;
+        },
+      };
+      await refused({ idp }, 'VAULT_PERMISSION_DENIED');
+    } finally {
+      lab.idp.updatePolicy((p) => ({ ...p, obo_ttl_s: undefined }));
+      await vault('POST', 'sys/config/oauth-resource-server/countersign-idp', { clock_skew_leeway: 5 });
+    }
+  });
+
+  it('is refused by Vault when the OBO is for another audience than the profile accepts', async () => {
+    await vault('POST', 'sys/config/oauth-resource-server/countersign-idp', { audiences: ['another-vault'] });
+    try {
+      await refused({}, 'VAULT_PERMISSION_DENIED');
+    } finally {
+      await vault('POST', 'sys/config/oauth-resource-server/countersign-idp', { audiences: ['countersign-vault'] });
+    }
+  });
+
+  it('is refused by Vault when the agent’s ceiling policy does not allow the creds path', async () => {
+    const ceiling = String((await vault('GET', 'sys/policies/acl/countersign-agent-ceiling'))!.data!['policy']);
+    await vault('PUT', 'sys/policies/acl/countersign-agent-ceiling', { policy: 'path "sys/leases/revoke" { capabilities = ["update"] }' });
+    try {
+      const record = await refused({}, 'VAULT_PERMISSION_DENIED');
+      // The user's ACL and the RAR allow it: the ceiling alone refuses.
+      const why = vaultErrorFor(record.keys!.obo_jti!);
+      expect(why).toContain('permission denied');
+      expect(why).not.toContain('RAR_NO_MATCH');
+    } finally {
+      await vault('PUT', 'sys/policies/acl/countersign-agent-ceiling', { policy: ceiling });
+    }
+  });
+
+  it('is refused by the IdP when the call asks for a Vault path its policy does not allow: IDP_DENIED', async () => {
+    const idp = askingFor((d) => [...d, { type: 'vault:path_access', path: 'database/creds/clinic-sensitive', capabilities: ['read'] }]);
+    await refused({ idp }, 'IDP_DENIED');
+  });
+
+  it('still works after the refusals (the lab is back as it was)', async () => {
+    const { broker } = lab.broker({ vaultMode: 'agent' });
+    const r = await broker.callTool(call('query', { sql: READ_SQL }));
+    expect(r.isError, text(r)).toBeFalsy();
+  });
+});
