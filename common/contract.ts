@@ -71,6 +71,8 @@ export const StatusSchema = z.object({
   pendingApprovals: z.number().int().nonnegative().default(0),
   /** Tool calls on the audit timeline (every outcome). */
   calls: z.number().int().nonnegative().default(0),
+  /** Nothing is configured yet: the UI shows the setup screen and the other channels refuse. */
+  setup: z.boolean().optional(),
 });
 export type Status = z.infer<typeof StatusSchema>;
 
@@ -204,6 +206,27 @@ export const SettingsSchema = z.object({
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
+/** One of the doctor's findings (main/core/doctor), as a sentence and what to do about it. */
+export const FindingSchema = z.object({
+  party: z.enum(['idp', 'delegation', 'exchange', 'vault', 'database', 'upstream', 'configuration']),
+  check: z.string().max(200),
+  status: z.enum(['ok', 'warn', 'fail', 'skip']),
+  says: z.string().max(2000),
+  fix: z.string().max(2000).optional(),
+});
+export type FindingView = z.infer<typeof FindingSchema>;
+const Fits = z.enum(['rar', 'scopes', 'unknown']);
+/** A draft of the configuration file (main/core/config/config.ts validates it; it holds no secret). */
+const DraftConfig = z.record(z.string(), z.unknown());
+
+export const SetupStateSchema = z.object({
+  /** Where the configuration will be written. */
+  file: z.string(),
+  /** The organisation's configuration, when one is installed: its fields are shown and cannot be changed. */
+  managed: z.object({ where: z.string(), fields: z.array(z.string()), values: DraftConfig }).nullable(),
+});
+export type SetupState = z.infer<typeof SetupStateSchema>;
+
 export const ClaudeConnectResultSchema = z.object({
   configured: z.boolean(),
   configPath: z.string(),
@@ -252,6 +275,22 @@ export const CHANNELS = {
   'settings.get': channel(Empty, SettingsSchema),
   /** Writes Countersign's bridge into Claude Desktop's configuration. */
   'claude.connect': channel(Empty, ClaudeConnectResultSchema),
+  /** First run, while nothing is configured: where the configuration goes and what the organisation manages. */
+  'setup.get': channel(Empty, SetupStateSchema, ['headless']),
+  /** The issuer's discovery, checked the way the doctor does. */
+  'setup.discover': channel(
+    z.object({ issuer: z.string().max(2000) }).strict(),
+    z.object({ findings: z.array(FindingSchema), fits: Fits }),
+    ['headless'],
+  ),
+  /** The draft validated, then the doctor's checks that need no sign-in (IdP, Vault, roles, databases). */
+  'setup.check': channel(
+    z.object({ config: DraftConfig }).strict(),
+    z.object({ valid: z.boolean(), findings: z.array(FindingSchema), fits: Fits }),
+    ['headless'],
+  ),
+  /** Validates the draft, writes it owner-only and atomically, and starts the app on it. */
+  'setup.save': channel(z.object({ config: DraftConfig }).strict(), z.object({ file: z.string() }), ['headless']),
 } as const;
 
 export const EVENTS = {

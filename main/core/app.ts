@@ -280,6 +280,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
       host: options.host,
       version: options.version,
       demo: config.demo,
+      setup: false,
       user: a.state === 'signed_in' ? a.user : null,
       session:
         a.state === 'signing_in'
@@ -412,6 +413,11 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
         message: `Countersign is set up in Claude Desktop with ${tools} tool${tools === 1 ? '' : 's'}. Quit and reopen Claude Desktop to load them.`,
       };
     },
+    // The setup screen is for a first run only (main/core/setup): a configured app is changed in its file.
+    'setup.get': alreadyConfigured,
+    'setup.discover': alreadyConfigured,
+    'setup.check': alreadyConfigured,
+    'setup.save': alreadyConfigured,
   };
 
   return {
@@ -497,4 +503,8 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
   }
   if (orphans.length > 0) log.warn(`closed ${orphans.length} call(s) left in flight by a previous run as aborted`);
   return orphans.length;
+}
+
+async function alreadyConfigured(): Promise<never> {
+  throw new AppError('CONFIG_INVALID', 'Countersign is already configured: change its configuration file and restart it.');
 }

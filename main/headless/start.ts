@@ -16,6 +16,8 @@ import { hostPaths } from '../core/mcp/host-paths.ts';
 import { waitForUi } from '../core/approvals/prompter.ts';
 import { startCore, type Core } from '../core/app.ts';
 import { loadConfiguration, type AppConfig } from '../core/config/config.ts';
+import { setupHandlers } from '../core/setup/setup.ts';
+import { CHANNEL_NAMES, type ContractHandlers, type EventName } from '../../common/contract.ts';
 import type { Log } from '../core/mcp/socket-server.ts';
 import { openSecretStore } from '../core/secrets/open-secret-store.ts';
 import { CORE_V8_FLAGS } from '../core/v8-flags.ts';
@@ -54,7 +56,10 @@ const SUMMON_EVERY_MS = 15_000;
 
 /** Starts the core and the web UI; used by `serve`, by the lab's demo launcher and by tests. */
 export async function serve(options: {
-  config: AppConfig;
+  /** Absent: nothing is configured yet, and the UI opens on the setup screen, which writes `configFile`. */
+  config?: AppConfig;
+  /** Where the setup screen writes the configuration (needed without `config`). */
+  configFile?: string;
   /** The fields the organisation manages (managed.ts), shown as such in the settings. */
   managed?: { where: string; fields: string[] };
   port?: number;
@@ -95,59 +100,131 @@ export async function serve(options: {
     );
     void openUi(web.issueLaunchUrl()).catch(() => undefined);
   };
-  const core = await startCore({
-    config: options.config,
-    ...(options.managed ? { managed: options.managed } : {}),
-    host: 'headless',
-    version: version(),
-    secrets,
-    prompter: waitForUi,
-    openExternal: openSignIn,
-    paths,
-    log,
-    vaultHealthEveryMs: options.vaultHealthEveryMs,
-    present: summon,
-    openUi: async () => {
-      if (!ref.web) throw new AppError('INTERNAL', 'The web UI is not ready yet.');
-      return { url: ref.web.issueLaunchUrl() };
-    },
-  });
+  let waiting = new Set<string>();
+  let offApprovals = (): void => {};
+  const launch = async (config: AppConfig, managed: { where: string; fields: string[] } | undefined): Promise<Core> => {
+    const started = await startCore({
+      config,
+      ...(managed ? { managed } : {}),
+      host: 'headless',
+      version: version(),
+      secrets,
+      prompter: waitForUi,
+      openExternal: openSignIn,
+      paths,
+      log,
+      vaultHealthEveryMs: options.vaultHealthEveryMs,
+      present: summon,
+      openUi: async () => {
+        if (!ref.web) throw new AppError('INTERNAL', 'The web UI is not ready yet.');
+        return { url: ref.web.issueLaunchUrl() };
+      },
+    });
+    offApprovals = started.events('approvals.changed', ({ pending }) => {
+      const now = new Set(pending.map((p) => p.id));
+      const fresh = [...now].some((id) => !waiting.has(id));
+      waiting = now;
+      if (fresh) summon('approval');
+    });
+    return started;
+  };
+  /** Pages subscribed while nothing was configured. */
+  type Early = { event: EventName; listener: (payload: never) => void; off?: () => void };
+  const early = new Set<Early>();
+  let core: Core | undefined = options.config ? await launch(options.config, options.managed) : undefined;
+  let handlers = core?.handlers;
+  if (!core) {
+    const file = options.configFile;
+    if (!file) throw new AppError('CONFIG_MISSING', 'Nothing is configured and no configuration file was named for the setup screen.');
+    log.warn(`Countersign is not configured yet: the web UI opens on the setup screen, which writes ${file}.`);
+    handlers = setupModeHandlers(
+      setupHandlers({
+        file,
+        platform: process.platform,
+        env,
+        onSaved: async (loaded) => {
+          core = await launch(loaded.config, loaded.managed);
+          // The pages already open follow the new core's events from now on.
+          for (const s of early) s.off = core.events(s.event, s.listener as never);
+          log.info(`Configuration written to ${file}; Countersign is running on it.`);
+        },
+      }),
+      version(),
+    );
+  }
+  // Once the setup screen has saved, every channel and event is the new core's.
+  const delegating = Object.fromEntries(
+    CHANNEL_NAMES.map((name) => [name, (request: unknown) => ((core?.handlers ?? handlers!)[name] as (r: unknown) => Promise<unknown>)(request)]),
+  ) as ContractHandlers;
   let web: WebServer;
   try {
     web = await startWebServer({
-      handlers: core.handlers,
-      events: core.events,
+      handlers: delegating,
+      events: (event, listener) => {
+        if (core) return core.events(event, listener);
+        const s: Early = { event, listener: listener as Early['listener'] };
+        early.add(s);
+        return () => {
+          early.delete(s);
+          s.off?.();
+        };
+      },
       staticDir,
       port: options.port,
       log: (l) => log.info(l),
       // Exports stream from one read snapshot instead of travelling as one string.
-      exportAudit: ({ format, filter }) => ({
-        filename: exportFilename(format),
-        mediaType: EXPORT_MEDIA_TYPES[format],
-        lines: exportLines(core.audit, format, filter),
-      }),
+      exportAudit: ({ format, filter }) => {
+        if (!core) throw new AppError('CONFIG_MISSING', 'Countersign is not configured yet: finish the setup screen first.');
+        return {
+          filename: exportFilename(format),
+          mediaType: EXPORT_MEDIA_TYPES[format],
+          lines: exportLines(core.audit, format, filter),
+        };
+      },
     });
   } catch (error) {
-    await core.stop();
+    await core?.stop();
     throw error;
   }
   ref.web = web;
-  let waiting = new Set<string>();
-  const offApprovals = core.events('approvals.changed', ({ pending }) => {
-    const now = new Set(pending.map((p) => p.id));
-    const fresh = [...now].some((id) => !waiting.has(id));
-    waiting = now;
-    if (fresh) summon('approval');
-  });
   return {
-    core,
+    get core(): Core {
+      if (!core) throw new AppError('CONFIG_MISSING', 'Countersign is not configured yet: finish the setup screen first.');
+      return core;
+    },
     web,
     url: web.url,
     async stop() {
       offApprovals();
       await web.close();
-      await core.stop();
+      await core?.stop();
     },
+  };
+}
+
+/** While nothing is configured: the setup channels, a status that says so, and every other channel refusing. */
+function setupModeHandlers(setup: ReturnType<typeof setupHandlers>, appVersion: string): ContractHandlers {
+  const notYet = async (): Promise<never> => {
+    throw new AppError('CONFIG_MISSING', 'Countersign is not configured yet: finish the setup screen first.');
+  };
+  const refusing = Object.fromEntries(CHANNEL_NAMES.map((name) => [name, notYet])) as unknown as ContractHandlers;
+  return {
+    ...refusing,
+    ...setup,
+    'status.get': async () => ({
+      host: 'headless' as const,
+      version: appVersion,
+      demo: false,
+      setup: true,
+      user: null,
+      session: { state: 'signed_out' as const },
+      idp: { issuer: '', state: 'unknown' as const, delegation: 'rar' as const },
+      vault: { address: '', state: 'unknown' as const },
+      claudeDesktop: { configured: false, connected: false },
+      bridgeSessions: [],
+      pendingApprovals: 0,
+      calls: 0,
+    }),
   };
 }
 
@@ -178,8 +255,17 @@ export async function runServe(argv: string[]): Promise<number> {
     return 2;
   }
   const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
-  const { config, managed } = await loadConfiguration(f.config ?? path.join(paths.dataDir, 'config.json'), { platform: process.platform, env: process.env });
-  const served = await serve({ config, ...(managed ? { managed } : {}), port: f.port ? Number(f.port) : undefined });
+  const file = f.config ?? path.join(paths.dataDir, 'config.json');
+  // No file of the person's (and no complete managed one): the UI opens on the setup screen. A file
+  // that is there but broken still refuses, with its reason.
+  const loaded = await loadConfiguration(file, { platform: process.platform, env: process.env }).catch((error: unknown) => {
+    if (AppError.is(error, 'CONFIG_MISSING') || !existsSync(file)) return undefined;
+    throw error;
+  });
+  const served = await serve({
+    ...(loaded ? { config: loaded.config, ...(loaded.managed ? { managed: loaded.managed } : {}) } : { configFile: file }),
+    port: f.port ? Number(f.port) : undefined,
+  });
   const stopRequested = untilSignal(); // listening before anything is printed that a script could act on
   process.stdout.write(`Countersign is running headless. Open the app:\n  ${served.url}\n`);
   if (!f['no-open']) void openExternal(served.url).catch(() => undefined);

@@ -6,6 +6,7 @@ import { TransportContext, useEvent, useQuery } from './lib/use-app.ts';
 import { applyTheme, loadTheme, type Theme } from './lib/theme.ts';
 import { ApprovalsScreen } from './screens/approvals.tsx';
 import { SettingsScreen } from './screens/settings.tsx';
+import { SetupScreen } from './screens/setup.tsx';
 import { SignInScreen } from './screens/sign-in.tsx';
 import { StatusScreen } from './screens/status.tsx';
 import { TimelineScreen } from './screens/timeline.tsx';
@@ -53,6 +54,13 @@ function Shell({ connection }: { connection: Connection }) {
     return (
       <main className="center">
         {statusQuery.error ? <ErrorNote error={statusQuery.error} /> : <p aria-live="polite">Connecting to Countersign…</p>}
+      </main>
+    );
+  }
+  if (status.setup) {
+    return (
+      <main className="content">
+        <SetupScreen onSaved={statusQuery.reload} />
       </main>
     );
   }

@@ -251,6 +251,11 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
       emit('status.changed', { ...status });
       return { configured: true, configPath: '/home/alice/.config/Claude/claude_desktop_config.json', message: 'Restart Claude Desktop to load Countersign.' };
     },
+    // This scripted app is configured: the setup channels refuse as the real core's do.
+    'setup.get': configured,
+    'setup.discover': configured,
+    'setup.check': configured,
+    'setup.save': configured,
   };
 
   const events: EventSubscribe = (event, listener) => {
@@ -351,4 +356,8 @@ export function backWithStore(app: FixtureApp, store: AuditStore): () => void {
     content: [...exportLines(store, format, filter)].join(''),
   });
   return store.onAppend((record) => app.emit('audit.appended', record));
+}
+
+async function configured(): Promise<never> {
+  throw new AppError('CONFIG_INVALID', 'Countersign is already configured: change its configuration file and restart it.');
 }
