@@ -60,6 +60,10 @@ export async function serve(options: {
   home?: string;
   /** Opens the web UI (a launch link) in the browser; the OS opener unless a test plays the browser. */
   openUi?: (url: string) => Promise<void>;
+  /** Opens the IdP's sign-in page; the OS opener unless a test plays the browser. */
+  openExternal?: (url: string) => Promise<void>;
+  /** SUMMON_EVERY_MS unless a test needs every summons to count. */
+  summonEveryMs?: number;
   vaultHealthEveryMs?: number;
 }): Promise<Served> {
   const log = options.log ?? stderrLog();
@@ -71,6 +75,7 @@ export async function serve(options: {
   }
   const { store: secrets } = await openSecretStore({ log: (line) => log.info(line) });
   const openUi = options.openUi ?? openExternal;
+  const openSignIn = options.openExternal ?? openExternal;
   const ref: { web?: WebServer } = {};
   let lastSummon = 0;
   /**
@@ -79,7 +84,7 @@ export async function serve(options: {
    */
   const summon = (why: 'sign-in' | 'approval'): void => {
     const web = ref.web;
-    if (!web || web.liveUis() > 0 || Date.now() - lastSummon < SUMMON_EVERY_MS) return;
+    if (!web || web.liveUis() > 0 || Date.now() - lastSummon < (options.summonEveryMs ?? SUMMON_EVERY_MS)) return;
     lastSummon = Date.now();
     log.warn(
       why === 'approval'
@@ -94,7 +99,7 @@ export async function serve(options: {
     version: version(),
     secrets,
     prompter: waitForUi,
-    openExternal,
+    openExternal: openSignIn,
     paths,
     log,
     vaultHealthEveryMs: options.vaultHealthEveryMs,

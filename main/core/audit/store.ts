@@ -1007,11 +1007,15 @@ export class AuditStore implements AuditSink {
   #tx(fn: () => void): void {
     if (this.#closed) throw new AppError('AUDIT_FAILED', 'The audit store is closed.');
     this.#db.exec('BEGIN IMMEDIATE');
+    const pendingIndex = this.#indexPending.length;
     try {
       fn();
       this.#db.exec('COMMIT');
     } catch (e) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      // The index rows of records this transaction did not keep (a full disk at COMMIT) must not be
+      // written later, under sequence numbers the next records will take.
+      this.#indexPending.length = pendingIndex;
       throw e instanceof AppError ? e : AppError.from(e, 'AUDIT_FAILED', 'The audit record could not be written.');
     }
   }

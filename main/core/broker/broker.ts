@@ -160,6 +160,24 @@ export function createBroker(options: BrokerOptions): Broker {
   }
   const noteKeys = (trace: CallTrace): void => journal((j) => j.note(trace.id, { keys: trace.keys }));
 
+  /**
+   * Records the audit store refused (a full disk): kept in order and written before the next record,
+   * so each call still gets exactly one record once there is room. A core that dies first leaves
+   * their calls in the journal, closed as aborted on the next start.
+   */
+  const unwritten: Array<{ record: AuditRecordInput; journalId: string }> = [];
+  const UNWRITTEN_MAX = 10_000;
+  async function appendInOrder(record: AuditRecordInput, journalId: string): Promise<void> {
+    while (unwritten.length > 0) {
+      const held = unwritten[0]!;
+      await options.audit.append(held.record);
+      unwritten.shift();
+      journal((j) => j.end(held.journalId));
+    }
+    await options.audit.append(record);
+    journal((j) => j.end(journalId));
+  }
+
   const inFlight = new Set<Promise<unknown>>();
   function track<T>(work: Promise<T>): Promise<T> {
     inFlight.add(work);
@@ -177,16 +195,22 @@ export function createBroker(options: BrokerOptions): Broker {
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;
     const user = options.tokens.user();
-    journal((j) =>
-      j.begin(trace.id, {
+    // The journal is on the audit store's disk: when it cannot be written, nothing the call would
+    // do could be recorded either, so the call is refused before any token is exchanged.
+    let unjournaled: AppError | undefined;
+    try {
+      options.journal?.begin(trace.id, {
         tool: request.name,
         startedAt: new Date().toISOString(),
         user,
         client: request.client,
         keys: { ...trace.keys },
         ...(options.demo ? { demo: true } : {}),
-      }),
-    );
+      });
+    } catch (error) {
+      log(`broker: the in-flight journal could not be written (${AppError.from(error).code}); refusing the call`);
+      unjournaled = new AppError('AUDIT_FAILED', 'Countersign cannot write to its audit store (is its disk full?), so it did not run this call.', { cause: error });
+    }
     let plan: CallPlan | undefined;
     let result: CallToolResult | undefined;
     let failure: AppError | undefined;
@@ -194,6 +218,7 @@ export function createBroker(options: BrokerOptions): Broker {
     let approvalId: string | undefined;
 
     try {
+      if (unjournaled) throw unjournaled;
       const connector = await trace.hop('validate', async () => {
         signal.throwIfAborted();
         const c = connectorFor(request.name);
@@ -280,11 +305,13 @@ export function createBroker(options: BrokerOptions): Broker {
     };
     let audited = true;
     try {
-      await options.audit.append(record);
-      journal((j) => j.end(trace.id));
+      await appendInOrder(record, trace.id);
     } catch (error) {
       audited = false;
-      log(`broker: audit append failed for request ${String(request.requestId)} (${AppError.from(error, 'AUDIT_FAILED').code})`);
+      if (!unwritten.some((u) => u.journalId === trace.id)) unwritten.push({ record, journalId: trace.id });
+      if (unwritten.length > UNWRITTEN_MAX) log(`broker: ${unwritten.length - UNWRITTEN_MAX} unwritten record(s) dropped; their calls stay in the journal`);
+      unwritten.splice(0, Math.max(0, unwritten.length - UNWRITTEN_MAX));
+      log(`broker: audit append failed for request ${String(request.requestId)} (${AppError.from(error, 'AUDIT_FAILED').code}); ${unwritten.length} record(s) held until the store takes them`);
     }
     log(
       `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,

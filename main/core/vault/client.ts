@@ -77,9 +77,10 @@ const HealthResponse = z.object({
 
 /**
  * `sys/health` answers with its state in the body and says it in the status too (api-docs/system/health):
- * 200 active, 429 standby, 472 DR secondary, 473 performance standby, 501 not initialised, 503 sealed.
+ * 200 active, 429 standby, 472 DR secondary, 473 performance standby, 474 standby that cannot reach the
+ * active node, 501 not initialised, 503 sealed, 530 removed from its cluster.
  */
-const HEALTH_STATUSES = [200, 429, 472, 473, 501, 503];
+const HEALTH_STATUSES = [200, 429, 472, 473, 474, 501, 503, 530];
 
 export interface VaultLogin {
   token: string;
@@ -149,10 +150,10 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
   async function call<T>(
     method: 'GET' | 'POST',
     path: string,
-    opts: { token?: string; body?: unknown; schema?: z.ZodType<T>; signal?: AbortSignal; op: string; secrets?: string[]; answers?: number[] },
+    opts: { token?: string; body?: unknown; schema?: z.ZodType<T>; signal?: AbortSignal; op: string; secrets?: string[]; answers?: number[]; rootNamespace?: boolean },
   ): Promise<T | undefined> {
     const headers: Record<string, string> = { 'X-Vault-Request': 'true' };
-    if (options.namespace) headers['X-Vault-Namespace'] = options.namespace;
+    if (options.namespace && !opts.rootNamespace) headers['X-Vault-Namespace'] = options.namespace;
     if (opts.token) headers['X-Vault-Token'] = opts.token;
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
     const timeout = AbortSignal.timeout(timeoutMs);
@@ -251,7 +252,8 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
       return { accessor: r!.data.accessor, ttl: r!.data.ttl, policies: r!.data.policies ?? [], requestId: r!.request_id };
     },
     async health(signal) {
-      const r = await call('GET', 'sys/health', { schema: HealthResponse, signal, op: 'the health check', answers: HEALTH_STATUSES });
+      // the cluster's state, not a namespace's: asked without the namespace header
+      const r = await call('GET', 'sys/health', { schema: HealthResponse, signal, op: 'the health check', answers: HEALTH_STATUSES, rootNamespace: true });
       return { initialized: r!.initialized, sealed: r!.sealed, standby: r!.standby ?? false, version: r!.version };
     },
     async close() {

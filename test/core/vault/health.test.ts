@@ -32,20 +32,24 @@ describe('Vault health', () => {
     }
   });
 
-  it("reads a standby (429) and an uninitialised Vault (501) from their answers' bodies", async () => {
+  it("reads a standby (429) and an uninitialised Vault (501) from their answers' bodies, asking the root namespace", async () => {
     const answers = [
       { status: 429, body: { initialized: true, sealed: false, standby: true, version: '1.21.0' } },
       { status: 501, body: { initialized: false, sealed: true, standby: true } },
     ];
+    const namespaces: Array<string | undefined> = [];
     const server = createServer((req, res) => {
+      namespaces.push(req.headers['x-vault-namespace'] as string | undefined);
       const a = answers.shift()!;
       res.writeHead(req.url === '/v1/sys/health' ? a.status : 404, { 'content-type': 'application/json' }).end(JSON.stringify(a.body));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const client = createVaultClient({ address: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 2_000 });
+    const client = createVaultClient({ address: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, namespace: 'team-a', timeoutMs: 2_000 });
     try {
       expect(await client.health()).toEqual({ initialized: true, sealed: false, standby: true, version: '1.21.0' });
       expect(await client.health()).toMatchObject({ initialized: false, sealed: true });
+      // the cluster's health is served at the root, whatever namespace the calls use
+      expect(namespaces).toEqual([undefined, undefined]);
     } finally {
       await client.close();
       await new Promise((r) => server.close(r));
