@@ -39,6 +39,7 @@ const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`
 
 async function leftovers(lab: Lab): Promise<{ pg_roles: number; vault_leases: number }> {
   const pool = new pg.Pool({ connectionString: lab.postgresAdminUrl, max: 1 });
+  pool.on('error', () => {});
   try {
     const deadline = Date.now() + 10_000;
     for (;;) {

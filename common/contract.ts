@@ -199,6 +199,8 @@ export const SettingsSchema = z.object({
   claudeDesktop: z.object({ configPath: z.string().nullable(), configured: z.boolean() }),
   dataDir: z.string(),
   demo: z.boolean(),
+  /** Fields the organisation's managed configuration sets (dotted paths, `idp.issuer`), and where it was read; null when none. */
+  managed: z.object({ where: z.string(), fields: z.array(z.string()) }).nullable().default(null),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 

@@ -41,6 +41,8 @@ export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 
 
 export interface CoreOptions {
   config: AppConfig;
+  /** The fields of `config` the organisation manages (config/managed.ts): shown as such, never the person's to change. */
+  managed?: { where: string; fields: string[] };
   host: 'electron' | 'headless';
   version: string;
   secrets: SecretStore;
@@ -388,6 +390,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
       claudeDesktop: { configPath: claudeConfigPath, configured: claudeConfigured },
       dataDir: paths.dataDir,
       demo: config.demo,
+      managed: options.managed ?? null,
     }),
     'claude.connect': async () => {
       // The catalogue must exist before Claude starts: Claude Desktop uses only the tools of its first

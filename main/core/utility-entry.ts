@@ -12,7 +12,7 @@ import { CHANNELS, channelsFor, EVENT_NAMES } from '../../common/contract.ts';
 import { PortRpc, type PortLike } from '../../common/port-rpc.ts';
 import { hostPaths } from './mcp/host-paths.ts';
 import { startCore } from './app.ts';
-import { loadAppConfig } from './config/config.ts';
+import { loadConfiguration } from './config/config.ts';
 import { openSecretStore } from './secrets/open-secret-store.ts';
 
 interface ParentPortMessage {
@@ -56,13 +56,17 @@ parentPort.once('message', (message) => {
 
 async function run(portLike: PortLike): Promise<void> {
   const paths = hostPaths();
-  const config = await loadAppConfig(path.join(typeof values['data-dir'] === 'string' ? values['data-dir'] : paths.dataDir, 'config.json'));
+  const { config, managed } = await loadConfiguration(path.join(typeof values['data-dir'] === 'string' ? values['data-dir'] : paths.dataDir, 'config.json'), {
+    platform: process.platform,
+    env: process.env,
+  });
   const { store: secrets } = await openSecretStore({ log: (l) => log.info(l) });
   const handlers: Record<string, (params: unknown, signal: AbortSignal) => Promise<unknown>> = {};
   // The shell half of the channel; filled in below once the core exists.
   const rpc = new PortRpc(portLike, handlers);
   const core = await startCore({
     config,
+    ...(managed ? { managed } : {}),
     host: 'electron',
     version: (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
     secrets,

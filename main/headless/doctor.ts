@@ -12,7 +12,7 @@ import type { Writable } from 'node:stream';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths } from '../../common/paths.ts';
 import { AuthService } from '../core/auth/auth-service.ts';
-import { loadAppConfig } from '../core/config/config.ts';
+import { loadConfiguration } from '../core/config/config.ts';
 import { formatReport, runDoctor, type DoctorSession } from '../core/doctor/doctor.ts';
 import type { OpenExternal } from '../core/ports.ts';
 import { MemorySecretStore } from '../core/secrets/memory-store.ts';
@@ -46,7 +46,7 @@ export async function runDoctorCommand(
   const paths = resolvePaths({ platform: process.platform, env: io.env, home: homedir() });
   let config;
   try {
-    config = await loadAppConfig(values.config ?? path.join(paths.dataDir, 'config.json'));
+    ({ config } = await loadConfiguration(values.config ?? path.join(paths.dataDir, 'config.json'), { platform: process.platform, env: io.env }));
   } catch (error) {
     const e = AppError.from(error);
     io.stderr.write(`countersign doctor: ${e.message} [${e.code}]\n`);

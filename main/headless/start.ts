@@ -15,7 +15,7 @@ import { resolvePaths } from '../../common/paths.ts';
 import { hostPaths } from '../core/mcp/host-paths.ts';
 import { waitForUi } from '../core/approvals/prompter.ts';
 import { startCore, type Core } from '../core/app.ts';
-import { loadAppConfig, type AppConfig } from '../core/config/config.ts';
+import { loadConfiguration, type AppConfig } from '../core/config/config.ts';
 import type { Log } from '../core/mcp/socket-server.ts';
 import { openSecretStore } from '../core/secrets/open-secret-store.ts';
 import { CORE_V8_FLAGS } from '../core/v8-flags.ts';
@@ -55,6 +55,8 @@ const SUMMON_EVERY_MS = 15_000;
 /** Starts the core and the web UI; used by `serve`, by the lab's demo launcher and by tests. */
 export async function serve(options: {
   config: AppConfig;
+  /** The fields the organisation manages (managed.ts), shown as such in the settings. */
+  managed?: { where: string; fields: string[] };
   port?: number;
   log?: Log;
   home?: string;
@@ -95,6 +97,7 @@ export async function serve(options: {
   };
   const core = await startCore({
     config: options.config,
+    ...(options.managed ? { managed: options.managed } : {}),
     host: 'headless',
     version: version(),
     secrets,
@@ -175,8 +178,8 @@ export async function runServe(argv: string[]): Promise<number> {
     return 2;
   }
   const paths = resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
-  const config = await loadAppConfig(f.config ?? path.join(paths.dataDir, 'config.json'));
-  const served = await serve({ config, port: f.port ? Number(f.port) : undefined });
+  const { config, managed } = await loadConfiguration(f.config ?? path.join(paths.dataDir, 'config.json'), { platform: process.platform, env: process.env });
+  const served = await serve({ config, ...(managed ? { managed } : {}), port: f.port ? Number(f.port) : undefined });
   const stopRequested = untilSignal(); // listening before anything is printed that a script could act on
   process.stdout.write(`Countersign is running headless. Open the app:\n  ${served.url}\n`);
   if (!f['no-open']) void openExternal(served.url).catch(() => undefined);

@@ -43,6 +43,7 @@ export const IdpConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (!URL.canParse(c.issuer)) return; // already an issue of idp.issuer
     const url = new URL(c.issuer);
     if (url.protocol === 'http:') {
       if (!c.allowInsecureHttpForLoopbackOnly) {

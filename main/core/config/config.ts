@@ -9,6 +9,7 @@ import { AppError } from '../../../common/errors.ts';
 import { IdpConfigSchema, LOOPBACK_HOSTS } from '../auth/config.ts';
 import { UpstreamConfigSchema } from '../connectors/mcp-upstream/config.ts';
 import { VAULT_MODES } from '../vault/agent-mode.ts';
+import { applyManaged, readManagedConfig } from './managed.ts';
 
 const Url = z.url();
 
@@ -33,6 +34,8 @@ export const AppConfigSchema = z
       })
       .strict()
       .superRefine((v, ctx) => {
+        // A malformed address is already an issue of its own field; zod runs this refinement anyway.
+        if (!URL.canParse(v.address)) return;
         const url = new URL(v.address);
         if (url.protocol === 'https:') return;
         if (url.protocol !== 'http:') {
@@ -114,6 +117,32 @@ export function parseAppConfig(value: unknown, source = 'configuration'): AppCon
 }
 
 export async function loadAppConfig(file: string): Promise<AppConfig> {
+  return parseAppConfig(await readPersonConfig(file), file);
+}
+
+/** The configuration in force and, when the organisation manages some of it, where and which fields. */
+export interface LoadedConfig {
+  config: AppConfig;
+  managed?: { where: string; fields: string[] };
+}
+
+/**
+ * The person's configuration file with the organisation's managed configuration laid over it
+ * (managed.ts): a managed field wins whatever the person's file says. With a managed configuration
+ * and no file of the person's, the managed one alone is the configuration.
+ */
+export async function loadConfiguration(file: string, o: { platform: NodeJS.Platform; env: Readonly<Record<string, string | undefined>> }): Promise<LoadedConfig> {
+  const managed = await readManagedConfig(o);
+  if (!managed) return { config: await loadAppConfig(file) };
+  const person = await readPersonConfig(file).catch((error: unknown) => {
+    if (AppError.is(error, 'CONFIG_MISSING')) return {};
+    throw error;
+  });
+  const { merged, fields } = applyManaged(person, managed.values);
+  return { config: parseAppConfig(merged, `${file} with the managed configuration ${managed.where}`), managed: { where: managed.where, fields } };
+}
+
+async function readPersonConfig(file: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -132,5 +161,5 @@ export async function loadAppConfig(file: string): Promise<AppConfig> {
   } catch (error) {
     throw new AppError('CONFIG_INVALID', `${file} is not valid JSON: ${(error as Error).message}`);
   }
-  return parseAppConfig(json, file);
+  return json;
 }

@@ -142,7 +142,8 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
         },
       });
     } catch (error) {
-      const appError = AppError.from(error);
+      // Past the deadline the answer is the deadline's, whatever the call threw as it stopped.
+      const appError = deadline.signal.aborted && !extra.signal.aborted ? AppError.from(deadline.signal.reason) : AppError.from(error);
       if (appError.code === 'TOOL_UNKNOWN' || appError.code === 'INPUT_INVALID') {
         throw new McpError(ErrorCode.InvalidParams, appError.message);
       }

@@ -54,6 +54,8 @@ export interface SocketServerOptions {
   /** Called with each session's tool list as it is handed out (for the catalogue watch). */
   onListed?: (sessionId: string, tools: readonly Tool[]) => void;
   onSessionClosed?: (sessionId: string) => void;
+  /** How long a call may run before the core answers it with a time-out (mcp-session.ts CALL_DEADLINE_MS). */
+  callDeadlineMs?: number;
   /** Answers control connections (common/handshake.ts, `countersign open`); without it they are refused. */
   control?: (method: string) => Promise<Record<string, unknown>>;
 }
@@ -123,6 +125,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
         options.onSessionClosed?.(id);
       },
       ...(options.onListed ? { onListed: options.onListed } : {}),
+      ...(options.callDeadlineMs !== undefined ? { callDeadlineMs: options.callDeadlineMs } : {}),
     });
     sessions.set(session.info.sessionId, session);
   }

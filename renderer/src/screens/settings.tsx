@@ -2,6 +2,20 @@ import { Badge, ErrorNote } from '../components/common.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 import type { Theme } from '../lib/theme.ts';
 
+/** A setting is the organisation's when it, or a section above it, is in the managed configuration. */
+function managedField(fields: readonly string[] | undefined, path: string): boolean {
+  return (fields ?? []).some((f) => path === f || path.startsWith(`${f}.`));
+}
+
+function Managed({ fields, path }: { fields: readonly string[] | undefined; path: string }) {
+  return managedField(fields, path) ? (
+    <>
+      {' '}
+      <Badge tone="info">Managed by your organisation</Badge>
+    </>
+  ) : null;
+}
+
 export function SettingsScreen({ theme, setTheme }: { theme: Theme; setTheme(t: Theme): void }) {
   const transport = useTransport();
   const settings = useQuery('settings.get', {}, ['status.changed']);
@@ -24,16 +38,32 @@ export function SettingsScreen({ theme, setTheme }: { theme: Theme; setTheme(t: 
       </fieldset>
       {s && (
         <>
+          {s.managed && (
+            <p className="card" role="note" aria-label="Managed settings">
+              Your organisation manages the settings marked below ({s.managed.fields.join(', ')}), from{' '}
+              <span className="mono break">{s.managed.where}</span>. They cannot be changed here, and your own
+              configuration does not override them.
+            </p>
+          )}
           <div className="cards">
             <article className="card" aria-label="Identity provider settings">
               <h2>Identity provider</h2>
               <dl className="kv">
                 <dt>Issuer</dt>
-                <dd className="mono break">{s.idp.issuer}</dd>
+                <dd className="mono break">
+                  {s.idp.issuer}
+                  <Managed fields={s.managed?.fields} path="idp.issuer" />
+                </dd>
                 <dt>Client</dt>
-                <dd className="mono">{s.idp.clientId}</dd>
+                <dd className="mono">
+                  {s.idp.clientId}
+                  <Managed fields={s.managed?.fields} path="idp.clientId" />
+                </dd>
                 <dt>Scopes</dt>
-                <dd className="mono">{s.idp.scopes.join(' ')}</dd>
+                <dd className="mono">
+                  {s.idp.scopes.join(' ')}
+                  <Managed fields={s.managed?.fields} path="idp.scopes" />
+                </dd>
                 <dt>DPoP</dt>
                 <dd>{s.idp.dpop ? 'Tokens are bound to this install’s key' : 'Bearer tokens'}</dd>
               </dl>
@@ -42,9 +72,15 @@ export function SettingsScreen({ theme, setTheme }: { theme: Theme; setTheme(t: 
               <h2>Vault</h2>
               <dl className="kv">
                 <dt>Address</dt>
-                <dd className="mono break">{s.vault.address}</dd>
+                <dd className="mono break">
+                  {s.vault.address}
+                  <Managed fields={s.managed?.fields} path="vault.address" />
+                </dd>
                 <dt>JWT auth mount</dt>
-                <dd className="mono">{s.vault.authMount}</dd>
+                <dd className="mono">
+                  {s.vault.authMount}
+                  <Managed fields={s.managed?.fields} path="vault.authMount" />
+                </dd>
                 <dt>Roles</dt>
                 <dd className="mono">{s.vault.roles.join(', ') || '—'}</dd>
               </dl>
@@ -52,7 +88,9 @@ export function SettingsScreen({ theme, setTheme }: { theme: Theme; setTheme(t: 
             <article className="card" aria-label="Claude Desktop settings">
               <h2>Claude Desktop</h2>
               <p>
-                <Badge tone={s.claudeDesktop.configured ? 'ok' : 'warn'}>{s.claudeDesktop.configured ? 'Configured' : 'Not configured'}</Badge>
+                <Badge tone={s.claudeDesktop.configured ? 'ok' : 'warn'}>
+                  {s.claudeDesktop.configured ? 'Configured' : 'Not configured'}
+                </Badge>
               </p>
               {s.claudeDesktop.configPath && <p className="mono break small">{s.claudeDesktop.configPath}</p>}
               <button
@@ -71,7 +109,10 @@ export function SettingsScreen({ theme, setTheme }: { theme: Theme; setTheme(t: 
               <ErrorNote error={connect.error} />
             </article>
           </div>
-          <h2 id="policy-title">Policy (read-only)</h2>
+          <h2 id="policy-title">
+            Policy (read-only)
+            <Managed fields={s.managed?.fields} path="policyFile" />
+          </h2>
           <p className="mono small">{s.policy.path}</p>
           <pre className="code policy" aria-labelledby="policy-title" tabIndex={0}>
             {s.policy.text}

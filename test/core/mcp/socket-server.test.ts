@@ -15,11 +15,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function core(): Promise<{ home: ReturnType<typeof tempHome>; host: FixtureToolHost; server: SocketServer }> {
+async function core(options: { callDeadlineMs?: number } = {}): Promise<{ home: ReturnType<typeof tempHome>; host: FixtureToolHost; server: SocketServer }> {
   const home = tempHome();
   cleanups.push(() => home.cleanup());
   const host = fixtureToolHost();
-  const server = await startSocketServer({ paths: home.paths, toolHost: host, log: quietLog });
+  const server = await startSocketServer({ paths: home.paths, toolHost: host, log: quietLog, ...options });
   cleanups.push(() => server.close());
   return { home, host, server };
 }
@@ -225,5 +225,24 @@ describe('core socket server', () => {
     host.changeTools();
     expect(await a.next()).toMatchObject({ method: 'notifications/tools/list_changed' });
     expect(await b.next()).toMatchObject({ method: 'notifications/tools/list_changed' });
+  });
+});
+
+describe('a call that runs too long', () => {
+  it('is stopped at the deadline and answered with a time-out that says so, well before the client gives up', async () => {
+    const { home, host } = await core({ callDeadlineMs: 300 });
+    const c = await rawClient(home.paths);
+    c.send(INIT);
+    await c.next();
+    c.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const started = Date.now();
+    c.send({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'wait', arguments: { ms: 10_000 } } });
+    const answer = (await c.next(5_000)) as { id: number; result: { isError: boolean; content: Array<{ text: string }>; _meta: Record<string, string> } };
+    expect(answer.id).toBe(7);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(answer.result.isError).toBe(true);
+    expect(answer.result._meta['countersign/code']).toBe('TIMEOUT');
+    expect(answer.result.content[0]!.text).toMatch(/stopped this call after 0 s without an answer \(Claude stops waiting at 60 s\)/);
+    expect(host.calls.at(-1)?.aborted).toBe(true);
   });
 });
