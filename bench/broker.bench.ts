@@ -10,6 +10,8 @@
  * (signature, claims, DPoP binding), building requests, rendering rows, the journal, the audit append
  * and its fsync, and glue.
  * - call_tier1_total: one tier-1 `query` end to end through `broker.callTool`;
+ * - call_tier1_total_agent_mode: the same call in Vault's native agent mode (the OBO is the Vault
+ *   token: no login hop; the lease revoked with the OBO), interleaved with the others;
  * - call_tier1_wire: the network waits of that call, by kind (idp, vault, db);
  * - own_overhead: total minus every network wait; own_overhead_share its share of the total;
  * - own_by_stage: where the own time goes (inside each hop, around the hops, the audit append);
@@ -136,6 +138,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     end: timed((i) => journal.end(i)),
   };
   const broker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal });
+  const agentBroker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal, vaultMode: 'agent' });
   let last: AuditRecord | undefined;
   const unsubscribe = audit.onAppend((r) => (last = r));
   let id = 0;
@@ -150,11 +153,11 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   });
 
   let wire: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
-  const oneCall = async (): Promise<Sample> => {
+  const oneCall = async (b = broker): Promise<Sample> => {
     const mine = (wire = { idp: 0, vault: 0, db: 0 });
     appendMs = journalMs = 0;
     const start = performance.now();
-    const r = await broker.callTool(req());
+    const r = await b.callTool(req());
     const total = performance.now() - start;
     wire = { idp: 0, vault: 0, db: 0 };
     // The record's deferred index rows, written now so that their cost is this call's, not hidden
@@ -240,13 +243,16 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   try {
     for (let i = 0; i < 20; i += 1) {
       await oneCall();
+      await oneCall(agentBroker);
       await hopsAlone();
     }
     const calls: Sample[] = [];
+    const agentCalls: Sample[] = [];
     const alone: number[] = [];
     for (let i = 0; i < samples; i += 1) {
-      // Interleaved so both see the same machine.
+      // Interleaved so all three see the same machine.
       calls.push(await oneCall());
+      agentCalls.push(await oneCall(agentBroker));
       alone.push(await hopsAlone());
     }
 
@@ -272,10 +278,13 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const wireTotal = (s: Sample) => s.wire.idp + s.wire.vault + s.wire.db;
     const own = calls.map((s) => Math.max(0, s.total - wireTotal(s)));
     const h = (s: Sample, ...names: string[]) => names.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
-    const stage = (f: (s: Sample) => number): Percentiles => percentiles(calls.map(f));
+    const stageOf = (of: Sample[], f: (s: Sample) => number): Percentiles => percentiles(of.map(f));
+    const stage = (f: (s: Sample) => number): Percentiles => stageOf(calls, f);
     return {
       samples,
       call_tier1_total: percentiles(calls.map((s) => s.total)),
+      call_tier1_total_agent_mode: percentiles(agentCalls.map((s) => s.total)),
+      call_tier1_wire_vault_agent_mode: stageOf(agentCalls, (s) => s.wire.vault),
       call_tier1_wire: {
         idp: stage((s) => s.wire.idp),
         vault: stage((s) => s.wire.vault),
@@ -309,6 +318,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     observeWire(undefined);
     unsubscribe();
     await broker.close();
+    await agentBroker.close();
     await vault.close();
     await auth.signOut().catch(() => {});
     await audit.close();
@@ -323,6 +333,13 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
   const detail = Object.fromEntries(Object.entries(r.own_by_stage).map(([k, p]) => [k, p.p50]));
   return {
     call_tier1_total: plain(r.call_tier1_total, 'ms', `a tier-1 query end to end through the broker with the file-backed audit store, the journal and the signed-in token source (${r.samples} calls)`),
+    call_tier1_total_agent_mode: plain(
+      r.call_tier1_total_agent_mode,
+      'ms',
+      `the same tier-1 query in Vault's native agent mode (one Vault request fewer: no login; the lease revoked with the OBO instead of revoke-self), interleaved with call_tier1_total (${r.samples} calls each); the lab's Vault stand-in, not Vault Enterprise`,
+    ),
+    agent_mode_vs_jwt_login: plain(ratioOf(r.call_tier1_total_agent_mode.p50, r.call_tier1_total.p50), 'ratio', 'call_tier1_total_agent_mode over call_tier1_total (p50)'),
+    call_tier1_wire_vault_agent_mode: plain(r.call_tier1_wire_vault_agent_mode, 'ms', "the waits on Vault inside an agent-mode call (creds and the lease revocation), against call_tier1_wire.vault (login, creds, revoke-self)"),
     call_tier1_wire: plain(
       Object.fromEntries(Object.entries(r.call_tier1_wire).map(([k, p]) => [k, p.p50])),
       'ms',

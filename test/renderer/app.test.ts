@@ -406,6 +406,18 @@ describe('the renderer against the headless host', () => {
     await page.close();
   });
 
+  it('tells the person to restart Claude Desktop when its tools are no longer Countersign’s', async () => {
+    app.status.claudeDesktop = { configured: true, connected: true, restartNeeded: true };
+    const page = await open();
+    await page.getByRole('status').filter({ hasText: 'quit and reopen it' }).waitFor();
+    app.status.claudeDesktop = { configured: true, connected: true, restartNeeded: false };
+    await page.close();
+    const again = await open();
+    await again.getByRole('tab', { name: 'Settings' }).waitFor();
+    expect(await again.getByRole('status').filter({ hasText: 'quit and reopen it' }).count()).toBe(0);
+    await again.close();
+  });
+
   it('follows a dark system theme and lets the person choose', async () => {
     const page = await open({ colorScheme: 'dark' });
     expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
