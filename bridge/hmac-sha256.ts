@@ -1,16 +1,13 @@
 /**
- * HMAC-SHA256 (RFC 2104 over FIPS 180-4 SHA-256) and a random nonce, for the bridge's handshake only.
+ * HMAC-SHA256 (RFC 2104 over FIPS 180-4 SHA-256), for the bridge's handshake only.
  *
  * Written here instead of calling node:crypto because loading node:crypto costs the bridge about 8 ms
  * of a ~45 ms start (measured with `process.getBuiltinModule('node:crypto')` against a bare start),
  * and Claude Desktop waits for that start every time it spawns the bridge. The handshake needs only
- * one HMAC per side and 32 random bytes. The code is checked against RFC 4231's test vectors and
- * against node:crypto on random inputs (test/bridge/hmac-sha256.test.ts). The compression function
+ * one HMAC per side (its nonce comes from common/node/random.ts). The code is checked against RFC
+ * 4231's test vectors and against node:crypto on random inputs (test/bridge/hmac-sha256.test.ts). The compression function
  * uses no key-indexed table and no key-dependent branch; only the hex decoding of the key looks at
  * its characters.
- *
- * Randomness comes from the kernel's CSPRNG (/dev/urandom) on Linux and macOS; on Windows, which has
- * no such file, from node:crypto.
  */
 import type { Hmac } from '../common/handshake.ts';
 
@@ -120,23 +117,4 @@ export function fromHex(hex: string): Uint8Array {
     out[i] = parseInt(pair, 16);
   }
   return out;
-}
-
-/** `n` bytes from the OS's CSPRNG, as lowercase hex. */
-export function randomHex(n: number): string {
-  if (process.platform === 'win32') return process.getBuiltinModule('node:crypto').randomBytes(n).toString('hex');
-  const fs = process.getBuiltinModule('node:fs');
-  const bytes = new Uint8Array(n);
-  const fd = fs.openSync('/dev/urandom', 'r');
-  try {
-    let got = 0;
-    while (got < n) {
-      const read = fs.readSync(fd, bytes, got, n - got, null);
-      if (read <= 0) throw new Error('short read from /dev/urandom');
-      got += read;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return toHex(bytes);
 }

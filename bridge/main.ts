@@ -3,7 +3,7 @@
  * core uses and relays stdio to it. See relay.ts.
  */
 import './node-check.ts';
-import { bridgePaths } from './host-paths.ts';
+import { resolveNodeHostPaths } from '../common/node/host-paths.ts';
 import { makeLog, startBridge } from './relay.ts';
 
 // Built-ins through process.getBuiltinModule, not static imports: see relay.ts.
@@ -15,7 +15,7 @@ const mark =
     ? (step: string): void => void process.stderr.write(`bridge timing ${performance.now().toFixed(1)} ms ${step}\n`)
     : undefined;
 mark?.('bundle loaded');
-const { paths, problem } = bridgePaths(process.env);
+const { paths, problem } = resolveNodeHostPaths({ env: process.env });
 mark?.('paths resolved');
 const log = makeLog(paths.logDir);
 // Windows only: without the SID or the pipe's random part the core refuses to listen, so the bridge

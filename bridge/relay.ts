@@ -31,7 +31,8 @@ import {
   serverProof,
   type Hmac,
 } from '../common/handshake.ts';
-import { hmacSha256Hex, randomHex } from './hmac-sha256.ts';
+import { randomHex } from '../common/node/random.ts';
+import { hmacSha256Hex } from './hmac-sha256.ts';
 
 // Node's built-ins are taken with process.getBuiltinModule rather than static `import`s: an ES module
 // that imports a built-in pays for wrapping all of its exports as a module namespace, which measured

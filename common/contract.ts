@@ -165,7 +165,7 @@ export const PendingApprovalSchema = z.object({
 });
 export type PendingApproval = z.infer<typeof PendingApprovalSchema>;
 
-/** A tier-2 approval still covering writes of its class (ARCHITECTURE.md, "Classify"). */
+/** A tier-2 approval still covering writes of its class (docs/call-chain.md, "What each tier admits (SQL)"). */
 export const CachedApprovalSchema = z.object({
   id: Id,
   tool: z.string(),

@@ -7,7 +7,7 @@
  * On Windows the socket is a named pipe, and pipe names share one machine-wide namespace, so the name
  * carries the user's SID and a per-install random part (windowsPipeParts below): another user cannot
  * claim the name first, and cannot guess it. The core and the bridge each read both with host I/O
- * passed in (bridge/host-paths.ts, main/core/mcp/host-paths.ts), since this file imports no Node.
+ * passed in (common/node/host-paths.ts), since this file imports no Node.
  */
 export interface PathsInput {
   platform: string;

@@ -1,6 +1,6 @@
 /**
  * The desktop shell: windows, native dialogs, tray, lifecycle. It starts the core as an Electron
- * utility process and holds no token or credential itself (ARCHITECTURE.md, "Processes and trust").
+ * utility process and holds no token or credential itself (docs/architecture.md, "Processes and what each may hold").
  * Bundled to dist/electron/main.cjs by scripts/build-electron.mjs.
  */
 import path from 'node:path';

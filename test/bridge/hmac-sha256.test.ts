@@ -1,7 +1,8 @@
 import { createHash, createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fromHex, hmacSha256Bytes, hmacSha256Hex, randomHex, sha256, toHex } from '../../bridge/hmac-sha256.ts';
+import { fromHex, hmacSha256Bytes, hmacSha256Hex, sha256, toHex } from '../../bridge/hmac-sha256.ts';
+import { randomHex } from '../../common/node/random.ts';
 import { hmacSha256 } from '../../main/core/mcp/socket-server.ts';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bridgePaths, bridgeWindowsPipeIo } from '../../bridge/host-paths.ts';
 import { AppError } from '../../common/errors.ts';
+import { icaclsArgs, nodeWindowsPipeIo, resolveNodeHostPaths, whoamiPath } from '../../common/node/host-paths.ts';
 import { isPipeNonce, parseWhoamiSid, resolvePaths, windowsPipeParts, type WindowsPipeIo } from '../../common/paths.ts';
-import { hostPaths, icaclsArgs, nodeWindowsPipeIo, whoamiPath } from '../../main/core/mcp/host-paths.ts';
+import { hostPaths } from '../../main/core/mcp/host-paths.ts';
 import { ROOT } from './helpers.ts';
 
 const SID = 'S-1-5-21-1004336348-1177238915-682003330-1001';
@@ -149,7 +149,7 @@ describe('wiring into the core and the bridge (platform win32, whoami stood in f
   it('gives the bridge the same pipe name as the core, whichever runs first', () => {
     for (const bridgeFirst of [true, false]) {
       const { env } = windowsEnv();
-      const bridge = () => bridgePaths(env, { platform: 'win32', home: HOME, io: { ...bridgeWindowsPipeIo(env), whoamiUser: () => WHOAMI } });
+      const bridge = () => resolveNodeHostPaths({ env, platform: 'win32', home: HOME, io: { ...nodeWindowsPipeIo(env), whoamiUser: () => WHOAMI } });
       const core = () => hostPaths({ env, platform: 'win32', home: HOME, io: { ...nodeWindowsPipeIo(env), whoamiUser: () => WHOAMI } });
       const [a, b] = bridgeFirst ? [bridge().paths.socketPath, core().socketPath] : [core().socketPath, bridge().paths.socketPath];
       expect(a).toBe(b);
@@ -177,7 +177,7 @@ describe('wiring into the core and the bridge (platform win32, whoami stood in f
     }
     expect(AppError.is(error, 'SOCKET_UNSAFE')).toBe(true);
     expect((error as AppError).message).toMatch(/Windows account SID/);
-    expect(bridgePaths(env, { platform: 'win32', home: HOME, io: noWhoami }).problem).toMatch(/Windows account SID/);
+    expect(resolveNodeHostPaths({ env, platform: 'win32', home: HOME, io: noWhoami }).problem).toMatch(/Windows account SID/);
     // nothing was written without a SID
     expect(readdirSync(dir)).toEqual([]);
   });
@@ -191,7 +191,7 @@ describe('wiring into the core and the bridge (platform win32, whoami stood in f
     for (const platform of ['linux', 'darwin']) {
       const input = { platform, env: { COUNTERSIGN_HOME: '/t/h' }, home: '/home/u' };
       expect(hostPaths({ ...input, io: untouchable })).toEqual(resolvePaths(input));
-      expect(bridgePaths(input.env, { platform, home: input.home, io: untouchable })).toEqual({ paths: resolvePaths(input) });
+      expect(resolveNodeHostPaths({ env: input.env, platform, home: input.home, io: untouchable })).toEqual({ paths: resolvePaths(input) });
     }
   });
 
@@ -221,7 +221,8 @@ describe('wiring into the core and the bridge (platform win32, whoami stood in f
   }, 20_000);
 
   it('makes the random part private to the SID before the file appears, for the core and the bridge alike', () => {
-    for (const make of [nodeWindowsPipeIo, bridgeWindowsPipeIo]) {
+    {
+      const make = nodeWindowsPipeIo; // the core's and the bridge's I/O: one function in common/node/
       const { env } = windowsEnv();
       const noncePath = resolvePaths({ platform: 'win32', env, home: HOME }).pipeNoncePath;
       const restricted: Array<{ path: string; sid: string; finalExisted: boolean; ino: number }> = [];
@@ -244,7 +245,8 @@ describe('wiring into the core and the bridge (platform win32, whoami stood in f
   });
 
   it('leaves no file behind, and refuses the pipe, when the file cannot be made private', () => {
-    for (const make of [nodeWindowsPipeIo, bridgeWindowsPipeIo]) {
+    {
+      const make = nodeWindowsPipeIo; // the core's and the bridge's I/O: one function in common/node/
       const { env, dir } = windowsEnv();
       const failing = {
         ...make(env, () => {

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startLab } from '../../lab/index.ts';
 import type { Lab } from '../../lab/index.ts';
 import { decodeJwt, exchange, readDetails, signIn } from './idp-fixtures.ts';
@@ -169,6 +169,10 @@ describe('the composed lab', () => {
   it('runs `npm run lab --json`: one JSON line with the contract\'s fields, then stops cleanly on SIGTERM', async () => {
     const t0 = Date.now();
     const child = spawn(process.execPath, ['lab/cli.ts', '--json'], { cwd: new URL('../..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A failed expectation below must not leave the lab running for the next test to find.
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
     const line = await new Promise<string>((resolve, reject) => {
       let buf = '';
       child.stdout.on('data', (d: Buffer) => {

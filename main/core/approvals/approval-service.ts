@@ -1,5 +1,5 @@
 /**
- * Approvals (ARCHITECTURE.md, "Approve"). Tier 1 needs none. Tier 2 (writes): one approval covers writes
+ * Approvals (docs/call-chain.md, "Hop by hop"). Tier 1 needs none. Tier 2 (writes): one approval covers writes
  * of the same statement class to the same tables under a row ceiling, per user and MCP session, for 30
  * minutes by default; visible and revocable, cleared on sign-out. It is kept only once a call it covered
  * succeeded (`settle`), and covers a later call only when that call's class is the same and its every

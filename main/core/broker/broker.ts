@@ -1,5 +1,5 @@
 /**
- * The per-call broker (ARCHITECTURE.md "One tool call, hop by hop"): validate → classify (the
+ * The per-call broker (docs/architecture.md "One call, hop by hop"): validate → classify (the
  * connector's plan) → approve (the Approver port) → exchange (RFC 8693 + RFC 9396, every call) →
  * Vault login and credential → execute → revoke in a `finally` and check the credential is dead →
  * one audit record → answer. One AbortSignal runs through every hop; what a hop mints is revoked

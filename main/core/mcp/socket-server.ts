@@ -11,7 +11,7 @@
  * - Each authenticated connection gets its own MCP server backed by the ToolHost (mcp-session.ts).
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rm, writeFile, rename } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { AppError } from '../../../common/errors.ts';
 import {
@@ -306,9 +306,4 @@ function handshake(socket: Socket, secret: string): Promise<HandshakeResult> {
     socket.on('data', onData);
     socket.on('close', onClose);
   });
-}
-
-/** Reads the per-start secret (for the bridge and tests). */
-export async function readSecret(secretPath: string): Promise<string> {
-  return (await readFile(secretPath, 'utf8')).trim();
 }

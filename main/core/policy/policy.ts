@@ -160,7 +160,7 @@ function locate(text: string, offset: number): { line: number; column: number } 
   return { line, column: offset - lineStart + 1 };
 }
 
-/** Tier defaults from the statement kind (ARCHITECTURE.md "One tool call", step 2). */
+/** Tier defaults from the statement kind (docs/call-chain.md, "What each tier admits (SQL)"). */
 export function defaultTierForStatement(kind: string, bounded: boolean): Tier {
   switch (kind) {
     case 'SELECT':
