@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEMO_POLICY_FILE } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
+import type { LoadedConfig } from '../../main/core/config/config.ts';
+import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { setupHandlers } from '../../main/core/setup/setup.ts';
 import { runServe, serve, type Served } from '../../main/headless/start.ts';
 import { buildBridgeInto } from '../bridge/helpers.ts';
@@ -151,6 +153,50 @@ it('refuses a draft the schema refuses, saying which field, and writes nothing',
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+it('shows the organisation’s managed fields with their values and does not let the screen change them', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cs-setup-managed-'));
+  const managedFile = join(dir, 'managed.json');
+  await writeFile(managedFile, JSON.stringify({ vault: { address: lab.vaultAddr, allowInsecureHttpForLoopbackOnly: true } }));
+  process.env[MANAGED_CONFIG_ENV] = managedFile;
+  const s = await serve({ configFile: join(dir, 'config.json'), home: dir, log: quiet, openUi: async () => {} });
+  try {
+    const page = await browser.context.newPage();
+    await page.goto(s.web.issueLaunchUrl());
+    const note = page.getByRole('note', { name: 'Managed settings' });
+    await note.waitFor({ timeout: 20_000 });
+    expect(await note.textContent()).toContain('vault.address, vault.allowInsecureHttpForLoopbackOnly');
+    await page.getByLabel('Issuer URL').fill(lab.issuer);
+    await page.getByRole('button', { name: 'Check the identity provider' }).click();
+    const vault = page.getByLabel('Vault address');
+    await vault.waitFor();
+    expect(await vault.isDisabled()).toBe(true);
+    expect(await vault.inputValue()).toBe(lab.vaultAddr);
+    // Whatever a draft says, the organisation's value is the one checked and run.
+    let loaded: LoadedConfig | undefined;
+    const h = setupHandlers({
+      file: join(dir, 'config.json'),
+      platform: 'linux',
+      env: { [MANAGED_CONFIG_ENV]: managedFile },
+      onSaved: async (l) => void (loaded = l),
+    });
+    const draft = { idp: { issuer: lab.issuer, clientId: 'c', allowInsecureHttpForLoopbackOnly: true }, vault: { address: 'https://elsewhere.example' }, policyFile: DEMO_POLICY_FILE };
+    const checked = await h['setup.check']({ config: draft });
+    expect(checked.valid).toBe(true);
+    expect(checked.findings.map((f) => f.says).join(' ')).toContain(`Vault at ${lab.vaultAddr} is initialized and unsealed`);
+    // Saved, the person's file holds no managed field, and the app runs on the organisation's value.
+    await h['setup.save']({ config: draft });
+    expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'))).toMatchObject({ vault: {} });
+    expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')).vault).not.toHaveProperty('address');
+    expect(loaded?.config.vault.address).toBe(lab.vaultAddr);
+    expect(loaded?.managed?.fields).toContain('vault.address');
+    await page.close();
+  } finally {
+    delete process.env[MANAGED_CONFIG_ENV];
+    await s.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 60_000);
 
 it('still refuses to start on a configuration file that is there but broken, with its reason', async () => {
   const bad = join(home, 'broken.json');

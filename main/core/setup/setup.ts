@@ -76,13 +76,26 @@ export function setupHandlers(o: SetupOptions): Pick<ContractHandlers, SetupChan
     'setup.save': async ({ config: draft }) => {
       if (saved) throw new AppError('CONFIG_INVALID', 'Countersign is already configured: change the configuration file instead.');
       await validate(draft); // refuses with the field at fault, before anything is written
-      await writeOwnerOnly(o.file, `${JSON.stringify(draft, null, 2)}\n`);
+      // The organisation's fields are not the person's to write: they stay in the managed configuration.
+      const managed = await managedNow();
+      const own = managed ? withoutFields(draft, applyManaged({}, managed.values).fields) : draft;
+      await writeOwnerOnly(o.file, `${JSON.stringify(own, null, 2)}\n`);
       const loaded = await loadConfiguration(o.file, { platform: o.platform, env: o.env });
       saved = true;
       await o.onSaved(loaded);
       return { file: o.file };
     },
   };
+}
+
+function withoutFields(draft: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
+  const copy = structuredClone(draft);
+  for (const field of fields) {
+    const keys = field.split('.');
+    const parent = keys.slice(0, -1).reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), copy);
+    if (parent && typeof parent === 'object') delete (parent as Record<string, unknown>)[keys.at(-1)!];
+  }
+  return copy;
 }
 
 function problem(error: unknown): FindingView {
