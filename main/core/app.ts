@@ -92,8 +92,10 @@ type Listeners = { [E in EventName]: Set<(payload: EventOf<E>) => void> };
 
 export async function startCore(options: CoreOptions): Promise<Core> {
   const paths = options.paths ?? resolvePaths({ platform: process.platform, env: process.env, home: homedir() });
-  // First of all: a second core started at the same instant (two bridges that each found no app) stops
-  // here, before it opens the audit store or refreshes the sign-in the first one is using.
+  // A data directory others can reach is refused before anything, the lock included, is written in it.
+  ensurePrivateDataDir(paths.dataDir);
+  // Then, first of all: a second core started at the same instant (two bridges that each found no app)
+  // stops here, before it opens the audit store or refreshes the sign-in the first one is using.
   const lock = await takeCoreLock(paths);
   try {
     return await startLockedCore(options, paths, lock);
@@ -105,7 +107,6 @@ export async function startCore(options: CoreOptions): Promise<Core> {
 
 async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lock: CoreLock): Promise<Core> {
   const { config, log } = options;
-  ensurePrivateDataDir(paths.dataDir);
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
   }
