@@ -465,7 +465,15 @@ export const RESTART_CLAUDE =
  */
 export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log, vault?: Pick<VaultClient, 'revokeSelf'>): Promise<number> {
   const orphans = journal.orphans();
+  let closed = 0;
   for (const { id, entry } of orphans) {
+    // The run died after the call's own record was appended but before its journal entry was closed.
+    const started = Date.parse(entry.startedAt);
+    if (audit.hasCallRecord(id, Number.isFinite(started) ? started - 60_000 : 0)) {
+      journal.end(id);
+      continue;
+    }
+    closed += 1;
     const token = vault ? journal.unsealVaultToken(id, entry) : undefined;
     let revoke: Hop | undefined;
     if (token && vault) {
@@ -502,8 +510,8 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
     });
     journal.end(id);
   }
-  if (orphans.length > 0) log.warn(`closed ${orphans.length} call(s) left in flight by a previous run as aborted`);
-  return orphans.length;
+  if (closed > 0) log.warn(`closed ${closed} call(s) left in flight by a previous run as aborted`);
+  return closed;
 }
 
 async function alreadyConfigured(): Promise<never> {

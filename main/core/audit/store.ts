@@ -467,6 +467,17 @@ export class AuditStore implements AuditSink {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * True when a record of the tool call `callId` (keys.call_id) was written at or after `sinceMs`: a core
+   * that died between appending a call's record and closing its journal entry must not record it twice.
+   */
+  hasCallRecord(callId: string, sinceMs: number): boolean {
+    const row = this.#db
+      .prepare("SELECT 1 AS found FROM records WHERE at_ms >= ? AND kind = 'tool_call' AND json_extract(body, '$.keys.call_id') = ? LIMIT 1")
+      .get(sinceMs, callId);
+    return row !== undefined;
+  }
+
   get(seq: number): StoredAuditRecord | null {
     const row = this.#getStmt.get(seq) as Row | undefined;
     return row ? toRecord(row) : null;

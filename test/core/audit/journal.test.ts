@@ -53,6 +53,25 @@ describe('the journal of calls in flight', () => {
     expect(await readFile(path.join(dir, JOURNAL_FILE), 'latin1')).not.toMatch(/eyJ[\w-]+\.[\w-]+\.[\w-]+/);
   });
 
+  it('does not record a call twice when the core died after its record was written but before its entry was closed', async () => {
+    const journal = new SqliteCallJournal(dir);
+    const startedAt = new Date().toISOString();
+    journal.begin('e', { tool: 'query', startedAt, user: { sub: 'alice' }, tier: 1, keys: { call_id: 'e', mcp_request_id: 9 } });
+    journal.begin('f', { tool: 'query', startedAt, user: { sub: 'alice' }, tier: 1, keys: { call_id: 'f', mcp_request_id: 10 } });
+    const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test') });
+    // e's own record made it to the store; the process died before journal.end('e').
+    await audit.append({ kind: 'tool_call', outcome: 'success', user: { sub: 'alice' }, tool: 'query', tier: 1, hops: [], keys: { call_id: 'e', mcp_request_id: 9 }, summary: 'query: done' });
+    expect(await closeAbortedCalls(journal, audit, quiet)).toBe(1);
+    expect(journal.orphans()).toEqual([]);
+    const { records } = audit.page({ limit: 10 });
+    expect(records.map((r) => [r.keys.mcp_request_id, r.outcome]).sort()).toEqual([
+      [10, 'aborted'],
+      [9, 'success'],
+    ]);
+    journal.close();
+    await audit.close();
+  });
+
   it('seals the Vault token it holds: the file has it in no form, the same key opens it, another key does not', async () => {
     const key = new Uint8Array(32).fill(7);
     const token = 'hvs.' + 'A1b2C3d4E5f6G7h8I9j0K1l2';
