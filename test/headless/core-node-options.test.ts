@@ -98,7 +98,11 @@ describe('the Node options of a headless core', () => {
     };
 
     it.skipIf(typeof (process as { execve?: unknown }).execve !== 'function')('serve replaces its process with one that has them, keeping its pid', async () => {
-      // No configuration in this home, so serve stops at once with CONFIG_MISSING: after the switch.
+      // A configuration file that does not parse, so serve stops at once with CONFIG_INVALID: after the
+      // switch. (With no file at all it would stay up, serving the setup screen.)
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      mkdirSync(join(work, 'home-serve'), { recursive: true, mode: 0o700 });
+      writeFileSync(join(work, 'home-serve', 'config.json'), '{ "idp": ', { mode: 0o600 });
       const runs = await runBin(['serve']);
       expect(runs).toHaveLength(2);
       expect(runs[0]!.execArgv).not.toContain('--liftoff-only');
