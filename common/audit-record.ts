@@ -32,8 +32,6 @@ export const OUTCOMES = ['success', 'denied', 'error', 'cancelled', 'timeout', '
 
 export const JoinKeysSchema = z
   .object({
-    /** Countersign's own id for one tool call (its in-flight journal entry), unique across restarts. */
-    call_id: z.string().max(100).optional(),
     mcp_request_id: z.union([z.string(), z.number()]).optional(),
     mcp_session_id: z.string().optional(),
     obo_jti: z.string().optional(),

@@ -469,7 +469,8 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
   for (const { id, entry } of orphans) {
     // The run died after the call's own record was appended but before its journal entry was closed.
     const started = Date.parse(entry.startedAt);
-    if (audit.hasCallRecord(id, Number.isFinite(started) ? started - 60_000 : 0)) {
+    const { mcp_session_id: session, mcp_request_id: request } = entry.keys;
+    if (session !== undefined && request !== undefined && audit.hasCallRecord(session, request, Number.isFinite(started) ? started - 60_000 : 0)) {
       journal.end(id);
       continue;
     }

@@ -468,13 +468,16 @@ export class AuditStore implements AuditSink {
   }
 
   /**
-   * True when a record of the tool call `callId` (keys.call_id) was written at or after `sinceMs`: a core
-   * that died between appending a call's record and closing its journal entry must not record it twice.
+   * True when a tool-call record for request `requestId` of MCP session `sessionId` was written at or
+   * after `sinceMs`: a core that died between appending a call's record and closing its journal entry
+   * must not record that call twice. MCP request ids are unique within a session.
    */
-  hasCallRecord(callId: string, sinceMs: number): boolean {
+  hasCallRecord(sessionId: string, requestId: string | number, sinceMs: number): boolean {
     const row = this.#db
-      .prepare("SELECT 1 AS found FROM records WHERE at_ms >= ? AND kind = 'tool_call' AND json_extract(body, '$.keys.call_id') = ? LIMIT 1")
-      .get(sinceMs, callId);
+      .prepare(
+        "SELECT 1 AS found FROM records WHERE at_ms >= ? AND kind = 'tool_call' AND outcome != 'aborted' AND json_extract(body, '$.keys.mcp_session_id') = ? AND json_extract(body, '$.keys.mcp_request_id') = ? LIMIT 1",
+      )
+      .get(sinceMs, sessionId, requestId);
     return row !== undefined;
   }
 

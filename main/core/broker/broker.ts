@@ -191,7 +191,6 @@ export function createBroker(options: BrokerOptions): Broker {
   async function callTool(request: ToolCallRequest): Promise<CallToolResult> {
     const started = performance.now();
     const trace = new CallTrace();
-    trace.keys.call_id = trace.id;
     trace.keys.mcp_request_id = request.requestId;
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;

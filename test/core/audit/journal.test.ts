@@ -56,11 +56,11 @@ describe('the journal of calls in flight', () => {
   it('does not record a call twice when the core died after its record was written but before its entry was closed', async () => {
     const journal = new SqliteCallJournal(dir);
     const startedAt = new Date().toISOString();
-    journal.begin('e', { tool: 'query', startedAt, user: { sub: 'alice' }, tier: 1, keys: { call_id: 'e', mcp_request_id: 9 } });
-    journal.begin('f', { tool: 'query', startedAt, user: { sub: 'alice' }, tier: 1, keys: { call_id: 'f', mcp_request_id: 10 } });
+    journal.begin('e', { tool: 'query', startedAt, user: { sub: 'alice' }, tier: 1, keys: { mcp_session_id: 's1', mcp_request_id: 9 } });
+    journal.begin('f', { tool: 'query', startedAt, user: { sub: 'alice' }, tier: 1, keys: { mcp_session_id: 's1', mcp_request_id: 10 } });
     const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test') });
     // e's own record made it to the store; the process died before journal.end('e').
-    await audit.append({ kind: 'tool_call', outcome: 'success', user: { sub: 'alice' }, tool: 'query', tier: 1, hops: [], keys: { call_id: 'e', mcp_request_id: 9 }, summary: 'query: done' });
+    await audit.append({ kind: 'tool_call', outcome: 'success', user: { sub: 'alice' }, tool: 'query', tier: 1, hops: [], keys: { mcp_session_id: 's1', mcp_request_id: 9 }, summary: 'query: done' });
     expect(await closeAbortedCalls(journal, audit, quiet)).toBe(1);
     expect(journal.orphans()).toEqual([]);
     const { records } = audit.page({ limit: 10 });
