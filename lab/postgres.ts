@@ -198,10 +198,13 @@ function stopServer(child: ChildProcess): Promise<void> {
   });
 }
 
+// fsync is off (a throwaway cluster need not survive the machine), but commits are synchronous: the
+// process-fault tests kill the postmaster, and an asynchronous commit lost in that crash brings back a
+// per-call role whose DROP had already been acknowledged.
 const SERVER_CONF = `
 listen_addresses = '127.0.0.1'
 fsync = off
-synchronous_commit = off
+synchronous_commit = on
 full_page_writes = off
 shared_buffers = 16MB
 min_wal_size = 2MB
