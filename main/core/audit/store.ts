@@ -327,10 +327,25 @@ export class AuditStore implements AuditSink {
         this.#setMeta('indexed_through', String(items[items.length - 1]!.seq));
       });
     } catch {
-      // Left to the next open's catch-up, which starts from indexed_through.
+      // Kept for the next try (a full disk clears): dropping them would let a later flush move
+      // indexed_through past records that have no index rows. A crash meanwhile is covered by the next
+      // open's catch-up, which starts from indexed_through.
       this.#knownUsers.clear();
+      this.#indexPending = items.concat(this.#indexPending);
+      if (!this.#indexTimer && !this.#closed) this.#indexTimer = setTimeout(() => this.#flushIndex(), 1_000).unref();
     } finally {
       this.#db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
+  /**
+   * Brings the derived tables up to date before a query that reads them; refuses rather than answer
+   * short when they cannot be (the deferred rows are kept and written once the disk has room).
+   */
+  #indexForQuery(): void {
+    this.#flushIndex();
+    if (this.#indexPending.length > 0) {
+      throw new AppError('AUDIT_FAILED', `The timeline's filters are ${this.#indexPending.length} record(s) behind because the audit store's disk refused a write; free space on that disk and try again. Every record is kept.`);
     }
   }
 
@@ -496,7 +511,8 @@ export class AuditStore implements AuditSink {
     const where = this.#where(q.filter, q.before);
     if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0, total_capped: false }), head: headSeq, next_before: null };
     const unfiltered = !where.fts && where.clauses.length === (q.before === undefined ? 0 : 1);
-    this.#flushIndex();
+    if (unfiltered && options.withTotal === false) this.#flushIndex();
+    else this.#indexForQuery();
     const rows = where.fts
       ? this.#searchNewest(where, q.before ?? headSeq + 1, q.limit + q.offset).slice(q.offset)
       : unfiltered
@@ -569,7 +585,7 @@ export class AuditStore implements AuditSink {
   count(filter: AuditFilter = {}): number {
     const f = parseOr(AuditFilterSchema, filter);
     const where = this.#where(f, undefined);
-    this.#flushIndex();
+    this.#indexForQuery();
     return where === null ? 0 : this.#count(where);
   }
 
@@ -632,7 +648,8 @@ export class AuditStore implements AuditSink {
    */
   *iterate(filter: AuditFilter = {}): Generator<StoredAuditRecord> {
     const f = parseOr(AuditFilterSchema, filter);
-    this.#flushIndex();
+    if (Object.values(f).some((v) => v !== undefined)) this.#indexForQuery();
+    else this.#flushIndex();
     const reader = new DatabaseSync(this.path, { readOnly: true });
     try {
       reader.exec('BEGIN');
@@ -659,7 +676,7 @@ export class AuditStore implements AuditSink {
       a1: number | null;
     };
     const byOutcome: Record<string, number> = {};
-    this.#flushIndex();
+    this.#indexForQuery();
     const countOutcome = this.#db.prepare('SELECT count(*) AS n FROM facets WHERE outcome = ?');
     for (const o of OUTCOMES) {
       const n = (countOutcome.get(o) as { n: number }).n;
@@ -909,7 +926,7 @@ export class AuditStore implements AuditSink {
     if (!this.#insert) throw new AppError('AUDIT_READ_ONLY', 'This audit store was opened for reading only.');
     let cutoff = 0;
     if (options.maxAgeMs !== undefined) {
-      this.#flushIndex();
+      this.#indexForQuery();
       const row = this.#db.prepare('SELECT max(seq) AS s FROM facets WHERE at_ms < ?').get(this.#now() - options.maxAgeMs) as { s: number | null };
       cutoff = Math.max(cutoff, row.s ?? 0);
     }
@@ -924,7 +941,7 @@ export class AuditStore implements AuditSink {
     let removed = 0;
     let through!: ChainHead;
     let note!: StoredAuditRecord;
-    this.#flushIndex();
+    this.#indexForQuery();
     this.#tx(() => {
       through = this.#db.prepare('SELECT seq, hash FROM records WHERE seq = ?').get(cutoff) as unknown as ChainHead;
       removed = Number(this.#db.prepare('DELETE FROM records WHERE seq <= ?').run(cutoff).changes);
