@@ -17,7 +17,7 @@ import type { Prompter } from './approvals/prompter.ts';
 import { AuditStore } from './audit/store.ts';
 import { SqliteCallJournal } from './audit/journal.ts';
 import { exportLines, exportFilename, EXPORT_MEDIA_TYPES, writeExportFile } from './audit/export.ts';
-import { createBroker, type Broker } from './broker/index.ts';
+import { createBroker, createCredentials, type Broker } from './broker/index.ts';
 import { claudeDesktopConfigPath, findNodeOnPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
 import type { AppConfig } from './config/config.ts';
 import type { Connector } from './connectors/types.ts';
@@ -52,8 +52,6 @@ export interface CoreOptions {
   createAuth?(deps: { config: AppConfig; secrets: SecretStore; openExternal: OpenExternal; audit: AuditStore; log: Log }): Promise<CoreAuth>;
   paths?: CountersignPaths;
   log: Log;
-  /** Extra connectors (remote MCP upstreams are built by the caller, which owns their credentials plumbing). */
-  connectors?: (broker: () => Broker) => Connector[];
   /**
    * Asks the person where to save an export (the desktop shell's native save dialog); undefined when
    * they cancel. Hosts without one leave it out and `audit.saveExport` is refused.
@@ -175,30 +173,25 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     if (!ssl && !isLoopbackHost(host)) log.warn(`postgres.sslmode is disable: statements and per-call credentials travel to ${host} unencrypted.`);
     connectors.push(createPostgresConnector({ policy: postgresPolicy, connection: { host, port, database, ssl, ...(connectTimeoutMs ? { connectTimeoutMs } : {}) } }));
   }
-  const ref: { broker?: Broker } = {};
+  // Built before the connectors and the broker: the upstreams' listings and every call take their credentials from it.
+  const credentialOptions = { tokens: auth, idp, vault, audit, demo: config.demo, log: (line: string) => log.info(line), vaultMode: config.vault.mode };
+  const credentials = createCredentials(credentialOptions);
   connectors.push(
     ...createUpstreamConnectors(config.upstreams, {
-      broker: () => ref.broker!,
+      credentials,
       tokens: auth,
       listingsDir: join(paths.dataDir, 'upstream-listings'),
       log: (line) => log.warn(line),
     }),
   );
-  connectors.push(...(options.connectors?.(() => ref.broker!) ?? []));
   const broker = createBroker({
+    ...credentialOptions,
+    credentials,
     connectors,
-    tokens: auth,
-    idp,
-    vault,
-    audit,
     approver: approverFor(approvals),
-    demo: config.demo,
     journal,
-    log: (line) => log.info(line),
-    vaultMode: config.vault.mode,
     onSignInNeeded: () => options.present?.('sign-in'),
   });
-  ref.broker = broker;
 
   const catalogue = new CatalogueWatch();
   const offCatalogue = catalogue.onChange((stale) => {

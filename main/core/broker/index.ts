@@ -1,2 +1,3 @@
 export { createBroker, errorResult, type Broker, type BrokerOptions } from './broker.ts';
+export { createCredentials, type Credentials, type CredentialsOptions } from './credentials.ts';
 export { tierOneOnlyApprover, type Approver, type ApprovalContext, type ApprovalDecision } from './approver.ts';

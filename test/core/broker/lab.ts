@@ -11,7 +11,7 @@ import type { LabPostgres } from '../../../lab/postgres.ts';
 import type { LabIdp } from '../../../lab/idp/index.ts';
 import type { LabVault } from '../../../lab/vault/index.ts';
 import type { Upstream } from '../../../lab/upstream/index.ts';
-import { createBroker, type Approver, type Broker } from '../../../main/core/broker/index.ts';
+import { createBroker, createCredentials, type Approver, type Broker, type Credentials } from '../../../main/core/broker/index.ts';
 import { createPostgresConnector, type PostgresConnection } from '../../../main/core/connectors/postgres/connector.ts';
 import { createTokenExchanger, type TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
 import { parsePolicy, type PostgresPolicy } from '../../../main/core/policy/policy.ts';
@@ -39,14 +39,25 @@ export interface BrokerLab {
   logs: { lab: string[]; core: string[] };
   vaultAuditLogPath: string;
   /** A broker over the real parts; every argument can be replaced for a fault test. */
-  broker(o?: { tokens?: TokenSource; approver?: Approver; connectors?: Connector[]; idp?: TokenExchanger; vault?: VaultClient; audit?: MemoryAudit; vaultMode?: VaultMode }): {
+  broker(o?: CoreParts & { approver?: Approver; connectors?: Connector[]; credentials?: Credentials }): {
     broker: Broker;
     audit: MemoryAudit;
   };
+  /** The credential source alone (for connectors built before their broker), over the same parts. */
+  credentials(o?: CoreParts): { credentials: Credentials; audit: MemoryAudit };
   /** Per-call roles (Vault's `v-…` names) still present in PostgreSQL. */
   leftoverRoles(): Promise<string[]>;
   admin<T extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<T[]>;
   stop(): Promise<void>;
+}
+
+/** The parts a broker or a credential source is built from; each defaults to the lab's. */
+interface CoreParts {
+  tokens?: TokenSource;
+  idp?: TokenExchanger;
+  vault?: VaultClient;
+  audit?: MemoryAudit;
+  vaultMode?: VaultMode;
 }
 
 let nextRequestId = 1;
@@ -79,6 +90,15 @@ export async function startBrokerLab(): Promise<BrokerLab> {
     const vaultClient = createVaultClient({ address: vault.addr, timeoutMs: 15_000 });
     const alice = await labTokenSource(idp, 'alice');
     const adminPool = new pg.Pool({ connectionString: pgLab.adminUrl, max: 2 });
+    const parts = (o: CoreParts, audit: MemoryAudit) => ({
+      tokens: o.tokens ?? alice,
+      idp: o.idp ?? exchanger,
+      vault: o.vault ?? vaultClient,
+      audit,
+      log: (l: string) => logs.core.push(l),
+      demo: true,
+      ...(o.vaultMode ? { vaultMode: o.vaultMode } : {}),
+    });
     adminPool.on('error', () => {});
 
     return {
@@ -95,17 +115,16 @@ export async function startBrokerLab(): Promise<BrokerLab> {
       broker(o = {}) {
         const audit = o.audit ?? new MemoryAudit();
         const broker = createBroker({
+          ...parts(o, audit),
           connectors: o.connectors ?? [createPostgresConnector({ policy: DEMO_POLICY, connection })],
-          tokens: o.tokens ?? alice,
-          idp: o.idp ?? exchanger,
-          vault: o.vault ?? vaultClient,
-          audit,
+          ...(o.credentials ? { credentials: o.credentials } : {}),
           ...(o.approver ? { approver: o.approver } : {}),
-          log: (l) => logs.core.push(l),
-          demo: true,
-          ...(o.vaultMode ? { vaultMode: o.vaultMode } : {}),
         });
         return { broker, audit };
+      },
+      credentials(o = {}) {
+        const audit = o.audit ?? new MemoryAudit();
+        return { credentials: createCredentials(parts(o, audit)), audit };
       },
       async leftoverRoles() {
         const r = await adminPool.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'");

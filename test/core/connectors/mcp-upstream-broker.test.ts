@@ -1,7 +1,7 @@
 /**
  * Remote MCP upstreams through the real broker, against the real lab (startLab: IdP, Vault stand-in,
  * PostgreSQL, both upstream MCP servers): the connectors come from createUpstreamConnectors, their
- * listing credentials from Broker.withCredential, every call from Broker.callTool. What the upstreams
+ * listing credentials from Credentials.withCredential, every call from Broker.callTool. What the upstreams
  * received is read from Node's own `http.server.request.start` diagnostics channel, i.e. the headers
  * as the lab's HTTP servers got them.
  */
@@ -17,7 +17,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
-import type { Broker } from '../../../main/core/broker/index.ts';
+import type { Broker, Credentials } from '../../../main/core/broker/index.ts';
 import { createUpstreamConnectors } from '../../../main/core/connectors/mcp-upstream/index.ts';
 import type { McpUpstreamConnector, UpstreamConfigInput } from '../../../main/core/connectors/mcp-upstream/index.ts';
 import { createPostgresConnector } from '../../../main/core/connectors/postgres/connector.ts';
@@ -135,6 +135,7 @@ const approveAll = { approve: async () => ({ outcome: 'approved' as const }) };
 
 interface Setup {
   broker: Broker;
+  credentials: Credentials;
   audit: MemoryAudit;
   connectors: Connector[];
   issued: Obo[];
@@ -142,13 +143,13 @@ interface Setup {
 
 function setup(user: TokenSource, configs: UpstreamConfigInput[], withPostgres = false): Setup {
   const issued: Obo[] = [];
-  const ref: { broker?: Broker } = {};
-  const connectors = createUpstreamConnectors(configs, { broker: () => ref.broker!, tokens: user });
+  const idp = recording(lab.exchanger, issued);
+  const { credentials, audit } = lab.credentials({ tokens: user, idp });
+  const connectors = createUpstreamConnectors(configs, { credentials, tokens: user });
   const all = withPostgres ? [createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection }), ...connectors] : connectors;
-  const made = lab.broker({ connectors: all, tokens: user, approver: approveAll, idp: recording(lab.exchanger, issued) });
-  ref.broker = made.broker;
+  const made = lab.broker({ connectors: all, tokens: user, approver: approveAll, idp, audit, credentials });
   closers.push(() => made.broker.close());
-  return { broker: made.broker, audit: made.audit, connectors, issued };
+  return { broker: made.broker, credentials, audit: made.audit, connectors, issued };
 }
 
 const closers: Array<() => Promise<unknown>> = [];
@@ -387,7 +388,7 @@ describe('the broker as the connectors’ credential source', () => {
       bytes: '{}',
     };
     let used = false;
-    const error = await s.broker.withCredential(plan, async () => (used = true), AbortSignal.timeout(5_000)).catch((e: unknown) => e);
+    const error = await s.credentials.withCredential(plan, async () => (used = true), AbortSignal.timeout(5_000)).catch((e: unknown) => e);
     expect(AppError.is(error, 'POLICY_BLOCKED')).toBe(true);
     expect({ used, reads, issued: s.issued.length }).toEqual({ used: false, reads: 0, issued: 0 });
     expect(s.audit.records).toMatchObject([{ kind: 'system', outcome: 'denied', error: { code: 'POLICY_BLOCKED' } }]);
@@ -395,7 +396,7 @@ describe('the broker as the connectors’ credential source', () => {
 
   it('refuses two upstreams with the same name', () => {
     const config = { name: 'twin', url: lab.upstream.url, allowInsecureHttpForLoopbackOnly: true };
-    expect(() => createUpstreamConnectors([config, config], { broker: () => main.broker, tokens: alice })).toThrow(/named twin/);
+    expect(() => createUpstreamConnectors([config, config], { credentials: main.credentials, tokens: alice })).toThrow(/named twin/);
   });
 });
 
@@ -479,10 +480,9 @@ describe('an upstream that is down, slow or answers garbage', () => {
     ]);
 
     // A fresh listing while it is down leaves its tools out and keeps the database's; the reason is logged.
-    const gone: { broker?: Broker } = {};
-    const listing = createUpstreamConnectors([{ name: 'gone', url: flaky.url, allowInsecureHttpForLoopbackOnly: true, timeoutMs: 1_000 }], { broker: () => gone.broker!, tokens: alice });
-    const withGone = lab.broker({ connectors: [createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection }), ...listing], tokens: alice });
-    gone.broker = withGone.broker;
+    const gone = lab.credentials({ tokens: alice });
+    const listing = createUpstreamConnectors([{ name: 'gone', url: flaky.url, allowInsecureHttpForLoopbackOnly: true, timeoutMs: 1_000 }], { credentials: gone.credentials, tokens: alice });
+    const withGone = lab.broker({ connectors: [createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection }), ...listing], tokens: alice, audit: gone.audit, credentials: gone.credentials });
     closers.push(() => withGone.broker.close());
     const names = (await withGone.broker.listTools()).map((x) => x.name);
     expect(names).toContain('query');

@@ -1,7 +1,6 @@
 /**
- * Builds the configured remote MCP upstreams as connectors for the broker. The broker is created
- * after its connectors and is the one that obtains their listing credentials, so it is taken as a
- * getter: nothing is asked of it until the first listing, by which time it exists.
+ * Builds the configured remote MCP upstreams as connectors for the broker. Their listing credentials
+ * come from the core's credential source (main/core/broker/credentials.ts), built before both.
  */
 import type { TokenSource } from '../../ports.ts';
 import type { Connector } from '../types.ts';
@@ -11,14 +10,13 @@ import type { UpstreamConfigInput } from './config.ts';
 import { fileListingCache } from './listing-cache.ts';
 import { AppError } from '../../../../common/errors.ts';
 
-/** The part of the broker an upstream needs: `Broker.withCredential` (main/core/broker). */
+/** What an upstream needs to list its tools: `Credentials.withCredential` (main/core/broker/credentials.ts). */
 export interface CredentialHost {
   withCredential: CredentialBroker;
 }
 
 export interface UpstreamConnectorDeps {
-  /** The broker, or a getter for it when the broker is built after these connectors. */
-  broker: CredentialHost | (() => CredentialHost);
+  credentials: CredentialHost;
   /** Supplies the install's DPoP key (RFC 9449) when the IdP binds tokens to it. */
   tokens: Pick<TokenSource, 'dpopKeyPair'>;
   /** Where each upstream's last listing is kept (listing-cache.ts); without it nothing is kept. */
@@ -31,12 +29,7 @@ export interface UpstreamConnectorDeps {
  * Names must be unique (they are the tools' namespace); a duplicate is a configuration error.
  */
 export function createUpstreamConnectors(configs: readonly UpstreamConfigInput[], deps: UpstreamConnectorDeps): Connector[] {
-  const host = (): CredentialHost => (typeof deps.broker === 'function' ? deps.broker() : deps.broker);
-  const withCredential: CredentialBroker = (plan, use, signal) => {
-    const broker = host();
-    if (!broker) throw new AppError('INTERNAL', 'The remote MCP upstreams were used before the broker was ready.');
-    return broker.withCredential(plan, use, signal);
-  };
+  const withCredential: CredentialBroker = (plan, use, signal) => deps.credentials.withCredential(plan, use, signal);
   const seen = new Set<string>();
   const listings = deps.listingsDir !== undefined ? fileListingCache(deps.listingsDir) : undefined;
   return configs.map((config) => {

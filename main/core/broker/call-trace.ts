@@ -1,0 +1,114 @@
+/**
+ * What one call (or one listing) learns as it goes: its hops with outcome and duration, its join keys,
+ * the secrets it held (so they can be scrubbed from anything that leaves it), and its entry in the
+ * in-flight journal, so a core that dies mid-call can close it on restart.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { AppError, type ErrorCode } from '../../../common/errors.ts';
+import type { AuditRecordInput, Hop, JoinKeys } from '../../../common/audit-record.ts';
+import type { CallJournal } from '../ports.ts';
+
+const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> = {
+  CANCELLED: 'cancelled',
+  APPROVAL_TIMEOUT: 'timeout',
+  IDP_STEP_UP_TIMEOUT: 'timeout',
+  DB_TIMEOUT: 'timeout',
+  TIMEOUT: 'timeout',
+  APPROVAL_DENIED: 'denied',
+  APPROVAL_UNAVAILABLE: 'denied',
+  APPROVAL_NOT_PROVEN: 'denied',
+  POLICY_BLOCKED: 'denied',
+  IDP_DENIED: 'denied',
+  IDP_STEP_UP_DENIED: 'denied',
+  VAULT_PERMISSION_DENIED: 'denied',
+  VAULT_LOGIN_FAILED: 'denied',
+  DB_PERMISSION_DENIED: 'denied',
+};
+
+/** The record's outcome for a call that ended with `failure` (or succeeded). */
+export function outcomeOf(failure: AppError | undefined): AuditRecordInput['outcome'] {
+  return failure ? (OUTCOME_BY_CODE[failure.code] ?? 'error') : 'success';
+}
+
+export function hopOutcome(error: AppError): Hop['outcome'] {
+  const o = OUTCOME_BY_CODE[error.code];
+  return o === 'cancelled' ? 'cancelled' : o === 'timeout' ? 'timeout' : o === 'denied' ? 'denied' : 'error';
+}
+
+export const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+/** Per-call state: hops, join keys, the secrets to scrub from anything that leaves the call, its journal entry. */
+export class CallTrace {
+  readonly id = randomUUID();
+  readonly hops: Hop[] = [];
+  readonly keys: JoinKeys = {};
+  readonly secrets = new Set<string>();
+  readonly #journal: CallJournal | undefined;
+  readonly #log: (line: string) => void;
+
+  /** Without a journal (a listing, which no restart needs to close) nothing is noted. */
+  constructor(journal?: CallJournal, log: (line: string) => void = () => {}) {
+    this.#journal = journal;
+    this.#log = log;
+  }
+
+  async hop<T>(name: Hop['name'], run: () => Promise<T>, detail?: (value: T) => string | undefined): Promise<T> {
+    const start = performance.now();
+    try {
+      const value = await run();
+      const d = detail?.(value);
+      this.hops.push({ name, outcome: 'ok', ms: round(performance.now() - start), ...(d ? { detail: d } : {}) });
+      return value;
+    } catch (error) {
+      const e = AppError.from(error);
+      this.hops.push({ name, outcome: hopOutcome(e), ms: round(performance.now() - start), code: e.code });
+      throw e;
+    }
+  }
+
+  record(name: Hop['name'], outcome: Hop['outcome'], ms: number, extra: { code?: string; detail?: string } = {}): void {
+    this.hops.push({ name, outcome, ms: round(ms), ...extra });
+  }
+
+  /** The journal is a durability aid: a failure to write it is logged, never a reason to fail the call. */
+  journal(write: (j: CallJournal) => void): void {
+    if (!this.#journal) return;
+    try {
+      write(this.#journal);
+    } catch (error) {
+      this.#log(`broker: the in-flight journal could not be written (${AppError.from(error).code})`);
+    }
+  }
+
+  /** Notes the join keys learnt so far, so a restarted core can find what this call minted. */
+  noteKeys(): void {
+    this.journal((j) => j.note(this.id, { keys: this.keys }));
+  }
+
+  /** The encoded forms of `secrets`, computed again only when a secret was added (they only grow). */
+  #forms: { size: number; forms: string[] } | undefined;
+
+  /** Removes every secret this call has held from a text, raw and in its common encodings. */
+  scrub(text: string): string {
+    if (this.#forms?.size !== this.secrets.size) this.#forms = { size: this.secrets.size, forms: [...this.secrets].filter(Boolean).flatMap(encodings) };
+    let out = text;
+    for (const form of this.#forms.forms) if (out.includes(form)) out = out.split(form).join('[redacted]');
+    return out;
+  }
+
+  /** The hops as they go into the record: details scrubbed and bounded. */
+  scrubbedHops(): Hop[] {
+    return this.hops.map((h) => (h.detail ? { ...h, detail: this.scrub(h.detail).slice(0, 2000) } : h));
+  }
+}
+
+function encodings(secret: string): string[] {
+  const forms = new Set([secret, encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1), Buffer.from(secret).toString('base64url')]);
+  if (secret.split('.').length === 3) for (const part of secret.split('.')) if (part.length >= 16) forms.add(part);
+  return [...forms];
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
