@@ -22,7 +22,12 @@ export interface ApprovalView {
   expiresAt: string;
 }
 
-export type ApprovalDecision = 'approve' | 'deny';
+/**
+ * What a person answers at a prompt (the native dialog, the web card): yes or no, nothing else. The
+ * core turns an answer into the call's decision (main/core/approvals/decision.ts).
+ */
+export const APPROVAL_ANSWERS = ['approve', 'deny'] as const;
+export type ApprovalAnswer = (typeof APPROVAL_ANSWERS)[number];
 
 /** The key under which a SQL call's arguments list the values bound to $1, $2… in order. */
 export const BOUND_VALUES_KEY = 'parameters ($1, $2… in order)';

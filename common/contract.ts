@@ -7,6 +7,7 @@
  * password: the renderer never holds one.
  */
 import { z } from 'zod';
+import { APPROVAL_ANSWERS } from './approval-view.ts';
 import { AuditRecordSchema, OUTCOMES, RECORD_KINDS } from './audit-record.ts';
 
 const Empty = z.object({}).strict();
@@ -265,7 +266,7 @@ export const CHANNELS = {
   'audit.saveExport': channel(ExportRequestSchema, SaveExportResultSchema, ['electron']),
   'approvals.pending': channel(Empty, z.array(PendingApprovalSchema)),
   'approvals.decide': channel(
-    z.object({ id: Id, decision: z.enum(['approve', 'deny']), digest: z.string().max(128) }).strict(),
+    z.object({ id: Id, decision: z.enum(APPROVAL_ANSWERS), digest: z.string().max(128) }).strict(),
     Ok,
     ['headless'],
   ),

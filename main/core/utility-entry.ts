@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { ApprovalDecision, ApprovalView } from '../../common/approval-view.ts';
+import type { ApprovalAnswer, ApprovalView } from '../../common/approval-view.ts';
 import { CHANNELS, channelsFor, EVENT_NAMES } from '../../common/contract.ts';
 import { PortRpc, type PortLike } from '../../common/port-rpc.ts';
 import { hostPaths } from './mcp/host-paths.ts';
@@ -71,7 +71,7 @@ async function run(portLike: PortLike): Promise<void> {
     version: (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
     secrets,
     prompter: {
-      prompt: async (view: ApprovalView, signal: AbortSignal) => (await rpc.call('approval.prompt', view, signal)) as ApprovalDecision,
+      prompt: async (view: ApprovalView, signal: AbortSignal) => (await rpc.call('approval.prompt', view, signal)) as ApprovalAnswer,
     },
     openExternal: async (url) => void (await rpc.call('shell.openExternal', { url })),
     present: () => void rpc.call('shell.present', {}).catch(() => undefined),

@@ -6,7 +6,7 @@
  * additionally asks for Touch ID where the machine has it.
  */
 import type { BrowserWindow, Dialog, SystemPreferences } from 'electron';
-import type { ApprovalDecision, ApprovalView } from '../../common/approval-view.ts';
+import type { ApprovalAnswer, ApprovalView } from '../../common/approval-view.ts';
 
 export interface NativePrompterDeps {
   dialog: Pick<Dialog, 'showMessageBox'>;
@@ -80,7 +80,7 @@ export function dialogOptions(view: ApprovalView, signal: AbortSignal): Electron
   return dialogPages(view, signal)[0]!;
 }
 
-export async function promptNatively(deps: NativePrompterDeps, view: ApprovalView, signal: AbortSignal): Promise<ApprovalDecision> {
+export async function promptNatively(deps: NativePrompterDeps, view: ApprovalView, signal: AbortSignal): Promise<ApprovalAnswer> {
   const parent = deps.parent();
   if (!parent) return 'deny';
   const pages = dialogPages(view, signal);

@@ -11,11 +11,12 @@
  * Vault or the database would refuse.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import type { ApprovalDecision, ApprovalView } from '../../../common/approval-view.ts';
+import type { ApprovalAnswer, ApprovalView } from '../../../common/approval-view.ts';
 import type { CachedApproval, PendingApproval } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
 import type { ApprovalScope, CallPlan } from '../connectors/types.ts';
 import type { AuditSink, UserIdentity } from '../ports.ts';
+import { hopOutcome, recordOutcome, refusal, type ApprovalDecision } from './decision.ts';
 import type { Prompter } from './prompter.ts';
 import { makeVisible, renderArguments, truncate, visibleName } from './render.ts';
 
@@ -34,27 +35,13 @@ export interface ApprovalRequest {
   progress?(message: string): void;
 }
 
-/**
- * `idp`: no local prompt; the identity provider asks the person (a Verify-style push bound to this
- * call's RAR), and the broker refuses the call unless the OBO proves it (`approvals.tier3`).
- */
-export type ApprovalOutcome = 'not_required' | 'approved' | 'cached' | 'idp' | 'denied' | 'timeout' | 'cancelled';
-
 /** Who asks the person for a tier-3 call (config `approvals.tier3`). */
 export type Tier3Approvals = 'local' | 'idp-when-offered';
-
-export interface ApprovalResult {
-  outcome: ApprovalOutcome;
-  approvalId?: string;
-  /** sha256 over the exact bytes, the RAR, the tool and the target. */
-  digest: string;
-  ms: number;
-}
 
 interface Pending {
   entry: PendingApproval;
   view: ApprovalView;
-  resolve(decision: ApprovalDecision): void;
+  resolve(answer: ApprovalAnswer): void;
 }
 
 interface Cached {
@@ -161,14 +148,15 @@ export class ApprovalService {
     return this.#tier3;
   }
 
-  async approve(request: ApprovalRequest): Promise<ApprovalResult> {
+  /** The call's decision (decision.ts), its refusal reason written for the person. */
+  async approve(request: ApprovalRequest): Promise<ApprovalDecision> {
     const started = this.#now();
     const { plan } = request;
     const digest = callDigest(plan);
     const ms = () => Math.max(0, this.#now() - started);
     if (plan.tier === 1) return { outcome: 'not_required', digest, ms: 0 };
-    if (plan.tier === 4) throw new AppError('POLICY_BLOCKED', `${plan.tool} is blocked by policy (tier 4): ${plan.reason}.`);
-    if (request.signal.aborted) return { outcome: 'cancelled', digest, ms: 0 };
+    if (plan.tier === 4) throw new AppError('POLICY_BLOCKED', refusal.blocked(plan));
+    if (request.signal.aborted) return { outcome: 'cancelled', digest, ms: 0, reason: refusal.cancelled() };
     // Asked once, by the IdP: the broker then requires the OBO to prove the push (fail closed).
     if (this.#tier3 === 'idp-when-offered' && idpCarriesApproval(plan)) return { outcome: 'idp', digest, ms: 0 };
 
@@ -177,7 +165,7 @@ export class ApprovalService {
       if (hit) {
         hit.entry.uses += 1;
         this.#changed();
-        const result: ApprovalResult = { outcome: 'cached', approvalId: hit.entry.id, digest, ms: ms() };
+        const result: ApprovalDecision = { outcome: 'cached', approvalId: hit.entry.id, digest, ms: ms() };
         await this.#record(request, result, 'cache');
         return result;
       }
@@ -215,11 +203,11 @@ export class ApprovalService {
       : undefined;
     request.progress?.('Waiting for your approval in Countersign…');
 
-    let decision: ApprovalDecision;
+    let answer: ApprovalAnswer;
     try {
-      decision = await new Promise<ApprovalDecision>((resolve) => {
+      answer = await new Promise<ApprovalAnswer>((resolve) => {
         let settled = false;
-        const settle = (d: ApprovalDecision) => {
+        const settle = (d: ApprovalAnswer) => {
           if (settled) return;
           settled = true;
           this.#pending.delete(id);
@@ -245,27 +233,27 @@ export class ApprovalService {
       request.signal.removeEventListener('abort', onAbort);
     }
 
-    const outcome: ApprovalOutcome = request.signal.aborted
-      ? 'cancelled'
+    const result: ApprovalDecision = request.signal.aborted
+      ? { outcome: 'cancelled', reason: refusal.cancelled() }
       : timedOut
-        ? 'timeout'
-        : decision === 'approve'
-          ? 'approved'
-          : 'denied';
-    if (outcome === 'approved' && plan.tier === 2 && plan.approvalScope) this.#remember(request, id);
-    const result: ApprovalResult = { outcome, approvalId: id, digest, ms: ms() };
+        ? { outcome: 'timeout', reason: refusal.timedOut(plan, this.#timeout) }
+        : answer === 'approve'
+          ? { outcome: 'approved' }
+          : { outcome: 'denied', reason: refusal.denied(plan) };
+    Object.assign(result, { approvalId: id, digest, ms: ms() });
+    if (result.outcome === 'approved' && plan.tier === 2 && plan.approvalScope) this.#remember(request, id);
     await this.#record(request, result, 'person');
     return result;
   }
 
   /** The headless approval card's answer. The digest must be the one shown: an approval cannot be moved to other arguments. */
-  decide(id: string, decision: ApprovalDecision, digest: string): void {
+  decide(id: string, answer: ApprovalAnswer, digest: string): void {
     const p = this.#pending.get(id);
     if (!p) throw new AppError('INPUT_INVALID', 'That approval is no longer pending.');
     if (p.entry.digest !== digest) {
       throw new AppError('INPUT_INVALID', 'That approval was shown for a different call; it was not applied.');
     }
-    p.resolve(decision);
+    p.resolve(answer);
   }
 
   /** Deny from the app window's pending list (which, on the desktop, cannot approve). */
@@ -401,30 +389,23 @@ export class ApprovalService {
     };
   }
 
-  async #record(request: ApprovalRequest, result: ApprovalResult, by: 'person' | 'cache'): Promise<void> {
+  async #record(request: ApprovalRequest, result: ApprovalDecision, by: 'person' | 'cache'): Promise<void> {
     if (!this.#audit) return;
-    const outcome =
-      result.outcome === 'approved' || result.outcome === 'cached'
-        ? 'success'
-        : result.outcome === 'denied'
-          ? 'denied'
-          : result.outcome === 'timeout'
-            ? 'timeout'
-            : 'cancelled';
+    const ms = result.ms ?? 0;
     await this.#audit.append({
       kind: 'approval',
-      outcome,
+      outcome: recordOutcome(result.outcome),
       user: request.user,
       client: request.client,
       tool: request.plan.tool,
       tier: request.plan.tier,
       target: request.plan.target,
       authorization_details: request.plan.authorizationDetails,
-      hops: [{ name: 'approval', outcome: result.outcome === 'approved' ? 'ok' : result.outcome === 'cached' ? 'cached' : result.outcome === 'denied' ? 'denied' : result.outcome === 'timeout' ? 'timeout' : 'cancelled', ms: result.ms }],
+      hops: [{ name: 'approval', outcome: hopOutcome(result.outcome), ms }],
       keys: { mcp_session_id: request.sessionId },
-      summary: `${by === 'cache' ? 'Covered by a cached approval' : result.outcome === 'approved' ? 'Approved by the user' : `Approval ${result.outcome}`} (${result.digest.slice(0, 19)}…)`,
+      summary: `${by === 'cache' ? 'Covered by a cached approval' : result.outcome === 'approved' ? 'Approved by the user' : `Approval ${result.outcome}`} (${(result.digest ?? '').slice(0, 19)}…)`,
       demo: this.#demo || undefined,
-      duration_ms: result.ms,
+      duration_ms: ms,
     });
   }
 }

@@ -8,7 +8,7 @@ export function approverFor(service: ApprovalService): Approver {
   return {
     async approve(plan, ctx, signal) {
       if (!ctx.user) throw new AppError('NOT_SIGNED_IN', 'Sign in to Countersign before Claude can use its tools.');
-      const result = await service.approve({
+      return service.approve({
         plan,
         args: argsOf(plan),
         user: ctx.user,
@@ -17,25 +17,6 @@ export function approverFor(service: ApprovalService): Approver {
         signal,
         progress: ctx.progress,
       });
-      switch (result.outcome) {
-        case 'not_required':
-        case 'approved':
-          return { outcome: 'approved', approvalId: result.approvalId };
-        case 'cached':
-          return { outcome: 'cached', approvalId: result.approvalId };
-        case 'idp':
-          return { outcome: 'idp' };
-        case 'timeout':
-          return {
-            outcome: 'timeout',
-            approvalId: result.approvalId,
-            reason: `Nobody approved ${plan.tool} within ${Math.round(service.timeoutMs / 1000)} s, so it was not run.`,
-          };
-        case 'cancelled':
-          throw new AppError('CANCELLED', 'The call was cancelled while it waited for approval.');
-        default:
-          return { outcome: 'denied', approvalId: result.approvalId, reason: `You denied ${plan.tool} on ${plan.target}.` };
-      }
     },
     settle: (approvalId, succeeded) => service.settle(approvalId, succeeded),
   };

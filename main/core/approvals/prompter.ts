@@ -1,4 +1,4 @@
-import type { ApprovalDecision, ApprovalView } from '../../../common/approval-view.ts';
+import type { ApprovalAnswer, ApprovalView } from '../../../common/approval-view.ts';
 
 /**
  * Asks a person. Adapters: the native dialog in the desktop shell (main/electron/native-prompter.ts,
@@ -6,8 +6,8 @@ import type { ApprovalDecision, ApprovalView } from '../../../common/approval-vi
  * pending list: see `waitForUi`), and a scripted prompter for tests.
  */
 export interface Prompter {
-  /** Resolves with the person's decision; must resolve 'deny' (or reject) once `signal` aborts. */
-  prompt(view: ApprovalView, signal: AbortSignal): Promise<ApprovalDecision>;
+  /** Resolves with the person's answer; must resolve 'deny' (or reject) once `signal` aborts. */
+  prompt(view: ApprovalView, signal: AbortSignal): Promise<ApprovalAnswer>;
 }
 
 /**
@@ -28,7 +28,7 @@ export const waitForUi: Prompter = {
  */
 export class ScriptedPrompterForTests implements Prompter {
   readonly shown: ApprovalView[] = [];
-  readonly #script: Array<ApprovalDecision | 'wait' | ((view: ApprovalView) => ApprovalDecision | 'wait')>;
+  readonly #script: Array<ApprovalAnswer | 'wait' | ((view: ApprovalView) => ApprovalAnswer | 'wait')>;
 
   constructor(script: ScriptedPrompterForTests['script'] = []) {
     this.#script = [...script];
@@ -42,7 +42,7 @@ export class ScriptedPrompterForTests implements Prompter {
     this.#script.push(...answers);
   }
 
-  prompt(view: ApprovalView, signal: AbortSignal): Promise<ApprovalDecision> {
+  prompt(view: ApprovalView, signal: AbortSignal): Promise<ApprovalAnswer> {
     this.shown.push(view);
     const next = this.#script.shift() ?? 'deny';
     const answer = typeof next === 'function' ? next(view) : next;

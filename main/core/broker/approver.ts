@@ -5,6 +5,7 @@
  */
 import type { UserIdentity } from '../ports.ts';
 import type { CallPlan } from '../connectors/types.ts';
+import { refusal, type ApprovalDecision } from '../approvals/decision.ts';
 
 export interface ApprovalContext {
   requestId: string | number;
@@ -13,18 +14,6 @@ export interface ApprovalContext {
   user: UserIdentity | null;
   /** Sends `notifications/progress` to the MCP client ("waiting for your approval…"). */
   progress(message: string): void;
-}
-
-export interface ApprovalDecision {
-  /**
-   * `idp`: nobody was asked locally; the identity provider asks the person during the exchange (a
-   * Verify-style push bound to the call's RAR) and the broker refuses the call unless the OBO proves it.
-   */
-  outcome: 'approved' | 'cached' | 'idp' | 'denied' | 'timeout';
-  /** Shown to Claude when denied or timed out; written for the person. */
-  reason?: string;
-  /** Joins the call's audit record to the approval's own record. */
-  approvalId?: string;
 }
 
 export interface Approver {
@@ -42,10 +31,7 @@ export interface Approver {
  */
 export const tierOneOnlyApprover: Approver = {
   async approve(plan) {
-    if (plan.tier === 1) return { outcome: 'approved' };
-    return {
-      outcome: 'denied',
-      reason: `This call is tier ${plan.tier} (${plan.reason}) and needs your approval, but no approval surface is configured, so it was refused.`,
-    };
+    if (plan.tier === 1) return { outcome: 'not_required' };
+    return { outcome: 'denied', reason: refusal.noSurface(plan) };
   },
 };

@@ -10,6 +10,7 @@ import { AppError } from '../../../common/errors.ts';
 import type { AuditRecordInput, Hop } from '../../../common/audit-record.ts';
 import type { AuditSink, CallJournal } from '../ports.ts';
 import type { CallPlan, Connector, ToolCallRequest, ToolHost } from '../connectors/types.ts';
+import { hopOutcome, lets, refusal, refusalError, via } from '../approvals/decision.ts';
 import { tierOneOnlyApprover, type Approver } from './approver.ts';
 import type { CredentialOptions } from './call-credential.ts';
 import { auditRecord } from './call-record.ts';
@@ -123,7 +124,7 @@ export function createBroker(options: BrokerOptions): Broker {
       trace.journal((j) => j.note(trace.id, { tier: p.tier, target: p.target }));
       if (p.tier === 4) {
         trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
-        throw new AppError('POLICY_BLOCKED', `Countersign's policy blocks this call (tier 4: ${p.reason}); it was not sent to your identity provider.`);
+        throw new AppError('POLICY_BLOCKED', refusal.blocked(p));
       }
       let idpApproval: Hop | undefined;
       if (p.tier === 1) {
@@ -133,16 +134,16 @@ export function createBroker(options: BrokerOptions): Broker {
           'approval',
           async () => {
             const d = await approver.approve(p, { requestId: request.requestId, sessionId: request.sessionId, client: request.client, user, progress: request.progress }, signal);
+            if (d.outcome === 'cancelled') throw refusalError(d, p);
             signal.throwIfAborted();
-            if (d.outcome === 'denied') throw new AppError('APPROVAL_DENIED', d.reason ?? 'You declined this call.');
-            if (d.outcome === 'timeout') throw new AppError('APPROVAL_TIMEOUT', d.reason ?? 'Nobody answered the approval in time, so the call was refused.');
+            if (!lets(d)) throw refusalError(d, p);
             return d;
           },
-          (d) => `${VIA[d.outcome]}${d.approvalId ? ` approval=${d.approvalId}` : ''}`,
+          via,
         );
         approvalId = decision.approvalId;
         const hop = trace.hops[trace.hops.length - 1]!;
-        if (decision.outcome === 'cached') hop.outcome = 'cached';
+        hop.outcome = hopOutcome(decision.outcome);
         if (decision.outcome === 'idp') idpApproval = hop;
       }
 
@@ -284,15 +285,6 @@ export function createBroker(options: BrokerOptions): Broker {
     },
   };
 }
-
-/** How the approval hop's detail names the way a call was approved. */
-const VIA: Record<'approved' | 'cached' | 'idp' | 'denied' | 'timeout', string> = {
-  approved: 'via=local-prompt',
-  cached: 'via=cached',
-  idp: 'via=idp-push',
-  denied: 'via=local-prompt',
-  timeout: 'via=local-prompt',
-};
 
 function summary(tool: string, plan: CallPlan | undefined, outcome: string, revokeUnproven: boolean): string {
   const base = plan ? `${tool} on ${plan.target}: ${plan.reason} → ${outcome}` : `${tool} → ${outcome}`;

@@ -7,6 +7,7 @@ import type { Hop } from '../../../common/audit-record.ts';
 import { canonicalJson } from '../../../common/canonical-json.ts';
 import type { CallPlan } from '../connectors/types.ts';
 import { authorizationDetailsDigest, type Obo } from '../idp/token-exchange.ts';
+import { refusal } from '../approvals/decision.ts';
 import { hopOutcome } from './call-trace.ts';
 
 /**
@@ -20,11 +21,11 @@ export async function approvedThroughIdp(exchanged: Promise<Obo>, plan: CallPlan
     const e = AppError.from(error);
     if (e.code === 'IDP_STEP_UP_DENIED') {
       Object.assign(hop, { outcome: 'denied', code: 'APPROVAL_DENIED', detail: 'via=idp-push denied on the push' });
-      throw new AppError('APPROVAL_DENIED', `You denied ${plan.tool} on ${plan.target} (the approval your identity provider pushed to your phone).`, { cause: e });
+      throw new AppError('APPROVAL_DENIED', refusal.pushDenied(plan), { cause: e });
     }
     if (e.code === 'IDP_STEP_UP_TIMEOUT') {
       Object.assign(hop, { outcome: 'timeout', code: 'APPROVAL_TIMEOUT', detail: 'via=idp-push not answered' });
-      throw new AppError('APPROVAL_TIMEOUT', `Nobody approved ${plan.tool} on your phone in time (your identity provider's push), so it was not run.`, { cause: e });
+      throw new AppError('APPROVAL_TIMEOUT', refusal.pushTimedOut(plan), { cause: e });
     }
     Object.assign(hop, { outcome: hopOutcome(e), code: e.code, detail: 'via=idp-push not completed' });
     throw e;
@@ -47,8 +48,5 @@ export function requireIdpApproval(obo: Obo, plan: CallPlan, asked: CallPlan['au
   }
   const missing = !pushed ? 'without a push approval' : 'for authorization details other than the ones the push approved';
   Object.assign(hop, { outcome: 'denied', code: 'APPROVAL_NOT_PROVEN', detail: `via=idp-push refused: the OBO was issued ${missing} (jti=${obo.jti})` });
-  throw new AppError(
-    'APPROVAL_NOT_PROVEN',
-    `Your identity provider issued the token for ${plan.tool} on ${plan.target} ${missing}, but Countersign relies on it to ask you for tier-3 calls (approvals.tier3 is idp-when-offered), so the call was refused. Check the identity provider's step-up policy, or set approvals.tier3 to local.`,
-  );
+  throw new AppError('APPROVAL_NOT_PROVEN', refusal.pushNotProven(plan, missing));
 }
