@@ -1,8 +1,19 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBrokerLab, call, settled, type BrokerLab } from './lab.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startBrokerLab, call, DEMO_POLICY, settled, type BrokerLab } from './lab.ts';
+import { labTokenSource } from './fixtures.ts';
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
+import { closeAbortedCalls } from '../../../main/core/app.ts';
+import { SqliteCallJournal } from '../../../main/core/audit/journal.ts';
+import { AuditStore } from '../../../main/core/audit/store.ts';
+import { planPostgresCall } from '../../../main/core/connectors/postgres/plan.ts';
 import type { ExchangeRequest, TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
+import type { TokenSource } from '../../../main/core/ports.ts';
+import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
+import { leaseRevocationFor, pathAccessFor } from '../../../main/core/vault/agent-mode.ts';
 
 // Vault Enterprise native agent mode through the broker, against the lab: the OBO goes straight to
 // Vault as X-Vault-Token, scoped by its vault:path_access entries; no login, no Vault token.
@@ -207,5 +218,141 @@ describe('agent mode fails closed, nothing minted', () => {
     const { broker } = lab.broker({ vaultMode: 'agent' });
     const r = await broker.callTool(call('query', { sql: READ_SQL }));
     expect(r.isError, text(r)).toBeFalsy();
+  });
+});
+
+/**
+ * What a run killed mid-call leaves in agent mode, made by hand the way the broker makes it: an OBO
+ * carrying the call's entry and its Vault paths, the creds read with it, and the call's journal entry
+ * holding the lease (no Vault token: none exists). The restart's recovery is `closeAbortedCalls`.
+ */
+async function leftByAKilledRun(dir: string) {
+  const { plan } = await planPostgresCall(DEMO_POLICY, 'query', { sql: READ_SQL });
+  if (plan.credential.kind !== 'vault-database') throw new Error('a query needs a database credential');
+  const obo = await lab.exchanger.exchange({
+    subjectToken: lab.alice.accessToken,
+    authorizationDetails: [...plan.authorizationDetails, ...pathAccessFor(plan.credential)],
+    audience: plan.audience!,
+    expectedSub: lab.alice.user()!.sub,
+  });
+  const creds = await lab.vaultClient.databaseCreds(obo.token, plan.credential.dbMount, plan.credential.dbRole);
+  const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test') });
+  const journal = new SqliteCallJournal(dir, { sealKey: audit.installKeys!.hmacKey });
+  journal.begin('killed', {
+    tool: 'query',
+    startedAt: new Date().toISOString(),
+    user: lab.alice.user(),
+    tier: 1,
+    keys: { mcp_session_id: 's', mcp_request_id: 'killed-1', obo_jti: obo.jti, lease_id: creds.leaseId, db_role: creds.username },
+  });
+  const close = async (): Promise<void> => {
+    journal.close();
+    await audit.close();
+  };
+  return { audit, journal, creds, obo, close };
+}
+
+const quiet = { info() {}, warn() {}, error() {} };
+const recovery = (tokens = lab.alice as TokenSource, idp: TokenExchanger = lab.exchanger) => ({ tokens, idp, vault: lab.vaultClient, audience: DEMO_POLICY.audience });
+const rootRevoke = (leaseId: string) => vault('PUT', 'sys/leases/revoke', { lease_id: leaseId });
+
+describe('agent mode after a restart: the lease a killed run left', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cs-agent-recovery-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is revoked with a revocation-only OBO, and the one aborted record says so', async () => {
+    const left = await leftByAKilledRun(dir);
+    try {
+      expect(await lab.admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [left.creds.username])).toHaveLength(1);
+      expect(await closeAbortedCalls(left.journal, left.audit, quiet, lab.vaultClient, recovery())).toBe(1);
+      expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+      const records = left.audit.page({ limit: 10 }).records;
+      expect(records).toHaveLength(1);
+      expect(records[0]!.hops.map((h) => [h.name, h.outcome])).toEqual([
+        ['exchange', 'ok'],
+        ['revoke', 'ok'],
+      ]);
+      expect(records[0]!.summary).toContain('its lease was revoked on restart with a revocation-only OBO');
+    } finally {
+      await left.close();
+    }
+  });
+
+  it('is left to its TTL, and the record says so, when the identity provider does not issue a revocation on its own', async () => {
+    const left = await leftByAKilledRun(dir);
+    lab.idp.updatePolicy((p) => ({ ...p, lease_revocation_alone: false }));
+    try {
+      await closeAbortedCalls(left.journal, left.audit, quiet, lab.vaultClient, recovery());
+      const [record] = left.audit.page({ limit: 1 }).records;
+      expect(record!.outcome).toBe('aborted');
+      expect(record!.hops.map((h) => [h.name, h.outcome, h.code])).toEqual([
+        ['exchange', 'error', 'IDP_DENIED'],
+        ['revoke', 'error', 'IDP_DENIED'],
+      ]);
+      expect(record!.summary).toContain('could not be revoked on restart');
+      expect(record!.summary).toContain('expires within its Vault TTL');
+      expect(lab.vault.leaseIds()).toContain(left.creds.leaseId);
+    } finally {
+      lab.idp.updatePolicy((p) => ({ ...p, lease_revocation_alone: true }));
+      await rootRevoke(left.creds.leaseId);
+      await left.close();
+    }
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it('is left to its TTL, without asking the identity provider, when another person is signed in now', async () => {
+    const left = await leftByAKilledRun(dir);
+    const bob = await labTokenSource(lab.idp, 'bob');
+    let exchanges = 0;
+    const counting: TokenExchanger = { exchange: (req) => (exchanges++, lab.exchanger.exchange(req)) };
+    try {
+      await closeAbortedCalls(left.journal, left.audit, quiet, lab.vaultClient, recovery(bob, counting));
+      const [record] = left.audit.page({ limit: 1 }).records;
+      expect(record!.hops).toEqual([expect.objectContaining({ name: 'revoke', outcome: 'error', code: 'NOT_SIGNED_IN' })]);
+      expect(record!.summary).toContain('another person is signed in now');
+      expect(exchanges).toBe(0);
+      expect(bob.calls).toBe(0);
+      expect(lab.vault.leaseIds()).toContain(left.creds.leaseId);
+    } finally {
+      await rootRevoke(left.creds.leaseId);
+      await left.close();
+    }
+  });
+
+  it('gets an OBO that revokes that one lease only: Vault refuses it another lease of the same role and any creds', async () => {
+    const a = await leftByAKilledRun(dir);
+    const otherDir = await mkdtemp(join(tmpdir(), 'cs-agent-recovery-b-'));
+    const other = await leftByAKilledRun(otherDir);
+    try {
+      const obo = await lab.exchanger.exchange({ subjectToken: lab.alice.accessToken, authorizationDetails: leaseRevocationFor(a.creds.leaseId), audience: DEMO_POLICY.audience, expectedSub: lab.alice.user()!.sub });
+      await expect(lab.vaultClient.revokeLease(obo.token, other.creds.leaseId)).rejects.toMatchObject({ code: 'VAULT_PERMISSION_DENIED' });
+      await expect(lab.vaultClient.databaseCreds(obo.token, 'database', 'clinic-read')).rejects.toMatchObject({ code: 'VAULT_PERMISSION_DENIED' });
+      expect(vaultErrorFor(obo.jti)).toContain('RAR_NO_MATCH');
+      expect(lab.vault.leaseIds().sort()).toEqual([a.creds.leaseId, other.creds.leaseId].sort());
+      expect(await lab.vaultClient.revokeLease(obo.token, a.creds.leaseId)).toBe('revoked');
+      expect(lab.vault.leaseIds()).toEqual([other.creds.leaseId]);
+    } finally {
+      for (const x of [a, other]) await rootRevoke(x.creds.leaseId).catch(() => {});
+      await a.close();
+      await other.close();
+      await rm(otherDir, { recursive: true, force: true });
+    }
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it.each([
+    ['every lease of the role (a glob)', leaseRevocationFor('database/creds/clinic-read/*'), 'alice'],
+    ['a lease of a role the person does not hold', leaseRevocationFor('database/creds/clinic-write/abc'), 'bob'],
+    ['a creds path with no call beside it', [{ type: 'vault:path_access', path: 'database/creds/clinic-read', capabilities: ['read'] }], 'alice'],
+  ] as const)('is refused by the identity provider when a token with no call entry asks for %s: IDP_DENIED', async (_what, details, who) => {
+    const tokens = who === 'alice' ? lab.alice : await labTokenSource(lab.idp, 'bob');
+    await expect(
+      lab.exchanger.exchange({ subjectToken: await tokens.getAccessToken(), authorizationDetails: [...details], audience: DEMO_POLICY.audience, expectedSub: tokens.user()!.sub }),
+    ).rejects.toMatchObject({ code: 'IDP_DENIED' });
   });
 });
