@@ -53,7 +53,7 @@ function appCommand(): string[] | undefined {
     log('COUNTERSIGN_APP_CMD is not a JSON array of strings; the app will not be started');
     return undefined;
   }
-  // --liftoff-only: see CORE_V8_FLAGS in main/core/v8-flags.ts
+  // --liftoff-only: see CORE_V8_FLAGS in common/v8-flags.ts
   return [process.execPath, '--liftoff-only', join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
 }
 
