@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startBrokerLab, call, DEMO_POLICY, settled, type BrokerLab } from './lab.ts';
-import { labTokenSource } from './fixtures.ts';
+import { findSecret, labTokenSource } from './fixtures.ts';
+import type { Broker } from '../../../main/core/broker/index.ts';
+import { createUpstreamConnectors } from '../../../main/core/connectors/mcp-upstream/index.ts';
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
 import { closeAbortedCalls } from '../../../main/core/app.ts';
 import { SqliteCallJournal } from '../../../main/core/audit/journal.ts';
@@ -111,8 +113,12 @@ const READ_SQL = 'SELECT count(*) FROM appointments';
 type PathEntry = { type: string; path?: string; capabilities?: string[]; allowed_parameters?: Record<string, unknown[]> };
 
 /** One refused call: the stable code, one audit record without an execute hop, and nothing minted. */
+/** Credentials Vault handed out so far: its audit log's creds responses that are not refusals. */
+const credsMinted = (): number => vaultAudit().filter((e) => e.type === 'response' && e.request?.path?.startsWith('database/creds/') && !e.error).length;
+
 async function refused(o: Parameters<BrokerLab['broker']>[0], code: string): Promise<AuditRecordInput> {
   const leasesBefore = lab.vault.leases();
+  const mintedBefore = credsMinted();
   const { broker, audit } = lab.broker({ vaultMode: 'agent', ...o });
   const r = await broker.callTool(call('query', { sql: READ_SQL }));
   expect(r.isError).toBe(true);
@@ -123,6 +129,8 @@ async function refused(o: Parameters<BrokerLab['broker']>[0], code: string): Pro
   expect(record.hops!.map((h) => h.name)).not.toContain('execute');
   expect(record.keys!.lease_id).toBeUndefined();
   expect(lab.vault.leases()).toBe(leasesBefore);
+  // Not minted and revoked since: Vault's audit shows no credential handed out at all.
+  expect(credsMinted()).toBe(mintedBefore);
   expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   return record;
 }
@@ -214,10 +222,14 @@ describe('agent mode fails closed, nothing minted', () => {
     await refused({ idp }, 'IDP_DENIED');
   });
 
-  it('still works after the refusals (the lab is back as it was)', async () => {
+  it('still works after the refusals (the lab is back as it was), and Vault’s audit counts the credential it hands out', async () => {
+    const before = credsMinted();
     const { broker } = lab.broker({ vaultMode: 'agent' });
     const r = await broker.callTool(call('query', { sql: READ_SQL }));
     expect(r.isError, text(r)).toBeFalsy();
+    // The count the refusals are held to moves when a credential is handed out (the audit line may trail the answer).
+    for (let i = 0; i < 40 && credsMinted() === before; i += 1) await new Promise((res) => setTimeout(res, 50));
+    expect(credsMinted()).toBe(before + 1);
   });
 });
 
@@ -354,5 +366,122 @@ describe('agent mode after a restart: the lease a killed run left', () => {
     await expect(
       lab.exchanger.exchange({ subjectToken: await tokens.getAccessToken(), authorizationDetails: [...details], audience: DEMO_POLICY.audience, expectedSub: tokens.user()!.sub }),
     ).rejects.toMatchObject({ code: 'IDP_DENIED' });
+  });
+});
+
+const KV_PATH = 'secret/data/upstreams/apikey-demo';
+
+/**
+ * A broker in agent mode over the lab's API-key upstream, its tools listed (a listing reads the key
+ * too). `exchangeWith` swaps the exchanger for the calls after the listing.
+ */
+async function apiKeyBroker() {
+  const ref: { broker?: Broker } = {};
+  let current: TokenExchanger = lab.exchanger;
+  const connectors = createUpstreamConnectors(
+    [{ name: 'quotes', url: lab.upstream.apiKeyUrl, auth: 'api-key', apiKey: { path: 'upstreams/apikey-demo' }, tools: [{ pattern: 'get_*', tier: 1 }], allowInsecureHttpForLoopbackOnly: true }],
+    { broker: () => ref.broker!, tokens: lab.alice },
+  );
+  const made = lab.broker({ vaultMode: 'agent', connectors, idp: { exchange: (req) => current.exchange(req) } });
+  ref.broker = made.broker;
+  brokers.push(made.broker);
+  expect((await made.broker.listTools()).map((t) => t.name)).toContain('quotes__get_quote');
+  return { ...made, exchangeWith: (idp: TokenExchanger) => void (current = idp) };
+}
+
+const brokers: Broker[] = [];
+
+describe('agent mode: the API key read from KV v2 with the OBO', () => {
+  afterAll(async () => {
+    for (const b of brokers) await b.close();
+  });
+
+  it('reads the key with the OBO itself (its RAR names the secret’s path, read), no login, nothing to revoke, and Vault’s audit joins by jti', async () => {
+    const { broker, audit } = await apiKeyBroker();
+    const listing = audit.records.find((r) => r.kind === 'system')!;
+    expect(listing.outcome).toBe('success');
+    expect(listing.hops!.map((h) => h.name)).toEqual(['approval', 'exchange', 'vault_creds', 'execute']);
+
+    const before = lab.upstream.apiKeyRequests();
+    const r = await broker.callTool(call('quotes__get_quote', { symbol: 'ACME' }));
+    expect(text(r)).toBe('ACME: 123.45');
+    expect(lab.upstream.apiKeyRequests()).toBeGreaterThan(before);
+    const record = audit.records.find((x) => x.kind === 'tool_call')!;
+    expect(record.outcome).toBe('success');
+    expect(record.hops!.map((h) => h.name)).toEqual(['validate', 'classify', 'approval', 'exchange', 'vault_creds', 'execute']);
+    expect(record.hops!.find((h) => h.name === 'vault_creds')!.detail).toContain(`mode=agent jwt_unique_id=${record.keys!.obo_jti}`);
+    expect(record.keys!.vault_accessor).toBeUndefined();
+    expect(record.keys!.lease_id).toBeUndefined();
+
+    for (const jti of [listing.keys!.obo_jti!, record.keys!.obo_jti!]) {
+      const lines = vaultLinesFor(jti);
+      expect(lines.map((l) => [l.request?.path, l.error])).toEqual([[KV_PATH, undefined]]);
+      expect(lines[0]!.auth!.metadata!['actor_entity_name']).toBe('agent-countersign-desktop');
+      expect(JSON.parse(lines[0]!.auth!.metadata!['jwt_authorization_details']!)).toEqual([
+        { type: 'api_key', locations: [lab.upstream.apiKeyUrl], actions: ['read'], identifier: 'quotes' },
+        { type: 'vault:path_access', path: KV_PATH, capabilities: ['read'] },
+      ]);
+    }
+    // The key itself is in no record, log or Vault audit line.
+    const everything = JSON.stringify({ records: audit.records, core: lab.logs.core, lab: lab.logs.lab, vault: readFileSync(lab.vaultAuditLogPath, 'utf8'), r });
+    expect(findSecret(everything, { apiKey: lab.upstream.apiKey })).toEqual([]);
+  });
+
+  /** One refused call: the stable code, one record without an execute hop, and the upstream never given the key. */
+  async function refusedKv(made: Awaited<ReturnType<typeof apiKeyBroker>>, code: string): Promise<AuditRecordInput> {
+    const before = lab.upstream.apiKeyRequests();
+    const listed = made.audit.records.length;
+    const r = await made.broker.callTool(call('quotes__get_quote', { symbol: 'ACME' }));
+    expect(r.isError).toBe(true);
+    expect(text(r)).toContain(`[${code}]`);
+    const records = made.audit.records.slice(listed);
+    expect(records).toHaveLength(1);
+    const record = records[0]!;
+    expect(record.error?.code).toBe(code);
+    expect(record.hops!.map((h) => h.name)).not.toContain('execute');
+    expect(lab.upstream.apiKeyRequests()).toBe(before);
+    // Vault answered this OBO with refusals only: no key left Vault.
+    if (record.keys!.obo_jti) expect(vaultLinesFor(record.keys!.obo_jti).every((l) => l.error)).toBe(true);
+    return record;
+  }
+
+  const generousKv = (extra: PathEntry): void =>
+    lab.idp.updatePolicy((p) => ({ ...p, vault_path_access: { ...p.vault_path_access, 'upstream-apikey': [...p.vault_path_access['upstream-apikey']!, extra as never] } }));
+  const restoreKv = (): void => lab.idp.updatePolicy((p) => ({ ...p, vault_path_access: { ...p.vault_path_access, 'upstream-apikey': p.vault_path_access['upstream-apikey']!.slice(0, 1) } }));
+
+  it.each([
+    ['names another secret than the one it reads', { type: 'vault:path_access', path: 'secret/data/upstreams/other', capabilities: ['read'] }],
+    ['lacks the read capability on the secret', { type: 'vault:path_access', path: KV_PATH, capabilities: ['list'] }],
+  ] as Array<[string, PathEntry]>)('is refused by Vault when the OBO’s RAR %s: VAULT_PERMISSION_DENIED', async (_what, entry) => {
+    const made = await apiKeyBroker();
+    generousKv(entry);
+    try {
+      made.exchangeWith(askingFor((d) => (d as PathEntry[]).map((e) => (e.path === KV_PATH ? entry : e)) as never));
+      const record = await refusedKv(made, 'VAULT_PERMISSION_DENIED');
+      expect(vaultErrorFor(record.keys!.obo_jti!)).toContain('RAR_NO_MATCH');
+    } finally {
+      restoreKv();
+    }
+  });
+
+  it('is refused by the IdP when the call asks for a KV path its policy does not allow: IDP_DENIED', async () => {
+    const made = await apiKeyBroker();
+    made.exchangeWith(askingFor((d) => [...d, { type: 'vault:path_access', path: 'secret/data/upstreams/other', capabilities: ['read'] }]));
+    const record = await refusedKv(made, 'IDP_DENIED');
+    expect(record.keys!.obo_jti).toBeUndefined();
+  });
+
+  it('is refused by Vault when the agent’s ceiling does not allow the secret’s path: VAULT_PERMISSION_DENIED', async () => {
+    const made = await apiKeyBroker();
+    const ceiling = String((await vault('GET', 'sys/policies/acl/countersign-agent-ceiling'))!.data!['policy']);
+    await vault('PUT', 'sys/policies/acl/countersign-agent-ceiling', { policy: 'path "database/creds/clinic-read" { capabilities = ["read"] }' });
+    try {
+      const record = await refusedKv(made, 'VAULT_PERMISSION_DENIED');
+      const why = vaultErrorFor(record.keys!.obo_jti!);
+      expect(why).toContain('permission denied');
+      expect(why).not.toContain('RAR_NO_MATCH');
+    } finally {
+      await vault('PUT', 'sys/policies/acl/countersign-agent-ceiling', { policy: ceiling });
+    }
   });
 });
