@@ -25,6 +25,7 @@ import { createPostgresConnector } from './connectors/postgres/connector.ts';
 import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { ensurePrivateDataDir } from './data-dir.ts';
+import { exchangeClientOptions } from './idp/exchange-client.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { CoreLock } from './mcp/core-lock.ts';
@@ -116,6 +117,11 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
   }
+  if (config.idp.allowLongLivedOboUpToSeconds) {
+    log.warn(
+      `idp.allowLongLivedOboUpToSeconds is ${config.idp.allowLongLivedOboUpToSeconds}: OBOs living longer than 60 s are accepted; a leaked one can log in to Vault until it expires.`,
+    );
+  }
   if (config.vault.allowInsecureHttpForLoopbackOnly) {
     log.warn('vault.allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback Vault (the lab). Never use it in production.');
   }
@@ -165,11 +171,17 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
   const idp = createTokenExchanger({
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
-    // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
-    ...(auth.client && auth.clientRejected ? { client: auth.client.bind(auth), onClientRejected: auth.clientRejected.bind(auth) } : {}),
+    // The exchange authenticates as the client sign-in used (this install's registered one when there
+    // is one), or as the configured exchange client.
+    ...exchangeClientOptions(
+      config.idp,
+      auth.client && auth.clientRejected ? { client: auth.client.bind(auth), clientRejected: auth.clientRejected.bind(auth) } : undefined,
+      options.secrets,
+    ),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
     delegation: config.idp.delegation,
     scopePrefix: config.idp.delegationScopePrefix,
+    ...(config.idp.allowLongLivedOboUpToSeconds ? { maxOboLifetimeS: config.idp.allowLongLivedOboUpToSeconds } : {}),
   });
   const postgresPolicy = policy.postgres;
   // Calls a killed run left in flight: their credentials are revoked and their records closed before any new call.

@@ -87,6 +87,11 @@ export interface TokenExchangerOptions {
   scopePrefix?: string;
   /** Clock skew tolerated on `exp`/`iat`, seconds. */
   clockSkewS?: number;
+  /**
+   * The longest OBO accepted, seconds: 60 unless `idp.allowLongLivedOboUpToSeconds` raises it for an
+   * IdP that cannot issue shorter ones (Okta). Weaker; see that setting.
+   */
+  maxOboLifetimeS?: number;
   stepUp?: { pollIntervalMs?: number; timeoutMs?: number };
   /**
    * After the IdP rotates its signing key, an OBO with an unknown `kid` waits for a JWKS refetch;
@@ -157,6 +162,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const scopePrefix = options.scopePrefix ?? 'vault:';
   const scopeFor = (credential: string): string => `${scopePrefix}${credential}`;
   const skew = options.clockSkewS ?? 5;
+  const maxLifetime = options.maxOboLifetimeS ?? MAX_OBO_LIFETIME_S;
   const pollIntervalMs = options.stepUp?.pollIntervalMs ?? 1_000;
   const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
   const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
@@ -301,8 +307,14 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     const now = Math.floor(Date.now() / 1000);
     const exp = payload.exp as number;
     const iat = payload.iat as number;
-    if (exp - now > MAX_OBO_LIFETIME_S + skew || exp - iat > MAX_OBO_LIFETIME_S) {
-      throw new AppError('OBO_INVALID', `The OBO token lives longer than ${MAX_OBO_LIFETIME_S} s; refusing it.`);
+    if (exp - now > maxLifetime + skew || exp - iat > maxLifetime) {
+      throw new AppError(
+        'OBO_INVALID',
+        `The OBO token lives longer than ${maxLifetime} s (${exp - iat} s); refusing it.` +
+          (maxLifetime === MAX_OBO_LIFETIME_S
+            ? ' Shorten the token lifetime at the identity provider; one that cannot go below this (Okta: 5 minutes) needs idp.allowLongLivedOboUpToSeconds, which is weaker (docs/identity-providers.md).'
+            : ''),
+      );
     }
     const jti = payload.jti as string;
     for (const [seen, until] of seenJtis) if (until < now - skew) seenJtis.delete(seen);
