@@ -10,7 +10,7 @@
  * prompt, shown in arrival order. Tiers only add approvals: this service never allows a call the IdP,
  * Vault or the database would refuse.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { ApprovalAnswer, ApprovalView } from '../../../common/approval-view.ts';
 import type { CachedApproval, PendingApproval } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
@@ -18,7 +18,8 @@ import type { ApprovalScope, CallPlan } from '../connectors/types.ts';
 import type { AuditSink, UserIdentity } from '../ports.ts';
 import { hopOutcome, recordOutcome, refusal, type ApprovalDecision } from './decision.ts';
 import type { Prompter } from './prompter.ts';
-import { makeVisible, renderArguments, truncate, visibleName } from './render.ts';
+import { callDigest, promptView } from './prompt-view.ts';
+import { changesOf, covers } from './scope.ts';
 
 export const DEFAULT_CACHE_TTL_MS = 30 * 60_000;
 export const DEFAULT_TIMEOUT_MS = 45_000;
@@ -53,26 +54,6 @@ interface Cached {
   changes: string[];
 }
 
-/** `<class> <table>` for each change; an upstream tool call changes its one target with its class. */
-export function changesOf(scope: ApprovalScope): string[] {
-  return scope.changes ?? scope.targets.map((t) => `${scope.statementClass} ${t}`);
-}
-
-/**
- * Whether an approval given for `approved` covers a call with scope `wanted`: the same class, every
- * change and every table of the call among the approved ones (exact names), a ceiling no higher. A
- * scope naming no table or no change covers nothing and is covered by nothing.
- */
-export function covers(approved: ApprovalScope, wanted: ApprovalScope): boolean {
-  const had = changesOf(approved);
-  const want = changesOf(wanted);
-  if (approved.targets.length === 0 || had.length === 0 || wanted.targets.length === 0 || want.length === 0) return false;
-  if (approved.statementClass !== wanted.statementClass) return false;
-  if (!wanted.targets.every((t) => approved.targets.includes(t))) return false;
-  if (!want.every((c) => had.includes(c))) return false;
-  return (wanted.rowCeiling ?? Number.POSITIVE_INFINITY) <= (approved.rowCeiling ?? Number.POSITIVE_INFINITY);
-}
-
 export interface ApprovalServiceOptions {
   prompter: Prompter;
   audit?: AuditSink;
@@ -92,23 +73,6 @@ export interface ApprovalServiceOptions {
  */
 export function idpCarriesApproval(plan: Pick<CallPlan, 'tier' | 'authorizationDetails'>): boolean {
   return plan.tier === 3 && plan.authorizationDetails.some((d) => Array.isArray(d.privileges) && d.privileges.length > 0);
-}
-
-export function callDigest(plan: Pick<CallPlan, 'bytes' | 'authorizationDetails' | 'tool' | 'target'>): string {
-  const canonical = JSON.stringify([plan.tool, plan.target, plan.bytes, plan.authorizationDetails]);
-  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
-}
-
-function describeDetail(d: CallPlan['authorizationDetails'][number]): string {
-  const parts = [d.type];
-  if (d.actions?.length) parts.push(d.actions.join(', '));
-  const tables = Array.isArray(d.tables) ? (d.tables as unknown[]).map(String) : d.identifier ? [d.identifier] : [];
-  if (tables.length) parts.push(`on ${tables.join(', ')}`);
-  if (Array.isArray(d.functions) && d.functions.length) parts.push(`calls ${(d.functions as unknown[]).map(String).join(', ')}`);
-  if (d.privileges?.length) parts.push(`privileges: ${d.privileges.join(', ')}`);
-  if (d.locations?.length) parts.push(`at ${d.locations.join(', ')}`);
-  // Whole: every table and action the identity provider is asked for is shown.
-  return makeVisible(parts.join(' · '));
 }
 
 export class ApprovalService {
@@ -174,7 +138,7 @@ export class ApprovalService {
     const id = randomUUID();
     const requestedAt = new Date(this.#now());
     const expiresAt = new Date(requestedAt.getTime() + this.#timeout);
-    const view = this.#view(id, request, digest, requestedAt, expiresAt);
+    const view = promptView({ id, plan, args: request.args, digest, requestedAt, expiresAt, cacheTtlMs: this.#ttl });
     const entry: PendingApproval = {
       id,
       tool: plan.tool,
@@ -365,28 +329,6 @@ export class ApprovalService {
       rowCeiling: scope.rowCeiling ?? Number.POSITIVE_INFINITY,
       changes,
     });
-  }
-
-  #view(id: string, request: ApprovalRequest, digest: string, requestedAt: Date, expiresAt: Date): ApprovalView {
-    const { plan } = request;
-    const scope = plan.approvalScope;
-    return {
-      id,
-      tier: plan.tier as 2 | 3,
-      tool: visibleName(plan.tool),
-      target: truncate(makeVisible(plan.target), 200),
-      summary: truncate(makeVisible(`${plan.reason} (tier ${plan.tier})`), 300),
-      authorization: plan.authorizationDetails.map(describeDetail),
-      argumentsText: renderArguments(request.args),
-      digest,
-      scope:
-        plan.tier === 2 && scope
-          ? `${scope.statementClass} on ${scope.targets.map(visibleName).join(', ')}` +
-            `${scope.rowCeiling !== undefined ? `, at most ${scope.rowCeiling} rows` : ''}, in this Claude session for ${Math.round(this.#ttl / 60_000)} minutes`
-          : undefined,
-      requestedAt: requestedAt.toISOString(),
-      expiresAt: expiresAt.toISOString(),
-    };
   }
 
   async #record(request: ApprovalRequest, result: ApprovalDecision, by: 'person' | 'cache'): Promise<void> {

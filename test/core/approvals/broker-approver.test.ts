@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ApprovalService, callDigest } from '../../../main/core/approvals/approval-service.ts';
+import { ApprovalService } from '../../../main/core/approvals/approval-service.ts';
+import { callDigest } from '../../../main/core/approvals/prompt-view.ts';
 import { approverFor, argsOf, PARAMETERS } from '../../../main/core/approvals/broker-approver.ts';
 import { ScriptedPrompterForTests } from '../../../main/core/approvals/prompter.ts';
 import type { ApprovalContext } from '../../../main/core/broker/approver.ts';
