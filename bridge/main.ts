@@ -53,8 +53,8 @@ function appCommand(): string[] | undefined {
     log('COUNTERSIGN_APP_CMD is not a JSON array of strings; the app will not be started');
     return undefined;
   }
-  // --liftoff-only: see CORE_V8_FLAGS in main/core/v8-flags.ts
-  return [process.execPath, '--liftoff-only', join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
+  // the core's V8 options: see CORE_V8_FLAGS in main/core/v8-flags.ts
+  return [process.execPath, '--liftoff-only', '--max-semi-space-size=4', '--max-old-space-size=256', join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
 }
 
 function positiveInt(value: string | undefined): number | undefined {
