@@ -7,7 +7,7 @@ import type { ErrorCode } from '../../../common/errors.ts';
 import type { AuditSink, OpenExternal, SecretStore, StepUpChallenge, TokenSource, UserIdentity } from '../ports.ts';
 import { parseIdpConfig } from './config.ts';
 import type { IdpConfig, IdpConfigInput } from './config.ts';
-import { idpError, safeDescription, safeOAuthCode } from './idp-errors.ts';
+import { challengeAnswer, idpError, IDP_STEPS, isClientRejected, isRefusal, refusalError } from '../idp/errors.ts';
 import { startLoopbackListener } from './loopback.ts';
 import { onWire } from '../wire-time.ts';
 
@@ -68,11 +68,6 @@ const EXPIRY_MARGIN_MS = 30_000;
 const CLIENT_FORGOTTEN =
   'Your identity provider no longer knows this Countersign install (its registration was removed or expired). Sign in again: the install registers anew.';
 
-/** `invalid_client` from an endpoint the client authenticated to: the IdP does not accept this client. */
-function isClientRejected(error: unknown): boolean {
-  return error instanceof oidc.ResponseBodyError && error.error === 'invalid_client';
-}
-
 function sanitizeUser(claims: Record<string, unknown>): UserIdentity {
   const user: UserIdentity = { sub: String(claims.sub) };
   if (typeof claims.name === 'string') user.name = claims.name;
@@ -110,30 +105,10 @@ async function readStoredClient(text: string, alg: webcrypto.EcKeyImportParams):
   }
 }
 
-/**
- * RFC 7591 §3.2.2: the IdP refused the registration. Fail closed: no fallback to the public client.
- * A 401 (registration needs an initial access token, RFC 7591 §3) comes as a WWW-Authenticate
- * challenge whose OAuth error may sit in the JSON body rather than the header.
- */
+/** RFC 7591 §3.2.2: the IdP refused the registration. Fail closed: no fallback to the public client. */
 async function registrationError(error: unknown): Promise<AppError> {
-  let code: string | undefined;
-  let description: string;
-  if (error instanceof oidc.ResponseBodyError && error.status < 500) {
-    code = error.error;
-    description = safeDescription(error.error_description);
-  } else if (error instanceof oidc.WWWAuthenticateChallengeError) {
-    const body = (await error.response.json().catch(() => undefined)) as { error?: unknown; error_description?: unknown } | undefined;
-    code = String(error.cause[0]?.parameters.error ?? body?.error ?? `HTTP ${error.status}`);
-    description = safeDescription(body?.error_description);
-  } else {
-    return idpError(error, 'CLIENT_REGISTRATION_FAILED', 'registering this install as a client');
-  }
-  return new AppError(
-    'CLIENT_REGISTRATION_FAILED',
-    `Your identity provider refused to register this install as a client (${safeOAuthCode(code)}${description ? `: ${description}` : ''}). ` +
-      'Countersign does not fall back to the shared public client: ask your administrator to allow registration, or set idp.dynamicRegistration to "off".',
-    { cause: error },
-  );
+  const answer = await challengeAnswer(error);
+  return answer && answer.status < 500 ? refusalError(IDP_STEPS.registration, answer, error) : idpError(error, IDP_STEPS.registration);
 }
 
 /**
@@ -297,7 +272,7 @@ export class AuthService implements TokenSource {
   #discover(): Promise<oidc.Configuration> {
     this.#oidc ??= this.#configure().catch((error: unknown) => {
       this.#oidc = undefined;
-      throw idpError(error, 'IDP_BAD_RESPONSE', 'discovery');
+      throw idpError(error, IDP_STEPS.discovery);
     });
     return this.#oidc;
   }
@@ -469,7 +444,7 @@ export class AuthService implements TokenSource {
       await this.#record(stepUp ? 'step_up' : 'sign_in', 'success', user, undefined, claims.acr ? `acr ${String(claims.acr)}` : undefined);
       return { ...user };
     } catch (error) {
-      const app = idpError(error, 'SIGN_IN_FAILED', 'the sign-in');
+      const app = idpError(error, IDP_STEPS.signIn);
       const cancelled = app.code === 'CANCELLED' || app.code === 'SIGN_IN_CANCELLED';
       const final = app.code === 'CANCELLED' ? new AppError('SIGN_IN_CANCELLED', 'The sign-in was cancelled.', { cause: app }) : app;
       if (this.#signInAbort === abort) this.#setStatus(before.state === 'signing_in' ? { state: 'signed_out' } : before);
@@ -603,8 +578,8 @@ export class AuthService implements TokenSource {
         this.#log('auth: refresh failed (invalid_client)');
         throw new AppError('REFRESH_FAILED', CLIENT_FORGOTTEN, { cause: error });
       }
-      const app = idpError(error, 'REFRESH_FAILED', 'renewing your sign-in');
-      const refused = error instanceof oidc.ResponseBodyError && error.status < 500;
+      const app = idpError(error, IDP_STEPS.refresh);
+      const refused = isRefusal(error);
       if (refused && this.#session === session) {
         // The IdP refused the refresh token (revoked, expired, reused): it is worth nothing now.
         this.#session = undefined;
@@ -644,7 +619,7 @@ export class AuthService implements TokenSource {
       try {
         await oidc.tokenRevocation(await this.#discover(), tokens.refresh_token, { token_type_hint: 'refresh_token' });
       } catch (revokeError) {
-        this.#log(`auth: the unkept refresh token could not be revoked (${idpError(revokeError, 'IDP_BAD_RESPONSE', 'revoking your sign-in').code}); it expires on its own`);
+        this.#log(`auth: the unkept refresh token could not be revoked (${idpError(revokeError, IDP_STEPS.revoke).code}); it expires on its own`);
       }
     }
     const reason = `${app.message} Your renewed sign-in could not be kept there, so Countersign stopped using it: unlock the keychain and sign in again.`;
@@ -677,7 +652,7 @@ export class AuthService implements TokenSource {
         const config = await this.#discover();
         await oidc.tokenRevocation(config, session.refresh_token, { token_type_hint: 'refresh_token' });
       } catch (error) {
-        revokeError = idpError(error, 'IDP_BAD_RESPONSE', 'revoking your sign-in');
+        revokeError = idpError(error, IDP_STEPS.revoke);
         this.#log(`auth: the identity provider did not confirm the revocation (${revokeError.code})`);
       }
     }
