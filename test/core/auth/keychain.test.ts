@@ -10,7 +10,7 @@ const key = (name: string) => `${createHash('sha256').update(issuer).digest('hex
 
 describe("sign-in's keychain entries", () => {
   it('reads a kept session, and reports one of another shape as unreadable', async () => {
-    const secrets = new MemorySecretStore();
+    const secrets = new MemorySecretStore('no keychain in this test');
     const keychain = new AuthKeychain(secrets, issuer);
     expect(await keychain.session()).toBeNull();
     await keychain.setSession({ refresh_token: 'rt-1', user: { sub: 'alice', name: 'Alice' } });
@@ -22,7 +22,7 @@ describe("sign-in's keychain entries", () => {
   });
 
   it('reads a registered client only with its private key', async () => {
-    const secrets = new MemorySecretStore();
+    const secrets = new MemorySecretStore('no keychain in this test');
     const keychain = new AuthKeychain(secrets, issuer);
     const pair = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
     const { d: _d, ...publicOnly } = await webcrypto.subtle.exportKey('jwk', pair.privateKey);
@@ -33,7 +33,7 @@ describe("sign-in's keychain entries", () => {
   });
 
   it('drops a kept session that is not one at start instead of using it, without asking the IdP', async () => {
-    const secrets = new MemorySecretStore();
+    const secrets = new MemorySecretStore('no keychain in this test');
     await secrets.set(key('session'), JSON.stringify({ refresh_token: ['rt'], user: { sub: 'mallory' } }));
     const logs: string[] = [];
     const service = await AuthService.create({ config: { issuer, clientId: 'countersign' }, secrets, openExternal: async () => {}, log: (l) => logs.push(l) });
