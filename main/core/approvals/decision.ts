@@ -17,7 +17,8 @@ import type { CallPlan } from '../connectors/types.ts';
  *   Verify-style push bound to the call's RAR) and the broker refuses the call unless the OBO proves it;
  * - `denied`, `timeout`, `cancelled`: the call is refused.
  */
-export type ApprovalOutcome = 'not_required' | 'approved' | 'cached' | 'idp' | 'denied' | 'timeout' | 'cancelled';
+export type ApprovalOutcome =
+  'not_required' | 'approved' | 'cached' | 'idp' | 'denied' | 'timeout' | 'cancelled';
 
 export interface ApprovalDecision {
   outcome: ApprovalOutcome;
@@ -37,20 +38,30 @@ type Described = Pick<CallPlan, 'tool' | 'target' | 'tier' | 'reason'>;
 export const refusal = {
   denied: (p: Described) => `You denied ${p.tool} on ${p.target}.`,
   timedOut: (p: Described, timeoutMs?: number) =>
-    timeoutMs === undefined ? `Nobody approved ${p.tool} in time, so it was not run.` : `Nobody approved ${p.tool} within ${Math.round(timeoutMs / 1000)} s, so it was not run.`,
+    timeoutMs === undefined
+      ? `Nobody approved ${p.tool} in time, so it was not run.`
+      : `Nobody approved ${p.tool} within ${Math.round(timeoutMs / 1000)} s, so it was not run.`,
   cancelled: () => 'The call was cancelled while it waited for approval.',
   noSurface: (p: Described) =>
     `This call is tier ${p.tier} (${p.reason}) and needs your approval, but no approval surface is configured, so it was refused.`,
-  blocked: (p: Described) => `Countersign's policy blocks this call (tier 4: ${p.reason}); it was not sent to your identity provider.`,
-  pushDenied: (p: Described) => `You denied ${p.tool} on ${p.target} (the approval your identity provider pushed to your phone).`,
-  pushTimedOut: (p: Described) => `Nobody approved ${p.tool} on your phone in time (your identity provider's push), so it was not run.`,
+  blocked: (p: Described) =>
+    `Countersign's policy blocks this call (tier 4: ${p.reason}); it was not sent to your identity provider.`,
+  pushDenied: (p: Described) =>
+    `You denied ${p.tool} on ${p.target} (the approval your identity provider pushed to your phone).`,
+  pushTimedOut: (p: Described) =>
+    `Nobody approved ${p.tool} on your phone in time (your identity provider's push), so it was not run.`,
   pushNotProven: (p: Described, missing: string) =>
     `Your identity provider issued the token for ${p.tool} on ${p.target} ${missing}, but Countersign relies on it to ask you for tier-3 calls (approvals.tier3 is idp-when-offered), so the call was refused. Check the identity provider's step-up policy, or set approvals.tier3 to local.`,
 };
 
 /** Whether the call goes on to the exchange. */
 export function lets(decision: ApprovalDecision): boolean {
-  return decision.outcome === 'approved' || decision.outcome === 'cached' || decision.outcome === 'idp' || decision.outcome === 'not_required';
+  return (
+    decision.outcome === 'approved' ||
+    decision.outcome === 'cached' ||
+    decision.outcome === 'idp' ||
+    decision.outcome === 'not_required'
+  );
 }
 
 /** The error a refusing decision ends the call with (its own reason, or the standard text). */
@@ -80,7 +91,12 @@ export function hopOutcome(outcome: ApprovalOutcome): Hop['outcome'] {
 
 /** How the approval hop's detail names the way a call was approved. */
 export function via(decision: ApprovalDecision): string {
-  const how = decision.outcome === 'cached' ? 'via=cached' : decision.outcome === 'idp' ? 'via=idp-push' : 'via=local-prompt';
+  const how =
+    decision.outcome === 'cached'
+      ? 'via=cached'
+      : decision.outcome === 'idp'
+        ? 'via=idp-push'
+        : 'via=local-prompt';
   return `${how}${decision.approvalId ? ` approval=${decision.approvalId}` : ''}`;
 }
 

@@ -8,7 +8,9 @@ import type { ApprovalView } from '../../../common/approval-view.ts';
 import type { CallPlan } from '../connectors/types.ts';
 import { makeVisible, renderArguments, truncate, visibleName } from './render.ts';
 
-export function callDigest(plan: Pick<CallPlan, 'bytes' | 'authorizationDetails' | 'tool' | 'target'>): string {
+export function callDigest(
+  plan: Pick<CallPlan, 'bytes' | 'authorizationDetails' | 'tool' | 'target'>,
+): string {
   const canonical = JSON.stringify([plan.tool, plan.target, plan.bytes, plan.authorizationDetails]);
   return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
 }
@@ -16,9 +18,14 @@ export function callDigest(plan: Pick<CallPlan, 'bytes' | 'authorizationDetails'
 function describeDetail(d: CallPlan['authorizationDetails'][number]): string {
   const parts = [d.type];
   if (d.actions?.length) parts.push(d.actions.join(', '));
-  const tables = Array.isArray(d.tables) ? (d.tables as unknown[]).map(String) : d.identifier ? [d.identifier] : [];
+  const tables = Array.isArray(d.tables)
+    ? (d.tables as unknown[]).map(String)
+    : d.identifier
+      ? [d.identifier]
+      : [];
   if (tables.length) parts.push(`on ${tables.join(', ')}`);
-  if (Array.isArray(d.functions) && d.functions.length) parts.push(`calls ${(d.functions as unknown[]).map(String).join(', ')}`);
+  if (Array.isArray(d.functions) && d.functions.length)
+    parts.push(`calls ${(d.functions as unknown[]).map(String).join(', ')}`);
   if (d.privileges?.length) parts.push(`privileges: ${d.privileges.join(', ')}`);
   if (d.locations?.length) parts.push(`at ${d.locations.join(', ')}`);
   // Whole: every table and action the identity provider is asked for is shown.

@@ -14,7 +14,8 @@ export function changesOf(scope: ApprovalScope): string[] {
 export function covers(approved: ApprovalScope, wanted: ApprovalScope): boolean {
   const had = changesOf(approved);
   const want = changesOf(wanted);
-  if (approved.targets.length === 0 || had.length === 0 || wanted.targets.length === 0 || want.length === 0) return false;
+  if (approved.targets.length === 0 || had.length === 0 || wanted.targets.length === 0 || want.length === 0)
+    return false;
   if (approved.statementClass !== wanted.statementClass) return false;
   if (!wanted.targets.every((t) => approved.targets.includes(t))) return false;
   if (!want.every((c) => had.includes(c))) return false;

@@ -60,7 +60,8 @@ export function createBroker(options: BrokerOptions): Broker {
   const unsubscribe = options.connectors.map((c) => c.onToolsChanged?.(() => listeners.forEach((l) => l())));
   if (!options.approver) log('broker: no approver configured; tier-2 and tier-3 calls will be refused');
 
-  const connectorFor = (tool: string): Connector | undefined => options.connectors.find((c) => c.hasTool(tool));
+  const connectorFor = (tool: string): Connector | undefined =>
+    options.connectors.find((c) => c.hasTool(tool));
 
   /**
    * Records the audit store refused (a full disk): kept in order and written before the next record,
@@ -100,8 +101,14 @@ export function createBroker(options: BrokerOptions): Broker {
         ...(options.demo ? { demo: true } : {}),
       });
     } catch (error) {
-      log(`broker: the in-flight journal could not be written (${AppError.from(error).code}); refusing the call`);
-      unjournaled = new AppError('AUDIT_FAILED', 'Countersign cannot write to its audit store (is its disk full?), so it did not run this call.', { cause: error });
+      log(
+        `broker: the in-flight journal could not be written (${AppError.from(error).code}); refusing the call`,
+      );
+      unjournaled = new AppError(
+        'AUDIT_FAILED',
+        'Countersign cannot write to its audit store (is its disk full?), so it did not run this call.',
+        { cause: error },
+      );
     }
     let plan: CallPlan | undefined;
     let result: CallToolResult | undefined;
@@ -119,7 +126,11 @@ export function createBroker(options: BrokerOptions): Broker {
         if (!user) throw new AppError('NOT_SIGNED_IN', SIGN_IN_FIRST);
         return c;
       });
-      plan = await trace.hop('classify', () => connector.plan(request.name, request.args), (p) => `tier ${p.tier}: ${p.reason}`);
+      plan = await trace.hop(
+        'classify',
+        () => connector.plan(request.name, request.args),
+        (p) => `tier ${p.tier}: ${p.reason}`,
+      );
       const p = plan;
       trace.journal((j) => j.note(trace.id, { tier: p.tier, target: p.target }));
       if (p.tier === 4) {
@@ -133,7 +144,17 @@ export function createBroker(options: BrokerOptions): Broker {
         const decision = await trace.hop(
           'approval',
           async () => {
-            const d = await approver.approve(p, { requestId: request.requestId, sessionId: request.sessionId, client: request.client, user, progress: request.progress }, signal);
+            const d = await approver.approve(
+              p,
+              {
+                requestId: request.requestId,
+                sessionId: request.sessionId,
+                client: request.client,
+                user,
+                progress: request.progress,
+              },
+              signal,
+            );
             if (d.outcome === 'cancelled') throw refusalError(d, p);
             signal.throwIfAborted();
             if (!lets(d)) throw refusalError(d, p);
@@ -155,14 +176,19 @@ export function createBroker(options: BrokerOptions): Broker {
         if (!AppError.is(error, 'IDP_STEP_UP_REQUIRED') || !error.stepUp) throw error;
         const demand = error.stepUp;
         request.progress('The service asks you to sign in again with a stronger method…');
-        await trace.hop('step_up', () => options.tokens.stepUp(demand, signal), () => `re-login acr_values=${demand.acrValues ?? '-'} max_age=${demand.maxAge ?? '-'}`);
+        await trace.hop(
+          'step_up',
+          () => options.tokens.stepUp(demand, signal),
+          () => `re-login acr_values=${demand.acrValues ?? '-'} max_age=${demand.maxAge ?? '-'}`,
+        );
         result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval);
       }
     } catch (error) {
       failure = AppError.from(error);
       // The session's deadline aborts with its own reason (a time-out, said as such); the client's cancellation with none.
       if (signal.aborted && AppError.is(signal.reason, 'TIMEOUT')) failure = signal.reason;
-      else if (signal.aborted && failure.code !== 'CANCELLED') failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
+      else if (signal.aborted && failure.code !== 'CANCELLED')
+        failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
     }
     if (approvalId !== undefined) {
       try {
@@ -172,7 +198,10 @@ export function createBroker(options: BrokerOptions): Broker {
       }
     }
 
-    const revokeUnproven = trace.hops.some((h) => (h.name === 'revoke' || h.name === 'revoke_check') && h.outcome !== 'ok' && h.outcome !== 'skipped');
+    const revokeUnproven = trace.hops.some(
+      (h) =>
+        (h.name === 'revoke' || h.name === 'revoke_check') && h.outcome !== 'ok' && h.outcome !== 'skipped',
+    );
     const durationMs = round(performance.now() - started);
     const { record, error } = auditRecord({
       kind: 'tool_call',
@@ -194,9 +223,14 @@ export function createBroker(options: BrokerOptions): Broker {
     } catch (e) {
       audited = false;
       if (!unwritten.some((u) => u.trace === trace)) unwritten.push({ record, trace });
-      if (unwritten.length > UNWRITTEN_MAX) log(`broker: ${unwritten.length - UNWRITTEN_MAX} unwritten record(s) dropped; their calls stay in the journal`);
+      if (unwritten.length > UNWRITTEN_MAX)
+        log(
+          `broker: ${unwritten.length - UNWRITTEN_MAX} unwritten record(s) dropped; their calls stay in the journal`,
+        );
       unwritten.splice(0, Math.max(0, unwritten.length - UNWRITTEN_MAX));
-      log(`broker: audit append failed for request ${String(request.requestId)} (${AppError.from(e, 'AUDIT_FAILED').code}); ${unwritten.length} record(s) held until the store takes them`);
+      log(
+        `broker: audit append failed for request ${String(request.requestId)} (${AppError.from(e, 'AUDIT_FAILED').code}); ${unwritten.length} record(s) held until the store takes them`,
+      );
     }
     log(
       `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${record.outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
@@ -205,7 +239,12 @@ export function createBroker(options: BrokerOptions): Broker {
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
     if (!audited) {
       return errorResult(
-        new AppError('AUDIT_FAILED', failure ? `${error!.message} The audit record could not be written either.` : 'The call ran, but its audit record could not be written; check the audit store.'),
+        new AppError(
+          'AUDIT_FAILED',
+          failure
+            ? `${error!.message} The audit record could not be written either.`
+            : 'The call ran, but its audit record could not be written; check the audit store.',
+        ),
       );
     }
     if (failure) return errorResult(new AppError(failure.code, error!.message));
@@ -257,7 +296,9 @@ export function createBroker(options: BrokerOptions): Broker {
       const lists = await Promise.allSettled(options.connectors.map((c) => c.listTools()));
       return lists.flatMap((r, i) => {
         if (r.status === 'fulfilled') return r.value;
-        log(`broker: the tools of ${options.connectors[i]?.name ?? '?'} are left out of this list (${AppError.from(r.reason).code})`);
+        log(
+          `broker: the tools of ${options.connectors[i]?.name ?? '?'} are left out of this list (${AppError.from(r.reason).code})`,
+        );
         return [];
       });
     },
@@ -265,7 +306,11 @@ export function createBroker(options: BrokerOptions): Broker {
     async warm() {
       await Promise.all(
         options.connectors.map((c) =>
-          c.warm?.().catch((error: unknown) => log(`broker: ${c.name} could not list its tools after sign-in (${AppError.from(error).code})`)),
+          c
+            .warm?.()
+            .catch((error: unknown) =>
+              log(`broker: ${c.name} could not list its tools after sign-in (${AppError.from(error).code})`),
+            ),
         ),
       );
     },
@@ -280,7 +325,9 @@ export function createBroker(options: BrokerOptions): Broker {
      */
     async close(drainMs = 15_000) {
       for (const u of unsubscribe) u?.();
-      await credentials.drain(drainMs, (n) => log(`broker: waiting for ${n} call(s) in flight to revoke what they hold`));
+      await credentials.drain(drainMs, (n) =>
+        log(`broker: waiting for ${n} call(s) in flight to revoke what they hold`),
+      );
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
   };

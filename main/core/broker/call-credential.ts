@@ -117,7 +117,11 @@ export class CallCredential implements AsyncDisposable {
           },
           (r) => `request_id=${r.requestId} ttl=${r.leaseDuration}s mode=agent jwt_unique_id=${obo.jti}`,
         );
-        Object.assign(trace.keys, { vault_request_id: creds.requestId, lease_id: creds.leaseId, db_role: creds.username });
+        Object.assign(trace.keys, {
+          vault_request_id: creds.requestId,
+          lease_id: creds.leaseId,
+          db_role: creds.username,
+        });
         trace.noteKeys();
       } else {
         this.#credential = await this.#apiKey(c, obo.token, ` mode=agent jwt_unique_id=${obo.jti}`);
@@ -152,7 +156,11 @@ export class CallCredential implements AsyncDisposable {
           },
           (r) => `request_id=${r.requestId} ttl=${r.leaseDuration}s`,
         );
-        Object.assign(trace.keys, { vault_request_id: creds.requestId, lease_id: creds.leaseId, db_role: creds.username });
+        Object.assign(trace.keys, {
+          vault_request_id: creds.requestId,
+          lease_id: creds.leaseId,
+          db_role: creds.username,
+        });
         trace.noteKeys();
       } else {
         this.#credential = await this.#apiKey(c, login.token, '');
@@ -176,7 +184,9 @@ export class CallCredential implements AsyncDisposable {
     const plan = this.#plan;
     const trace = this.#trace;
     // Agent mode: the call's own entries plus the Vault paths it needs, all decided by the IdP in one OBO.
-    const asked = this.#agentMode ? [...plan.authorizationDetails, ...pathAccessFor(plan.credential)] : plan.authorizationDetails;
+    const asked = this.#agentMode
+      ? [...plan.authorizationDetails, ...pathAccessFor(plan.credential)]
+      : plan.authorizationDetails;
     const exchanged = trace.hop(
       'exchange',
       async () => {
@@ -197,22 +207,33 @@ export class CallCredential implements AsyncDisposable {
         trace.secrets.add(o.token);
         return o;
       },
-      (o: Obo) => `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
+      (o: Obo) =>
+        `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
     );
     const obo = idpApproval ? await approvedThroughIdp(exchanged, plan, idpApproval) : await exchanged;
     trace.keys.obo_jti = obo.jti;
     trace.noteKeys();
-    if (obo.steppedUp) trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
+    if (obo.steppedUp)
+      trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
     if (idpApproval) requireIdpApproval(obo, plan, asked, idpApproval);
     return obo;
   }
 
-  async #apiKey(c: Extract<CallPlan['credential'], { kind: 'vault-kv' }>, token: string, extra: string): Promise<Credential> {
+  async #apiKey(
+    c: Extract<CallPlan['credential'], { kind: 'vault-kv' }>,
+    token: string,
+    extra: string,
+  ): Promise<Credential> {
     const trace = this.#trace;
-    const secret = await trace.hop('vault_creds', () => this.#s.vault.kvRead(token, c.kvMount, c.path), (r) => `request_id=${r.requestId}${extra}`);
+    const secret = await trace.hop(
+      'vault_creds',
+      () => this.#s.vault.kvRead(token, c.kvMount, c.path),
+      (r) => `request_id=${r.requestId}${extra}`,
+    );
     trace.keys.vault_request_id = secret.requestId;
     const value = secret.data[c.field];
-    if (typeof value !== 'string' || value.length === 0) throw new AppError('VAULT_BAD_RESPONSE', `The secret at ${c.path} has no ${c.field} field.`);
+    if (typeof value !== 'string' || value.length === 0)
+      throw new AppError('VAULT_BAD_RESPONSE', `The secret at ${c.path} has no ${c.field} field.`);
     trace.secrets.add(value);
     return { kind: 'api-key', apiKey: value };
   }
@@ -258,7 +279,9 @@ export class CallCredential implements AsyncDisposable {
       attempts += 1;
       try {
         await this.#s.vault.revokeLease(lease.obo, lease.leaseId, AbortSignal.timeout(this.#s.timeoutMs));
-        this.#trace.record('revoke', 'ok', performance.now() - start, { detail: `mode=agent lease revoked with the OBO, attempts=${attempts}` });
+        this.#trace.record('revoke', 'ok', performance.now() - start, {
+          detail: `mode=agent lease revoked with the OBO, attempts=${attempts}`,
+        });
         return;
       } catch (error) {
         lastCode = AppError.from(error).code;
@@ -269,7 +292,9 @@ export class CallCredential implements AsyncDisposable {
       code: lastCode ?? 'VAULT_REVOKE_FAILED',
       detail: `mode=agent lease not revoked (${lastCode}), attempts=${attempts}: it expires at its TTL, within ${lease.ttl} s`,
     });
-    this.#s.log(`broker: lease revocation with the OBO failed (${lastCode}); the lease expires within ${lease.ttl} s`);
+    this.#s.log(
+      `broker: lease revocation with the OBO failed (${lastCode}); the lease expires within ${lease.ttl} s`,
+    );
   }
 
   /** Proves at the target that a database credential is dead (the role is gone), within a bound. */
@@ -283,7 +308,9 @@ export class CallCredential implements AsyncDisposable {
     let checks = 0;
     while (true) {
       checks += 1;
-      state = await target.verifyRevoked(credential, AbortSignal.timeout(this.#s.timeoutMs)).catch(() => 'unknown' as const);
+      state = await target
+        .verifyRevoked(credential, AbortSignal.timeout(this.#s.timeoutMs))
+        .catch(() => 'unknown' as const);
       if (state === 'gone' || Date.now() >= deadline) break;
       await delay(Math.min(50 * checks, 250));
     }
@@ -291,12 +318,14 @@ export class CallCredential implements AsyncDisposable {
       ...(state === 'gone' ? {} : { code: 'VAULT_REVOKE_FAILED' }),
       detail: `role ${state} after ${checks} check(s)`,
     });
-    if (state !== 'gone') this.#s.log(`broker: database role ${credential.username} still ${state} after revocation`);
+    if (state !== 'gone')
+      this.#s.log(`broker: database role ${credential.username} still ${state} after revocation`);
   }
 }
 
 /** The exchange hop's account of who decided: the RAR itself, or a scope standing for the credential. */
 function delegationDetail(o: Obo): string {
-  if (o.delegation === 'scopes') return `profile=scopes scope=${o.scope ?? '-'} (the identity provider decided at scope level; the RAR is recorded, not sent)`;
+  if (o.delegation === 'scopes')
+    return `profile=scopes scope=${o.scope ?? '-'} (the identity provider decided at scope level; the RAR is recorded, not sent)`;
   return 'profile=rar';
 }

@@ -28,17 +28,28 @@ export interface RecordFacts {
 }
 
 /** The record, and the error as it may leave the call (scrubbed), which the answer reuses. */
-export function auditRecord(f: RecordFacts): { record: AuditRecordInput; error?: { code: string; message: string } } {
+export function auditRecord(f: RecordFacts): {
+  record: AuditRecordInput;
+  error?: { code: string; message: string };
+} {
   const outcome = outcomeOf(f.failure);
   const error = f.failure ? { code: f.failure.code, message: f.trace.scrub(f.failure.message) } : undefined;
   const { user, plan } = f;
   const record: AuditRecordInput = {
     kind: f.kind,
     outcome,
-    user: user ? { sub: user.sub, ...(user.name ? { name: user.name } : {}), ...(user.email ? { email: user.email } : {}) } : null,
+    user: user
+      ? {
+          sub: user.sub,
+          ...(user.name ? { name: user.name } : {}),
+          ...(user.email ? { email: user.email } : {}),
+        }
+      : null,
     ...(f.client ? { client: f.client } : {}),
     tool: f.tool,
-    ...(plan ? { tier: plan.tier, target: plan.target, authorization_details: plan.authorizationDetails } : {}),
+    ...(plan
+      ? { tier: plan.tier, target: plan.target, authorization_details: plan.authorizationDetails }
+      : {}),
     ...(f.args ? { args: f.args } : {}),
     hops: f.trace.scrubbedHops(),
     keys: f.trace.keys,

@@ -53,12 +53,21 @@ export class CallTrace {
     this.#log = log;
   }
 
-  async hop<T>(name: Hop['name'], run: () => Promise<T>, detail?: (value: T) => string | undefined): Promise<T> {
+  async hop<T>(
+    name: Hop['name'],
+    run: () => Promise<T>,
+    detail?: (value: T) => string | undefined,
+  ): Promise<T> {
     const start = performance.now();
     try {
       const value = await run();
       const d = detail?.(value);
-      this.hops.push({ name, outcome: 'ok', ms: round(performance.now() - start), ...(d ? { detail: d } : {}) });
+      this.hops.push({
+        name,
+        outcome: 'ok',
+        ms: round(performance.now() - start),
+        ...(d ? { detail: d } : {}),
+      });
       return value;
     } catch (error) {
       const e = AppError.from(error);
@@ -67,7 +76,12 @@ export class CallTrace {
     }
   }
 
-  record(name: Hop['name'], outcome: Hop['outcome'], ms: number, extra: { code?: string; detail?: string } = {}): void {
+  record(
+    name: Hop['name'],
+    outcome: Hop['outcome'],
+    ms: number,
+    extra: { code?: string; detail?: string } = {},
+  ): void {
     this.hops.push({ name, outcome, ms: round(ms), ...extra });
   }
 
@@ -91,7 +105,8 @@ export class CallTrace {
 
   /** Removes every secret this call has held from a text, raw and in its common encodings. */
   scrub(text: string): string {
-    if (this.#forms?.size !== this.secrets.size) this.#forms = { size: this.secrets.size, forms: [...this.secrets].filter(Boolean).flatMap(encodings) };
+    if (this.#forms?.size !== this.secrets.size)
+      this.#forms = { size: this.secrets.size, forms: [...this.secrets].filter(Boolean).flatMap(encodings) };
     let out = text;
     for (const form of this.#forms.forms) if (out.includes(form)) out = out.split(form).join('[redacted]');
     return out;
@@ -104,8 +119,14 @@ export class CallTrace {
 }
 
 function encodings(secret: string): string[] {
-  const forms = new Set([secret, encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1), Buffer.from(secret).toString('base64url')]);
-  if (secret.split('.').length === 3) for (const part of secret.split('.')) if (part.length >= 16) forms.add(part);
+  const forms = new Set([
+    secret,
+    encodeURIComponent(secret),
+    JSON.stringify(secret).slice(1, -1),
+    Buffer.from(secret).toString('base64url'),
+  ]);
+  if (secret.split('.').length === 3)
+    for (const part of secret.split('.')) if (part.length >= 16) forms.add(part);
   return [...forms];
 }
 

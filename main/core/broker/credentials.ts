@@ -8,7 +8,12 @@ import { performance } from 'node:perf_hooks';
 import { AppError } from '../../../common/errors.ts';
 import type { AuditSink } from '../ports.ts';
 import type { CallPlan, Credential } from '../connectors/types.ts';
-import { CallCredential, credentialSettings, type CredentialContext, type CredentialOptions } from './call-credential.ts';
+import {
+  CallCredential,
+  credentialSettings,
+  type CredentialContext,
+  type CredentialOptions,
+} from './call-credential.ts';
 import { auditRecord } from './call-record.ts';
 import { CallTrace, delay, round } from './call-trace.ts';
 
@@ -29,7 +34,11 @@ export interface Credentials {
    * listing): exchange → Vault → `use` → revoke, one `system` audit record with every hop and join
    * key. A plan above tier 1 is refused before any token is read, so approvals cannot be skipped here.
    */
-  withCredential<T>(plan: CallPlan, use: (access: { obo: string; credential: Credential }) => Promise<T>, signal: AbortSignal): Promise<T>;
+  withCredential<T>(
+    plan: CallPlan,
+    use: (access: { obo: string; credential: Credential }) => Promise<T>,
+    signal: AbortSignal,
+  ): Promise<T>;
   /** Counts `work` as in flight until it settles. */
   track<T>(work: Promise<T>): Promise<T>;
   /** Waits up to `ms` for everything in flight to settle, telling `waiting` how many there are first. */
@@ -49,7 +58,11 @@ export function createCredentials(options: CredentialsOptions): Credentials {
     return work;
   }
 
-  async function withCredential<T>(plan: CallPlan, use: (access: { obo: string; credential: Credential }) => Promise<T>, signal: AbortSignal): Promise<T> {
+  async function withCredential<T>(
+    plan: CallPlan,
+    use: (access: { obo: string; credential: Credential }) => Promise<T>,
+    signal: AbortSignal,
+  ): Promise<T> {
     const started = performance.now();
     const trace = new CallTrace();
     const user = settings.tokens.user();
@@ -58,13 +71,24 @@ export function createCredentials(options: CredentialsOptions): Credentials {
     try {
       if (plan.tier !== 1) {
         trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
-        throw new AppError('POLICY_BLOCKED', `Countersign obtains credentials outside a tool call only for tier-1 work; ${plan.tool} is tier ${plan.tier}.`);
+        throw new AppError(
+          'POLICY_BLOCKED',
+          `Countersign obtains credentials outside a tool call only for tier-1 work; ${plan.tool} is tier ${plan.tier}.`,
+        );
       }
       trace.record('approval', 'skipped', 0);
       // A listing's credential is the OBO or an API key: there is no database role to check afterwards.
-      await using held = new CallCredential(settings, plan, trace, { signal, progress: () => {}, expectedSub: user?.sub });
+      await using held = new CallCredential(settings, plan, trace, {
+        signal,
+        progress: () => {},
+        expectedSub: user?.sub,
+      });
       const { obo, credential } = await held.obtain();
-      value = await trace.hop('execute', () => use({ obo: obo.token, credential }), () => plan.reason);
+      value = await trace.hop(
+        'execute',
+        () => use({ obo: obo.token, credential }),
+        () => plan.reason,
+      );
     } catch (error) {
       failure = AppError.from(error);
       if (signal.aborted && failure.code !== 'CANCELLED' && failure.code !== 'TIMEOUT') {
@@ -88,10 +112,21 @@ export function createCredentials(options: CredentialsOptions): Credentials {
       await options.audit.append(record);
     } catch (e) {
       log(`broker: audit append failed for ${plan.tool} (${AppError.from(e, 'AUDIT_FAILED').code})`);
-      if (!failure) failure = new AppError('AUDIT_FAILED', `Countersign could not record ${plan.reason}, so it does not use the result.`);
+      if (!failure)
+        failure = new AppError(
+          'AUDIT_FAILED',
+          `Countersign could not record ${plan.reason}, so it does not use the result.`,
+        );
     }
-    log(`broker: ${plan.tool} (${plan.reason}) outcome=${record.outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} ms=${durationMs}`);
-    if (failure) throw new AppError(failure.code, error?.message ?? failure.message, failure.stepUp ? { stepUp: failure.stepUp } : undefined);
+    log(
+      `broker: ${plan.tool} (${plan.reason}) outcome=${record.outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} ms=${durationMs}`,
+    );
+    if (failure)
+      throw new AppError(
+        failure.code,
+        error?.message ?? failure.message,
+        failure.stepUp ? { stepUp: failure.stepUp } : undefined,
+      );
     return value as T;
   }
 

@@ -20,11 +20,19 @@ export async function approvedThroughIdp(exchanged: Promise<Obo>, plan: CallPlan
   } catch (error) {
     const e = AppError.from(error);
     if (e.code === 'IDP_STEP_UP_DENIED') {
-      Object.assign(hop, { outcome: 'denied', code: 'APPROVAL_DENIED', detail: 'via=idp-push denied on the push' });
+      Object.assign(hop, {
+        outcome: 'denied',
+        code: 'APPROVAL_DENIED',
+        detail: 'via=idp-push denied on the push',
+      });
       throw new AppError('APPROVAL_DENIED', refusal.pushDenied(plan), { cause: e });
     }
     if (e.code === 'IDP_STEP_UP_TIMEOUT') {
-      Object.assign(hop, { outcome: 'timeout', code: 'APPROVAL_TIMEOUT', detail: 'via=idp-push not answered' });
+      Object.assign(hop, {
+        outcome: 'timeout',
+        code: 'APPROVAL_TIMEOUT',
+        detail: 'via=idp-push not answered',
+      });
       throw new AppError('APPROVAL_TIMEOUT', refusal.pushTimedOut(plan), { cause: e });
     }
     Object.assign(hop, { outcome: hopOutcome(e), code: e.code, detail: 'via=idp-push not completed' });
@@ -38,15 +46,29 @@ export async function approvedThroughIdp(exchanged: Promise<Obo>, plan: CallPlan
  * naming the push, and the granted RAR exactly the one whose digest the push carried. Anything less is
  * refused before Vault is asked for a credential.
  */
-export function requireIdpApproval(obo: Obo, plan: CallPlan, asked: CallPlan['authorizationDetails'], hop: Hop): void {
+export function requireIdpApproval(
+  obo: Obo,
+  plan: CallPlan,
+  asked: CallPlan['authorizationDetails'],
+  hop: Hop,
+): void {
   const digest = authorizationDetailsDigest(asked);
   const pushed = obo.steppedUp && (obo.amr ?? []).includes('push');
   const sameCall = canonicalJson(obo.authorizationDetails) === canonicalJson(asked);
   if (pushed && sameCall) {
-    Object.assign(hop, { outcome: 'ok', detail: `via=idp-push amr=${(obo.amr ?? []).join(',')} push_digest=${digest}` });
+    Object.assign(hop, {
+      outcome: 'ok',
+      detail: `via=idp-push amr=${(obo.amr ?? []).join(',')} push_digest=${digest}`,
+    });
     return;
   }
-  const missing = !pushed ? 'without a push approval' : 'for authorization details other than the ones the push approved';
-  Object.assign(hop, { outcome: 'denied', code: 'APPROVAL_NOT_PROVEN', detail: `via=idp-push refused: the OBO was issued ${missing} (jti=${obo.jti})` });
+  const missing = !pushed
+    ? 'without a push approval'
+    : 'for authorization details other than the ones the push approved';
+  Object.assign(hop, {
+    outcome: 'denied',
+    code: 'APPROVAL_NOT_PROVEN',
+    detail: `via=idp-push refused: the OBO was issued ${missing} (jti=${obo.jti})`,
+  });
   throw new AppError('APPROVAL_NOT_PROVEN', refusal.pushNotProven(plan, missing));
 }
