@@ -25,6 +25,7 @@ import { createPostgresConnector } from './connectors/postgres/connector.ts';
 import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { ensurePrivateDataDir } from './data-dir.ts';
+import { exchangeClientOptions } from './idp/exchange-client.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { CoreLock } from './mcp/core-lock.ts';
@@ -37,8 +38,13 @@ import type { OpenExternal, SecretStore } from './ports.ts';
 import { createVaultClient, type VaultClient } from './vault/client.ts';
 import { revokeLeaseOnRestart, type AgentLeaseRecovery } from './vault/agent-mode.ts';
 
-/** What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth). */
-export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'>;
+/**
+ * What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth).
+ * `client` and `clientRejected` are there when sign-in may use this install's own registered client
+ * (RFC 7591): the exchange must present the client the subject token was issued to.
+ */
+export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'> &
+  Partial<Pick<AuthService, 'client' | 'clientRejected'>>;
 
 export interface CoreOptions {
   config: AppConfig;
@@ -111,6 +117,11 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
   }
+  if (config.idp.allowLongLivedOboUpToSeconds) {
+    log.warn(
+      `idp.allowLongLivedOboUpToSeconds is ${config.idp.allowLongLivedOboUpToSeconds}: OBOs living longer than 60 s are accepted; a leaked one can log in to Vault until it expires.`,
+    );
+  }
   if (config.vault.allowInsecureHttpForLoopbackOnly) {
     log.warn('vault.allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback Vault (the lab). Never use it in production.');
   }
@@ -160,11 +171,17 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
   const idp = createTokenExchanger({
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
-    // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
-    ...(auth instanceof AuthService ? { client: () => auth.client(), onClientRejected: () => auth.clientRejected() } : {}),
+    // The exchange authenticates as the client sign-in used (this install's registered one when there
+    // is one), or as the configured exchange client.
+    ...exchangeClientOptions(
+      config.idp,
+      auth.client && auth.clientRejected ? { client: auth.client.bind(auth), clientRejected: auth.clientRejected.bind(auth) } : undefined,
+      options.secrets,
+    ),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
     delegation: config.idp.delegation,
     scopePrefix: config.idp.delegationScopePrefix,
+    ...(config.idp.allowLongLivedOboUpToSeconds ? { maxOboLifetimeS: config.idp.allowLongLivedOboUpToSeconds } : {}),
   });
   const postgresPolicy = policy.postgres;
   // Calls a killed run left in flight: their credentials are revoked and their records closed before any new call.
@@ -384,7 +401,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
       idp: {
         issuer: config.idp.issuer,
         // The per-install client when one was registered (RFC 7591), else the configured public client.
-        clientId: auth instanceof AuthService ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
+        clientId: auth.client ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
         scopes: config.idp.scopes,
         dpop: !!auth.dpopKeyPair(),
       },
