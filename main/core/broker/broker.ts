@@ -36,6 +36,14 @@ export interface BrokerOptions extends CredentialOptions {
    * the app (or the web UI) in front of the person so they can sign in.
    */
   onSignInNeeded?: () => void;
+  /**
+   * When Claude gets the answer. `after-record` (default): once the credential is revoked and shown
+   * dead and the call's record is written, so no result leaves without its record. `on-result`: as
+   * soon as the target's result is in hand, the revocation, its check and the record following (the
+   * journal closes the call should the core die first); a record that cannot be written then no
+   * longer turns the answer into AUDIT_FAILED. Measured in docs/benchmarks.md ("When to answer").
+   */
+  answer?: 'after-record' | 'on-result';
 }
 
 /** The answer to a call made before sign-in: at once, saying what to do. */
@@ -81,7 +89,7 @@ export function createBroker(options: BrokerOptions): Broker {
     trace.journal((j) => j.end(trace.id));
   }
 
-  async function callTool(request: ToolCallRequest): Promise<CallToolResult> {
+  async function callTool(request: ToolCallRequest, onResult?: (result: CallToolResult) => void): Promise<CallToolResult> {
     const started = performance.now();
     const trace = new CallTrace(options.journal, log);
     trace.keys.mcp_request_id = request.requestId;
@@ -169,7 +177,7 @@ export function createBroker(options: BrokerOptions): Broker {
       }
 
       try {
-        result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval);
+        result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval, onResult);
       } catch (error) {
         // RFC 9470: the target wants a stronger or fresher login. Re-login with what it demands, then
         // one fresh exchange (never the old OBO) and one retry.
@@ -181,7 +189,7 @@ export function createBroker(options: BrokerOptions): Broker {
           () => options.tokens.stepUp(demand, signal),
           () => `re-login acr_values=${demand.acrValues ?? '-'} max_age=${demand.maxAge ?? '-'}`,
         );
-        result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval);
+        result = await runWithCredential(connector, p, request, trace, user?.sub, idpApproval, onResult);
       }
     } catch (error) {
       failure = AppError.from(error);
@@ -259,6 +267,7 @@ export function createBroker(options: BrokerOptions): Broker {
     trace: CallTrace,
     expectedSub: string | undefined,
     idpApproval: Hop | undefined,
+    onResult: ((result: CallToolResult) => void) | undefined,
   ): Promise<CallToolResult> {
     await using held = credentials.open(plan, trace, {
       signal: request.signal,
@@ -283,6 +292,7 @@ export function createBroker(options: BrokerOptions): Broker {
         },
       }),
     );
+    onResult?.(result);
     return result;
   }
 
@@ -302,7 +312,11 @@ export function createBroker(options: BrokerOptions): Broker {
         return [];
       });
     },
-    callTool: (request) => credentials.track(callTool(request)),
+    callTool(request) {
+      if (options.answer !== 'on-result') return credentials.track(callTool(request));
+      // The first to settle answers: the result once in hand, or whatever the call ends with.
+      return new Promise((resolve, reject) => void credentials.track(callTool(request, resolve)).then(resolve, reject));
+    },
     async warm() {
       await Promise.all(
         options.connectors.map((c) =>

@@ -39,7 +39,7 @@ export interface BrokerLab {
   logs: { lab: string[]; core: string[] };
   vaultAuditLogPath: string;
   /** A broker over the real parts; every argument can be replaced for a fault test. */
-  broker(o?: CoreParts & { approver?: Approver; connectors?: Connector[]; credentials?: Credentials }): {
+  broker(o?: CoreParts & { approver?: Approver; connectors?: Connector[]; credentials?: Credentials; answer?: 'after-record' | 'on-result' }): {
     broker: Broker;
     audit: MemoryAudit;
   };
@@ -119,6 +119,7 @@ export async function startBrokerLab(): Promise<BrokerLab> {
           connectors: o.connectors ?? [createPostgresConnector({ policy: DEMO_POLICY, connection })],
           ...(o.credentials ? { credentials: o.credentials } : {}),
           ...(o.approver ? { approver: o.approver } : {}),
+          ...(o.answer ? { answer: o.answer } : {}),
         });
         return { broker, audit };
       },
