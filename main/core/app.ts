@@ -39,8 +39,13 @@ import type { OpenExternal, SecretStore } from './ports.ts';
 import { createVaultClient, type VaultClient } from './vault/client.ts';
 import { revokeLeaseOnRestart, type AgentLeaseRecovery } from './vault/agent-mode.ts';
 
-/** What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth). */
-export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'>;
+/**
+ * What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth).
+ * `client` and `clientRejected` are there when sign-in may use this install's own registered client
+ * (RFC 7591): the exchange must present the client the subject token was issued to.
+ */
+export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'> &
+  Partial<Pick<AuthService, 'client' | 'clientRejected'>>;
 
 export interface CoreOptions {
   config: AppConfig;
@@ -171,7 +176,11 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     clientId: config.idp.clientId,
     // The exchange authenticates as the client sign-in used (this install's registered one when there
     // is one), or as the configured exchange client.
-    ...exchangeClientOptions(config.idp, auth instanceof AuthService ? auth : undefined, options.secrets),
+    ...exchangeClientOptions(
+      config.idp,
+      auth.client && auth.clientRejected ? { client: auth.client.bind(auth), clientRejected: auth.clientRejected.bind(auth) } : undefined,
+      options.secrets,
+    ),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
     delegation: config.idp.delegation,
     scopePrefix: config.idp.delegationScopePrefix,
@@ -395,7 +404,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
       idp: {
         issuer: config.idp.issuer,
         // The per-install client when one was registered (RFC 7591), else the configured public client.
-        clientId: auth instanceof AuthService ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
+        clientId: auth.client ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
         scopes: config.idp.scopes,
         dpop: !!auth.dpopKeyPair(),
       },
