@@ -11,7 +11,12 @@
  * and its fsync, and glue.
  * - call_tier1_total: one tier-1 `query` end to end through `broker.callTool`;
  * - call_tier1_total_agent_mode: the same call in Vault's native agent mode (the OBO is the Vault
- *   token: no login hop; the lease revoked with the OBO), interleaved with the others;
+ *   token: no login hop; the lease revoked with the OBO), interleaved with the others, the two modes
+ *   taking turns going first; agent_mode_not_slower decides "not slower" on the pairs: the upper 95%
+ *   bound of the median paired ratio within AGENT_MODE_MARGIN; call_tier1_mode_legs shows the part
+ *   of a call that differs between the modes (exchange, Vault hops, revocation);
+ * A call's time is until the broker answers; the next call starts once this one is recorded, so a
+ * revocation done after the answer is not counted in, nor left to overlap the next call.
  * - call_tier1_wire: the network waits of that call, by kind (idp, vault, db);
  * - own_overhead: total minus every network wait; own_overhead_share its share of the total;
  * - own_by_stage: where the own time goes (inside each hop, around the hops, the audit append);
@@ -19,7 +24,7 @@
  *   form, the Vault API, the same statements), no broker, interleaved with the calls;
  * - throughput at concurrency 1, 8 and 32.
  *
- * Run alone: `BENCH_ONLY=broker node bench/run.ts`.
+ * Run alone: `BENCH_ONLY=broker node bench/run.ts` (`BENCH_BROKER_SAMPLES`, default 200, calls per mode).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -45,7 +50,17 @@ import { observeWire, type WireKind } from '../main/core/wire-time.ts';
 import type { ToolCallRequest } from '../main/core/connectors/types.ts';
 import type { AuditSink, CallJournal } from '../main/core/ports.ts';
 import { CookieClient, postForm } from '../test/lab/idp-fixtures.ts';
-import { goal, percentiles, plain, ratioOf, round, type BenchContext, type Figures, type Percentiles } from './figures.ts';
+import {
+  goal,
+  medianWithCi,
+  percentiles,
+  plain,
+  ratioOf,
+  round,
+  type BenchContext,
+  type Figures,
+  type Percentiles,
+} from './figures.ts';
 
 const SQL = 'SELECT id, full_name FROM patients ORDER BY id LIMIT 5';
 
@@ -68,7 +83,10 @@ function labBrowser(issuer: string) {
       const page = await res.text();
       const m = /action="(\/interaction\/[^"]+\/login)"/.exec(page);
       if (!m) throw new Error(`unexpected page at ${next}: ${res.status}`);
-      const posted = await client.request(new URL(m[1]!, next).href, { method: 'POST', form: new URLSearchParams({ username: 'alice', password: 'alice-lab-pw' }) });
+      const posted = await client.request(new URL(m[1]!, next).href, {
+        method: 'POST',
+        form: new URLSearchParams({ username: 'alice', password: 'alice-lab-pw' }),
+      });
       const loc = posted.headers.get('location');
       if (!loc) throw new Error(`login was not accepted (${posted.status})`);
       next = new URL(loc, next).href;
@@ -81,20 +99,44 @@ interface Sample {
   total: number;
   wire: Record<WireKind, number>;
   hops: Record<string, number>;
+  /** Requests the call made to Vault: its login, creds and revocation hops. */
+  vaultRequests: number;
 }
 
+const VAULT_HOPS = new Set(['vault_login', 'vault_creds', 'revoke']);
+
+/**
+ * The hops whose work differs between the two Vault modes: the exchange (agent mode asks for the Vault
+ * paths too), the login (jwt-login only), the credential and its revocation. Everything else a call
+ * does (validate, classify, the statement, the role check, the journal, the record) is the same code.
+ */
+const MODE_HOPS = ['exchange', 'vault_login', 'vault_creds', 'revoke'];
+
+/**
+ * "Not slower" allows agent mode this much (2%) at the upper 95% bound: a true tie leaves the bound just
+ * above 1, so a goal of exactly 1 would call a tie slower.
+ */
+export const AGENT_MODE_MARGIN = 1.02;
+
 /** What the benchmark needs of the lab: its addresses (the lab in this process, or `npm run lab` in another). */
-export type BrokerTarget = Pick<Lab, 'issuer' | 'vaultAddr'> & { pg: Pick<Lab['pg'], 'host' | 'port' | 'database'> };
+export type BrokerTarget = Pick<Lab, 'issuer' | 'vaultAddr'> & {
+  pg: Pick<Lab['pg'], 'host' | 'port' | 'database'>;
+};
 
 export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {}) {
   const samples = o.samples ?? 200;
   const work = await mkdtemp(join(tmpdir(), 'cs-bench-broker-'));
-  const policy = parsePolicy(readFileSync(new URL('../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8')).postgres as PostgresPolicy;
+  const policy = parsePolicy(
+    readFileSync(new URL('../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8'),
+  ).postgres as PostgresPolicy;
   const connection = { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database };
   const secrets = new MemorySecretStore('benchmark');
   const audit = await AuditStore.open({ dataDir: work, secrets });
   // as the app opens it: sealing each call's Vault token with a key from the install's keys
-  const journal = new SqliteCallJournal(work, audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {});
+  const journal = new SqliteCallJournal(
+    work,
+    audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {},
+  );
   const auth = await AuthService.create({
     config: { issuer: lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
     secrets,
@@ -123,24 +165,61 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       }
     },
   };
-  const timed = <A extends unknown[]>(f: (...a: A) => void) => (...a: A): void => {
-    const t = performance.now();
-    try {
-      f(...a);
-    } finally {
-      journalMs += performance.now() - t;
-    }
-  };
+  const timed =
+    <A extends unknown[]>(f: (...a: A) => void) =>
+    (...a: A): void => {
+      const t = performance.now();
+      try {
+        f(...a);
+      } finally {
+        journalMs += performance.now() - t;
+      }
+    };
   const timedJournal: CallJournal = {
     begin: timed((i, e) => journal.begin(i, e)),
     note: timed((i, u) => journal.note(i, u)),
     holdCredential: timed((i, t) => journal.holdCredential(i, t)),
     end: timed((i) => journal.end(i)),
   };
-  const broker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal });
-  const agentBroker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal, vaultMode: 'agent' });
-  let last: AuditRecord | undefined;
-  const unsubscribe = audit.onAppend((r) => (last = r));
+  const broker = createBroker({
+    connectors: [createPostgresConnector({ policy, connection })],
+    tokens: auth,
+    idp,
+    vault,
+    audit: timedAudit,
+    journal: timedJournal,
+  });
+  const agentBroker = createBroker({
+    connectors: [createPostgresConnector({ policy, connection })],
+    tokens: auth,
+    idp,
+    vault,
+    audit: timedAudit,
+    journal: timedJournal,
+    vaultMode: 'agent',
+  });
+  // Each call's record, found by its request id: written before the answer today, after it should the
+  // broker answer first and revoke just after; either way a sample ends once its call is recorded.
+  const waiting = new Map<number, (r: AuditRecord) => void>();
+  const unsubscribe = audit.onAppend((r) => {
+    const id = r.keys.mcp_request_id;
+    const resolve = typeof id === 'number' ? waiting.get(id) : undefined;
+    if (resolve) {
+      waiting.delete(id as number);
+      resolve(r);
+    }
+  });
+  const recordOf = (requestId: number): Promise<AuditRecord> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no record for bench call ${requestId} within 30 s`)),
+        30_000,
+      );
+      waiting.set(requestId, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
   let id = 0;
   const req = (): ToolCallRequest => ({
     name: 'query',
@@ -153,12 +232,17 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   });
 
   let wire: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  /** One call: `total` is until Claude has the answer; the sample ends when the call is recorded. */
   const oneCall = async (b = broker): Promise<Sample> => {
     const mine = (wire = { idp: 0, vault: 0, db: 0 });
     appendMs = journalMs = 0;
+    const request = req();
+    const recorded = recordOf(request.requestId as number);
     const start = performance.now();
-    const r = await b.callTool(req());
+    const r = await b.callTool(request);
     const total = performance.now() - start;
+    const atAnswer = { ...mine };
+    const record = await recorded;
     wire = { idp: 0, vault: 0, db: 0 };
     // The record's deferred index rows, written now so that their cost is this call's, not hidden
     // in the next call's network wait.
@@ -167,8 +251,9 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const indexMs = performance.now() - t;
     if (r.isError) throw new Error(`bench call failed: ${JSON.stringify(r.content)}`);
     const hops: Record<string, number> = { audit_append: appendMs, journal: journalMs, audit_index: indexMs };
-    for (const h of last?.hops ?? []) hops[h.name] = (hops[h.name] ?? 0) + h.ms;
-    return { total: total + indexMs, wire: mine, hops };
+    for (const h of record.hops) hops[h.name] = (hops[h.name] ?? 0) + h.ms;
+    const vaultRequests = record.hops.filter((h) => VAULT_HOPS.has(h.name)).length;
+    return { total: total + indexMs, wire: atAnswer, hops, vaultRequests };
   };
 
   // The same requests by hand, with what any client of these services must do and nothing else.
@@ -177,7 +262,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   const publicJwk = keyPair ? await exportJWK(keyPair.publicKey) : undefined;
   const tokenEndpoint = `${lab.issuer}/token`;
   const clientId = (await auth.client()).clientId;
-  if (plan.credential.kind !== 'vault-database') throw new Error('the benchmark statement should need a database credential');
+  if (plan.credential.kind !== 'vault-database')
+    throw new Error('the benchmark statement should need a database credential');
   const cred = plan.credential;
   const vaultUrl = lab.vaultAddr.replace(/\/+$/, '');
   const vaultPost = async (path: string, body: unknown, token?: string) => {
@@ -190,7 +276,18 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     if (res.status >= 400) throw new Error(`vault ${path}: ${res.status}`);
     return text ? (JSON.parse(text) as Record<string, unknown>) : {};
   };
-  const hopsAlone = async (): Promise<number> => {
+  // The hand-made path's own waits by kind, as call_tier1_wire splits the broker's.
+  let byHand: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  const handWire = async <T>(kind: WireKind, f: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await f();
+    } finally {
+      byHand[kind] += performance.now() - t;
+    }
+  };
+  const hopsAlone = async (): Promise<{ total: number; wire: Record<WireKind, number> }> => {
+    byHand = { idp: 0, vault: 0, db: 0 };
     const start = performance.now();
     const subject = await auth.getAccessToken();
     const proof =
@@ -200,43 +297,64 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
             .setIssuedAt()
             .sign(keyPair.privateKey)
         : undefined;
-    const ex = await postForm(
-      tokenEndpoint,
-      {
-        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-        client_id: clientId,
-        subject_token: subject,
-        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        authorization_details: JSON.stringify(plan.authorizationDetails),
-        ...(plan.audience ? { audience: plan.audience } : {}),
-        ...(plan.resource ? { resource: plan.resource } : {}),
-      },
-      proof ? { dpop: proof } : {},
+    const ex = await handWire('idp', () =>
+      postForm(
+        tokenEndpoint,
+        {
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          client_id: clientId,
+          subject_token: subject,
+          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          authorization_details: JSON.stringify(plan.authorizationDetails),
+          ...(plan.audience ? { audience: plan.audience } : {}),
+          ...(plan.resource ? { resource: plan.resource } : {}),
+        },
+        proof ? { dpop: proof } : {},
+      ),
     );
     if (ex.status !== 200) throw new Error(`exchange by hand: ${ex.status} ${String(ex.json.error)}`);
     const obo = String(ex.json.access_token);
-    const login = (await vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo })) as { auth: { client_token: string } };
+    const login = (await handWire('vault', () =>
+      vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo }),
+    )) as { auth: { client_token: string } };
     const token = login.auth.client_token;
-    const credsRes = await fetch(`${vaultUrl}/v1/${cred.dbMount}/creds/${cred.dbRole}`, { headers: { 'x-vault-token': token } });
-    const creds = (await credsRes.json()) as { data: { username: string; password: string } };
-    const client = new pg.Client({ ...connection, user: creds.data.username, password: creds.data.password, application_name: 'bench' });
-    await client.connect();
-    await client.query('BEGIN READ ONLY');
-    await client.query({ text: `DECLARE c NO SCROLL CURSOR FOR ${details.sql}`, values: details.params });
-    await client.query(`FETCH ${details.limits.rowCap + 1} FROM c`);
-    await client.query('COMMIT');
-    await client.end();
-    await vaultPost('auth/token/revoke-self', {}, token);
+    const creds = await handWire(
+      'vault',
+      async () =>
+        (await (
+          await fetch(`${vaultUrl}/v1/${cred.dbMount}/creds/${cred.dbRole}`, {
+            headers: { 'x-vault-token': token },
+          })
+        ).json()) as { data: { username: string; password: string } },
+    );
+    const client = new pg.Client({
+      ...connection,
+      user: creds.data.username,
+      password: creds.data.password,
+      application_name: 'bench',
+    });
+    await handWire('db', async () => {
+      await client.connect();
+      await client.query('BEGIN READ ONLY');
+      await client.query({ text: `DECLARE c NO SCROLL CURSOR FOR ${details.sql}`, values: details.params });
+      await client.query(`FETCH ${details.limits.rowCap + 1} FROM c`);
+      await client.query('COMMIT');
+      await client.end();
+    });
+    await handWire('vault', () => vaultPost('auth/token/revoke-self', {}, token));
     const check = new pg.Client({ ...connection, user: creds.data.username, password: creds.data.password });
     check.on('error', () => {});
-    const gone = await check.connect().then(
-      () => false,
-      () => true,
-    );
-    await check.end().catch(() => {});
+    const gone = await handWire('db', async () => {
+      const g = await check.connect().then(
+        () => false,
+        () => true,
+      );
+      await check.end().catch(() => {});
+      return g;
+    });
     if (!gone) throw new Error('the role outlived its revocation');
-    return performance.now() - start;
+    return { total: performance.now() - start, wire: byHand };
   };
 
   observeWire((kind, ms) => (wire[kind] += ms));
@@ -248,11 +366,17 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     }
     const calls: Sample[] = [];
     const agentCalls: Sample[] = [];
-    const alone: number[] = [];
+    const alone: Array<{ total: number; wire: Record<WireKind, number> }> = [];
     for (let i = 0; i < samples; i += 1) {
-      // Interleaved so all three see the same machine.
-      calls.push(await oneCall());
-      agentCalls.push(await oneCall(agentBroker));
+      // Interleaved so all three see the same machine; the two modes take turns going first, so
+      // neither gains from following the other (a connection or cache the previous call warmed).
+      if (i % 2 === 0) {
+        calls.push(await oneCall());
+        agentCalls.push(await oneCall(agentBroker));
+      } else {
+        agentCalls.push(await oneCall(agentBroker));
+        calls.push(await oneCall());
+      }
       alone.push(await hopsAlone());
     }
 
@@ -276,6 +400,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const c32 = await throughput(32);
 
     const wireTotal = (s: Sample) => s.wire.idp + s.wire.vault + s.wire.db;
+    const legs = (s: Sample): number => MODE_HOPS.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const own = calls.map((s) => Math.max(0, s.total - wireTotal(s)));
     const h = (s: Sample, ...names: string[]) => names.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const stageOf = (of: Sample[], f: (s: Sample) => number): Percentiles => percentiles(of.map(f));
@@ -284,6 +409,17 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       samples,
       call_tier1_total: percentiles(calls.map((s) => s.total)),
       call_tier1_total_agent_mode: percentiles(agentCalls.map((s) => s.total)),
+      // Each agent-mode call over the jwt-login call made beside it (same iteration, same machine).
+      agent_vs_jwt_paired: medianWithCi(agentCalls.map((s, i) => s.total / calls[i]!.total)),
+      mode_legs: {
+        jwt_login: percentiles(calls.map(legs)).p50,
+        agent: percentiles(agentCalls.map(legs)).p50,
+      },
+      agent_vs_jwt_legs_paired: medianWithCi(agentCalls.map((s, i) => legs(s) / legs(calls[i]!))),
+      vault_requests_per_call: {
+        jwt_login: percentiles(calls.map((s) => s.vaultRequests)).p50,
+        agent: percentiles(agentCalls.map((s) => s.vaultRequests)).p50,
+      },
       call_tier1_wire_vault_agent_mode: stageOf(agentCalls, (s) => s.wire.vault),
       call_tier1_wire: {
         idp: stage((s) => s.wire.idp),
@@ -311,7 +447,12 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         // everything else outside the hops: the record, the answer, glue
         outside_hops: stage((s) => s.total - Object.values(s.hops).reduce((a, b) => a + b, 0)),
       },
-      hops_alone_total: percentiles(alone),
+      hops_alone_total: percentiles(alone.map((a) => a.total)),
+      hops_alone_wire: {
+        idp: percentiles(alone.map((a) => a.wire.idp)).p50,
+        vault: percentiles(alone.map((a) => a.wire.vault)).p50,
+        db: percentiles(alone.map((a) => a.wire.db)).p50,
+      },
       throughput_calls_per_s: { c1, c8, c32 },
     };
   } finally {
@@ -329,28 +470,107 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
 
 /** The broker's figures for bench/run.ts. */
 export async function bench(ctx: BenchContext): Promise<Figures> {
-  const r = await benchBroker(await ctx.lab());
+  // BENCH_BROKER_SAMPLES: more calls per mode narrow the paired interval (it shrinks as 1/√n).
+  const r = await benchBroker(await ctx.lab(), { samples: Number(process.env.BENCH_BROKER_SAMPLES ?? 200) });
   const detail = Object.fromEntries(Object.entries(r.own_by_stage).map(([k, p]) => [k, p.p50]));
   return {
-    call_tier1_total: plain(r.call_tier1_total, 'ms', `a tier-1 query end to end through the broker with the file-backed audit store, the journal and the signed-in token source (${r.samples} calls)`),
+    call_tier1_total: plain(
+      r.call_tier1_total,
+      'ms',
+      `a tier-1 query end to end through the broker with the file-backed audit store, the journal and the signed-in token source (${r.samples} calls)`,
+    ),
     call_tier1_total_agent_mode: plain(
       r.call_tier1_total_agent_mode,
       'ms',
       `the same tier-1 query in Vault's native agent mode (one Vault request fewer: no login; the lease revoked with the OBO instead of revoke-self), interleaved with call_tier1_total (${r.samples} calls each); the lab's Vault stand-in, not Vault Enterprise`,
     ),
-    agent_mode_vs_jwt_login: plain(ratioOf(r.call_tier1_total_agent_mode.p50, r.call_tier1_total.p50), 'ratio', 'call_tier1_total_agent_mode over call_tier1_total (p50)'),
-    call_tier1_wire_vault_agent_mode: plain(r.call_tier1_wire_vault_agent_mode, 'ms', "the waits on Vault inside an agent-mode call (creds and the lease revocation), against call_tier1_wire.vault (login, creds, revoke-self)"),
+    agent_mode_vs_jwt_login: plain(
+      ratioOf(r.call_tier1_total_agent_mode.p50, r.call_tier1_total.p50),
+      'ratio',
+      'call_tier1_total_agent_mode over call_tier1_total (p50)',
+    ),
+    agent_mode_vs_jwt_login_paired: plain(
+      r.agent_vs_jwt_paired,
+      'ratio',
+      `each agent-mode call's time over the jwt-login call made beside it (same iteration; the two take turns going first), median and its 95% confidence interval over ${r.samples} pairs`,
+    ),
+    call_tier1_mode_legs: plain(
+      r.mode_legs,
+      'ms',
+      "the part of those calls that differs between the modes, at p50: the exchange, the Vault login (jwt-login only), the credential and its revocation, from each call's record",
+    ),
+    agent_mode_vs_jwt_login_legs_paired: plain(
+      r.agent_vs_jwt_legs_paired,
+      'ratio',
+      'call_tier1_mode_legs of each agent-mode call over the jwt-login call beside it: median and its 95% confidence interval',
+    ),
+    agent_mode_not_slower: goal(
+      r.agent_vs_jwt_paired.ci95_high,
+      'ratio',
+      '<=',
+      AGENT_MODE_MARGIN,
+      `upper 95% bound of agent_mode_vs_jwt_login_paired (${r.samples} pairs): agent mode is not slower than jwt-login when even this bound is within ${Math.round((AGENT_MODE_MARGIN - 1) * 100)}%; above it, the pairs do not show it (slower, or too noisy to tell: see the low bound)`,
+    ),
+    vault_requests_per_call: plain(
+      r.vault_requests_per_call,
+      'count',
+      "requests to Vault in one call (p50), counted from its record's hops: jwt-login logs in, reads creds and revokes itself; agent mode reads creds with the OBO and revokes the lease",
+    ),
+    call_tier1_wire_vault_agent_mode: plain(
+      r.call_tier1_wire_vault_agent_mode,
+      'ms',
+      'the waits on Vault inside an agent-mode call (creds and the lease revocation), against call_tier1_wire.vault (login, creds, revoke-self)',
+    ),
     call_tier1_wire: plain(
       Object.fromEntries(Object.entries(r.call_tier1_wire).map(([k, p]) => [k, p.p50])),
       'ms',
       'the network waits inside that call at p50, by kind: HTTP to the IdP and to Vault until the answer is in, PostgreSQL connect, queries and close',
     ),
-    own_overhead: plain(r.own_overhead, 'ms', "Countersign's own time in a call: its total minus every network wait"),
-    own_overhead_share_p50: goal(r.own_overhead_share.p50, 'share', '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p50)"),
-    own_overhead_share_p99: goal(r.own_overhead_share.p99, 'share', '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p99)"),
-    own_by_stage: plain(detail, 'ms', 'where the own time goes at p50: inside the exchange, the Vault hops, the database hops, before them (validate, classify), outside the hops (journal, audit append, glue)'),
-    hops_alone_total: plain(r.hops_alone_total, 'ms', 'the same requests made by hand with what a client must do (DPoP proof, form, Vault API, the same statements, the role check), no broker, interleaved (baseline)'),
-    total_vs_hops_alone: goal(ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50), 'ratio', '<=', 1.1, 'a tier-1 call through the broker over the same requests made by hand (p50)'),
-    throughput_calls_per_s: plain(r.throughput_calls_per_s, 'per_s', 'completed tier-1 calls per second at concurrency 1, 8 and 32 (each mints and drops a PostgreSQL role)'),
+    own_overhead: plain(
+      r.own_overhead,
+      'ms',
+      "Countersign's own time in a call: its total minus every network wait",
+    ),
+    own_overhead_share_p50: goal(
+      r.own_overhead_share.p50,
+      'share',
+      '<=',
+      0.05,
+      "Countersign's own time as a share of a tier-1 call (p50)",
+    ),
+    own_overhead_share_p99: goal(
+      r.own_overhead_share.p99,
+      'share',
+      '<=',
+      0.05,
+      "Countersign's own time as a share of a tier-1 call (p99)",
+    ),
+    own_by_stage: plain(
+      detail,
+      'ms',
+      'where the own time goes at p50: inside the exchange, the Vault hops, the database hops, before them (validate, classify), outside the hops (journal, audit append, glue)',
+    ),
+    hops_alone_total: plain(
+      r.hops_alone_total,
+      'ms',
+      'the same requests made by hand with what a client must do (DPoP proof, form, Vault API, the same statements, the role check), no broker, interleaved (baseline)',
+    ),
+    hops_alone_wire: plain(
+      r.hops_alone_wire,
+      'ms',
+      'the same waits in the hand-made path at p50, by kind (to set beside call_tier1_wire: a difference there is a request or a statement the broker makes and the hand-made path does not)',
+    ),
+    total_vs_hops_alone: goal(
+      ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50),
+      'ratio',
+      '<=',
+      1.1,
+      'a tier-1 call through the broker over the same requests made by hand (p50)',
+    ),
+    throughput_calls_per_s: plain(
+      r.throughput_calls_per_s,
+      'per_s',
+      'completed tier-1 calls per second at concurrency 1, 8 and 32 (each mints and drops a PostgreSQL role)',
+    ),
   };
 }
