@@ -45,7 +45,16 @@ import { observeWire, type WireKind } from '../main/core/wire-time.ts';
 import type { ToolCallRequest } from '../main/core/connectors/types.ts';
 import type { AuditSink, CallJournal } from '../main/core/ports.ts';
 import { CookieClient, postForm } from '../test/lab/idp-fixtures.ts';
-import { goal, percentiles, plain, ratioOf, round, type BenchContext, type Figures, type Percentiles } from './figures.ts';
+import {
+  goal,
+  percentiles,
+  plain,
+  ratioOf,
+  round,
+  type BenchContext,
+  type Figures,
+  type Percentiles,
+} from './figures.ts';
 
 const SQL = 'SELECT id, full_name FROM patients ORDER BY id LIMIT 5';
 
@@ -68,7 +77,10 @@ function labBrowser(issuer: string) {
       const page = await res.text();
       const m = /action="(\/interaction\/[^"]+\/login)"/.exec(page);
       if (!m) throw new Error(`unexpected page at ${next}: ${res.status}`);
-      const posted = await client.request(new URL(m[1]!, next).href, { method: 'POST', form: new URLSearchParams({ username: 'alice', password: 'alice-lab-pw' }) });
+      const posted = await client.request(new URL(m[1]!, next).href, {
+        method: 'POST',
+        form: new URLSearchParams({ username: 'alice', password: 'alice-lab-pw' }),
+      });
       const loc = posted.headers.get('location');
       if (!loc) throw new Error(`login was not accepted (${posted.status})`);
       next = new URL(loc, next).href;
@@ -84,17 +96,24 @@ interface Sample {
 }
 
 /** What the benchmark needs of the lab: its addresses (the lab in this process, or `npm run lab` in another). */
-export type BrokerTarget = Pick<Lab, 'issuer' | 'vaultAddr'> & { pg: Pick<Lab['pg'], 'host' | 'port' | 'database'> };
+export type BrokerTarget = Pick<Lab, 'issuer' | 'vaultAddr'> & {
+  pg: Pick<Lab['pg'], 'host' | 'port' | 'database'>;
+};
 
 export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {}) {
   const samples = o.samples ?? 200;
   const work = await mkdtemp(join(tmpdir(), 'cs-bench-broker-'));
-  const policy = parsePolicy(readFileSync(new URL('../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8')).postgres as PostgresPolicy;
+  const policy = parsePolicy(
+    readFileSync(new URL('../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8'),
+  ).postgres as PostgresPolicy;
   const connection = { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database };
   const secrets = new MemorySecretStore('benchmark');
   const audit = await AuditStore.open({ dataDir: work, secrets });
   // as the app opens it: sealing each call's Vault token with a key from the install's keys
-  const journal = new SqliteCallJournal(work, audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {});
+  const journal = new SqliteCallJournal(
+    work,
+    audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {},
+  );
   const auth = await AuthService.create({
     config: { issuer: lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
     secrets,
@@ -123,22 +142,39 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       }
     },
   };
-  const timed = <A extends unknown[]>(f: (...a: A) => void) => (...a: A): void => {
-    const t = performance.now();
-    try {
-      f(...a);
-    } finally {
-      journalMs += performance.now() - t;
-    }
-  };
+  const timed =
+    <A extends unknown[]>(f: (...a: A) => void) =>
+    (...a: A): void => {
+      const t = performance.now();
+      try {
+        f(...a);
+      } finally {
+        journalMs += performance.now() - t;
+      }
+    };
   const timedJournal: CallJournal = {
     begin: timed((i, e) => journal.begin(i, e)),
     note: timed((i, u) => journal.note(i, u)),
     holdCredential: timed((i, t) => journal.holdCredential(i, t)),
     end: timed((i) => journal.end(i)),
   };
-  const broker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal });
-  const agentBroker = createBroker({ connectors: [createPostgresConnector({ policy, connection })], tokens: auth, idp, vault, audit: timedAudit, journal: timedJournal, vaultMode: 'agent' });
+  const broker = createBroker({
+    connectors: [createPostgresConnector({ policy, connection })],
+    tokens: auth,
+    idp,
+    vault,
+    audit: timedAudit,
+    journal: timedJournal,
+  });
+  const agentBroker = createBroker({
+    connectors: [createPostgresConnector({ policy, connection })],
+    tokens: auth,
+    idp,
+    vault,
+    audit: timedAudit,
+    journal: timedJournal,
+    vaultMode: 'agent',
+  });
   let last: AuditRecord | undefined;
   const unsubscribe = audit.onAppend((r) => (last = r));
   let id = 0;
@@ -177,7 +213,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   const publicJwk = keyPair ? await exportJWK(keyPair.publicKey) : undefined;
   const tokenEndpoint = `${lab.issuer}/token`;
   const clientId = (await auth.client()).clientId;
-  if (plan.credential.kind !== 'vault-database') throw new Error('the benchmark statement should need a database credential');
+  if (plan.credential.kind !== 'vault-database')
+    throw new Error('the benchmark statement should need a database credential');
   const cred = plan.credential;
   const vaultUrl = lab.vaultAddr.replace(/\/+$/, '');
   const vaultPost = async (path: string, body: unknown, token?: string) => {
@@ -190,7 +227,18 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     if (res.status >= 400) throw new Error(`vault ${path}: ${res.status}`);
     return text ? (JSON.parse(text) as Record<string, unknown>) : {};
   };
-  const hopsAlone = async (): Promise<number> => {
+  // The hand-made path's own waits by kind, as call_tier1_wire splits the broker's.
+  let byHand: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  const handWire = async <T>(kind: WireKind, f: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await f();
+    } finally {
+      byHand[kind] += performance.now() - t;
+    }
+  };
+  const hopsAlone = async (): Promise<{ total: number; wire: Record<WireKind, number> }> => {
+    byHand = { idp: 0, vault: 0, db: 0 };
     const start = performance.now();
     const subject = await auth.getAccessToken();
     const proof =
@@ -200,43 +248,64 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
             .setIssuedAt()
             .sign(keyPair.privateKey)
         : undefined;
-    const ex = await postForm(
-      tokenEndpoint,
-      {
-        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-        client_id: clientId,
-        subject_token: subject,
-        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        authorization_details: JSON.stringify(plan.authorizationDetails),
-        ...(plan.audience ? { audience: plan.audience } : {}),
-        ...(plan.resource ? { resource: plan.resource } : {}),
-      },
-      proof ? { dpop: proof } : {},
+    const ex = await handWire('idp', () =>
+      postForm(
+        tokenEndpoint,
+        {
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          client_id: clientId,
+          subject_token: subject,
+          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          authorization_details: JSON.stringify(plan.authorizationDetails),
+          ...(plan.audience ? { audience: plan.audience } : {}),
+          ...(plan.resource ? { resource: plan.resource } : {}),
+        },
+        proof ? { dpop: proof } : {},
+      ),
     );
     if (ex.status !== 200) throw new Error(`exchange by hand: ${ex.status} ${String(ex.json.error)}`);
     const obo = String(ex.json.access_token);
-    const login = (await vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo })) as { auth: { client_token: string } };
+    const login = (await handWire('vault', () =>
+      vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo }),
+    )) as { auth: { client_token: string } };
     const token = login.auth.client_token;
-    const credsRes = await fetch(`${vaultUrl}/v1/${cred.dbMount}/creds/${cred.dbRole}`, { headers: { 'x-vault-token': token } });
-    const creds = (await credsRes.json()) as { data: { username: string; password: string } };
-    const client = new pg.Client({ ...connection, user: creds.data.username, password: creds.data.password, application_name: 'bench' });
-    await client.connect();
-    await client.query('BEGIN READ ONLY');
-    await client.query({ text: `DECLARE c NO SCROLL CURSOR FOR ${details.sql}`, values: details.params });
-    await client.query(`FETCH ${details.limits.rowCap + 1} FROM c`);
-    await client.query('COMMIT');
-    await client.end();
-    await vaultPost('auth/token/revoke-self', {}, token);
+    const creds = await handWire(
+      'vault',
+      async () =>
+        (await (
+          await fetch(`${vaultUrl}/v1/${cred.dbMount}/creds/${cred.dbRole}`, {
+            headers: { 'x-vault-token': token },
+          })
+        ).json()) as { data: { username: string; password: string } },
+    );
+    const client = new pg.Client({
+      ...connection,
+      user: creds.data.username,
+      password: creds.data.password,
+      application_name: 'bench',
+    });
+    await handWire('db', async () => {
+      await client.connect();
+      await client.query('BEGIN READ ONLY');
+      await client.query({ text: `DECLARE c NO SCROLL CURSOR FOR ${details.sql}`, values: details.params });
+      await client.query(`FETCH ${details.limits.rowCap + 1} FROM c`);
+      await client.query('COMMIT');
+      await client.end();
+    });
+    await handWire('vault', () => vaultPost('auth/token/revoke-self', {}, token));
     const check = new pg.Client({ ...connection, user: creds.data.username, password: creds.data.password });
     check.on('error', () => {});
-    const gone = await check.connect().then(
-      () => false,
-      () => true,
-    );
-    await check.end().catch(() => {});
+    const gone = await handWire('db', async () => {
+      const g = await check.connect().then(
+        () => false,
+        () => true,
+      );
+      await check.end().catch(() => {});
+      return g;
+    });
     if (!gone) throw new Error('the role outlived its revocation');
-    return performance.now() - start;
+    return { total: performance.now() - start, wire: byHand };
   };
 
   observeWire((kind, ms) => (wire[kind] += ms));
@@ -248,7 +317,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     }
     const calls: Sample[] = [];
     const agentCalls: Sample[] = [];
-    const alone: number[] = [];
+    const alone: Array<{ total: number; wire: Record<WireKind, number> }> = [];
     for (let i = 0; i < samples; i += 1) {
       // Interleaved so all three see the same machine.
       calls.push(await oneCall());
@@ -311,7 +380,12 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         // everything else outside the hops: the record, the answer, glue
         outside_hops: stage((s) => s.total - Object.values(s.hops).reduce((a, b) => a + b, 0)),
       },
-      hops_alone_total: percentiles(alone),
+      hops_alone_total: percentiles(alone.map((a) => a.total)),
+      hops_alone_wire: {
+        idp: percentiles(alone.map((a) => a.wire.idp)).p50,
+        vault: percentiles(alone.map((a) => a.wire.vault)).p50,
+        db: percentiles(alone.map((a) => a.wire.db)).p50,
+      },
       throughput_calls_per_s: { c1, c8, c32 },
     };
   } finally {
@@ -332,25 +406,76 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
   const r = await benchBroker(await ctx.lab());
   const detail = Object.fromEntries(Object.entries(r.own_by_stage).map(([k, p]) => [k, p.p50]));
   return {
-    call_tier1_total: plain(r.call_tier1_total, 'ms', `a tier-1 query end to end through the broker with the file-backed audit store, the journal and the signed-in token source (${r.samples} calls)`),
+    call_tier1_total: plain(
+      r.call_tier1_total,
+      'ms',
+      `a tier-1 query end to end through the broker with the file-backed audit store, the journal and the signed-in token source (${r.samples} calls)`,
+    ),
     call_tier1_total_agent_mode: plain(
       r.call_tier1_total_agent_mode,
       'ms',
       `the same tier-1 query in Vault's native agent mode (one Vault request fewer: no login; the lease revoked with the OBO instead of revoke-self), interleaved with call_tier1_total (${r.samples} calls each); the lab's Vault stand-in, not Vault Enterprise`,
     ),
-    agent_mode_vs_jwt_login: plain(ratioOf(r.call_tier1_total_agent_mode.p50, r.call_tier1_total.p50), 'ratio', 'call_tier1_total_agent_mode over call_tier1_total (p50)'),
-    call_tier1_wire_vault_agent_mode: plain(r.call_tier1_wire_vault_agent_mode, 'ms', "the waits on Vault inside an agent-mode call (creds and the lease revocation), against call_tier1_wire.vault (login, creds, revoke-self)"),
+    agent_mode_vs_jwt_login: plain(
+      ratioOf(r.call_tier1_total_agent_mode.p50, r.call_tier1_total.p50),
+      'ratio',
+      'call_tier1_total_agent_mode over call_tier1_total (p50)',
+    ),
+    call_tier1_wire_vault_agent_mode: plain(
+      r.call_tier1_wire_vault_agent_mode,
+      'ms',
+      'the waits on Vault inside an agent-mode call (creds and the lease revocation), against call_tier1_wire.vault (login, creds, revoke-self)',
+    ),
     call_tier1_wire: plain(
       Object.fromEntries(Object.entries(r.call_tier1_wire).map(([k, p]) => [k, p.p50])),
       'ms',
       'the network waits inside that call at p50, by kind: HTTP to the IdP and to Vault until the answer is in, PostgreSQL connect, queries and close',
     ),
-    own_overhead: plain(r.own_overhead, 'ms', "Countersign's own time in a call: its total minus every network wait"),
-    own_overhead_share_p50: goal(r.own_overhead_share.p50, 'share', '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p50)"),
-    own_overhead_share_p99: goal(r.own_overhead_share.p99, 'share', '<=', 0.05, "Countersign's own time as a share of a tier-1 call (p99)"),
-    own_by_stage: plain(detail, 'ms', 'where the own time goes at p50: inside the exchange, the Vault hops, the database hops, before them (validate, classify), outside the hops (journal, audit append, glue)'),
-    hops_alone_total: plain(r.hops_alone_total, 'ms', 'the same requests made by hand with what a client must do (DPoP proof, form, Vault API, the same statements, the role check), no broker, interleaved (baseline)'),
-    total_vs_hops_alone: goal(ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50), 'ratio', '<=', 1.1, 'a tier-1 call through the broker over the same requests made by hand (p50)'),
-    throughput_calls_per_s: plain(r.throughput_calls_per_s, 'per_s', 'completed tier-1 calls per second at concurrency 1, 8 and 32 (each mints and drops a PostgreSQL role)'),
+    own_overhead: plain(
+      r.own_overhead,
+      'ms',
+      "Countersign's own time in a call: its total minus every network wait",
+    ),
+    own_overhead_share_p50: goal(
+      r.own_overhead_share.p50,
+      'share',
+      '<=',
+      0.05,
+      "Countersign's own time as a share of a tier-1 call (p50)",
+    ),
+    own_overhead_share_p99: goal(
+      r.own_overhead_share.p99,
+      'share',
+      '<=',
+      0.05,
+      "Countersign's own time as a share of a tier-1 call (p99)",
+    ),
+    own_by_stage: plain(
+      detail,
+      'ms',
+      'where the own time goes at p50: inside the exchange, the Vault hops, the database hops, before them (validate, classify), outside the hops (journal, audit append, glue)',
+    ),
+    hops_alone_total: plain(
+      r.hops_alone_total,
+      'ms',
+      'the same requests made by hand with what a client must do (DPoP proof, form, Vault API, the same statements, the role check), no broker, interleaved (baseline)',
+    ),
+    hops_alone_wire: plain(
+      r.hops_alone_wire,
+      'ms',
+      'the same waits in the hand-made path at p50, by kind (to set beside call_tier1_wire: a difference there is a request or a statement the broker makes and the hand-made path does not)',
+    ),
+    total_vs_hops_alone: goal(
+      ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50),
+      'ratio',
+      '<=',
+      1.1,
+      'a tier-1 call through the broker over the same requests made by hand (p50)',
+    ),
+    throughput_calls_per_s: plain(
+      r.throughput_calls_per_s,
+      'per_s',
+      'completed tier-1 calls per second at concurrency 1, 8 and 32 (each mints and drops a PostgreSQL role)',
+    ),
   };
 }

@@ -26,11 +26,11 @@ if (isOlder(process.version)) {
   await new Promise(() => {});
 }
 
-// The commands that host the core want V8's options for it (main/core/v8-flags.ts, CORE_V8_FLAGS; a
+// The commands that host the core want V8's options for it (common/v8-flags.ts, CORE_V8_FLAGS; a
 // test holds the two lists together). The npm scripts and the bridge give them on the command line; run
 // any other way (`npx countersign serve`, a global install), the process replaces itself with one that
 // has them, keeping its pid, where Node can (process.execve: POSIX, Node 22.15+). Elsewhere it runs as is.
-const CORE_V8_FLAGS = ['--liftoff-only'];
+const CORE_V8_FLAGS = ['--liftoff-only', '--max-semi-space-size=4', '--max-old-space-size=256'];
 if (
   (process.argv[2] === 'serve' || process.argv[2] === 'start') &&
   !CORE_V8_FLAGS.every((f) => process.execArgv.includes(f)) &&

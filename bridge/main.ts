@@ -5,6 +5,7 @@
 import './node-check.ts';
 import { resolveNodeHostPaths } from '../common/node/host-paths.ts';
 import { makeLog, startBridge } from './relay.ts';
+import { CORE_V8_FLAGS } from '../common/v8-flags.ts';
 
 // Built-ins through process.getBuiltinModule, not static imports: see relay.ts.
 const { join } = process.getBuiltinModule('node:path');
@@ -53,8 +54,7 @@ function appCommand(): string[] | undefined {
     log('COUNTERSIGN_APP_CMD is not a JSON array of strings; the app will not be started');
     return undefined;
   }
-  // --liftoff-only: see CORE_V8_FLAGS in main/core/v8-flags.ts
-  return [process.execPath, '--liftoff-only', join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
+  return [process.execPath, ...CORE_V8_FLAGS, join(import.meta.dirname, '..', 'bin', 'countersign.mjs'), 'serve'];
 }
 
 function positiveInt(value: string | undefined): number | undefined {

@@ -177,6 +177,25 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     }
   }
 
+  /**
+   * A line from the core. The common one, a result (`{"result":…,"jsonrpc":"2.0","id":…}`, as the MCP
+   * SDK writes it), is passed on as it came, its id read from its end: a large result is neither
+   * parsed nor decoded and encoded again. Anything else goes through onCoreLine.
+   */
+  function onCoreBytes(bytes: Uint8Array): void {
+    const id = pendingReplay === undefined ? resultId(bytes) : undefined;
+    if (id === undefined) {
+      onCoreLine(decoder.decode(bytes).trimEnd());
+      return;
+    }
+    inflight.delete(key(id));
+    if (!firstAnswer) {
+      firstAnswer = true;
+      options.mark?.('first answer from the core');
+    }
+    if (!stopped) options.stdout.write(bytes);
+  }
+
   function onCoreLine(line: string): void {
     let msg: Json;
     try {
@@ -210,7 +229,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     socket = s;
     state = 'connected';
     clearTimeout(pollTimer);
-    const splitter = new LineSplitter({ maxLineBytes: MAX_MESSAGE_BYTES, onLine: onCoreLine, onOversize: () => log('dropped an oversized line from the core') });
+    const splitter = new LineSplitter({ maxLineBytes: MAX_MESSAGE_BYTES, onLineBytes: onCoreBytes, onOversize: () => log('dropped an oversized line from the core') });
     s.on('data', (chunk: Buffer) => splitter.push(chunk));
     s.on('error', () => {});
     s.on('close', () => onDisconnected(s));
@@ -413,6 +432,22 @@ export function connectOnce(options: {
 
 function errorFor(id: Id, message: string): Json {
   return { jsonrpc: '2.0', id, error: { code: APP_NOT_RUNNING_RPC, message, data: { code: 'APP_NOT_RUNNING' } } };
+}
+
+const decoder = new TextDecoder();
+const RESULT_START = new TextEncoder().encode('{"result":');
+/** The end of a result as the SDK writes it: its `id` last, a number or a string without escapes. */
+const RESULT_END = /,"jsonrpc":"2\.0","id":(-?\d{1,15}|"[^"\\]{0,256}")\}\r?\n$/;
+
+/** The id of a line that is a JSON-RPC result written in the SDK's key order; undefined for any other line. */
+export function resultId(line: Uint8Array): Id | undefined {
+  if (line.length < RESULT_START.length + 24) return undefined;
+  for (let i = 0; i < RESULT_START.length; i++) if (line[i] !== RESULT_START[i]) return undefined;
+  const tail = decoder.decode(line.subarray(Math.max(RESULT_START.length, line.length - 300)));
+  const m = RESULT_END.exec(tail);
+  if (!m) return undefined;
+  const raw = m[1]!;
+  return raw.startsWith('"') ? raw.slice(1, -1) : Number(raw);
 }
 
 function isId(value: unknown): value is Id {

@@ -4,9 +4,11 @@
  * channels, the headless web host validates every request against them, and both hosts parse every
  * response with them before it leaves, so an unknown field (a token that slipped into a handler's
  * return value) is stripped rather than sent. Nothing here carries a token, secret, verifier or
- * password: the renderer never holds one.
+ * password: the renderer never holds one. `SHELL_CHANNELS` and `CORE_CHANNELS` are the two directions
+ * between the desktop shell and the core's utility process; common/channel.ts serves every table.
  */
 import { z } from 'zod';
+import type { ApprovalDecision, ApprovalView } from './approval-view.ts';
 import { AuditRecordSchema, OUTCOMES, RECORD_KINDS } from './audit-record.ts';
 
 const Empty = z.object({}).strict();
@@ -291,6 +293,48 @@ export const CHANNELS = {
   ),
   /** Validates the draft, writes it owner-only and atomically, and starts the app on it. */
   'setup.save': channel(z.object({ config: DraftConfig }).strict(), z.object({ file: z.string() }), ['headless']),
+} as const;
+
+/** What an approval prompt shows (common/approval-view.ts), as the shell receives it from the core. */
+export const ApprovalViewSchema = z.object({
+  id: Id,
+  tier: z.union([z.literal(2), z.literal(3)]),
+  tool: z.string(),
+  target: z.string(),
+  summary: z.string(),
+  authorization: z.array(z.string()),
+  argumentsText: z.string(),
+  digest: z.string().max(200),
+  scope: z.string().optional(),
+  requestedAt: IsoTime,
+  expiresAt: IsoTime,
+}) satisfies z.ZodType<ApprovalView>;
+
+/**
+ * What the core asks of the desktop shell over the utility process's port: only what needs a window
+ * or the OS (a native dialog, the system browser). The shell holds no token, so none travels here.
+ */
+export const SHELL_CHANNELS = {
+  /** A native approval dialog; Deny unless the person approves. */
+  'approval.prompt': { request: ApprovalViewSchema, response: z.enum(['approve', 'deny']) satisfies z.ZodType<ApprovalDecision> },
+  /** Where to save an export: the save dialog's path, or none when the person cancels. */
+  'shell.chooseExportFile': {
+    request: z.object({ filename: z.string().max(200), format: z.enum(['jsonl', 'csv']) }).strict(),
+    response: z.object({ path: z.string().max(4096).optional() }),
+  },
+  /** Brings the window to the front (a call arrived before sign-in, `countersign open`). */
+  'shell.present': { request: Empty, response: z.object({}) },
+  /** Opens the system browser (sign-in); http(s) only. */
+  'shell.openExternal': {
+    request: z.object({ url: z.string().max(65_536).regex(/^https?:\/\//, 'Only http(s) URLs open in the browser.') }).strict(),
+    response: Ok,
+  },
+} as const;
+
+/** What the shell asks of the core beyond the UI's channels (which it forwards). */
+export const CORE_CHANNELS = {
+  /** Finish or cancel the calls in flight (each revokes what it holds), then stop. */
+  'core.drain': { request: Empty, response: Ok },
 } as const;
 
 export const EVENTS = {

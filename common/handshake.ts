@@ -136,7 +136,8 @@ export function encodeLine(message: unknown): string {
  */
 export class LineSplitter {
   readonly #maxLineBytes: number;
-  readonly #onLine: (line: string) => void;
+  readonly #onLine: ((line: string) => void) | undefined;
+  readonly #onBytes: ((line: Uint8Array) => void) | undefined;
   readonly #onOversize: (bytes: number) => void;
   readonly #decoder = new TextDecoder();
   #chunks: Uint8Array[] = [];
@@ -146,9 +147,20 @@ export class LineSplitter {
   #paused = false;
   #rest: Uint8Array[] = [];
 
-  constructor(options: { maxLineBytes: number; onLine: (line: string) => void; onOversize?: (bytes: number) => void }) {
+  /**
+   * `onLine` gets each line decoded, without its line ending; `onLineBytes` (for a relay that passes
+   * lines on unchanged) gets its bytes with the ending, undecoded and, when the line arrived in one
+   * chunk, uncopied.
+   */
+  constructor(
+    options: { maxLineBytes: number; onOversize?: (bytes: number) => void } & (
+      | { onLine: (line: string) => void; onLineBytes?: undefined }
+      | { onLineBytes: (line: Uint8Array) => void; onLine?: undefined }
+    ),
+  ) {
     this.#maxLineBytes = options.maxLineBytes;
     this.#onLine = options.onLine;
+    this.#onBytes = options.onLineBytes;
     this.#onOversize = options.onOversize ?? (() => {});
   }
 
@@ -174,6 +186,12 @@ export class LineSplitter {
         return;
       }
       const nl = chunk.indexOf(10, start);
+      if (this.#onBytes && nl !== -1 && this.#pending === 0 && !this.#discarding && nl - start <= this.#maxLineBytes) {
+        // The whole line is in this chunk: passed on as a view of it.
+        if (nl > start && !(nl === start + 1 && chunk[start] === 13)) this.#onBytes(chunk.subarray(start, nl + 1));
+        start = nl + 1;
+        continue;
+      }
       const end = nl === -1 ? chunk.length : nl;
       const piece = chunk.subarray(start, end);
       if (this.#discarding) {
@@ -195,26 +213,34 @@ export class LineSplitter {
         this.#discarded = 0;
         continue;
       }
+      if (this.#onBytes) {
+        const bytes = this.#join(1);
+        bytes[bytes.length - 1] = 10;
+        if (bytes.length > 1 && !(bytes.length === 2 && bytes[0] === 13)) this.#onBytes(bytes);
+        continue;
+      }
       const line = this.#decode();
-      if (line.trim() !== '') this.#onLine(line);
+      if (line.trim() !== '') this.#onLine!(line);
     }
   }
 
-  #decode(): string {
+  /** The line's chunks as one array, with `extra` bytes free at its end. */
+  #join(extra: number): Uint8Array {
     const chunks = this.#chunks;
     this.#chunks = [];
     this.#pending = 0;
-    let bytes: Uint8Array;
-    if (chunks.length === 1) bytes = chunks[0]!;
-    else {
-      bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-      let at = 0;
-      for (const c of chunks) {
-        bytes.set(c, at);
-        at += c.length;
-      }
+    if (chunks.length === 1 && extra === 0) return chunks[0]!;
+    const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0) + extra);
+    let at = 0;
+    for (const c of chunks) {
+      bytes.set(c, at);
+      at += c.length;
     }
-    const text = this.#decoder.decode(bytes);
+    return bytes;
+  }
+
+  #decode(): string {
+    const text = this.#decoder.decode(this.#join(0));
     return text.endsWith('\r') ? text.slice(0, -1) : text;
   }
 }

@@ -11,6 +11,24 @@ export interface PortLike {
   onMessage(listener: (message: unknown) => void): () => void;
 }
 
+/** A port that delivers `{ data }` events, as Electron's MessagePortMain does on both sides of the core's channel. */
+export interface EventPort {
+  postMessage(message: unknown): void;
+  on(event: 'message', listener: (event: { data: unknown }) => void): unknown;
+  off(event: 'message', listener: (event: { data: unknown }) => void): unknown;
+}
+
+export function fromEventPort(port: EventPort): PortLike {
+  return {
+    postMessage: (message) => port.postMessage(message),
+    onMessage: (listener) => {
+      const l = (event: { data: unknown }) => listener(event.data);
+      port.on('message', l);
+      return () => void port.off('message', l);
+    },
+  };
+}
+
 type Handler = (params: unknown, signal: AbortSignal) => Promise<unknown>;
 
 type Frame =

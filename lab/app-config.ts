@@ -17,7 +17,12 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
       resource: 'urn:countersign:app',
       vaultAudience: lab.idp.vaultAudience,
       // The lab offers open registration to private_key_jwt clients: each install becomes its own client.
-      dynamicRegistration: 'when-offered',
+      // Speaking as Okta it does not (an administrator's API): the native app signs in, and the
+      // service app an administrator set up with this install's key makes the exchange, its OBO
+      // living Okta's shortest 5 minutes.
+      ...(lab.idp.exchangeClientId
+        ? { dynamicRegistration: 'off' as const, exchangeClientId: lab.idp.exchangeClientId, allowLongLivedOboUpToSeconds: lab.idp.profile.oboLifetimeS! }
+        : { dynamicRegistration: 'when-offered' as const }),
       allowInsecureHttpForLoopbackOnly: true,
       // The delegation profile that fits the vendor the lab IdP speaks (npm run lab -- --idp-profile).
       delegation: lab.idp.profile.delegation,

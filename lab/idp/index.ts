@@ -78,6 +78,17 @@ export interface LabIdp {
    * False when no such dynamically registered client exists.
    */
   forgetClient(clientId: string): Promise<boolean>;
+  /**
+   * What an Okta administrator does in the admin console: creates an API service app with the
+   * token-exchange grant and "Public key / Private key" client authentication, holding the public
+   * keys given (an install's exchange key, which `countersign doctor` shows). Calling it again for
+   * the same app replaces its keys.
+   */
+  registerServiceApp(app: { clientId: string; jwks: { keys: object[] } }): Promise<void>;
+  /** The service app that makes exchanges, where the vendor wants one (Okta); registerServiceApp sets it up. */
+  exchangeClientId: string | undefined;
+  /** The token registration wants when the vendor's registration is an administrator's API (Okta); undefined when open. */
+  registrationAdminToken: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -99,6 +110,8 @@ export interface StartIdpOptions {
 }
 
 const DEFAULT_AT_TTL_S = 3600;
+/** Okta's client ids look like this; the lab's service app (okta profile) is always this one. */
+const SERVICE_APP_ID = '0oacountersignexchange';
 
 interface IdpState {
   keys: Awaited<ReturnType<LabKeys['privateJwks']>>;
@@ -142,6 +155,7 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   let policy: Policy = loadPolicy(policyFile);
   const vendor = vendorProfile(opts.profile);
   const byScope = vendor.delegation === 'scopes';
+  const registrationAdminToken = vendor.openRegistration === false ? randomBytes(16).toString('hex') : undefined;
   const exchanges = opts.tokenExchange !== false;
   // The vault scopes a scope-deciding vendor publishes (one per Vault role the policy grants).
   const vaultScopes = byScope ? [...new Set(policy.rules.flatMap((r) => ('vault_role' in r && r.target === 'vault' ? [`${LAB_SCOPE_PREFIX}${r.vault_role}`] : [])))] : [];
@@ -293,6 +307,8 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       registration: {
         enabled: true,
         idFactory: () => `lab-client-${randomBytes(8).toString('hex')}`,
+        // Okta's registration API wants an administrator's token: a fixed one plays it.
+        ...(registrationAdminToken ? { initialAccessToken: registrationAdminToken } : {}),
       },
       resourceIndicators: {
         enabled: true,
@@ -549,6 +565,23 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
     exchangeTimings: () => [...timings],
     updatePolicy(change) {
       policy = PolicySchema.parse(change(structuredClone(policy)));
+    },
+    registrationAdminToken,
+    exchangeClientId: vendor.exchanger === 'service-app' ? SERVICE_APP_ID : undefined,
+    async registerServiceApp({ clientId, jwks }) {
+      const adapter = (provider.Client as unknown as { adapter: unknown }).adapter as { upsert(id: string, value: object): Promise<void> };
+      await adapter.upsert(clientId, {
+        client_id: clientId,
+        client_name: 'Countersign token exchange (service app)',
+        application_type: 'web',
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: 'ES256',
+        grant_types: [TOKEN_EXCHANGE],
+        response_types: [],
+        redirect_uris: [],
+        jwks,
+      });
+      log(`idp: service app ${clientId} set up by the administrator with ${jwks.keys.length} key(s)`);
     },
     async forgetClient(clientId) {
       // oidc-provider keeps dynamically registered clients in its adapter (not in its types)

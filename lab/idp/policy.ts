@@ -64,6 +64,12 @@ export const PolicySchema = z
     obo_ttl_s: z.number().int().positive().max(60).optional(),
     /** Per vault_role, the `vault:path_access` entries an agent's OBO may carry for it (exact entries). */
     vault_path_access: z.record(z.string(), z.array(PathAccessSchema)).default({}),
+    /**
+     * Whether an agent may ask for a lease revocation on its own (no call entry): `sys/leases/revoke`
+     * narrowed to one exact lease id inside a revocation `vault_path_access` allows for a role the user
+     * holds. A core restarted after dying mid-call uses it to revoke the lease the call left.
+     */
+    lease_revocation_alone: z.boolean().default(true),
   })
   .strict();
 export type Policy = z.infer<typeof PolicySchema>;
@@ -134,6 +140,39 @@ export function pathAccessProblem(policy: Policy, clientId: string, vaultRole: s
 }
 
 export type AuthorizationDetail = { type: string; [k: string]: unknown };
+
+/**
+ * The vault_role whose allowed lease revocation covers these entries, each of which names exactly one
+ * lease (no glob) and nothing else; or why the policy refuses them as a revocation on its own.
+ */
+export function revocationRole(policy: Policy, clientId: string, entries: AuthorizationDetail[]): { vaultRole: string } | { problem: string } {
+  if (!policy.lease_revocation_alone) return { problem: 'this policy does not issue tokens for a lease revocation on its own' };
+  if (!policy.agents[clientId]) return { problem: 'this client is not a registered agent, so it may not ask for vault:path_access' };
+  const leases: string[] = [];
+  for (const e of entries) {
+    const params = e.allowed_parameters as Record<string, unknown[]> | undefined;
+    const ids = params?.['lease_id'];
+    const exact =
+      e.type === PATH_ACCESS &&
+      e.path === 'sys/leases/revoke' &&
+      JSON.stringify(e.capabilities) === '["update"]' &&
+      Object.keys(e).every((k) => ['type', 'path', 'capabilities', 'allowed_parameters'].includes(k)) &&
+      Object.keys(params ?? {}).every((k) => k === 'lease_id' || (k === 'sync' && (params!['sync'] ?? []).length === 0)) &&
+      Array.isArray(ids) &&
+      ids.length === 1 &&
+      typeof ids[0] === 'string' &&
+      !ids[0].includes('*');
+    if (!exact) return { problem: 'vault:path_access entries come with the call they serve, or each revokes exactly one lease' };
+    leases.push(ids![0] as string);
+  }
+  const covers = (role: string, lease: string): boolean =>
+    (policy.vault_path_access[role] ?? []).some((a) => {
+      if (a.path !== 'sys/leases/revoke' || !a.capabilities.includes('update')) return false;
+      return (a.allowed_parameters?.['lease_id'] ?? []).some((g) => typeof g === 'string' && (g.endsWith('*') ? lease.startsWith(g.slice(0, -1)) : lease === g));
+    });
+  const role = Object.keys(policy.vault_path_access).find((r) => leases.every((l) => covers(r, l)));
+  return role ? { vaultRole: role } : { problem: 'no role this policy knows may revoke that lease' };
+}
 
 export type Decision =
   | { outcome: 'deny'; description: string }

@@ -45,7 +45,8 @@ export function scopeExchangeHandler(deps: GrantDeps, vendor: VendorProfile, sco
 
     const proof = await dpopOf(deps, ctx);
     const subject = await verifySubject(deps, params.subject_token);
-    if (subject.client_id !== client.clientId)
+    // Okta's on-behalf-of exchange is a service app's, for a token the user's app got; Keycloak's is the same client's.
+    if (subject.client_id !== client.clientId && vendor.exchanger !== 'service-app')
       fail('invalid_request', 'the subject token was issued to another client');
     if (!(await deps.signInStands(String(subject.jti)))) fail('invalid_request', 'Invalid token');
     const boundTo = (subject.cnf as { jkt?: unknown } | undefined)?.jkt;
@@ -83,6 +84,7 @@ export function scopeExchangeHandler(deps: GrantDeps, vendor: VendorProfile, sco
     if (audience !== undefined && audience !== policy.vault_audience)
       refuse(vendor.audienceUnavailable!(audience));
     const now = Math.floor(Date.now() / 1000);
+    const lifetime = vendor.oboLifetimeS ?? OBO_TTL_S;
     const facts = {
       issuer: deps.issuer,
       sub: user.sub,
@@ -94,7 +96,7 @@ export function scopeExchangeHandler(deps: GrantDeps, vendor: VendorProfile, sco
       vaultRole,
       jti: randomUUID(),
       iat: now,
-      exp: now + OBO_TTL_S,
+      exp: now + lifetime,
       ...(typeof subject.acr === 'string' ? { acr: subject.acr } : {}),
       ...(typeof subject.auth_time === 'number' ? { authTime: subject.auth_time } : {}),
       ...(proof?.thumbprint ? { jkt: proof.thumbprint } : {}),
@@ -111,7 +113,7 @@ export function scopeExchangeHandler(deps: GrantDeps, vendor: VendorProfile, sco
     const extras = vendor.responseExtras!(facts);
     ctx.body = {
       access_token: token,
-      expires_in: OBO_TTL_S,
+      expires_in: lifetime,
       token_type: facts.jkt ? 'DPoP' : 'Bearer',
       ...extras,
       issued_token_type: ACCESS_TOKEN_TYPE,

@@ -6,7 +6,7 @@ import type { JWTPayload } from 'jose';
 import validateDpop, { checkDpopReplay } from 'oidc-provider/lib/helpers/validate_dpop.js';
 import type { DPoPResult } from 'oidc-provider/lib/helpers/validate_dpop.js';
 import type { LabKeys } from './keys.ts';
-import { authorizationDetailsDigest, decideDetail, PATH_ACCESS, pathAccessProblem, targetAllowed, userMayUse } from './policy.ts';
+import { authorizationDetailsDigest, decideDetail, PATH_ACCESS, pathAccessProblem, revocationRole, targetAllowed, userMayUse } from './policy.ts';
 import type { AuthorizationDetail, Decision, Policy } from './policy.ts';
 import type { Challenge, PushStore, Verification } from './step-up.ts';
 import { userBySub } from './users.ts';
@@ -184,7 +184,10 @@ export function tokenExchangeHandler(deps: GrantDeps) {
     const details = parseDetails(params.authorization_details);
     // Vault paths are not a call: the call's own entries decide, then the paths must be ones the policy allows for it.
     const callDetails = details.filter((d) => d.type !== PATH_ACCESS);
-    if (callDetails.length === 0) fail('invalid_authorization_details', 'vault:path_access entries come with the call they serve');
+    if (callDetails.length === 0) {
+      await revocationAlone(deps, ctx, details, { subject, audience, jkt: proof?.thumbprint }, started);
+      return;
+    }
     const decision = decideAll(policy, callDetails);
     const stray = pathAccessProblem(policy, client.clientId, decision.vaultRole, details.filter((d) => d.type === PATH_ACCESS));
     if (stray) fail('access_denied', stray);
@@ -230,6 +233,28 @@ export function tokenExchangeHandler(deps: GrantDeps) {
     }
     await issueObo(deps, ctx, common, started);
   };
+}
+
+/**
+ * A lease revocation on its own (policy `lease_revocation_alone`): the token can revoke that one lease
+ * of a role the user holds and nothing else; no call is authorised, so no step-up is asked.
+ */
+async function revocationAlone(
+  deps: GrantDeps,
+  ctx: Ctx,
+  details: AuthorizationDetail[],
+  o: { subject: JWTPayload; audience: string | undefined; jkt: string | undefined },
+  started: number,
+): Promise<void> {
+  const policy = deps.policy();
+  const { client } = ctx.oidc;
+  const found = revocationRole(policy, client.clientId, details);
+  if ('problem' in found) fail('invalid_authorization_details', found.problem);
+  if (o.audience !== policy.vault_audience) fail('invalid_target', `a lease revocation is for Vault: ask for audience ${policy.vault_audience}`);
+  const user = userBySub(String(o.subject.sub));
+  if (!user) fail('access_denied', 'the subject is not a known user');
+  if (!userMayUse(policy, user.role, found.vaultRole)) fail('access_denied', `${user.username} is not allowed ${found.vaultRole}: ask an administrator for this right`);
+  await issueObo(deps, ctx, { sub: user.sub, clientId: client.clientId, audience: o.audience, details, vaultRole: found.vaultRole, jkt: o.jkt }, started);
 }
 
 /** Signs the assertion a successful push yields: single use, for this client's token endpoint. */

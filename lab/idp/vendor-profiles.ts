@@ -55,6 +55,16 @@ export interface VendorProfile {
   audienceUnavailable?: (audience: string) => VendorError;
   /** Under `scopes`: the OBO's claims (the lab adds `cnf` for DPoP). */
   oboClaims?: (f: OboFacts) => JWTPayload;
+  /** Under `scopes`: how long the OBO lives, the shortest the vendor lets an administrator set. */
+  oboLifetimeS?: number;
+  /**
+   * Under `scopes`: who may make the exchange. `same-client`: only the client the subject token was
+   * issued to. `service-app`: a confidential app an administrator created, exchanging a token another
+   * app of the same authorization server got (the user's sign-in app).
+   */
+  exchanger?: 'same-client' | 'service-app';
+  /** False: registration (RFC 7591) is an administrator's API, refused without its token. */
+  openRegistration?: boolean;
   /** Under `scopes`: the token response besides `access_token`, `expires_in` and `token_type`. */
   responseExtras?: (f: OboFacts) => Record<string, unknown>;
   /** How Vault's jwt role binds an OBO of this vendor (lab/vault/lab-config.ts): the claims it yields. */
@@ -71,6 +81,9 @@ const KEYCLOAK_DELEGATION = 'https://github.com/keycloak/keycloak/issues/38279';
 const OKTA_OBO = 'https://developer.okta.com/docs/guides/set-up-token-exchange/main/';
 const OKTA_CLAIMS = 'https://developer.okta.com/docs/api/oauth2/';
 const OKTA_POLICIES = 'https://help.okta.com/en-us/Content/Topics/Security/api-config-access-policies.htm';
+const OKTA_LIFETIME =
+  'https://support.okta.com/help/s/article/okta-ai-agent-access-token-lifetimes-cannot-be-set-below-five-minutes';
+const OKTA_KEYS = 'https://developer.okta.com/docs/guides/implement-grant-type/clientcreds/main/';
 const VERIFY_TE = 'https://docs.verify.ibm.com/verify/docs/token-exchange';
 const VERIFY_MFA =
   'https://www.ibm.com/docs/en/security-verify?topic=grant-performing-multi-factor-authentication-mfa';
@@ -116,6 +129,11 @@ const KEYCLOAK: VendorProfile = {
   // means no vault_role: the lab answers with the scope check below instead of a token Vault refuses.
   unknownScope: (scope) => ({ status: 400, error: 'invalid_scope', description: `Invalid scopes: ${scope}` }),
   scopeNotGranted: 'omitted',
+  // Advanced → Access Token Lifespan on the client, in minutes: 1 is the shortest.
+  oboLifetimeS: 60,
+  exchanger: 'same-client',
+  // Registration with an initial access token, which Countersign supports (docs/identity-providers.md).
+  openRegistration: true,
   audienceUnavailable: (audience) => ({
     status: 400,
     error: 'invalid_request',
@@ -152,15 +170,20 @@ const KEYCLOAK: VendorProfile = {
  * `invalid_scope`. The access token carries `ver`, `cid` (the client), `uid` (the user's id), `sub`
  * (the user's login, not the ID token's `sub`), `scp` as a list, and custom claims such as
  * `vault_role` (an authorization-server claim whose value depends on the granted scope); no `act`,
- * no `azp`, no `authorization_details`. Lifetimes are set per rule in whole minutes; the lab issues
- * 60 s, the shortest, which Countersign requires. The error wording below is the lab's rendering of
- * Okta's codes where Okta's pages show no exact text.
+ * no `azp`, no `authorization_details`. Lifetimes are set per rule in whole minutes, 5 at the least,
+ * and a token inline hook cannot go below that either (Okta support, "Okta AI Agent Access Token
+ * Lifetimes Cannot Be Set Below Five Minutes"): the lab issues 300 s, which Countersign accepts only
+ * with `idp.allowLongLivedOboUpToSeconds`. The exchange is made by a service app (confidential, here
+ * `private_key_jwt` with a key the administrator adds to the app) for a token the user's native app
+ * got from the same authorization server; the native app itself is public and may not exchange.
+ * Registration (`/oauth2/v1/clients`) is an administrator's API, not open. The error wording below is
+ * the lab's rendering of Okta's codes where Okta's pages show no exact text.
  */
 const OKTA: VendorProfile = {
   name: 'okta',
   title: 'Okta On-Behalf-Of Token Exchange (custom authorization server)',
   delegation: 'scopes',
-  sources: [OKTA_OBO, OKTA_CLAIMS, OKTA_POLICIES],
+  sources: [OKTA_OBO, OKTA_CLAIMS, OKTA_POLICIES, OKTA_LIFETIME, OKTA_KEYS],
   publicClientExchange: {
     status: 400,
     error: 'unauthorized_client',
@@ -176,6 +199,9 @@ const OKTA: VendorProfile = {
     error: 'invalid_scope',
     description: 'One or more scopes are not configured for the authorization server resource.',
   }),
+  oboLifetimeS: 300,
+  exchanger: 'service-app',
+  openRegistration: false,
   scopeNotGranted: {
     status: 400,
     error: 'access_denied',

@@ -25,6 +25,7 @@ import { createPostgresConnector } from './connectors/postgres/connector.ts';
 import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { ensurePrivateDataDir } from './data-dir.ts';
+import { exchangeClientOptions } from './idp/exchange-client.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { CoreLock } from './mcp/core-lock.ts';
@@ -35,9 +36,15 @@ import { loadPolicyFile } from './policy/policy.ts';
 import { AuthService } from './auth/auth-service.ts';
 import type { OpenExternal, SecretStore } from './ports.ts';
 import { createVaultClient, type VaultClient } from './vault/client.ts';
+import { revokeLeaseOnRestart, type AgentLeaseRecovery } from './vault/agent-mode.ts';
 
-/** What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth). */
-export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'>;
+/**
+ * What the core needs of sign-in: the user's tokens, and the session's state for the UI (main/core/auth).
+ * `client` and `clientRejected` are there when sign-in may use this install's own registered client
+ * (RFC 7591): the exchange must present the client the subject token was issued to.
+ */
+export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'> &
+  Partial<Pick<AuthService, 'client' | 'clientRejected'>>;
 
 export interface CoreOptions {
   config: AppConfig;
@@ -110,6 +117,11 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
   if (config.idp.allowInsecureHttpForLoopbackOnly) {
     log.warn('allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback IdP (the lab). Never use it in production.');
   }
+  if (config.idp.allowLongLivedOboUpToSeconds) {
+    log.warn(
+      `idp.allowLongLivedOboUpToSeconds is ${config.idp.allowLongLivedOboUpToSeconds}: OBOs living longer than 60 s are accepted; a leaked one can log in to Vault until it expires.`,
+    );
+  }
   if (config.vault.allowInsecureHttpForLoopbackOnly) {
     log.warn('vault.allowInsecureHttpForLoopbackOnly is on: plain http is permitted to a loopback Vault (the lab). Never use it in production.');
   }
@@ -156,19 +168,25 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     caCert: config.vault.caCertFile ? await readFile(config.vault.caCertFile, 'utf8') : undefined,
     timeoutMs: config.vault.timeoutMs,
   });
-  // Calls a killed run left in flight: their credentials are revoked and their records closed before any new call.
-  await closeAbortedCalls(journal, audit, log, vault);
   const idp = createTokenExchanger({
     issuer: config.idp.issuer,
     clientId: config.idp.clientId,
-    // The exchange authenticates as the client sign-in used: this install's registered one when there is one.
-    ...(auth instanceof AuthService ? { client: () => auth.client(), onClientRejected: () => auth.clientRejected() } : {}),
+    // The exchange authenticates as the client sign-in used (this install's registered one when there
+    // is one), or as the configured exchange client.
+    ...exchangeClientOptions(
+      config.idp,
+      auth.client && auth.clientRejected ? { client: auth.client.bind(auth), clientRejected: auth.clientRejected.bind(auth) } : undefined,
+      options.secrets,
+    ),
     allowInsecureHttpForLoopbackOnly: config.idp.allowInsecureHttpForLoopbackOnly,
     delegation: config.idp.delegation,
     scopePrefix: config.idp.delegationScopePrefix,
+    ...(config.idp.allowLongLivedOboUpToSeconds ? { maxOboLifetimeS: config.idp.allowLongLivedOboUpToSeconds } : {}),
   });
-  const connectors: Connector[] = [];
   const postgresPolicy = policy.postgres;
+  // Calls a killed run left in flight: their credentials are revoked and their records closed before any new call.
+  await closeAbortedCalls(journal, audit, log, vault, postgresPolicy ? { tokens: auth, idp, vault, audience: postgresPolicy.audience } : undefined);
+  const connectors: Connector[] = [];
   if (config.postgres && postgresPolicy) {
     const { host, port, database, connectTimeoutMs } = config.postgres;
     const ssl = await postgresSsl(config.postgres);
@@ -383,7 +401,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
       idp: {
         issuer: config.idp.issuer,
         // The per-install client when one was registered (RFC 7591), else the configured public client.
-        clientId: auth instanceof AuthService ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
+        clientId: auth.client ? await auth.client().then((c) => c.clientId, () => config.idp.clientId) : config.idp.clientId,
         scopes: config.idp.scopes,
         dpop: !!auth.dpopKeyPair(),
       },
@@ -460,10 +478,17 @@ export const RESTART_CLAUDE =
 
 /**
  * Calls a previous run of the core was making when it died: each gets its record on the timeline as
- * `aborted`, with the join keys known at the time. Its per-call credential was revoked by that run or
- * expires at its Vault TTL (60 s) on its own.
+ * `aborted`, with the join keys known at the time. Its per-call credential is revoked now: in JWT-login
+ * mode with the Vault token the journal held sealed, in agent mode (a lease and no Vault token) with a
+ * fresh revocation-only OBO (`agent`). Otherwise it was revoked by that run or expires at its Vault TTL.
  */
-export async function closeAbortedCalls(journal: SqliteCallJournal, audit: AuditStore, log: Log, vault?: Pick<VaultClient, 'revokeSelf'>): Promise<number> {
+export async function closeAbortedCalls(
+  journal: SqliteCallJournal,
+  audit: AuditStore,
+  log: Log,
+  vault?: Pick<VaultClient, 'revokeSelf'>,
+  agent?: AgentLeaseRecovery,
+): Promise<number> {
   const orphans = journal.orphans();
   let closed = 0;
   for (const { id, entry } of orphans) {
@@ -477,7 +502,14 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
     closed += 1;
     const token = vault ? journal.unsealVaultToken(id, entry) : undefined;
     let revoke: Hop | undefined;
-    if (token && vault) {
+    let hops: Hop[] = [];
+    let agentFate: string | undefined;
+    // Agent mode: the lease was minted under the OBO itself, so no Vault token was ever logged in for it.
+    const agentLease = !token && !entry.keys.vault_accessor ? entry.keys.lease_id : undefined;
+    if (agentLease && agent) {
+      ({ hops, fate: agentFate } = await revokeLeaseOnRestart(agent, entry.user, agentLease));
+      revoke = hops.find((h) => h.name === 'revoke');
+    } else if (token && vault) {
       const t0 = performance.now();
       try {
         await vault.revokeSelf(token, AbortSignal.timeout(5_000));
@@ -491,11 +523,14 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
             : { name: 'revoke', outcome: 'error', ms: Math.round(performance.now() - t0), code, detail: 'revocation on restart failed; the credential expires at its Vault TTL' };
       }
     }
-    const fate = !revoke
-      ? 'any per-call credential expired at its Vault TTL'
-      : revoke.outcome === 'ok'
-        ? 'its per-call credential was revoked on restart'
-        : 'its per-call credential could not be revoked on restart and expires at its Vault TTL';
+    if (revoke && hops.length === 0) hops = [revoke];
+    const fate =
+      agentFate ??
+      (!revoke
+        ? 'any per-call credential expired at its Vault TTL'
+        : revoke.outcome === 'ok'
+          ? 'its per-call credential was revoked on restart'
+          : 'its per-call credential could not be revoked on restart and expires at its Vault TTL');
     await audit.append({
       kind: 'tool_call',
       outcome: 'aborted',
@@ -504,7 +539,7 @@ export async function closeAbortedCalls(journal: SqliteCallJournal, audit: Audit
       tool: entry.tool,
       ...(entry.tier ? { tier: entry.tier } : {}),
       ...(entry.target ? { target: entry.target } : {}),
-      hops: revoke ? [revoke] : [],
+      hops,
       keys: entry.keys,
       summary: `${entry.tool}: Countersign stopped while this call was in flight (started ${entry.startedAt}); ${fate}.`,
       ...(entry.demo ? { demo: true } : {}),

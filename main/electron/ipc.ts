@@ -1,11 +1,12 @@
 /**
  * The UI's only way in: one `ipcMain.handle` per contract channel available on the desktop. Each
- * handler checks that the sender is the app's own top frame, validates the request with the contract's
- * schema, forwards it to the core, and parses the response with the contract's schema so an unnamed
- * field never reaches the renderer. Results travel in an envelope so errors keep their code.
+ * handler checks that the sender is the app's own top frame, then forwards the call to the core through
+ * `serveChannel`, which validates the request and parses the response so an unnamed field never
+ * reaches the renderer. Results travel in an envelope so errors keep their code.
  */
 import type { IpcMain, IpcMainInvokeEvent } from 'electron';
-import { CHANNELS, channelsFor, type Channel } from '../../common/contract.ts';
+import { serveChannel } from '../../common/channel.ts';
+import { CHANNELS, channelsFor, type Channel, type ContractHandlers } from '../../common/contract.ts';
 import { AppError, type WireError } from '../../common/errors.ts';
 import { isTrustedSender } from './hardening.ts';
 
@@ -22,10 +23,8 @@ export async function handleInvoke(core: CoreCaller, channel: Channel, event: Pi
     if (!isTrustedSender(event.senderFrame)) {
       throw new AppError('INPUT_INVALID', 'Refused: the request did not come from the Countersign window.');
     }
-    const request = CHANNELS[channel].request.safeParse(raw ?? {});
-    if (!request.success) throw new AppError('INPUT_INVALID', `Invalid request for ${channel}.`);
-    const value = CHANNELS[channel].response.parse(await core.call(channel, request.data));
-    return { ok: true, value };
+    const forward = serveChannel(CHANNELS, { [channel]: (request: unknown) => core.call(channel, request) } as Pick<ContractHandlers, Channel>);
+    return { ok: true, value: await forward[channel](raw) };
   } catch (error) {
     return { ok: false, error: AppError.from(error).toWire() };
   }

@@ -21,8 +21,7 @@ import {
   Tray,
   utilityProcess,
 } from 'electron';
-import type { ApprovalView } from '../../common/approval-view.ts';
-import { StatusSchema, type Status } from '../../common/contract.ts';
+import type { Status } from '../../common/contract.ts';
 import { APP_SCHEME_PRIVILEGES, registerAppProtocol } from './app-protocol.ts';
 import { startCoreProcess, type CoreHost } from './core-host.ts';
 import { APP_URL, hardenContents, hardenSession, webPreferences } from './hardening.ts';
@@ -93,35 +92,30 @@ async function start(): Promise<void> {
     coreEntry,
     ['--host=electron', `--data-dir=${app.getPath('userData')}`, ...(demo ? ['--demo'] : [])],
     {
-      'approval.prompt': async (params, signal) => {
+      'approval.prompt': async (view, signal) => {
         showWindow();
-        return promptNatively(
-          { dialog, systemPreferences, parent: () => mainWindow, platform: process.platform },
-          params as ApprovalView,
-          signal,
-        );
+        return promptNatively({ dialog, systemPreferences, parent: () => mainWindow, platform: process.platform }, view, signal);
       },
-      'shell.chooseExportFile': async (params) => {
+      'shell.chooseExportFile': async (suggested) => {
         showWindow();
-        return chooseExportFile({ dialog, parent: () => mainWindow, downloads: app.getPath('downloads') }, params);
+        return chooseExportFile({ dialog, parent: () => mainWindow, downloads: app.getPath('downloads') }, suggested);
       },
       // The core needs the person (a call before sign-in, `countersign open`): the window comes to the front.
       'shell.present': async () => {
         showWindow();
         return {};
       },
-      'shell.openExternal': async (params) => {
-        const url = String((params as { url?: unknown }).url ?? '');
-        if (!/^https?:\/\//.test(url)) throw new Error('Only http(s) URLs open in the browser.');
+      // The channel's schema admits http(s) URLs only.
+      'shell.openExternal': async ({ url }) => {
         await shell.openExternal(url);
-        return { ok: true };
+        return { ok: true as const };
       },
     },
   );
   registerIpcHandlers(ipcMain, core.rpc);
-  core.rpc.onEvent((name, payload) => {
+  core.onEvent((name, payload) => {
     mainWindow?.webContents.send(EVENT_CHANNEL, name, payload);
-    if (name === 'status.changed') updateTray(StatusSchema.safeParse(payload).data ?? null);
+    if (name === 'status.changed') updateTray(payload as Status);
   });
   mainWindow = createWindow();
   tray = new Tray(nativeImage.createEmpty());

@@ -14,8 +14,9 @@ import { resolvePaths } from '../../common/paths.ts';
 import { AuthService } from '../core/auth/auth-service.ts';
 import { loadConfiguration } from '../core/config/config.ts';
 import { formatReport, runDoctor, type DoctorSession } from '../core/doctor/doctor.ts';
-import type { OpenExternal } from '../core/ports.ts';
 import { MemorySecretStore } from '../core/secrets/memory-store.ts';
+import { openSecretStore } from '../core/secrets/open-secret-store.ts';
+import type { OpenExternal, SecretStore } from '../core/ports.ts';
 import { openExternal as systemBrowser } from './open-external.ts';
 
 export const DOCTOR_USAGE = 'countersign doctor [--config FILE] [--json] [--no-sign-in]';
@@ -26,6 +27,8 @@ export interface DoctorIo {
   env: Readonly<Record<string, string | undefined>>;
   /** Opens the sign-in page; the system browser by default. */
   openExternal?: OpenExternal;
+  /** Where this install's exchange key is kept (`idp.exchangeClientId`); the OS keychain by default. */
+  secrets?: SecretStore;
 }
 
 export async function runDoctorCommand(
@@ -79,7 +82,9 @@ export async function runDoctorCommand(
     }
   }
   try {
-    const report = await runDoctor({ config, ...(session ? { session } : {}) });
+    // The install's exchange key is the keychain's (the app uses the same one); nothing else is read there.
+    const secrets = config.idp.exchangeClientId ? (io.secrets ?? (await openSecretStore({ log: () => {} }).then((s) => (s.status.persistent ? s.store : undefined), () => undefined))) : undefined;
+    const report = await runDoctor({ config, ...(session ? { session } : {}), ...(secrets ? { secrets } : {}) });
     io.stdout.write(values.json ? `${JSON.stringify(report)}\n` : formatReport(report));
     return report.ok ? 0 : 1;
   } finally {

@@ -20,14 +20,14 @@ import { setupHandlers } from '../core/setup/setup.ts';
 import { CHANNEL_NAMES, type ContractHandlers, type EventName } from '../../common/contract.ts';
 import type { Log } from '../core/mcp/socket-server.ts';
 import { openSecretStore } from '../core/secrets/open-secret-store.ts';
-import { CORE_V8_FLAGS } from '../core/v8-flags.ts';
+import { CORE_V8_FLAGS } from '../../common/v8-flags.ts';
 import { openExternal } from './open-external.ts';
 import { startWebServer, type WebServer } from './web-server.ts';
 import { EXPORT_MEDIA_TYPES, exportFilename, exportLines } from '../core/audit/export.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Node options for a process that hosts the core, given on its command line: see main/core/v8-flags.ts. */
+/** Node options for a process that hosts the core, given on its command line: see common/v8-flags.ts. */
 export const CORE_NODE_OPTIONS: readonly string[] = CORE_V8_FLAGS;
 
 export interface Served {

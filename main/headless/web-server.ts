@@ -23,6 +23,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
+import { serveChannel } from '../../common/channel.ts';
 import { AppError, type ErrorCode, type WireError } from '../../common/errors.ts';
 import {
   CHANNELS,
@@ -138,6 +139,7 @@ class SecretSet {
 
 export async function startWebServer(options: WebServerOptions): Promise<WebServer> {
   const { handlers, events } = options;
+  const served = serveChannel(CHANNELS, handlers);
   const log = options.log ?? (() => {});
   const ttl = options.launchTokenTtlMs ?? 10 * 60_000;
   const staticRoot = await realpath(resolve(options.staticDir));
@@ -316,16 +318,8 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
   };
 
   const dispatch = async (name: Channel, body: unknown): Promise<{ value: unknown } | { error: WireError }> => {
-    const spec = CHANNELS[name];
-    const parsed = spec.request.safeParse(body);
-    if (!parsed.success) {
-      const where = parsed.error.issues[0]?.path.join('.') || 'request';
-      return { error: { code: 'INPUT_INVALID', message: `The request to ${name} is not valid (${where}).` } };
-    }
     try {
-      const handler = handlers[name] as (request: unknown) => Promise<unknown>;
-      const value = spec.response.parse(await handler(parsed.data));
-      return { value };
+      return { value: await served[name](body) };
     } catch (err) {
       const e = AppError.from(err);
       if (!AppError.is(err)) log(`web: ${name} failed (${e.code})`);

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LineSplitter, clientProof, constantTimeEqual, parseChallenge, parseHello, serverProof } from '../../common/handshake.ts';
 import { resolvePaths } from '../../common/paths.ts';
+import { resultId } from '../../bridge/relay.ts';
 import { hmacSha256 } from '../../main/core/mcp/socket-server.ts';
 
 describe('resolvePaths', () => {
@@ -86,6 +87,34 @@ describe('LineSplitter', () => {
     );
   });
 
+  it('passes lines on byte for byte in byte mode, each with its newline, however the bytes are chunked', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: 'grapheme' }).filter((s) => !s.includes('\n') && s !== '' && s !== '\r'), { maxLength: 20 }), fc.array(fc.nat(50)), (lines, cuts) => {
+        const bytes = new TextEncoder().encode(lines.map((l) => l + '\n').join(''));
+        const got: Uint8Array[] = [];
+        const splitter = new LineSplitter({ maxLineBytes: 1 << 20, onLineBytes: (l) => got.push(l.slice()) });
+        let at = 0;
+        for (const cut of cuts) {
+          splitter.push(bytes.subarray(at, Math.min(bytes.length, at + cut)));
+          at = Math.min(bytes.length, at + cut);
+        }
+        splitter.push(bytes.subarray(at));
+        expect(got.map((b) => new TextDecoder().decode(b))).toEqual(lines.map((l) => l + '\n'));
+      }),
+    );
+  });
+
+  it('drops an oversized line in byte mode too', () => {
+    const got: string[] = [];
+    const over: number[] = [];
+    const s = new LineSplitter({ maxLineBytes: 10, onLineBytes: (l) => got.push(new TextDecoder().decode(l)), onOversize: (n) => over.push(n) });
+    s.push(new TextEncoder().encode('0123456789ABCDEF\nok\n'));
+    s.push(new TextEncoder().encode('0123456789A'));
+    s.push(new TextEncoder().encode('B\nyes\n'));
+    expect(over).toEqual([16, 12]);
+    expect(got).toEqual(['ok\n', 'yes\n']);
+  });
+
   it('drops an oversized line and carries on with the next', () => {
     const got: string[] = [];
     const over: number[] = [];
@@ -94,5 +123,32 @@ describe('LineSplitter', () => {
     s.push(new TextEncoder().encode('GHIJ\nok\n'));
     expect(over).toEqual([20]);
     expect(got).toEqual(['ok']);
+  });
+});
+
+describe("the bridge's reading of a result's id (resultId)", () => {
+  const enc = (m: unknown) => new TextEncoder().encode(JSON.stringify(m) + '\n');
+  const id = fc.oneof(fc.integer(), fc.string({ maxLength: 40 }));
+  it('reads the id of any result written in the SDK key order, and never a wrong one', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), id, (result, rid) => {
+        const got = resultId(enc({ result, jsonrpc: '2.0', id: rid }));
+        // A string id with characters JSON escapes is left to the full parse.
+        if (got !== undefined || typeof rid === 'number' || JSON.stringify(rid) === `"${rid}"`) expect(got).toEqual(rid);
+      }),
+    );
+  });
+  it('reads no id from a request, a notification, an error or a result in another key order', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), id, (v, rid) => {
+        expect(resultId(enc({ method: 'x', params: { result: v }, jsonrpc: '2.0', id: rid }))).toBeUndefined();
+        expect(resultId(enc({ jsonrpc: '2.0', method: 'notifications/progress', params: { v } }))).toBeUndefined();
+        expect(resultId(enc({ jsonrpc: '2.0', id: rid, error: { code: 1, message: 'm', data: v } }))).toBeUndefined();
+        expect(resultId(enc({ jsonrpc: '2.0', id: rid, result: v }))).toBeUndefined();
+        // A result whose own content ends the way a result does: the id is the outer one.
+        const inner = { result: 1, jsonrpc: '2.0', id: 'inner' };
+        expect(resultId(enc({ result: { v, inner }, jsonrpc: '2.0', id: 7 }))).toBe(7);
+      }),
+    );
   });
 });

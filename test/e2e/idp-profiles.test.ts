@@ -23,6 +23,7 @@ import { startCore, type Core } from '../../main/core/app.ts';
 import { ScriptedPrompterForTests } from '../../main/core/approvals/prompter.ts';
 import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
 import { parseAppConfig } from '../../main/core/config/config.ts';
+import { installExchangeKey } from '../../main/core/idp/exchange-client.ts';
 import { MemorySecretStore } from '../../main/core/secrets/memory-store.ts';
 import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
 import { REPO_ROOT } from '../helpers/ui.ts';
@@ -37,6 +38,12 @@ const longLife = {
   name: 'an exp over 60 s',
   change: (c: JWTPayload) => ({ ...c, exp: (c.iat as number) + 300 }),
   reason: /lives longer than 60 s/,
+};
+// Okta cannot issue under 5 minutes, so the lab's okta configuration allows 300 s and no more.
+const longerThanAllowed = {
+  name: 'an exp over the 300 s allowed',
+  change: (c: JWTPayload) => ({ ...c, exp: (c.iat as number) + 600 }),
+  reason: /lives longer than 300 s \(600 s\)/,
 };
 const repeatedJti = {
   name: 'a repeated jti',
@@ -101,7 +108,12 @@ const FORGERIES: Record<Exclude<LabIdpProfile, 'lab'>, Forgery[]> = {
       change: ({ cid: _cid, ...c }) => c,
       reason: /names no actor/,
     },
-    longLife,
+    {
+      name: 'the sign-in app in cid instead of the service app',
+      change: (c) => ({ ...c, cid: 'countersign-desktop' }),
+      reason: /issued to another client \(cid is not this install's client\)/,
+    },
+    longerThanAllowed,
     repeatedJti,
   ],
   verify: [
@@ -161,11 +173,17 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
       startLab({ idpProfile: profile }),
       mkdtemp(join(tmpdir(), `countersign-${profile}-`)),
     ]);
+    const secrets = new MemorySecretStore('this test keeps nothing between starts');
+    if (lab.idp.exchangeClientId) {
+      // What Okta's administrator does: a service app holding this install's exchange key.
+      const key = await installExchangeKey(secrets, lab.issuer);
+      await lab.idp.registerServiceApp({ clientId: lab.idp.exchangeClientId, jwks: { keys: [key.publicJwk] } });
+    }
     core = await startCore({
       config: parseAppConfig(labAppConfig(lab), `lab configuration (${profile})`),
       host: 'headless',
       version: '0.0.0-test',
-      secrets: new MemorySecretStore('this test keeps nothing between starts'),
+      secrets,
       prompter: new ScriptedPrompterForTests(),
       openExternal: (url) => logInOnLabPage(browser, url),
       paths: resolvePaths({
@@ -203,6 +221,8 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
   it('runs a governed query through the bridge: exchange in this profile, Vault, PostgreSQL, revoke, record', async () => {
     const expected = profile === 'verify' ? 'rar' : 'scopes';
     expect(core.status().idp.delegation).toBe(expected);
+    let issued: JWTPayload | undefined;
+    lab.idp.forgeNextOboForTests((c) => (issued = c));
     const result = (await client.callTool({
       name: 'query',
       arguments: { sql: 'SELECT count(*)::int AS n FROM appointments' },
@@ -219,6 +239,12 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
     ]);
     const exchange = record.hops.find((h) => h.name === 'exchange')!;
     expect(exchange.outcome).toBe('ok');
+    if (profile === 'okta') {
+      // Okta's shape end to end: the service app exchanged (cid), the OBO lives Okta's shortest 5 minutes.
+      expect(issued).toMatchObject({ cid: lab.idp.exchangeClientId, scp: ['vault:clinic-read'] });
+      expect((issued!.exp as number) - (issued!.iat as number)).toBe(300);
+      expect(issued).not.toHaveProperty('azp');
+    }
     if (expected === 'scopes')
       expect(exchange.detail).toMatch(
         /^profile=scopes scope=vault:clinic-read \(the identity provider decided at scope level/,

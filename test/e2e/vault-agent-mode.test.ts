@@ -3,7 +3,8 @@
  * (Chromium plays the system browser), an MCP SDK client spawns the bridge as Claude Desktop does, and
  * a tier-1 query and a tier-2 write each go exchange (one OBO carrying the call's entry and its Vault
  * paths) → the OBO itself as X-Vault-Token for the creds → PostgreSQL → the lease revoked with the same
- * OBO → record. Vault's own audit log carries the OBO's jti and the actor, so both logs join.
+ * OBO → record; and the API-key upstream's tool reads its key from KV v2 with the OBO the same way.
+ * Vault's own audit log carries the OBO's jti and the actor, so both logs join.
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -106,5 +107,21 @@ describe('native agent mode through the bridge', () => {
       expect(l.auth.metadata['actor_entity_name']).toBe(`agent-${lab.idp.nativeClientId}`);
       expect(l.auth.metadata['jwt_issuer']).toBe(lab.issuer.toLowerCase().replace(/\/+$/, ''));
     }
+  });
+
+  it('runs the API-key upstream’s tool with the OBO straight to KV v2: its RAR names the secret’s path, no login, no lease', async () => {
+    const result = (await client.callTool({ name: 'quotes__get_quote', arguments: { symbol: 'ACME' } })) as CallToolResult;
+    expect(result.isError ?? false, text(result)).toBe(false);
+    expect(text(result)).toContain('ACME');
+
+    const record = core.audit.page({ filter: { tool: 'quotes__get_quote' }, limit: 1 }).records[0]!;
+    expect(record.outcome).toBe('success');
+    expect(record.hops.map((h) => h.name)).toEqual(['validate', 'classify', 'approval', 'exchange', 'vault_creds', 'execute']);
+    expect(record.keys.vault_accessor).toBeUndefined();
+    expect(record.keys.lease_id).toBeUndefined();
+    const lines = vaultLinesFor(record.keys.obo_jti!);
+    expect(lines.map((l) => [l.request.path, l.error])).toEqual([['secret/data/upstreams/apikey-demo', undefined]]);
+    expect(lines[0]!.auth.metadata['actor_entity_name']).toBe(`agent-${lab.idp.nativeClientId}`);
+    expect(JSON.parse(lines[0]!.auth.metadata['jwt_authorization_details']!)).toContainEqual({ type: 'vault:path_access', path: 'secret/data/upstreams/apikey-demo', capabilities: ['read'] });
   });
 });

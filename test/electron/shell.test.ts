@@ -8,7 +8,7 @@ import { chooseExportFile } from '../../main/electron/save-dialog.ts';
 import { channelsFor } from '../../common/contract.ts';
 import { PortRpc } from '../../common/port-rpc.ts';
 import type { ApprovalView } from '../../common/approval-view.ts';
-import { CORE_V8_FLAGS } from '../../main/core/v8-flags.ts';
+import { CORE_V8_FLAGS } from '../../common/v8-flags.ts';
 
 // The Electron module is replaced by a test double (the binary cannot exist here): see the helper.
 const double = createElectronDouble();

@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_POLICY_FILE, labAppConfig } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
 import type { DoctorReport, Finding } from '../../main/core/doctor/doctor.ts';
+import { installExchangeKey } from '../../main/core/idp/exchange-client.ts';
+import type { SecretStore } from '../../main/core/ports.ts';
+import { MemorySecretStore } from '../../main/core/secrets/memory-store.ts';
 import { runDoctorCommand } from '../../main/headless/doctor.ts';
 import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
 
@@ -29,6 +32,7 @@ afterAll(async () => {
 async function doctor(
   config: unknown,
   args: string[] = ['--json'],
+  secrets: SecretStore = new MemorySecretStore('the test keychain'),
 ): Promise<{ code: number; out: string; err: string }> {
   const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
   await writeFile(file, JSON.stringify(config));
@@ -43,6 +47,7 @@ async function doctor(
     stderr,
     env: process.env,
     openExternal: (url) => logInOnLabPage(browser, url),
+    secrets,
   });
   return { code, out, err };
 }
@@ -52,17 +57,25 @@ const find = (r: DoctorReport, party: Finding['party'], check: RegExp | string):
     (f) => f.party === party && (typeof check === 'string' ? f.check === check : check.test(f.check)),
   );
 
+/** What Okta's administrator does: the lab's service app holds this install's exchange key. */
+async function serviceAppWithKeyOf(lab: Lab, secrets: SecretStore): Promise<void> {
+  const key = await installExchangeKey(secrets, lab.issuer);
+  await lab.idp.registerServiceApp({ clientId: lab.idp.exchangeClientId!, jwks: { keys: [key.publicJwk] } });
+}
+
 describe.each(['keycloak', 'okta', 'verify'] as const)('the doctor against the lab as %s', (profile) => {
   let lab: Lab;
+  const secrets = new MemorySecretStore('the test keychain');
   beforeAll(async () => {
     lab = await startLab({ idpProfile: profile });
+    if (lab.idp.exchangeClientId) await serviceAppWithKeyOf(lab, secrets);
   }, 60_000);
   afterAll(async () => {
     await lab?.stop();
   }, 60_000);
 
   it('finds the profile that fits, exchanges for each credential, shows the claims without the token, and exits 0', async () => {
-    const { code, out } = await doctor(labAppConfig(lab));
+    const { code, out } = await doctor(labAppConfig(lab), ['--json'], secrets);
     const report = JSON.parse(out) as DoctorReport;
     const expected = profile === 'verify' ? 'rar' : 'scopes';
     expect(report.delegation).toEqual({ configured: expected, fits: expected });
@@ -77,7 +90,12 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the doctor against the l
     if (profile === 'keycloak')
       expect(read.claims).toMatchObject({ scope: 'vault:clinic-read', azp: expect.any(String) });
     if (profile === 'okta')
-      expect(read.claims).toMatchObject({ scp: ['vault:clinic-read'], cid: expect.any(String) });
+      expect(read.claims).toMatchObject({ scp: ['vault:clinic-read'], cid: lab.idp.exchangeClientId });
+    if (profile === 'okta')
+      expect(find(report, 'exchange', 'exchange client')).toMatchObject({
+        status: 'ok',
+        says: expect.stringContaining(`Token exchanges authenticate as ${lab.idp.exchangeClientId} with this install's exchange key`),
+      });
     if (profile === 'verify')
       expect(read.claims).toMatchObject({
         act: { sub: expect.any(String) },
@@ -163,6 +181,44 @@ describe('the doctor against a misconfigured lab', () => {
     const report = JSON.parse(out) as DoctorReport;
     expect(find(report, 'exchange', 'sign-in')).toMatchObject({ status: 'skip' });
     expect(report.ok).toBe(false);
+    expect(code).toBe(1);
+  });
+});
+
+describe('the doctor against the lab as Okta, set up wrong', () => {
+  let lab: Lab;
+  const secrets = new MemorySecretStore('the test keychain');
+  beforeAll(async () => {
+    lab = await startLab({ idpProfile: 'okta' });
+    await serviceAppWithKeyOf(lab, secrets);
+  }, 60_000);
+  afterAll(async () => {
+    await lab?.stop();
+  }, 60_000);
+
+  it("says an Okta OBO of 5 minutes is refused without idp.allowLongLivedOboUpToSeconds, naming the setting, and exits 1", async () => {
+    const config = labAppConfig(lab);
+    const { allowLongLivedOboUpToSeconds: _allowed, ...idp } = config.idp;
+    const { code, out } = await doctor({ ...config, idp }, ['--json'], secrets);
+    const report = JSON.parse(out) as DoctorReport;
+    expect(find(report, 'exchange', /^database reads/)).toMatchObject({
+      status: 'fail',
+      says: expect.stringMatching(/lives longer than 60 s \(300 s\).*idp\.allowLongLivedOboUpToSeconds.*\[OBO_INVALID\]$/),
+    });
+    expect(code).toBe(1);
+    expect(await settledLeases(lab)).toBe(0);
+  });
+
+  it("shows this install's exchange key when Okta's service app does not hold it, and exits 1", async () => {
+    const elsewhere = new MemorySecretStore('another install');
+    const { code, out } = await doctor(labAppConfig(lab), ['--json'], elsewhere);
+    const report = JSON.parse(out) as DoctorReport;
+    const key = await installExchangeKey(elsewhere, lab.issuer);
+    expect(find(report, 'exchange', 'exchange client')?.fix).toContain(JSON.stringify(key.publicJwk));
+    expect(JSON.stringify(key.publicJwk)).not.toContain('"d"');
+    expect(find(report, 'exchange', /^database reads/)).toMatchObject({
+      says: expect.stringMatching(/refused the token-exchange client 0oacountersignexchange \(invalid_client\): add this install's exchange key/),
+    });
     expect(code).toBe(1);
   });
 });

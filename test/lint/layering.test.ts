@@ -1,12 +1,14 @@
 import { ESLint } from 'eslint';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { LAYERS } from '../../eslint.config.js';
 
 // Lints snippets as if they lived in each folder, with the project's own eslint.config.js.
 const eslint = new ESLint({ cwd: process.cwd() });
 
 async function violations(filePath: string, code: string): Promise<string[]> {
   const [result] = await eslint.lintText(code, { filePath });
-  return (result?.messages ?? []).filter((m) => m.ruleId?.startsWith('no-restricted')).map((m) => m.message);
+  return (result?.messages ?? []).filter((m) => m.ruleId?.startsWith('no-restricted') || m.ruleId === 'layering/folders').map((m) => m.message);
 }
 
 describe('import layering', () => {
@@ -84,8 +86,9 @@ describe('import layering', () => {
     for (const target of ['../core/broker/broker.ts', '../../main/core/app.ts', '../headless/start.ts', '../../bridge/relay.ts', '../../renderer/src/main.tsx', '../../lab/index.ts']) {
       expect(await violations(file, `import { a } from '${target}';\nexport { a };\n`), target).toHaveLength(1);
     }
-    // the one documented exception: the V8 options every launcher of the core passes
-    expect(await violations(file, "import { utilityProcessExecArgv } from '../core/v8-flags.ts';\nexport { utilityProcessExecArgv };\n")).toEqual([]);
+    // no exception: what the shell and the core both need (the core's V8 options) is in common/
+    expect(await violations(file, "import { utilityProcessExecArgv } from '../core/v8-flags.ts';\nexport { utilityProcessExecArgv };\n")).toHaveLength(1);
+    expect(await violations(file, "import { utilityProcessExecArgv } from '../../common/v8-flags.ts';\nexport { utilityProcessExecArgv };\n")).toEqual([]);
     expect(await violations(file, "import { app } from 'electron';\nimport { AppError } from '../../common/errors.ts';\nexport { app, AppError };\n")).toEqual([]);
   });
 
@@ -115,5 +118,31 @@ describe('import layering', () => {
       "import { app } from 'electron';\nimport { a } from '../../main/core/app.ts';\nimport { b } from '../../lab/index.ts';\nimport { c } from '../../main/electron/ipc.ts';\nexport { app, a, b, c };\n";
     expect(await violations('test/x/x.test.ts', code)).toEqual([]);
     expect(await violations('bench/x/x.ts', code)).toEqual([]);
+  });
+
+  it('decides every pair of top-level folders: each import is refused unless LAYERS lets that folder import the other', async () => {
+    const folders = Object.keys(LAYERS);
+    const wrong: string[] = [];
+    for (const from of folders) {
+      const file = `${from}/sub/x.ts`;
+      for (const to of folders) {
+        const spec = path.posix.relative(path.posix.dirname(file), `${to}/y.ts`);
+        const found = await violations(file, `import { a } from '${spec.startsWith('.') ? spec : `./${spec}`}';\nexport { a };\n`);
+        const may = LAYERS[from]!.may;
+        const allowed = from === to || may === '*' || may.includes(to);
+        if (allowed !== (found.length === 0)) wrong.push(`${from} → ${to}: ${allowed ? 'allowed' : 'refused'} by LAYERS, lint said ${JSON.stringify(found)}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+    // the refusals this covers, both ways between the shell and the core among them
+    expect(LAYERS['main/electron']!.may).not.toContain('main/core');
+    expect(LAYERS['main/core']!.may).not.toContain('main/electron');
+  });
+
+  it('follows an import to the folder it reaches, however it is spelled', async () => {
+    expect(await violations('main/electron/x.ts', "import { a } from '../electron/../core/app.ts';\nexport { a };\n")).toHaveLength(1);
+    expect(await violations('main/electron/x.ts', "export * from '../core/app.ts';\n")).toHaveLength(1);
+    expect(await violations('main/core/x.ts', "export const a = () => import('../electron/ipc.ts');\n")).toHaveLength(1);
+    expect(await violations('main/core/x.ts', "import { a } from '../../test/helpers/ui.ts';\nexport { a };\n")).toHaveLength(1);
   });
 });

@@ -6,6 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,9 +36,13 @@ const ledger = faultLedger();
 
 const paths = () => resolvePaths({ platform: process.platform, env: { COUNTERSIGN_HOME: home }, home });
 
-async function startCoreChild(): Promise<ChildProcess> {
+/** A core child on `home` (another home and configuration file for the agent-mode core). */
+async function startCoreChild(o: { home?: string; configFile?: string } = {}): Promise<ChildProcess> {
   const child = spawn(process.execPath, [CHILD], {
-    env: { ...process.env, CS_CORE_CHILD: JSON.stringify({ home, configFile: join(work, 'config.json'), accessToken: r.alice.accessToken, sub: String(decodeJwt(r.alice.accessToken).sub) }) },
+    env: {
+      ...process.env,
+      CS_CORE_CHILD: JSON.stringify({ home: o.home ?? home, configFile: o.configFile ?? join(work, 'config.json'), accessToken: r.alice.accessToken, sub: String(decodeJwt(r.alice.accessToken).sub) }),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stderr!.on('data', (c: Buffer) => coreStderr.push(c.toString('utf8')));
@@ -67,9 +72,9 @@ function killed(child: ChildProcess): Promise<void> {
   });
 }
 
-async function startBridgeChild(): Promise<{ child: ChildProcess; client: LineClient }> {
+async function startBridgeChild(at: string = home): Promise<{ child: ChildProcess; client: LineClient }> {
   const child = spawn(process.execPath, [bridgePath], {
-    env: { PATH: process.env.PATH ?? '', HOME: home, COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]', COUNTERSIGN_APP_WAIT_MS: '15000' },
+    env: { PATH: process.env.PATH ?? '', HOME: at, COUNTERSIGN_HOME: at, COUNTERSIGN_APP_CMD: '[]', COUNTERSIGN_APP_WAIT_MS: '15000' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   bridges.add(child);
@@ -103,8 +108,8 @@ async function untilStatementRuns(client: LineClient, withinMs = 10_000): Promis
   }
 }
 
-async function withAudit<T>(read: (store: AuditStore) => T | Promise<T>): Promise<T> {
-  const store = await AuditStore.open({ dataDir: paths().dataDir, readOnly: true });
+async function withAudit<T>(read: (store: AuditStore) => T | Promise<T>, dataDir = paths().dataDir): Promise<T> {
+  const store = await AuditStore.open({ dataDir, readOnly: true });
   try {
     return await read(store);
   } finally {
@@ -112,10 +117,10 @@ async function withAudit<T>(read: (store: AuditStore) => T | Promise<T>): Promis
   }
 }
 
-async function recordsFor(requestId: string | number, withinMs = 10_000) {
+async function recordsFor(requestId: string | number, withinMs = 10_000, dataDir = paths().dataDir) {
   const deadline = Date.now() + withinMs;
   for (;;) {
-    const found = await withAudit((s) => s.page({ limit: 200 }).records.filter((rec) => rec.kind === 'tool_call' && rec.keys.mcp_request_id === requestId));
+    const found = await withAudit((s) => s.page({ limit: 200 }).records.filter((rec) => rec.kind === 'tool_call' && rec.keys.mcp_request_id === requestId), dataDir);
     if (found.length > 0 || Date.now() > deadline) return found;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -335,5 +340,89 @@ describe('the core killed mid-call and started again', () => {
 
   it.runIf(LONG)('sees the orphaned credential gone once its TTL passes', { timeout: 90_000 }, async () => {
     expect(await r.settled(75_000)).toEqual({ roles: [], leases: 0 });
+  });
+});
+
+// Vault's native agent mode keeps no Vault token to seal: the lease was minted under the OBO itself.
+// The restarted core asks the IdP for a revocation-only OBO (sys/leases/revoke for that one lease) and
+// revokes the lease with it, long before its 60 s TTL.
+describe('the core killed mid-call in Vault agent mode and started again', () => {
+  it('revokes the lease the killed run left with a revocation-only OBO: no role or lease left, one aborted record saying so, and the bridge is served again', async () => {
+    await ledger.run('core killed with SIGKILL between mint and revoke (agent mode)', 'process', async () => {
+      const agentHome = join(work, 'home-agent');
+      const configFile = join(work, 'config-agent.json');
+      await writeFile(
+        configFile,
+        JSON.stringify({
+          idp: { issuer: r.lab.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true },
+          vault: { address: vaultTap.url, mode: 'agent', timeoutMs: 5_000, allowInsecureHttpForLoopbackOnly: true },
+          policyFile: DEMO_POLICY_FILE,
+          postgres: r.connection,
+          demo: true,
+        }),
+      );
+      const dataDir = resolvePaths({ platform: process.platform, env: { COUNTERSIGN_HOME: agentHome }, home: agentHome }).dataDir;
+      let agentCore = await startCoreChild({ home: agentHome, configFile });
+      try {
+        expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
+        const { child, client } = await startBridgeChild(agentHome);
+        const id = 'doomed-agent-1';
+        client.send(toolCall(id, 'query', { sql: 'SELECT pg_sleep(3), id FROM patients WHERE id = 1' }));
+        const role = await untilStatementRuns(client);
+        const killedAt = Date.now();
+        await killed(agentCore);
+        expect(isToolError(await client.response(id, 10_000))).toBe(true);
+        // The dead run's credential is still there: a lease of the read role, and its database role.
+        const left = r.lab.vault.leaseIds();
+        expect(left).toHaveLength(1);
+        expect(left[0]).toMatch(/^database\/creds\/clinic-read\//);
+        expect(await r.admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).toHaveLength(1);
+
+        agentCore = await startCoreChild({ home: agentHome, configFile });
+        expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
+        // Well inside the lease's TTL: the restart revoked it, it did not expire.
+        expect(Date.now() - killedAt).toBeLessThan(45_000);
+
+        const records = await recordsFor(id, 3_000, dataDir);
+        expect(records.map((x) => x.outcome)).toEqual(['aborted']);
+        const record = records[0]!;
+        expect(record.keys.lease_id).toBe(left[0]);
+        expect(record.keys.db_role).toBe(role);
+        expect(record.hops.map((h) => [h.name, h.outcome])).toEqual([
+          ['exchange', 'ok'],
+          ['revoke', 'ok'],
+        ]);
+        expect(record.hops[1]!.detail).toBe('mode=agent lease revoked on restart with a revocation-only OBO');
+        expect(record.summary).toContain('its lease was revoked on restart with a revocation-only OBO');
+
+        // Vault's audit shows the revocation made with a fresh OBO (its own jti), whose only entry is that lease.
+        const revocationJti = /jwt_unique_id=([\w-]+)/.exec(record.hops[0]!.detail!)![1]!;
+        expect(revocationJti).not.toBe(record.keys.obo_jti);
+        const lines = readFileSync(r.lab.vaultAuditLogPath, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { type: string; error?: string; request?: { path?: string }; auth?: { metadata?: Record<string, string> } })
+          .filter((l) => l.type === 'response' && l.auth?.metadata?.['jwt_unique_id'] === revocationJti);
+        expect(lines.map((l) => [l.request?.path, l.error])).toEqual([['sys/leases/revoke', undefined]]);
+        expect(JSON.parse(lines[0]!.auth!.metadata!['jwt_authorization_details']!)).toEqual([
+          { type: 'vault:path_access', path: 'sys/leases/revoke', capabilities: ['update'], allowed_parameters: { lease_id: [left[0]], sync: [] } },
+        ]);
+
+        let after: Json | undefined;
+        for (let i = 0; i < 20 && (!after || isToolError(after)); i += 1) {
+          after = await client.request(toolCall(`agent-after-restart-${i}`, 'query', { sql: 'SELECT count(*)::int AS n FROM patients' }), 20_000);
+          if (isToolError(after)) await new Promise((r) => setTimeout(r, 250));
+        }
+        expect(isToolError(after!), resultText(after!)).toBe(false);
+        await killed(child);
+        // Each request id the agent-mode core received has exactly one record.
+        const counts = await withAudit((store) => requestIdCounts(store), dataDir);
+        expect(counts.get(id)).toBe(1);
+        expect([...counts.values()].every((n) => n === 1)).toBe(true);
+        expect(await r.settled(8_000)).toEqual({ roles: [], leases: 0 });
+      } finally {
+        await killed(agentCore);
+      }
+    });
   });
 });

@@ -1,15 +1,24 @@
-import { createHash, webcrypto } from 'node:crypto';
-import { calculateJwkThumbprint, exportJWK } from 'jose';
-import type { ExchangeClient } from '../idp/token-exchange.ts';
-import * as oidc from 'openid-client';
+/**
+ * Sign-in for the core, as one facade over its parts: the client this install is
+ * (./install-client.ts), its DPoP key (./dpop-key.ts), the grants at the IdP (./grants.ts) and what
+ * is kept in the keychain (./keychain.ts). This file holds the session: its state for the UI, the
+ * access token in memory, refresh and sign-out, and the audit records of each.
+ */
+import type { webcrypto } from 'node:crypto';
+import type * as oidc from 'openid-client';
 import { AppError } from '../../../common/errors.ts';
 import type { ErrorCode } from '../../../common/errors.ts';
 import type { AuditSink, OpenExternal, SecretStore, StepUpChallenge, TokenSource, UserIdentity } from '../ports.ts';
 import { parseIdpConfig } from './config.ts';
 import type { IdpConfig, IdpConfigInput } from './config.ts';
-import { idpError, safeDescription, safeOAuthCode } from './idp-errors.ts';
-import { startLoopbackListener } from './loopback.ts';
-import { onWire } from '../wire-time.ts';
+import { idpError, IDP_STEPS, isClientRejected, isRefusal } from '../idp/errors.ts';
+import { installDpopKey } from './dpop-key.ts';
+import { browserGrant, deviceGrant, refreshGrant, revokeRefreshToken, userOf, type GrantContext, type SignInOptions } from './grants.ts';
+import { discoverInstallClient, type InstallClient } from './install-client.ts';
+import { AuthKeychain, type StoredSession } from './keychain.ts';
+
+export type { InstallClient } from './install-client.ts';
+export type { SignInOptions } from './grants.ts';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -19,18 +28,6 @@ export type AuthStatus =
   | { state: 'signing_in'; url: string; userCode?: string }
   | { state: 'signed_in'; user: UserIdentity; acr?: string; persistent: boolean }
   | { state: 'needs_sign_in'; code: ErrorCode; reason: string };
-
-export interface SignInOptions {
-  signal?: AbortSignal;
-  /** Overrides the service's opener for this sign-in. */
-  openExternal?: OpenExternal;
-  /** `browser`: RFC 8252 loopback redirect. `device`: RFC 8628, for a browser on another machine. */
-  mode?: 'browser' | 'device';
-  /** Step-up (RFC 9470 §4): the authentication context and maximum age the login must meet. */
-  acrValues?: string;
-  maxAge?: number;
-  prompt?: 'login';
-}
 
 export interface AuthServiceOptions {
   config: IdpConfigInput | IdpConfig;
@@ -42,119 +39,27 @@ export interface AuthServiceOptions {
   demo?: boolean;
 }
 
-interface StoredSession {
-  refresh_token: string;
-  user: UserIdentity;
-  acr?: string;
-}
-
-interface StoredClient {
-  client_id: string;
-  jwk: webcrypto.JsonWebKey & { kid?: string };
-}
-
-/**
- * The OAuth client this install is: the configured public client, or the confidential client it
- * registered for itself (RFC 7591) authenticating with private_key_jwt (RFC 7523 §2.2). The token
- * exchange must present the same client that obtained the subject token.
- */
-export interface InstallClient extends ExchangeClient {
-  /** `none`: the configured public client. `private_key_jwt`: this install's registered client. */
-  authMethod: 'none' | 'private_key_jwt';
-}
-
 const EXPIRY_MARGIN_MS = 30_000;
 
 const CLIENT_FORGOTTEN =
   'Your identity provider no longer knows this Countersign install (its registration was removed or expired). Sign in again: the install registers anew.';
 
-/** `invalid_client` from an endpoint the client authenticated to: the IdP does not accept this client. */
-function isClientRejected(error: unknown): boolean {
-  return error instanceof oidc.ResponseBodyError && error.error === 'invalid_client';
-}
-
-function sanitizeUser(claims: Record<string, unknown>): UserIdentity {
-  const user: UserIdentity = { sub: String(claims.sub) };
-  if (typeof claims.name === 'string') user.name = claims.name;
-  if (typeof claims.email === 'string') user.email = claims.email;
-  return user;
-}
-
-const WANTED_GRANTS = [
-  'authorization_code',
-  'refresh_token',
-  'urn:ietf:params:oauth:grant-type:token-exchange',
-  'urn:ietf:params:oauth:grant-type:device_code',
-  'urn:ietf:params:oauth:grant-type:jwt-bearer',
-];
-
 /**
- * The grants to register: what Countersign uses, less what the IdP says it does not support
- * (RFC 8414 `grant_types_supported`), since an IdP refuses a registration naming an unknown grant.
- */
-function registrationGrantTypes(meta: oidc.ServerMetadata): string[] {
-  const supported = meta.grant_types_supported;
-  if (!supported) return [...WANTED_GRANTS];
-  return WANTED_GRANTS.filter((g) => g === 'authorization_code' || g === 'refresh_token' || supported.includes(g));
-}
-
-/** The stored client id and private key, or null when the entry cannot be used. */
-async function readStoredClient(text: string, alg: webcrypto.EcKeyImportParams): Promise<{ clientId: string; key: webcrypto.CryptoKey; kid?: string } | null> {
-  try {
-    const { client_id, jwk } = JSON.parse(text) as StoredClient;
-    if (typeof client_id !== 'string' || client_id.length === 0 || typeof jwk?.d !== 'string') return null;
-    const key = await webcrypto.subtle.importKey('jwk', jwk, alg, false, ['sign']);
-    return { clientId: client_id, key, ...(typeof jwk.kid === 'string' ? { kid: jwk.kid } : {}) };
-  } catch {
-    return null;
-  }
-}
-
-/**
- * RFC 7591 §3.2.2: the IdP refused the registration. Fail closed: no fallback to the public client.
- * A 401 (registration needs an initial access token, RFC 7591 §3) comes as a WWW-Authenticate
- * challenge whose OAuth error may sit in the JSON body rather than the header.
- */
-async function registrationError(error: unknown): Promise<AppError> {
-  let code: string | undefined;
-  let description: string;
-  if (error instanceof oidc.ResponseBodyError && error.status < 500) {
-    code = error.error;
-    description = safeDescription(error.error_description);
-  } else if (error instanceof oidc.WWWAuthenticateChallengeError) {
-    const body = (await error.response.json().catch(() => undefined)) as { error?: unknown; error_description?: unknown } | undefined;
-    code = String(error.cause[0]?.parameters.error ?? body?.error ?? `HTTP ${error.status}`);
-    description = safeDescription(body?.error_description);
-  } else {
-    return idpError(error, 'CLIENT_REGISTRATION_FAILED', 'registering this install as a client');
-  }
-  return new AppError(
-    'CLIENT_REGISTRATION_FAILED',
-    `Your identity provider refused to register this install as a client (${safeOAuthCode(code)}${description ? `: ${description}` : ''}). ` +
-      'Countersign does not fall back to the shared public client: ask your administrator to allow registration, or set idp.dynamicRegistration to "off".',
-    { cause: error },
-  );
-}
-
-/**
- * Sign-in for the core: OpenID Connect Authorization Code + PKCE in the system browser (RFC 8252,
- * RFC 7636), or the device authorization grant (RFC 8628), through openid-client. The refresh token
- * lives in the SecretStore (the OS keychain), the access token only in this process's memory. It is
- * the TokenSource the broker exchanges from: refresh with rotation, one refresh in flight whatever
- * the number of callers, and a refused refresh moves the session to `needs_sign_in`.
+ * The refresh token lives in the keychain, the access token only in this process's memory. It is the
+ * TokenSource the broker exchanges from: refresh with rotation, one refresh in flight whatever the
+ * number of callers, and a refused refresh moves the session to `needs_sign_in`.
  */
 export class AuthService implements TokenSource {
   readonly config: IdpConfig;
-  readonly #secrets: SecretStore;
+  readonly #keychain: AuthKeychain;
   readonly #openExternal: OpenExternal;
   readonly #audit: AuditSink | undefined;
   readonly #log: (line: string) => void;
   readonly #demo: boolean;
-  readonly #ns: string;
   readonly #statusListeners = new Set<(s: AuthStatus) => void>();
   readonly #signOutListeners = new Set<(user: UserIdentity | null) => void>();
   #status: AuthStatus = { state: 'signed_out' };
-  #oidc: Promise<oidc.Configuration> | undefined;
+  #oidc: Promise<GrantContext> | undefined;
   #client: InstallClient | undefined;
   #dpop: CryptoKeyPair | undefined;
   #session: StoredSession | undefined;
@@ -164,12 +69,11 @@ export class AuthService implements TokenSource {
 
   private constructor(options: AuthServiceOptions, config: IdpConfig) {
     this.config = config;
-    this.#secrets = options.secrets;
+    this.#keychain = new AuthKeychain(options.secrets, config.issuer);
     this.#openExternal = options.openExternal;
     this.#audit = options.audit;
     this.#log = options.log ?? (() => {});
     this.#demo = options.demo ?? false;
-    this.#ns = createHash('sha256').update(config.issuer).digest('hex').slice(0, 12);
   }
 
   /**
@@ -246,7 +150,7 @@ export class AuthService implements TokenSource {
     this.#session = undefined;
     this.#access = undefined;
     this.#dpop = undefined;
-    for (const name of ['session', 'client', 'dpop-key']) await this.#secrets.delete(this.#key(name)).catch(() => undefined);
+    await this.#keychain.forget('session', 'client', 'dpop-key');
     this.#setStatus({ state: 'signed_out' });
   }
 
@@ -256,12 +160,7 @@ export class AuthService implements TokenSource {
     this.#client = undefined;
     this.#session = undefined;
     this.#access = undefined;
-    await this.#secrets.delete(this.#key('client')).catch(() => undefined);
-    await this.#secrets.delete(this.#key('session')).catch(() => undefined);
-  }
-
-  #key(name: string): string {
-    return `${this.#ns}:${name}`;
+    await this.#keychain.forget('client', 'session');
   }
 
   #setStatus(status: AuthStatus): void {
@@ -294,132 +193,21 @@ export class AuthService implements TokenSource {
 
   // ---- the IdP --------------------------------------------------------------------------------
 
-  #discover(): Promise<oidc.Configuration> {
+  #discover(): Promise<GrantContext> {
     this.#oidc ??= this.#configure().catch((error: unknown) => {
       this.#oidc = undefined;
-      throw idpError(error, 'IDP_BAD_RESPONSE', 'discovery');
+      throw idpError(error, IDP_STEPS.discovery);
     });
     return this.#oidc;
   }
 
-  async #configure(): Promise<oidc.Configuration> {
-    const c = this.config;
-    const execute = c.allowInsecureHttpForLoopbackOnly ? [oidc.allowInsecureRequests] : [];
-    const issuer = new URL(c.issuer);
-    const discovered = await oidc.discovery(issuer, c.clientId, undefined, oidc.None(), { execute, timeout: c.requestTimeoutSeconds });
-    let config = discovered;
-    let client: InstallClient = { clientId: c.clientId, authMethod: 'none', clientAuth: oidc.None(), serverMetadata: discovered.serverMetadata() };
-    const meta = discovered.serverMetadata();
-    if (c.dynamicRegistration === 'when-offered' && meta.registration_endpoint) {
-      const registered = await this.#registeredClient(issuer, meta, execute);
-      config = registered.config;
-      client = {
-        clientId: registered.clientId,
-        authMethod: 'private_key_jwt',
-        clientAuth: registered.clientAuth,
-        clientMetadata: { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256' },
-        serverMetadata: meta,
-      };
-    }
-    config.timeout = c.requestTimeoutSeconds;
-    config[oidc.customFetch] = (url, init) => onWire('idp', () => fetch(url, init));
-    if (c.dpop === 'when-offered' && meta.dpop_signing_alg_values_supported?.includes('ES256')) {
-      this.#dpop = await this.#dpopKey();
+  async #configure(): Promise<GrantContext> {
+    const { config, client } = await discoverInstallClient(this.config, this.#keychain, this.#log);
+    if (this.config.dpop === 'when-offered' && config.serverMetadata().dpop_signing_alg_values_supported?.includes('ES256')) {
+      this.#dpop = await installDpopKey(this.#keychain, this.#log);
     }
     this.#client = client;
-    return config;
-  }
-
-  /**
-   * RFC 7591: this install's own confidential client, authenticating with private_key_jwt (RFC 7523).
-   * Registered once; its id and private key live in the SecretStore (the keychain), so a restart
-   * uses the same client and the refresh token it was issued stays valid.
-   */
-  async #registeredClient(
-    issuer: URL,
-    meta: oidc.ServerMetadata,
-    execute: Array<(c: oidc.Configuration) => void>,
-  ): Promise<{ config: oidc.Configuration; clientId: string; clientAuth: oidc.ClientAuth }> {
-    const alg = { name: 'ECDSA', namedCurve: 'P-256' };
-    const metadata = { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256' };
-    const stored = await this.#secrets.get(this.#key('client'));
-    if (stored) {
-      const restored = await readStoredClient(stored, alg);
-      if (restored) {
-        const clientAuth = oidc.PrivateKeyJwt({ key: restored.key, kid: restored.kid });
-        const config = new oidc.Configuration(meta, restored.clientId, metadata, clientAuth);
-        for (const e of execute) e(config);
-        return { config, clientId: restored.clientId, clientAuth };
-      }
-      // Unreadable (damaged or from an older format): register again. A session signed in as the old
-      // client cannot be refreshed by the new one, so it goes too and the person signs in again.
-      this.#log('auth: the client registration kept in the keychain is unreadable; registering this install again');
-      await this.#secrets.delete(this.#key('session'));
-    }
-    const pair = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const exported = await webcrypto.subtle.exportKey('jwk', pair.publicKey);
-    const kid = await calculateJwkThumbprint(exported as Parameters<typeof calculateJwkThumbprint>[0]);
-    const publicJwk = { ...exported, kid, alg: 'ES256', use: 'sig' };
-    // RFC 7591 §3: an IdP that does not register anonymously (Keycloak's default) wants an initial
-    // access token. An administrator provisions it into the keychain; it is used once, then removed.
-    const initialAccessToken = await this.#secrets.get(this.#key('registration-token'));
-    let registered: oidc.Configuration;
-    try {
-      registered = await oidc.dynamicClientRegistration(
-        issuer,
-        {
-          client_name: 'Countersign',
-          application_type: 'native',
-          redirect_uris: ['http://127.0.0.1/callback'],
-          response_types: ['code'],
-          grant_types: registrationGrantTypes(meta),
-          ...metadata,
-          require_auth_time: true,
-          jwks: { keys: [publicJwk] },
-        } as unknown as Partial<oidc.ClientMetadata>,
-        oidc.PrivateKeyJwt({ key: pair.privateKey, kid }),
-        { execute, timeout: this.config.requestTimeoutSeconds, ...(initialAccessToken ? { initialAccessToken } : {}) },
-      );
-    } catch (error) {
-      throw await registrationError(error);
-    }
-    const clientId = registered.clientMetadata().client_id;
-    const entry: StoredClient = { client_id: clientId, jwk: { ...(await webcrypto.subtle.exportKey('jwk', pair.privateKey)), kid } };
-    await this.#secrets.set(this.#key('client'), JSON.stringify(entry));
-    if (initialAccessToken) await this.#secrets.delete(this.#key('registration-token'));
-    this.#log(`auth: registered this install as client ${clientId}${initialAccessToken ? ' with an initial access token' : ''}`);
-    // From here on the private key is held non-extractable; the keychain has the only exportable copy.
-    const key = await webcrypto.subtle.importKey('jwk', entry.jwk, alg, false, ['sign']);
-    const clientAuth = oidc.PrivateKeyJwt({ key, kid });
-    const config = new oidc.Configuration(meta, clientId, metadata, clientAuth);
-    for (const e of execute) e(config);
-    return { config, clientId, clientAuth };
-  }
-
-  /** The per-install DPoP key (RFC 9449), kept in the keychain so a restored session keeps its binding. */
-  async #dpopKey(): Promise<CryptoKeyPair> {
-    const alg = { name: 'ECDSA', namedCurve: 'P-256' };
-    const stored = await this.#secrets.get(this.#key('dpop-key'));
-    if (stored) {
-      const jwk = JSON.parse(stored) as webcrypto.JsonWebKey;
-      const { d: _d, ...pub } = jwk;
-      return {
-        privateKey: await webcrypto.subtle.importKey('jwk', jwk, alg, false, ['sign']),
-        publicKey: await webcrypto.subtle.importKey('jwk', { ...pub, key_ops: ['verify'] }, alg, true, ['verify']),
-      };
-    }
-    const pair = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
-    await this.#secrets.set(this.#key('dpop-key'), JSON.stringify(await webcrypto.subtle.exportKey('jwk', pair.privateKey)));
-    const jwk = await webcrypto.subtle.exportKey('jwk', pair.privateKey);
-    return { privateKey: await webcrypto.subtle.importKey('jwk', jwk, alg, false, ['sign']), publicKey: pair.publicKey };
-  }
-
-  #dpopOptions(config: oidc.Configuration): { DPoP?: oidc.DPoPHandle } {
-    return this.#dpop ? { DPoP: oidc.getDPoPHandle(config, this.#dpop) } : {};
-  }
-
-  #resourceParams(): Record<string, string> {
-    return this.config.resource ? { resource: this.config.resource } : {};
+    return { idp: this.config, config, client, dpop: this.#dpop };
   }
 
   // ---- sign-in --------------------------------------------------------------------------------
@@ -437,8 +225,11 @@ export class AuthService implements TokenSource {
     const stepUp = options.acrValues !== undefined || options.maxAge !== undefined;
     try {
       const grant = async () => {
-        const config = await this.#discover();
-        return options.mode === 'device' ? await this.#deviceGrant(config, signal) : await this.#browserGrant(config, options, signal);
+        const g = await this.#discover();
+        const showing = (where: { url: string; userCode?: string }) => this.#setStatus({ state: 'signing_in', ...where });
+        if (options.mode === 'device') return await deviceGrant(g, showing, signal);
+        const open = options.openExternal ?? this.#openExternal;
+        return await browserGrant(g, { ...options, open, showing, log: this.#log }, signal);
       };
       let tokens: Awaited<ReturnType<typeof grant>>;
       try {
@@ -463,13 +254,13 @@ export class AuthService implements TokenSource {
       if (this.#session && stepUp && this.#session.user.sub !== claims.sub) {
         throw new AppError('IDP_STEP_UP_DENIED', 'The step-up sign-in was made as a different user; the session is unchanged.');
       }
-      const user = sanitizeUser(claims);
+      const user = userOf(claims);
       await this.#adopt(tokens, user, typeof claims.acr === 'string' ? claims.acr : undefined);
       this.#log(`auth: signed in sub=${user.sub}${claims.acr ? ` acr=${String(claims.acr)}` : ''}`);
       await this.#record(stepUp ? 'step_up' : 'sign_in', 'success', user, undefined, claims.acr ? `acr ${String(claims.acr)}` : undefined);
       return { ...user };
     } catch (error) {
-      const app = idpError(error, 'SIGN_IN_FAILED', 'the sign-in');
+      const app = idpError(error, IDP_STEPS.signIn);
       const cancelled = app.code === 'CANCELLED' || app.code === 'SIGN_IN_CANCELLED';
       const final = app.code === 'CANCELLED' ? new AppError('SIGN_IN_CANCELLED', 'The sign-in was cancelled.', { cause: app }) : app;
       if (this.#signInAbort === abort) this.#setStatus(before.state === 'signing_in' ? { state: 'signed_out' } : before);
@@ -481,73 +272,14 @@ export class AuthService implements TokenSource {
     }
   }
 
-  async #browserGrant(config: oidc.Configuration, options: SignInOptions, signal: AbortSignal) {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    const listener = await startLoopbackListener({ expectedState: state, timeoutMs: this.config.signInTimeoutSeconds * 1000, signal });
-    try {
-      const params: Record<string, string> = {
-        redirect_uri: listener.redirectUri,
-        scope: this.config.scopes.join(' '),
-        code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        state,
-        nonce,
-        ...this.#resourceParams(),
-      };
-      if (options.acrValues) params.acr_values = options.acrValues;
-      if (options.maxAge !== undefined) params.max_age = String(options.maxAge);
-      if (options.prompt || options.acrValues || options.maxAge !== undefined) params.prompt = 'login';
-      if (this.#dpop) params.dpop_jkt = await calculateJwkThumbprint(await exportJWK(this.#dpop.publicKey));
-      // RFC 9126: a registered client pushes its request over the authenticated back channel, so the
-      // browser carries only a reference to it, and an IdP that forgot the client says so now.
-      const pushed = this.#client?.authMethod === 'private_key_jwt' && config.serverMetadata().pushed_authorization_request_endpoint;
-      const url = pushed ? await oidc.buildAuthorizationUrlWithPAR(config, params, { signal } as Parameters<typeof oidc.buildAuthorizationUrlWithPAR>[2]) : oidc.buildAuthorizationUrl(config, params);
-      this.#setStatus({ state: 'signing_in', url: url.href });
-      const open = options.openExternal ?? this.#openExternal;
-      await open(url.href).catch(() => {
-        this.#log('auth: the browser could not be opened; the sign-in address is shown in the app');
-        // A pushed request lives a minute or so (RFC 9126 §2.2), too short for an address a person
-        // copies to a browser by hand: the address shown is the plain one, which lasts the sign-in.
-        if (pushed) this.#setStatus({ state: 'signing_in', url: oidc.buildAuthorizationUrl(config, params).href });
-      });
-      const callbackUrl = await listener.callback;
-      return await oidc.authorizationCodeGrant(
-        config,
-        callbackUrl,
-        { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true, ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}) },
-        this.#resourceParams(),
-        { ...this.#dpopOptions(config), signal } as oidc.AuthorizationCodeGrantOptions,
-      );
-    } finally {
-      await listener.close();
-    }
-  }
-
-  async #deviceGrant(config: oidc.Configuration, signal: AbortSignal) {
-    if (!config.serverMetadata().device_authorization_endpoint) {
-      throw new AppError('SIGN_IN_FAILED', 'Your identity provider does not offer sign-in with a device code; sign in in a browser on this machine.');
-    }
-    const start = await oidc.initiateDeviceAuthorization(config, { scope: this.config.scopes.join(' '), ...this.#resourceParams() });
-    this.#setStatus({ state: 'signing_in', url: start.verification_uri_complete ?? start.verification_uri, userCode: start.user_code });
-    const timeout = AbortSignal.timeout(Math.min(this.config.signInTimeoutSeconds, start.expires_in) * 1000);
-    try {
-      return await oidc.pollDeviceAuthorizationGrant(config, start, this.#resourceParams(), { signal: AbortSignal.any([signal, timeout]), ...this.#dpopOptions(config) });
-    } catch (error) {
-      if (timeout.aborted && !signal.aborted) throw new AppError('SIGN_IN_TIMEOUT', 'The device sign-in took too long and was abandoned.', { cause: error });
-      throw error;
-    }
-  }
-
   /** Keeps the session in the keychain first: nothing is used from memory that could not be kept. */
   async #adopt(tokens: oidc.TokenEndpointResponse, user: UserIdentity, acr: string | undefined): Promise<void> {
     const refresh = tokens.refresh_token ?? this.#session?.refresh_token;
     const session: StoredSession | undefined = refresh ? { refresh_token: refresh, user, ...(acr ? { acr } : {}) } : undefined;
-    if (session) await this.#secrets.set(this.#key('session'), JSON.stringify(session));
+    if (session) await this.#keychain.setSession(session);
     this.#access = { token: tokens.access_token, expiresAt: Date.now() + (tokens.expires_in ?? 60) * 1000 };
     this.#session = session;
-    this.#setStatus({ state: 'signed_in', user: { ...user }, ...(acr ? { acr } : {}), persistent: this.#secrets.kind === 'keychain' && refresh !== undefined });
+    this.#setStatus({ state: 'signed_in', user: { ...user }, ...(acr ? { acr } : {}), persistent: this.#keychain.persistent && refresh !== undefined });
     if (!refresh) this.#sessionOnly = user;
   }
 
@@ -555,21 +287,17 @@ export class AuthService implements TokenSource {
   #sessionOnly: UserIdentity | undefined;
 
   async #restore(): Promise<void> {
-    let stored: string | null;
+    let stored: StoredSession | null | 'unreadable';
     try {
-      stored = await this.#secrets.get(this.#key('session'));
+      stored = await this.#keychain.session();
     } catch (error) {
       const app = AppError.from(error, 'KEYCHAIN_UNAVAILABLE');
       this.#setStatus({ state: 'needs_sign_in', code: app.code, reason: app.message });
       return;
     }
     if (!stored) return;
-    try {
-      this.#session = JSON.parse(stored) as StoredSession;
-    } catch {
-      await this.#secrets.delete(this.#key('session'));
-      return;
-    }
+    if (stored === 'unreadable') return void (await this.#keychain.delete('session'));
+    this.#session = stored;
     await this.getAccessToken().catch(() => undefined);
   }
 
@@ -593,30 +321,29 @@ export class AuthService implements TokenSource {
 
   async #refresh(): Promise<string> {
     const session = this.#session!;
-    let tokens: Awaited<ReturnType<typeof oidc.refreshTokenGrant>>;
+    let tokens: Awaited<ReturnType<typeof refreshGrant>>;
     try {
-      const config = await this.#discover();
-      tokens = await oidc.refreshTokenGrant(config, session.refresh_token, this.#resourceParams(), this.#dpopOptions(config));
+      tokens = await refreshGrant(await this.#discover(), session.refresh_token);
     } catch (error) {
       if (isClientRejected(error) && this.#client?.authMethod === 'private_key_jwt' && this.#session === session) {
         await this.clientRejected();
         this.#log('auth: refresh failed (invalid_client)');
         throw new AppError('REFRESH_FAILED', CLIENT_FORGOTTEN, { cause: error });
       }
-      const app = idpError(error, 'REFRESH_FAILED', 'renewing your sign-in');
-      const refused = error instanceof oidc.ResponseBodyError && error.status < 500;
+      const app = idpError(error, IDP_STEPS.refresh);
+      const refused = isRefusal(error);
       if (refused && this.#session === session) {
         // The IdP refused the refresh token (revoked, expired, reused): it is worth nothing now.
         this.#session = undefined;
         this.#access = undefined;
-        await this.#secrets.delete(this.#key('session')).catch(() => undefined);
+        await this.#keychain.forget('session');
       }
       this.#setStatus({ state: 'needs_sign_in', code: app.code, reason: `${app.message} Sign in again.` });
       this.#log(`auth: refresh failed (${app.code})`);
       throw app;
     }
     const claims = tokens.claims();
-    const user = claims ? sanitizeUser(claims) : session.user;
+    const user = claims ? userOf(claims) : session.user;
     if (user.sub !== session.user.sub) throw new AppError('IDP_BAD_RESPONSE', 'Your identity provider renewed the sign-in for a different user.');
     const acr = claims && typeof claims.acr === 'string' ? claims.acr : session.acr;
     try {
@@ -642,9 +369,9 @@ export class AuthService implements TokenSource {
     }
     if (tokens.refresh_token && tokens.refresh_token !== session.refresh_token) {
       try {
-        await oidc.tokenRevocation(await this.#discover(), tokens.refresh_token, { token_type_hint: 'refresh_token' });
+        await revokeRefreshToken(await this.#discover(), tokens.refresh_token);
       } catch (revokeError) {
-        this.#log(`auth: the unkept refresh token could not be revoked (${idpError(revokeError, 'IDP_BAD_RESPONSE', 'revoking your sign-in').code}); it expires on its own`);
+        this.#log(`auth: the unkept refresh token could not be revoked (${idpError(revokeError, IDP_STEPS.revoke).code}); it expires on its own`);
       }
     }
     const reason = `${app.message} Your renewed sign-in could not be kept there, so Countersign stopped using it: unlock the keychain and sign in again.`;
@@ -674,17 +401,16 @@ export class AuthService implements TokenSource {
     let revokeError: AppError | undefined;
     if (session) {
       try {
-        const config = await this.#discover();
-        await oidc.tokenRevocation(config, session.refresh_token, { token_type_hint: 'refresh_token' });
+        await revokeRefreshToken(await this.#discover(), session.refresh_token);
       } catch (error) {
-        revokeError = idpError(error, 'IDP_BAD_RESPONSE', 'revoking your sign-in');
+        revokeError = idpError(error, IDP_STEPS.revoke);
         this.#log(`auth: the identity provider did not confirm the revocation (${revokeError.code})`);
       }
     }
     this.#session = undefined;
     this.#sessionOnly = undefined;
     this.#access = undefined;
-    await this.#secrets.delete(this.#key('session'));
+    await this.#keychain.delete('session');
     this.#setStatus({ state: 'signed_out' });
     for (const l of this.#signOutListeners) {
       try {

@@ -27,6 +27,20 @@ export const IdpConfigSchema = z
     delegation: z.enum(['rar', 'scopes']).default('rar'),
     /** Under `scopes`: the scope asked for a credential is this prefix and the Vault role (`vault:` + `clinic-read`). */
     delegationScopePrefix: z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]*$/, 'must be scope characters without spaces').default('vault:'),
+    /**
+     * The administrator-created confidential client that makes the token exchange, where the IdP lets
+     * only such a client exchange a token the sign-in client got (Okta's service app). It
+     * authenticates with private_key_jwt using this install's exchange key, kept in the keychain
+     * (main/core/idp/exchange-client.ts); `countersign doctor` shows the public half to add to it.
+     * Absent: the exchange authenticates as the sign-in client.
+     */
+    exchangeClientId: z.string().min(1, 'must not be empty').optional(),
+    /**
+     * Accept OBOs living longer than 60 s, up to this many seconds, from an IdP that cannot issue
+     * shorter ones (Okta: 5 minutes at least). Weaker: Vault keeps no record of used jtis, so a leaked
+     * OBO can log in there until it expires. Off by default; logged at start.
+     */
+    allowLongLivedOboUpToSeconds: z.number().int().min(61).max(300).optional(),
     /** Plain http to an IdP on 127.0.0.1 (the lab). Insecure; off by default; logged at start. */
     allowInsecureHttpForLoopbackOnly: z.boolean().default(false),
     /**

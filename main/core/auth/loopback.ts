@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AppError } from '../../../common/errors.ts';
+import { IDP_STEPS, refusalError } from '../idp/errors.ts';
 
 export const CALLBACK_PATH = '/callback';
 
@@ -42,11 +43,6 @@ function sameState(a: string | null, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
-}
-
-/** OAuth error codes are ASCII without quotes or backslashes (RFC 6749 §4.1.2.1); anything else is not repeated. */
-function safeErrorCode(value: string | null): string {
-  return value && /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/.test(value) ? value : 'unknown_error';
 }
 
 /**
@@ -108,13 +104,8 @@ export async function startLoopbackListener(options: LoopbackOptions): Promise<L
       return finish(new AppError('SIGN_IN_STATE_MISMATCH', 'The sign-in response did not match the sign-in that was started (wrong or missing state), so it was refused.'));
     }
     if (url.searchParams.has('error')) {
-      const code = safeErrorCode(url.searchParams.get('error'));
       page(res, 200, 'Sign-in did not complete', 'Your identity provider did not sign you in. Return to Countersign.');
-      return finish(
-        code === 'access_denied'
-          ? new AppError('IDP_DENIED', 'Your identity provider refused the sign-in (access_denied).')
-          : new AppError('SIGN_IN_FAILED', `Your identity provider answered the sign-in with an error (${code}).`),
-      );
+      return finish(refusalError(IDP_STEPS.authorization, { error: url.searchParams.get('error') ?? '' }));
     }
     page(res, 200, 'Signed in', 'You are signed in to Countersign. You can close this tab and return to the app.');
     finish(url);

@@ -23,7 +23,9 @@ import {
   type ExchangeClient,
   type Obo,
 } from '../idp/token-exchange.ts';
+import { exchangeClientOptions, installExchangeKey } from '../idp/exchange-client.ts';
 import { loadPolicyFile } from '../policy/policy.ts';
+import type { SecretStore } from '../ports.ts';
 import { createVaultClient, type VaultClient } from '../vault/client.ts';
 
 export type FindingStatus = 'ok' | 'warn' | 'fail' | 'skip';
@@ -59,6 +61,8 @@ export interface DoctorOptions {
   config: AppConfig;
   /** Absent: the exchange checks are skipped and the report cannot be ok. */
   session?: DoctorSession;
+  /** The keychain, for this install's exchange key when `idp.exchangeClientId` is set (read, or made once). */
+  secrets?: SecretStore;
   timeoutMs?: number;
 }
 
@@ -77,6 +81,18 @@ interface Credential {
     | { kind: 'obo'; url: string };
   authMount: string;
 }
+
+/** Without the keychain, the exchange key cannot be read: the exchange checks say so instead of using another client. */
+const noKeychain: SecretStore = {
+  kind: 'memory',
+  get: async () => {
+    throw new AppError('KEYCHAIN_UNAVAILABLE', "The doctor was not given the keychain, so this install's exchange key cannot be read.");
+  },
+  set: async () => {
+    throw new AppError('KEYCHAIN_UNAVAILABLE', "The doctor was not given the keychain, so this install's exchange key cannot be kept.");
+  },
+  delete: async () => {},
+};
 
 const TYPES_NEEDED = { database: 'postgres', kv: 'api_key', obo: 'mcp_tool_call' } as const;
 
@@ -208,15 +224,37 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
         fix: 'Run the doctor with a sign-in (countersign doctor asks for one in your browser).',
       });
     } else if (meta) {
+      const signInClient = options.session.client;
       const exchanger = createTokenExchanger({
         issuer: config.idp.issuer,
         clientId: config.idp.clientId,
-        ...(options.session.client ? { client: options.session.client } : {}),
+        ...(config.idp.exchangeClientId
+          ? exchangeClientOptions(config.idp, signInClient && { client: signInClient, clientRejected: () => {} }, options.secrets ?? noKeychain)
+          : signInClient
+            ? { client: signInClient }
+            : {}),
         allowInsecureHttpForLoopbackOnly: insecure,
         delegation: config.idp.delegation,
         scopePrefix: config.idp.delegationScopePrefix,
+        ...(config.idp.allowLongLivedOboUpToSeconds ? { maxOboLifetimeS: config.idp.allowLongLivedOboUpToSeconds } : {}),
         timeoutMs,
       });
+      if (config.idp.exchangeClientId) {
+        const id = config.idp.exchangeClientId;
+        try {
+          const key = await installExchangeKey(options.secrets ?? noKeychain, config.idp.issuer);
+          add({
+            party: 'exchange',
+            check: 'exchange client',
+            status: 'ok',
+            says: `Token exchanges authenticate as ${id} with this install's exchange key (kid ${key.publicJwk.kid}, private_key_jwt).`,
+            fix: `If the identity provider refuses that client (invalid_client), add this public key to it (Okta: the service app's Client Credentials, Public key / Private key): ${JSON.stringify(key.publicJwk)}`,
+          });
+        } catch (error) {
+          const e = AppError.from(error);
+          add({ party: 'exchange', check: 'exchange client', status: 'fail', says: `This install's exchange key for ${id} is not usable: ${e.message} [${e.code}]`, fix: 'Unlock the keychain, or remove the damaged entry and add the new key to the client.' });
+        }
+      }
       const pgSsl = config.postgres ? await postgresSsl(config.postgres) : undefined;
       for (const c of credentials) {
         if (config.idp.delegation === 'rar' && c.rarUnavailable) {
@@ -529,7 +567,7 @@ function exchangeFix(code: string, delegation: 'rar' | 'scopes'): string {
   if (code === 'OBO_INVALID') {
     return delegation === 'rar'
       ? 'The OBO does not fit the rar profile (the reason above). If your identity provider decides by scope, set idp.delegation to "scopes" and map each vault:<role> scope to vault_role.'
-      : 'The OBO does not fit the scopes profile (the reason above): grant exactly the one scope asked, map it to vault_role, keep the token to 60 s, and make the client the azp (docs/identity-providers.md).';
+      : 'The OBO does not fit the scopes profile (the reason above): grant exactly the one scope asked, map it to vault_role, keep the token to 60 s (or allow longer with idp.allowLongLivedOboUpToSeconds where the identity provider cannot go lower), and make the client the azp (docs/identity-providers.md).';
   }
   if (code === 'IDP_DENIED')
     return 'Your identity provider refused it: check its policy for this user and this client (its reason above).';

@@ -20,17 +20,20 @@
  * and the targets' own single-use checks (the lab upstream refuses a used jti; Vault keeps no jti
  * record, see STANDARDS.md §5, so its roles' leeways must stay small).
  */
-import { setTimeout as delay } from 'node:timers/promises';
-import { canonicalJson } from '../../../common/canonical-json.ts';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { calculateJwkThumbprint, exportJWK, jwtVerify, type JWTPayload } from 'jose';
 import { AppError } from '../../../common/errors.ts';
 import type { AuthorizationDetail } from '../connectors/types.ts';
+import { idpError, IDP_STEPS, isClientRejected } from './errors.ts';
 import { createIdpJwks, type IdpJwks } from './jwks.ts';
+import { fitsRar, fitsScopes } from './obo-checks.ts';
+import { approveByPush } from './verify-push.ts';
 import { onWire } from '../wire-time.ts';
 import type { webcrypto } from 'node:crypto';
+
+export { isNarrowerOrEqual } from './obo-checks.ts';
+export { authorizationDetailsDigest } from './verify-push.ts';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -84,6 +87,11 @@ export interface TokenExchangerOptions {
   scopePrefix?: string;
   /** Clock skew tolerated on `exp`/`iat`, seconds. */
   clockSkewS?: number;
+  /**
+   * The longest OBO accepted, seconds: 60 unless `idp.allowLongLivedOboUpToSeconds` raises it for an
+   * IdP that cannot issue shorter ones (Okta). Weaker; see that setting.
+   */
+  maxOboLifetimeS?: number;
   stepUp?: { pollIntervalMs?: number; timeoutMs?: number };
   /**
    * After the IdP rotates its signing key, an OBO with an unknown `kid` waits for a JWKS refetch;
@@ -154,6 +162,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const scopePrefix = options.scopePrefix ?? 'vault:';
   const scopeFor = (credential: string): string => `${scopePrefix}${credential}`;
   const skew = options.clockSkewS ?? 5;
+  const maxLifetime = options.maxOboLifetimeS ?? MAX_OBO_LIFETIME_S;
   const pollIntervalMs = options.stepUp?.pollIntervalMs ?? 1_000;
   const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
   const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
@@ -189,7 +198,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       return prepare(c);
     })().catch((error: unknown) => {
       configPromise = undefined;
-      throw idpError(error, 'discovery');
+      throw idpError(error, IDP_STEPS.discovery);
     });
     return configPromise;
   };
@@ -202,7 +211,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     try {
       client = await options.client();
     } catch (error) {
-      throw idpError(error, 'discovery');
+      throw idpError(error, IDP_STEPS.discovery);
     }
     if (built?.client !== client) {
       if (client.serverMetadata.issuer !== options.issuer) throw new AppError('CONFIG_INVALID', "The sign-in's identity provider is not the one the token exchange is configured for.");
@@ -255,10 +264,8 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       return await callSignal.run(signal, () => oidc.genericGrantRequest(c, grantType, params, dpop ? { DPoP: dpop } : undefined));
     } catch (error) {
       if (signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
-      if (options.client && options.onClientRejected && error instanceof oidc.ResponseBodyError && error.error === 'invalid_client') {
-        await options.onClientRejected();
-      }
-      throw idpError(error, grantType === GRANT_JWT_BEARER ? 'step-up' : 'exchange');
+      if (options.client && options.onClientRejected && isClientRejected(error)) await options.onClientRejected();
+      throw idpError(error, grantType === GRANT_JWT_BEARER ? IDP_STEPS.stepUp : IDP_STEPS.exchange);
     }
   }
 
@@ -300,8 +307,14 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     const now = Math.floor(Date.now() / 1000);
     const exp = payload.exp as number;
     const iat = payload.iat as number;
-    if (exp - now > MAX_OBO_LIFETIME_S + skew || exp - iat > MAX_OBO_LIFETIME_S) {
-      throw new AppError('OBO_INVALID', `The OBO token lives longer than ${MAX_OBO_LIFETIME_S} s; refusing it.`);
+    if (exp - now > maxLifetime + skew || exp - iat > maxLifetime) {
+      throw new AppError(
+        'OBO_INVALID',
+        `The OBO token lives longer than ${maxLifetime} s (${exp - iat} s); refusing it.` +
+          (maxLifetime === MAX_OBO_LIFETIME_S
+            ? ' Shorten the token lifetime at the identity provider; one that cannot go below this (Okta: 5 minutes) needs idp.allowLongLivedOboUpToSeconds, which is weaker (docs/identity-providers.md).'
+            : ''),
+      );
     }
     const jti = payload.jti as string;
     for (const [seen, until] of seenJtis) if (until < now - skew) seenJtis.delete(seen);
@@ -312,7 +325,10 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     if (request.expectedSub !== undefined && !sameUser) {
       throw new AppError('OBO_INVALID', 'The OBO token names a different user than the one signed in.');
     }
-    const fitted = delegation === 'scopes' ? fitsScopes(payload, clientId, request) : fitsRar(payload, clientId, request);
+    const fitted =
+      delegation === 'scopes'
+        ? fitsScopes(payload, clientId, { scope: scopeFor(request.credential!), credential: request.credential!, authorizationDetails: request.authorizationDetails })
+        : fitsRar(payload, clientId, request.authorizationDetails);
     if (request.dpopKeyPair) {
       const jkt = await thumbprint(request.dpopKeyPair.publicKey);
       if ((payload.cnf as { jkt?: unknown } | undefined)?.jkt !== jkt) throw new AppError('OBO_INVALID', 'The OBO token is not bound to this DPoP key.');
@@ -330,54 +346,6 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       ...(Array.isArray(payload.amr) ? { amr: payload.amr.map(String) } : {}),
       steppedUp,
     };
-  }
-
-  /** `rar`: the IdP names this client as the actor, one credential, and grants no more than the RAR asked. */
-  function fitsRar(payload: JWTPayload, clientId: string, request: ExchangeRequest): Pick<Obo, 'vaultRole' | 'authorizationDetails'> {
-    const act = payload.act as { sub?: unknown } | undefined;
-    if (!act || act.sub !== clientId) throw new AppError('OBO_INVALID', 'The OBO token does not name Countersign as the actor (act.sub), which the rar delegation profile requires.');
-    const vaultRole = payload.vault_role;
-    if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
-      throw new AppError('OBO_INVALID', 'The OBO token lacks the single vault_role claim naming the credential it permits.');
-    }
-    const granted = payload.authorization_details;
-    if (!Array.isArray(granted)) throw new AppError('OBO_INVALID', 'The OBO token carries no authorization_details, which the rar delegation profile requires (set idp.delegation to scopes for an identity provider that decides by scope).');
-    if (!isNarrowerOrEqual(granted as AuthorizationDetail[], request.authorizationDetails)) {
-      throw new AppError('OBO_INVALID', 'The OBO token grants authorization details other than those asked for.');
-    }
-    return { vaultRole, authorizationDetails: granted as AuthorizationDetail[] };
-  }
-
-  /**
-   * `scopes`: exactly the one scope asked, the `vault_role` it maps to, and this client as the actor
-   * (`act` when the IdP writes one, else `azp` / `client_id` / Okta's `cid`, every one present agreeing).
-   */
-  function fitsScopes(payload: JWTPayload, clientId: string, request: ExchangeRequest): Pick<Obo, 'vaultRole' | 'authorizationDetails' | 'scope'> {
-    const asked = scopeFor(request.credential!);
-    const granted = scopesOf(payload);
-    if (!granted.includes(asked)) throw new AppError('OBO_INVALID', `The OBO token does not carry the scope ${asked} it was asked for (scopes delegation profile).`);
-    const extra = granted.filter((s) => s !== asked);
-    if (extra.length > 0) {
-      throw new AppError('OBO_INVALID', `The OBO token carries scopes beyond ${asked} (${extra.join(' ').slice(0, 200)}); the scopes delegation profile accepts exactly the one asked for.`);
-    }
-    if (payload.act !== undefined) {
-      if ((payload.act as { sub?: unknown } | null)?.sub !== clientId) throw new AppError('OBO_INVALID', 'The OBO token names another actor than Countersign (act.sub).');
-    } else {
-      const named = (['azp', 'client_id', 'cid'] as const).filter((k) => payload[k] !== undefined);
-      if (named.length === 0) throw new AppError('OBO_INVALID', 'The OBO token names no actor: no act, and no azp or client_id naming Countersign.');
-      const other = named.find((k) => payload[k] !== clientId);
-      if (other) throw new AppError('OBO_INVALID', `The OBO token was issued to another client (${other} is not this install's client).`);
-    }
-    const vaultRole = payload.vault_role;
-    if (typeof vaultRole !== 'string' || vaultRole.length === 0) {
-      throw new AppError('OBO_INVALID', `The OBO token lacks the vault_role claim: map the scope ${asked} to vault_role at the identity provider.`);
-    }
-    if (vaultRole !== request.credential) throw new AppError('OBO_INVALID', `The OBO token's vault_role (${vaultRole.slice(0, 100)}) is not the credential the scope ${asked} names.`);
-    const details = payload.authorization_details;
-    if (details !== undefined && (!Array.isArray(details) || !isNarrowerOrEqual(details as AuthorizationDetail[], request.authorizationDetails))) {
-      throw new AppError('OBO_INVALID', 'The OBO token grants authorization details other than those of this call.');
-    }
-    return { vaultRole, authorizationDetails: (details as AuthorizationDetail[] | undefined) ?? [], scope: asked };
   }
 
   /** What the exchange asks for, per profile: the RAR (`rar`) or the credential's scope (`scopes`). */
@@ -425,7 +393,17 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
 
       // IBM Verify style: the answer is a challenge token; push, poll, then jwt-bearer with the RAR (or scope) again.
       const started = Date.now();
-      const assertion = await pushAndPoll(c, first.access_token, request);
+      const assertion = await approveByPush({
+        issuer: c.serverMetadata().issuer,
+        challenge: first.access_token,
+        fetch: (url, init) => callSignal.run(request.signal, () => fetchWithCallSignal(url, init)),
+        message: request.approvalMessage ?? 'Approve a Countersign call',
+        authorizationDetails: request.authorizationDetails,
+        pollIntervalMs,
+        pollTimeoutMs,
+        ...(request.signal ? { signal: request.signal } : {}),
+        ...(request.onProgress ? { onProgress: request.onProgress } : {}),
+      });
       const second: Record<string, string> = { assertion, ...asked };
       if (request.audience) second.audience = request.audience;
       if (request.resource) second.resource = request.resource;
@@ -436,166 +414,4 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       return { ...obo, stepUpMs: Date.now() - started };
     },
   };
-
-  async function pushAndPoll(c: oidc.Configuration, challenge: string, request: ExchangeRequest): Promise<string> {
-    const issuer = c.serverMetadata().issuer.replace(/\/+$/, '');
-    const signal = request.signal;
-    const api = async (url: string, init: RequestInit = {}): Promise<{ status: number; json: unknown }> => {
-      let response: Response;
-      try {
-        response = await callSignal.run(signal, () =>
-          fetchWithCallSignal(url, {
-            ...init,
-            headers: { Authorization: `Bearer ${challenge}`, Accept: 'application/json', ...(init.body ? { 'Content-Type': 'application/json' } : {}) },
-          }),
-        );
-      } catch (error) {
-        if (signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.', { cause: error });
-        throw new AppError('IDP_UNAVAILABLE', 'The identity provider could not be reached for the step-up.', { cause: error });
-      }
-      const json: unknown = await response.json().catch(() => undefined);
-      return { status: response.status, json };
-    };
-
-    const factors = await api(`${issuer}/v2.0/factors`);
-    if (factors.status !== 200) throw new AppError('IDP_BAD_RESPONSE', `The identity provider's factor list failed (HTTP ${factors.status}).`);
-    const list = ((factors.json as { factors?: unknown })?.factors ?? []) as Array<Record<string, unknown>>;
-    const factor = list.find((f) => f.type === 'signature' && (f.subType === 'userPresence' || (f.attributes as { subType?: unknown })?.subType === 'userPresence') && f.enabled !== false);
-    const authenticatorId = (factor?.references as { authenticatorId?: unknown } | undefined)?.authenticatorId;
-    if (!factor || typeof factor.id !== 'string' || typeof authenticatorId !== 'string') {
-      throw new AppError('IDP_STEP_UP_DENIED', 'You have no push authenticator registered, so this call cannot be approved.');
-    }
-    const message = request.approvalMessage ?? 'Approve a Countersign call';
-    const verification = await api(`${issuer}/v1.0/authenticators/${encodeURIComponent(authenticatorId)}/verifications`, {
-      method: 'POST',
-      body: JSON.stringify({
-        transactionData: {
-          message,
-          callDigest: authorizationDetailsDigest(request.authorizationDetails),
-          authorizationDetails: request.authorizationDetails,
-          originUserAgent: 'Countersign',
-        },
-        pushNotification: { send: true, title: 'Countersign', message },
-        authenticationMethods: [{ id: factor.id, methodType: 'signature' }],
-        logic: 'OR',
-        expiresIn: Math.ceil(pollTimeoutMs / 1000),
-      }),
-    });
-    const transactionUri = (verification.json as { transactionUri?: unknown } | undefined)?.transactionUri;
-    if (verification.status >= 300 || typeof transactionUri !== 'string') {
-      throw new AppError('IDP_BAD_RESPONSE', `The identity provider did not start the push approval (HTTP ${verification.status}).`);
-    }
-    const pollUrl = new URL(transactionUri, `${issuer}/`);
-    if (pollUrl.origin !== new URL(issuer).origin) throw new AppError('IDP_BAD_RESPONSE', 'The push transaction points outside the identity provider.');
-    pollUrl.searchParams.set('returnJwt', 'true');
-    request.onProgress?.('Waiting for your approval on your phone (push sent by your identity provider)…');
-    const deadline = Date.now() + pollTimeoutMs;
-    let polls = 0;
-    while (Date.now() < deadline) {
-      const r = await api(pollUrl.href);
-      const body = (r.json ?? {}) as { state?: unknown; assertion?: unknown };
-      if (r.status === 200 && body.state === 'VERIFY_SUCCESS') {
-        if (typeof body.assertion !== 'string') throw new AppError('IDP_BAD_RESPONSE', 'The approval came back without its assertion.');
-        return body.assertion;
-      }
-      if (r.status === 200 && body.state === 'EXPIRED') {
-        throw new AppError('IDP_STEP_UP_TIMEOUT', 'The push approval expired before it was answered.');
-      }
-      if (r.status === 200 && typeof body.state === 'string' && ['USER_DENIED', 'DENY', 'FAILED'].includes(body.state)) {
-        throw new AppError('IDP_STEP_UP_DENIED', `The push approval was not given (${body.state}).`);
-      }
-      polls += 1;
-      if (polls % 5 === 0) request.onProgress?.(`Still waiting for your approval (${Math.round((deadline - Date.now()) / 1000)} s left)…`);
-      await sleep(pollIntervalMs, signal);
-    }
-    throw new AppError('IDP_STEP_UP_TIMEOUT', 'The push approval was not answered in time.');
-  }
-}
-
-async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  try {
-    await delay(ms, undefined, { signal });
-  } catch (error) {
-    throw new AppError('CANCELLED', 'The call was cancelled while waiting for your approval.', { cause: error });
-  }
-}
-
-/** `sha256:<hex>` of the authorization details as JSON with sorted keys: the call digest a push carries. */
-export function authorizationDetailsDigest(details: unknown): string {
-  return `sha256:${createHash('sha256').update(canonicalJson(details)).digest('hex')}`;
-}
-
-/**
- * RFC 9396 §7: the AS may narrow what was asked. Each granted entry must match one requested entry of
- * the same type in which every requested field is present and granted equal or as a subset (arrays).
- */
-export function isNarrowerOrEqual(granted: AuthorizationDetail[], requested: AuthorizationDetail[]): boolean {
-  if (granted.length === 0 || granted.length > requested.length) return false;
-  return granted.every((g) => requested.some((r) => r.type === g.type && covers(r, g)));
-}
-
-function covers(requested: Record<string, unknown>, granted: Record<string, unknown>): boolean {
-  for (const [key, want] of Object.entries(requested)) {
-    if (!(key in granted)) return false;
-    const got = granted[key];
-    if (Array.isArray(want)) {
-      if (!Array.isArray(got) || !got.every((g) => want.some((w) => JSON.stringify(w) === JSON.stringify(g)))) return false;
-    } else if (canonicalJson(want) !== canonicalJson(got)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-/** The one place the IdP's answers become AppErrors: by OAuth error code and HTTP status, never by text. */
-function idpError(error: unknown, phase: 'discovery' | 'exchange' | 'step-up'): AppError {
-  if (error instanceof AppError) return error;
-  if (error instanceof oidc.ResponseBodyError) {
-    const status = error.status;
-    const description = safeDescription(error.error_description);
-    if (status >= 500) return new AppError('IDP_UNAVAILABLE', `The identity provider failed (HTTP ${status}) during the ${phase}.`, { cause: error });
-    if (phase === 'step-up' && error.error === 'access_denied') {
-      return new AppError('IDP_STEP_UP_DENIED', `The identity provider refused the approval${description ? `: ${description}` : ''}.`, { cause: error });
-    }
-    const known = ['access_denied', 'invalid_authorization_details', 'invalid_target', 'invalid_grant', 'invalid_request', 'invalid_scope', 'unauthorized_client', 'invalid_client', 'invalid_dpop_proof'];
-    const what = known.includes(error.error) ? error.error : 'error';
-    return new AppError('IDP_DENIED', `Your identity provider denied this call (${what})${description ? `: ${description}` : ''}.`, { cause: error });
-  }
-  // oauth4webapi reports a non-conforming answer with the Response as its cause: a 5xx is an outage.
-  const cause = (error as { cause?: { status?: unknown } })?.cause;
-  if (typeof cause?.status === 'number' && cause.status >= 500) {
-    return new AppError('IDP_UNAVAILABLE', `The identity provider failed (HTTP ${cause.status}) during the ${phase}.`, { cause: error });
-  }
-  const chain = causeChain(error);
-  if ((error as { code?: unknown })?.code === 'OAUTH_TIMEOUT' || chain.some((e) => (e as { name?: unknown })?.name === 'TimeoutError')) {
-    return new AppError('IDP_UNAVAILABLE', `The identity provider did not answer the ${phase} in time.`, { cause: error });
-  }
-  if (chain.some((e) => e instanceof TypeError || (e as { name?: unknown })?.name === 'AbortError')) {
-    return new AppError('IDP_UNAVAILABLE', `The identity provider could not be reached for the ${phase}.`, { cause: error });
-  }
-  if (error instanceof oidc.ClientError || (error as { name?: unknown })?.name === 'OperationProcessingError') {
-    return new AppError('IDP_BAD_RESPONSE', `The identity provider's answer during the ${phase} was not a valid OAuth response.`, { cause: error });
-  }
-  return new AppError('IDP_BAD_RESPONSE', `The identity provider's answer during the ${phase} could not be used.`, { cause: error });
-}
-
-function causeChain(error: unknown): unknown[] {
-  const chain: unknown[] = [];
-  for (let e = error; e !== undefined && e !== null && chain.length < 5; e = (e as { cause?: unknown }).cause) chain.push(e);
-  return chain;
-}
-
-/** The IdP's `error_description` is meant for the client; keep it short and printable. */
-function safeDescription(value: unknown): string {
-  if (typeof value !== 'string') return '';
-  // eslint-disable-next-line no-control-regex
-  return value.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
-}
-
-/** The scopes an access token carries: RFC 8693 §4.2 `scope` (space-delimited), or Okta's `scp` list. */
-function scopesOf(payload: JWTPayload): string[] {
-  const out: string[] = [];
-  if (typeof payload.scope === 'string') out.push(...payload.scope.split(' ').filter(Boolean));
-  if (Array.isArray(payload.scp)) out.push(...payload.scp.map(String));
-  return [...new Set(out)];
 }

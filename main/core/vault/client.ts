@@ -122,8 +122,11 @@ export interface VaultClient {
   loginJwt(mount: string, role: string, jwt: string, signal?: AbortSignal): Promise<VaultLogin>;
   databaseCreds(token: string, mount: string, role: string, signal?: AbortSignal): Promise<DatabaseCreds>;
   kvRead(token: string, mount: string, path: string, signal?: AbortSignal): Promise<KvSecret>;
-  /** `sys/leases/revoke` with `sync:true`; needs a token whose policy grants it (not the per-call token). */
-  revokeLease(token: string, leaseId: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * `sys/leases/revoke` with `sync:true`; needs a token whose policy grants it (not the per-call token).
+   * `not_held`: Vault answered 400 (`invalid lease`), as it does for a lease it no longer holds.
+   */
+  revokeLease(token: string, leaseId: string, signal?: AbortSignal): Promise<'revoked' | 'not_held'>;
   /** Revokes the token and every lease created with it (`auth/token/revoke-self`). */
   revokeSelf(token: string, signal?: AbortSignal): Promise<void>;
   lookupSelf(token: string, signal?: AbortSignal): Promise<TokenInfo>;
@@ -150,7 +153,18 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
   async function call<T>(
     method: 'GET' | 'POST',
     path: string,
-    opts: { token?: string; body?: unknown; schema?: z.ZodType<T>; signal?: AbortSignal; op: string; secrets?: string[]; answers?: number[]; rootNamespace?: boolean },
+    opts: {
+      token?: string;
+      body?: unknown;
+      schema?: z.ZodType<T>;
+      signal?: AbortSignal;
+      op: string;
+      secrets?: string[];
+      answers?: number[];
+      rootNamespace?: boolean;
+      /** Told the status of an answer accepted through `answers`. */
+      status?: (status: number) => void;
+    },
   ): Promise<T | undefined> {
     const headers: Record<string, string> = { 'X-Vault-Request': 'true' };
     if (options.namespace && !opts.rootNamespace) headers['X-Vault-Namespace'] = options.namespace;
@@ -180,6 +194,7 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
       throw transportError(error, opts.signal, timeout, opts.op);
     }
     if (response.status >= 400 && !opts.answers?.includes(response.status)) throw vaultError(response.status, text, opts.op, opts.secrets ?? []);
+    opts.status?.(response.status);
     if (!opts.schema) return undefined;
     let json: unknown;
     try {
@@ -242,7 +257,9 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
       return { data: r!.data.data, version: r!.data.metadata.version, requestId: r!.request_id };
     },
     async revokeLease(token, leaseId, signal) {
-      await call('POST', 'sys/leases/revoke', { token, body: { lease_id: leaseId, sync: true }, signal, op: 'the lease revocation' });
+      let status = 0;
+      await call('POST', 'sys/leases/revoke', { token, body: { lease_id: leaseId, sync: true }, signal, op: 'the lease revocation', answers: [400], status: (s) => (status = s) });
+      return status === 400 ? 'not_held' : 'revoked';
     },
     async revokeSelf(token, signal) {
       await call('POST', 'auth/token/revoke-self', { token, signal, op: 'the token revocation' });

@@ -1,8 +1,21 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBrokerLab, call, settled, type BrokerLab } from './lab.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startBrokerLab, call, DEMO_POLICY, settled, type BrokerLab } from './lab.ts';
+import { findSecret, labTokenSource } from './fixtures.ts';
+import type { Broker } from '../../../main/core/broker/index.ts';
+import { createUpstreamConnectors } from '../../../main/core/connectors/mcp-upstream/index.ts';
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
+import { closeAbortedCalls } from '../../../main/core/app.ts';
+import { SqliteCallJournal } from '../../../main/core/audit/journal.ts';
+import { AuditStore } from '../../../main/core/audit/store.ts';
+import { planPostgresCall } from '../../../main/core/connectors/postgres/plan.ts';
 import type { ExchangeRequest, TokenExchanger } from '../../../main/core/idp/token-exchange.ts';
+import type { TokenSource } from '../../../main/core/ports.ts';
+import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
+import { leaseRevocationFor, pathAccessFor } from '../../../main/core/vault/agent-mode.ts';
 
 // Vault Enterprise native agent mode through the broker, against the lab: the OBO goes straight to
 // Vault as X-Vault-Token, scoped by its vault:path_access entries; no login, no Vault token.
@@ -100,8 +113,12 @@ const READ_SQL = 'SELECT count(*) FROM appointments';
 type PathEntry = { type: string; path?: string; capabilities?: string[]; allowed_parameters?: Record<string, unknown[]> };
 
 /** One refused call: the stable code, one audit record without an execute hop, and nothing minted. */
+/** Credentials Vault handed out so far: its audit log's creds responses that are not refusals. */
+const credsMinted = (): number => vaultAudit().filter((e) => e.type === 'response' && e.request?.path?.startsWith('database/creds/') && !e.error).length;
+
 async function refused(o: Parameters<BrokerLab['broker']>[0], code: string): Promise<AuditRecordInput> {
   const leasesBefore = lab.vault.leases();
+  const mintedBefore = credsMinted();
   const { broker, audit } = lab.broker({ vaultMode: 'agent', ...o });
   const r = await broker.callTool(call('query', { sql: READ_SQL }));
   expect(r.isError).toBe(true);
@@ -112,6 +129,8 @@ async function refused(o: Parameters<BrokerLab['broker']>[0], code: string): Pro
   expect(record.hops!.map((h) => h.name)).not.toContain('execute');
   expect(record.keys!.lease_id).toBeUndefined();
   expect(lab.vault.leases()).toBe(leasesBefore);
+  // Not minted and revoked since: Vault's audit shows no credential handed out at all.
+  expect(credsMinted()).toBe(mintedBefore);
   expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   return record;
 }
@@ -203,9 +222,266 @@ describe('agent mode fails closed, nothing minted', () => {
     await refused({ idp }, 'IDP_DENIED');
   });
 
-  it('still works after the refusals (the lab is back as it was)', async () => {
+  it('still works after the refusals (the lab is back as it was), and Vault’s audit counts the credential it hands out', async () => {
+    const before = credsMinted();
     const { broker } = lab.broker({ vaultMode: 'agent' });
     const r = await broker.callTool(call('query', { sql: READ_SQL }));
     expect(r.isError, text(r)).toBeFalsy();
+    // The count the refusals are held to moves when a credential is handed out (the audit line may trail the answer).
+    for (let i = 0; i < 40 && credsMinted() === before; i += 1) await new Promise((res) => setTimeout(res, 50));
+    expect(credsMinted()).toBe(before + 1);
+  });
+});
+
+/**
+ * What a run killed mid-call leaves in agent mode, made by hand the way the broker makes it: an OBO
+ * carrying the call's entry and its Vault paths, the creds read with it, and the call's journal entry
+ * holding the lease (no Vault token: none exists). The restart's recovery is `closeAbortedCalls`.
+ */
+async function leftByAKilledRun(dir: string) {
+  const { plan } = await planPostgresCall(DEMO_POLICY, 'query', { sql: READ_SQL });
+  if (plan.credential.kind !== 'vault-database') throw new Error('a query needs a database credential');
+  const obo = await lab.exchanger.exchange({
+    subjectToken: lab.alice.accessToken,
+    authorizationDetails: [...plan.authorizationDetails, ...pathAccessFor(plan.credential)],
+    audience: plan.audience!,
+    expectedSub: lab.alice.user()!.sub,
+  });
+  const creds = await lab.vaultClient.databaseCreds(obo.token, plan.credential.dbMount, plan.credential.dbRole);
+  const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test') });
+  const journal = new SqliteCallJournal(dir, { sealKey: audit.installKeys!.hmacKey });
+  journal.begin('killed', {
+    tool: 'query',
+    startedAt: new Date().toISOString(),
+    user: lab.alice.user(),
+    tier: 1,
+    keys: { mcp_session_id: 's', mcp_request_id: 'killed-1', obo_jti: obo.jti, lease_id: creds.leaseId, db_role: creds.username },
+  });
+  const close = async (): Promise<void> => {
+    journal.close();
+    await audit.close();
+  };
+  return { audit, journal, creds, obo, close };
+}
+
+const quiet = { info() {}, warn() {}, error() {} };
+const recovery = (tokens = lab.alice as TokenSource, idp: TokenExchanger = lab.exchanger) => ({ tokens, idp, vault: lab.vaultClient, audience: DEMO_POLICY.audience });
+const rootRevoke = (leaseId: string) => vault('PUT', 'sys/leases/revoke', { lease_id: leaseId });
+
+describe('agent mode after a restart: the lease a killed run left', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cs-agent-recovery-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is revoked with a revocation-only OBO, and the one aborted record says so', async () => {
+    const left = await leftByAKilledRun(dir);
+    try {
+      expect(await lab.admin('SELECT 1 FROM pg_roles WHERE rolname = $1', [left.creds.username])).toHaveLength(1);
+      expect(await closeAbortedCalls(left.journal, left.audit, quiet, lab.vaultClient, recovery())).toBe(1);
+      expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+      const records = left.audit.page({ limit: 10 }).records;
+      expect(records).toHaveLength(1);
+      expect(records[0]!.hops.map((h) => [h.name, h.outcome])).toEqual([
+        ['exchange', 'ok'],
+        ['revoke', 'ok'],
+      ]);
+      expect(records[0]!.summary).toContain('its lease was revoked on restart with a revocation-only OBO');
+    } finally {
+      await left.close();
+    }
+  });
+
+  it('is left to its TTL, and the record says so, when the identity provider does not issue a revocation on its own', async () => {
+    const left = await leftByAKilledRun(dir);
+    lab.idp.updatePolicy((p) => ({ ...p, lease_revocation_alone: false }));
+    try {
+      await closeAbortedCalls(left.journal, left.audit, quiet, lab.vaultClient, recovery());
+      const [record] = left.audit.page({ limit: 1 }).records;
+      expect(record!.outcome).toBe('aborted');
+      expect(record!.hops.map((h) => [h.name, h.outcome, h.code])).toEqual([
+        ['exchange', 'error', 'IDP_DENIED'],
+        ['revoke', 'error', 'IDP_DENIED'],
+      ]);
+      expect(record!.summary).toContain('could not be revoked on restart');
+      expect(record!.summary).toContain('expires within its Vault TTL');
+      expect(lab.vault.leaseIds()).toContain(left.creds.leaseId);
+    } finally {
+      lab.idp.updatePolicy((p) => ({ ...p, lease_revocation_alone: true }));
+      await rootRevoke(left.creds.leaseId);
+      await left.close();
+    }
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it('is left to its TTL, without asking the identity provider, when another person is signed in now', async () => {
+    const left = await leftByAKilledRun(dir);
+    const bob = await labTokenSource(lab.idp, 'bob');
+    let exchanges = 0;
+    const counting: TokenExchanger = { exchange: (req) => (exchanges++, lab.exchanger.exchange(req)) };
+    try {
+      await closeAbortedCalls(left.journal, left.audit, quiet, lab.vaultClient, recovery(bob, counting));
+      const [record] = left.audit.page({ limit: 1 }).records;
+      expect(record!.hops).toEqual([expect.objectContaining({ name: 'revoke', outcome: 'error', code: 'NOT_SIGNED_IN' })]);
+      expect(record!.summary).toContain('another person is signed in now');
+      expect(exchanges).toBe(0);
+      expect(bob.calls).toBe(0);
+      expect(lab.vault.leaseIds()).toContain(left.creds.leaseId);
+    } finally {
+      await rootRevoke(left.creds.leaseId);
+      await left.close();
+    }
+  });
+
+  it('gets an OBO that revokes that one lease only: Vault refuses it another lease of the same role and any creds', async () => {
+    const a = await leftByAKilledRun(dir);
+    const otherDir = await mkdtemp(join(tmpdir(), 'cs-agent-recovery-b-'));
+    const other = await leftByAKilledRun(otherDir);
+    try {
+      const obo = await lab.exchanger.exchange({ subjectToken: lab.alice.accessToken, authorizationDetails: leaseRevocationFor(a.creds.leaseId), audience: DEMO_POLICY.audience, expectedSub: lab.alice.user()!.sub });
+      await expect(lab.vaultClient.revokeLease(obo.token, other.creds.leaseId)).rejects.toMatchObject({ code: 'VAULT_PERMISSION_DENIED' });
+      await expect(lab.vaultClient.databaseCreds(obo.token, 'database', 'clinic-read')).rejects.toMatchObject({ code: 'VAULT_PERMISSION_DENIED' });
+      expect(vaultErrorFor(obo.jti)).toContain('RAR_NO_MATCH');
+      expect(lab.vault.leaseIds().sort()).toEqual([a.creds.leaseId, other.creds.leaseId].sort());
+      expect(await lab.vaultClient.revokeLease(obo.token, a.creds.leaseId)).toBe('revoked');
+      expect(lab.vault.leaseIds()).toEqual([other.creds.leaseId]);
+    } finally {
+      for (const x of [a, other]) await rootRevoke(x.creds.leaseId).catch(() => {});
+      await a.close();
+      await other.close();
+      await rm(otherDir, { recursive: true, force: true });
+    }
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it.each([
+    ['every lease of the role (a glob)', leaseRevocationFor('database/creds/clinic-read/*'), 'alice'],
+    ['a lease of a role the person does not hold', leaseRevocationFor('database/creds/clinic-write/abc'), 'bob'],
+    ['a creds path with no call beside it', [{ type: 'vault:path_access', path: 'database/creds/clinic-read', capabilities: ['read'] }], 'alice'],
+  ] as const)('is refused by the identity provider when a token with no call entry asks for %s: IDP_DENIED', async (_what, details, who) => {
+    const tokens = who === 'alice' ? lab.alice : await labTokenSource(lab.idp, 'bob');
+    await expect(
+      lab.exchanger.exchange({ subjectToken: await tokens.getAccessToken(), authorizationDetails: [...details], audience: DEMO_POLICY.audience, expectedSub: tokens.user()!.sub }),
+    ).rejects.toMatchObject({ code: 'IDP_DENIED' });
+  });
+});
+
+const KV_PATH = 'secret/data/upstreams/apikey-demo';
+
+/**
+ * A broker in agent mode over the lab's API-key upstream, its tools listed (a listing reads the key
+ * too). `exchangeWith` swaps the exchanger for the calls after the listing.
+ */
+async function apiKeyBroker() {
+  const ref: { broker?: Broker } = {};
+  let current: TokenExchanger = lab.exchanger;
+  const connectors = createUpstreamConnectors(
+    [{ name: 'quotes', url: lab.upstream.apiKeyUrl, auth: 'api-key', apiKey: { path: 'upstreams/apikey-demo' }, tools: [{ pattern: 'get_*', tier: 1 }], allowInsecureHttpForLoopbackOnly: true }],
+    { broker: () => ref.broker!, tokens: lab.alice },
+  );
+  const made = lab.broker({ vaultMode: 'agent', connectors, idp: { exchange: (req) => current.exchange(req) } });
+  ref.broker = made.broker;
+  brokers.push(made.broker);
+  expect((await made.broker.listTools()).map((t) => t.name)).toContain('quotes__get_quote');
+  return { ...made, exchangeWith: (idp: TokenExchanger) => void (current = idp) };
+}
+
+const brokers: Broker[] = [];
+
+describe('agent mode: the API key read from KV v2 with the OBO', () => {
+  afterAll(async () => {
+    for (const b of brokers) await b.close();
+  });
+
+  it('reads the key with the OBO itself (its RAR names the secret’s path, read), no login, nothing to revoke, and Vault’s audit joins by jti', async () => {
+    const { broker, audit } = await apiKeyBroker();
+    const listing = audit.records.find((r) => r.kind === 'system')!;
+    expect(listing.outcome).toBe('success');
+    expect(listing.hops!.map((h) => h.name)).toEqual(['approval', 'exchange', 'vault_creds', 'execute']);
+
+    const before = lab.upstream.apiKeyRequests();
+    const r = await broker.callTool(call('quotes__get_quote', { symbol: 'ACME' }));
+    expect(text(r)).toBe('ACME: 123.45');
+    expect(lab.upstream.apiKeyRequests()).toBeGreaterThan(before);
+    const record = audit.records.find((x) => x.kind === 'tool_call')!;
+    expect(record.outcome).toBe('success');
+    expect(record.hops!.map((h) => h.name)).toEqual(['validate', 'classify', 'approval', 'exchange', 'vault_creds', 'execute']);
+    expect(record.hops!.find((h) => h.name === 'vault_creds')!.detail).toContain(`mode=agent jwt_unique_id=${record.keys!.obo_jti}`);
+    expect(record.keys!.vault_accessor).toBeUndefined();
+    expect(record.keys!.lease_id).toBeUndefined();
+
+    for (const jti of [listing.keys!.obo_jti!, record.keys!.obo_jti!]) {
+      const lines = vaultLinesFor(jti);
+      expect(lines.map((l) => [l.request?.path, l.error])).toEqual([[KV_PATH, undefined]]);
+      expect(lines[0]!.auth!.metadata!['actor_entity_name']).toBe('agent-countersign-desktop');
+      expect(JSON.parse(lines[0]!.auth!.metadata!['jwt_authorization_details']!)).toEqual([
+        { type: 'api_key', locations: [lab.upstream.apiKeyUrl], actions: ['read'], identifier: 'quotes' },
+        { type: 'vault:path_access', path: KV_PATH, capabilities: ['read'] },
+      ]);
+    }
+    // The key itself is in no record, log or Vault audit line.
+    const everything = JSON.stringify({ records: audit.records, core: lab.logs.core, lab: lab.logs.lab, vault: readFileSync(lab.vaultAuditLogPath, 'utf8'), r });
+    expect(findSecret(everything, { apiKey: lab.upstream.apiKey })).toEqual([]);
+  });
+
+  /** One refused call: the stable code, one record without an execute hop, and the upstream never given the key. */
+  async function refusedKv(made: Awaited<ReturnType<typeof apiKeyBroker>>, code: string): Promise<AuditRecordInput> {
+    const before = lab.upstream.apiKeyRequests();
+    const listed = made.audit.records.length;
+    const r = await made.broker.callTool(call('quotes__get_quote', { symbol: 'ACME' }));
+    expect(r.isError).toBe(true);
+    expect(text(r)).toContain(`[${code}]`);
+    const records = made.audit.records.slice(listed);
+    expect(records).toHaveLength(1);
+    const record = records[0]!;
+    expect(record.error?.code).toBe(code);
+    expect(record.hops!.map((h) => h.name)).not.toContain('execute');
+    expect(lab.upstream.apiKeyRequests()).toBe(before);
+    // Vault answered this OBO with refusals only: no key left Vault.
+    if (record.keys!.obo_jti) expect(vaultLinesFor(record.keys!.obo_jti).every((l) => l.error)).toBe(true);
+    return record;
+  }
+
+  const generousKv = (extra: PathEntry): void =>
+    lab.idp.updatePolicy((p) => ({ ...p, vault_path_access: { ...p.vault_path_access, 'upstream-apikey': [...p.vault_path_access['upstream-apikey']!, extra as never] } }));
+  const restoreKv = (): void => lab.idp.updatePolicy((p) => ({ ...p, vault_path_access: { ...p.vault_path_access, 'upstream-apikey': p.vault_path_access['upstream-apikey']!.slice(0, 1) } }));
+
+  it.each([
+    ['names another secret than the one it reads', { type: 'vault:path_access', path: 'secret/data/upstreams/other', capabilities: ['read'] }],
+    ['lacks the read capability on the secret', { type: 'vault:path_access', path: KV_PATH, capabilities: ['list'] }],
+  ] as Array<[string, PathEntry]>)('is refused by Vault when the OBO’s RAR %s: VAULT_PERMISSION_DENIED', async (_what, entry) => {
+    const made = await apiKeyBroker();
+    generousKv(entry);
+    try {
+      made.exchangeWith(askingFor((d) => (d as PathEntry[]).map((e) => (e.path === KV_PATH ? entry : e)) as never));
+      const record = await refusedKv(made, 'VAULT_PERMISSION_DENIED');
+      expect(vaultErrorFor(record.keys!.obo_jti!)).toContain('RAR_NO_MATCH');
+    } finally {
+      restoreKv();
+    }
+  });
+
+  it('is refused by the IdP when the call asks for a KV path its policy does not allow: IDP_DENIED', async () => {
+    const made = await apiKeyBroker();
+    made.exchangeWith(askingFor((d) => [...d, { type: 'vault:path_access', path: 'secret/data/upstreams/other', capabilities: ['read'] }]));
+    const record = await refusedKv(made, 'IDP_DENIED');
+    expect(record.keys!.obo_jti).toBeUndefined();
+  });
+
+  it('is refused by Vault when the agent’s ceiling does not allow the secret’s path: VAULT_PERMISSION_DENIED', async () => {
+    const made = await apiKeyBroker();
+    const ceiling = String((await vault('GET', 'sys/policies/acl/countersign-agent-ceiling'))!.data!['policy']);
+    await vault('PUT', 'sys/policies/acl/countersign-agent-ceiling', { policy: 'path "database/creds/clinic-read" { capabilities = ["read"] }' });
+    try {
+      const record = await refusedKv(made, 'VAULT_PERMISSION_DENIED');
+      const why = vaultErrorFor(record.keys!.obo_jti!);
+      expect(why).toContain('permission denied');
+      expect(why).not.toContain('RAR_NO_MATCH');
+    } finally {
+      await vault('PUT', 'sys/policies/acl/countersign-agent-ceiling', { policy: ceiling });
+    }
   });
 });

@@ -11,8 +11,14 @@
  * (`utilityProcessExecArgv`). `countersign serve|start` run without them (`npx countersign serve`)
  * replaces its process with one that has them where Node can (bin/countersign.mjs, which names the
  * same list: a shebang cannot carry options everywhere).
+ *
+ * `--max-semi-space-size=4 --max-old-space-size=256` (MB): the core keeps ~40 MB live, but allocates
+ * ~0.9 MB of short-lived objects per call, and with V8's defaults its heap grew to ~220 MB before a
+ * full GC, pages RSS then kept (265 MB after the warm-up). Held to these, the heap stays near 50 MB and
+ * the core at ~145 MB (docs/benchmarks.md). 256 MB is six times the live heap, room for 32 calls at once
+ * each holding a large result.
  */
-export const CORE_V8_FLAGS: readonly string[] = ['--liftoff-only'];
+export const CORE_V8_FLAGS: readonly string[] = ['--liftoff-only', '--max-semi-space-size=4', '--max-old-space-size=256'];
 
 /**
  * The same options for the core's Electron utility process. Electron turns a utility process's
