@@ -11,7 +11,12 @@
  * and its fsync, and glue.
  * - call_tier1_total: one tier-1 `query` end to end through `broker.callTool`;
  * - call_tier1_total_agent_mode: the same call in Vault's native agent mode (the OBO is the Vault
- *   token: no login hop; the lease revoked with the OBO), interleaved with the others;
+ *   token: no login hop; the lease revoked with the OBO), interleaved with the others, the two modes
+ *   taking turns going first; agent_mode_not_slower decides "not slower" on the pairs: the upper 95%
+ *   bound of the median paired ratio within AGENT_MODE_MARGIN; call_tier1_mode_legs shows the part
+ *   of a call that differs between the modes (exchange, Vault hops, revocation);
+ * A call's time is until the broker answers; the next call starts once this one is recorded, so a
+ * revocation done after the answer is not counted in, nor left to overlap the next call.
  * - call_tier1_wire: the network waits of that call, by kind (idp, vault, db);
  * - own_overhead: total minus every network wait; own_overhead_share its share of the total;
  * - own_by_stage: where the own time goes (inside each hop, around the hops, the audit append);
@@ -19,7 +24,7 @@
  *   form, the Vault API, the same statements), no broker, interleaved with the calls;
  * - throughput at concurrency 1, 8 and 32.
  *
- * Run alone: `BENCH_ONLY=broker node bench/run.ts`.
+ * Run alone: `BENCH_ONLY=broker node bench/run.ts` (`BENCH_BROKER_SAMPLES`, default 200, calls per mode).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -47,6 +52,7 @@ import type { AuditSink, CallJournal } from '../main/core/ports.ts';
 import { CookieClient, postForm } from '../test/lab/idp-fixtures.ts';
 import {
   goal,
+  medianWithCi,
   percentiles,
   plain,
   ratioOf,
@@ -93,7 +99,24 @@ interface Sample {
   total: number;
   wire: Record<WireKind, number>;
   hops: Record<string, number>;
+  /** Requests the call made to Vault: its login, creds and revocation hops. */
+  vaultRequests: number;
 }
+
+const VAULT_HOPS = new Set(['vault_login', 'vault_creds', 'revoke']);
+
+/**
+ * The hops whose work differs between the two Vault modes: the exchange (agent mode asks for the Vault
+ * paths too), the login (jwt-login only), the credential and its revocation. Everything else a call
+ * does (validate, classify, the statement, the role check, the journal, the record) is the same code.
+ */
+const MODE_HOPS = ['exchange', 'vault_login', 'vault_creds', 'revoke'];
+
+/**
+ * "Not slower" allows agent mode this much (2%) at the upper 95% bound: a true tie leaves the bound just
+ * above 1, so a goal of exactly 1 would call a tie slower.
+ */
+export const AGENT_MODE_MARGIN = 1.02;
 
 /** What the benchmark needs of the lab: its addresses (the lab in this process, or `npm run lab` in another). */
 export type BrokerTarget = Pick<Lab, 'issuer' | 'vaultAddr'> & {
@@ -175,8 +198,28 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     journal: timedJournal,
     vaultMode: 'agent',
   });
-  let last: AuditRecord | undefined;
-  const unsubscribe = audit.onAppend((r) => (last = r));
+  // Each call's record, found by its request id: written before the answer today, after it should the
+  // broker answer first and revoke just after; either way a sample ends once its call is recorded.
+  const waiting = new Map<number, (r: AuditRecord) => void>();
+  const unsubscribe = audit.onAppend((r) => {
+    const id = r.keys.mcp_request_id;
+    const resolve = typeof id === 'number' ? waiting.get(id) : undefined;
+    if (resolve) {
+      waiting.delete(id as number);
+      resolve(r);
+    }
+  });
+  const recordOf = (requestId: number): Promise<AuditRecord> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no record for bench call ${requestId} within 30 s`)),
+        30_000,
+      );
+      waiting.set(requestId, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
   let id = 0;
   const req = (): ToolCallRequest => ({
     name: 'query',
@@ -189,12 +232,17 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   });
 
   let wire: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  /** One call: `total` is until Claude has the answer; the sample ends when the call is recorded. */
   const oneCall = async (b = broker): Promise<Sample> => {
     const mine = (wire = { idp: 0, vault: 0, db: 0 });
     appendMs = journalMs = 0;
+    const request = req();
+    const recorded = recordOf(request.requestId as number);
     const start = performance.now();
-    const r = await b.callTool(req());
+    const r = await b.callTool(request);
     const total = performance.now() - start;
+    const atAnswer = { ...mine };
+    const record = await recorded;
     wire = { idp: 0, vault: 0, db: 0 };
     // The record's deferred index rows, written now so that their cost is this call's, not hidden
     // in the next call's network wait.
@@ -203,8 +251,9 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const indexMs = performance.now() - t;
     if (r.isError) throw new Error(`bench call failed: ${JSON.stringify(r.content)}`);
     const hops: Record<string, number> = { audit_append: appendMs, journal: journalMs, audit_index: indexMs };
-    for (const h of last?.hops ?? []) hops[h.name] = (hops[h.name] ?? 0) + h.ms;
-    return { total: total + indexMs, wire: mine, hops };
+    for (const h of record.hops) hops[h.name] = (hops[h.name] ?? 0) + h.ms;
+    const vaultRequests = record.hops.filter((h) => VAULT_HOPS.has(h.name)).length;
+    return { total: total + indexMs, wire: atAnswer, hops, vaultRequests };
   };
 
   // The same requests by hand, with what any client of these services must do and nothing else.
@@ -319,9 +368,15 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const agentCalls: Sample[] = [];
     const alone: Array<{ total: number; wire: Record<WireKind, number> }> = [];
     for (let i = 0; i < samples; i += 1) {
-      // Interleaved so all three see the same machine.
-      calls.push(await oneCall());
-      agentCalls.push(await oneCall(agentBroker));
+      // Interleaved so all three see the same machine; the two modes take turns going first, so
+      // neither gains from following the other (a connection or cache the previous call warmed).
+      if (i % 2 === 0) {
+        calls.push(await oneCall());
+        agentCalls.push(await oneCall(agentBroker));
+      } else {
+        agentCalls.push(await oneCall(agentBroker));
+        calls.push(await oneCall());
+      }
       alone.push(await hopsAlone());
     }
 
@@ -345,6 +400,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const c32 = await throughput(32);
 
     const wireTotal = (s: Sample) => s.wire.idp + s.wire.vault + s.wire.db;
+    const legs = (s: Sample): number => MODE_HOPS.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const own = calls.map((s) => Math.max(0, s.total - wireTotal(s)));
     const h = (s: Sample, ...names: string[]) => names.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const stageOf = (of: Sample[], f: (s: Sample) => number): Percentiles => percentiles(of.map(f));
@@ -353,6 +409,17 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       samples,
       call_tier1_total: percentiles(calls.map((s) => s.total)),
       call_tier1_total_agent_mode: percentiles(agentCalls.map((s) => s.total)),
+      // Each agent-mode call over the jwt-login call made beside it (same iteration, same machine).
+      agent_vs_jwt_paired: medianWithCi(agentCalls.map((s, i) => s.total / calls[i]!.total)),
+      mode_legs: {
+        jwt_login: percentiles(calls.map(legs)).p50,
+        agent: percentiles(agentCalls.map(legs)).p50,
+      },
+      agent_vs_jwt_legs_paired: medianWithCi(agentCalls.map((s, i) => legs(s) / legs(calls[i]!))),
+      vault_requests_per_call: {
+        jwt_login: percentiles(calls.map((s) => s.vaultRequests)).p50,
+        agent: percentiles(agentCalls.map((s) => s.vaultRequests)).p50,
+      },
       call_tier1_wire_vault_agent_mode: stageOf(agentCalls, (s) => s.wire.vault),
       call_tier1_wire: {
         idp: stage((s) => s.wire.idp),
@@ -403,7 +470,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
 
 /** The broker's figures for bench/run.ts. */
 export async function bench(ctx: BenchContext): Promise<Figures> {
-  const r = await benchBroker(await ctx.lab());
+  // BENCH_BROKER_SAMPLES: more calls per mode narrow the paired interval (it shrinks as 1/√n).
+  const r = await benchBroker(await ctx.lab(), { samples: Number(process.env.BENCH_BROKER_SAMPLES ?? 200) });
   const detail = Object.fromEntries(Object.entries(r.own_by_stage).map(([k, p]) => [k, p.p50]));
   return {
     call_tier1_total: plain(
@@ -420,6 +488,33 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       ratioOf(r.call_tier1_total_agent_mode.p50, r.call_tier1_total.p50),
       'ratio',
       'call_tier1_total_agent_mode over call_tier1_total (p50)',
+    ),
+    agent_mode_vs_jwt_login_paired: plain(
+      r.agent_vs_jwt_paired,
+      'ratio',
+      `each agent-mode call's time over the jwt-login call made beside it (same iteration; the two take turns going first), median and its 95% confidence interval over ${r.samples} pairs`,
+    ),
+    call_tier1_mode_legs: plain(
+      r.mode_legs,
+      'ms',
+      "the part of those calls that differs between the modes, at p50: the exchange, the Vault login (jwt-login only), the credential and its revocation, from each call's record",
+    ),
+    agent_mode_vs_jwt_login_legs_paired: plain(
+      r.agent_vs_jwt_legs_paired,
+      'ratio',
+      'call_tier1_mode_legs of each agent-mode call over the jwt-login call beside it: median and its 95% confidence interval',
+    ),
+    agent_mode_not_slower: goal(
+      r.agent_vs_jwt_paired.ci95_high,
+      'ratio',
+      '<=',
+      AGENT_MODE_MARGIN,
+      `upper 95% bound of agent_mode_vs_jwt_login_paired (${r.samples} pairs): agent mode is not slower than jwt-login when even this bound is within ${Math.round((AGENT_MODE_MARGIN - 1) * 100)}%; above it, the pairs do not show it (slower, or too noisy to tell: see the low bound)`,
+    ),
+    vault_requests_per_call: plain(
+      r.vault_requests_per_call,
+      'count',
+      "requests to Vault in one call (p50), counted from its record's hops: jwt-login logs in, reads creds and revokes itself; agent mode reads creds with the OBO and revokes the lease",
     ),
     call_tier1_wire_vault_agent_mode: plain(
       r.call_tier1_wire_vault_agent_mode,

@@ -53,6 +53,18 @@ export function percentiles(samples: readonly number[]): Percentiles {
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
 }
 
+/**
+ * The median of `values` and a distribution-free 95% confidence interval for it: the order statistics
+ * k and n−k+1 with k from the binomial(n, ½) tail (normal approximation, fine for n ≥ 30).
+ */
+export function medianWithCi(values: readonly number[]): { median: number; ci95_low: number; ci95_high: number } {
+  const s = [...values].sort((a, b) => a - b);
+  const n = s.length;
+  const k = Math.max(1, Math.floor(n / 2 - (1.96 * Math.sqrt(n)) / 2));
+  const median = n % 2 === 1 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+  return { median: round(median), ci95_low: round(s[k - 1] ?? NaN), ci95_high: round(s[n - k] ?? NaN) };
+}
+
 export const round = (n: number, digits = 3): number => {
   const f = 10 ** digits;
   return Math.round(n * f) / f;

@@ -19,7 +19,8 @@ import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { setupHandlers } from '../../main/core/setup/setup.ts';
 import { runServe, serve, type Served } from '../../main/headless/start.ts';
 import { buildBridgeInto } from '../bridge/helpers.ts';
-import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
+import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
+import { serveForTest, stopAll } from '../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -34,22 +35,10 @@ beforeAll(async () => {
     launchBrowser(),
     mkdtemp(join(tmpdir(), 'cs-setup-')),
   ]);
-  served = await serve({
-    configFile: join(home, 'config.json'),
-    home,
-    log: quiet,
-    openUi: async () => {},
-    openExternal: (url) => logInOnLabPage(browser, url),
-  });
+  served = await serveForTest({ configFile: join(home, 'config.json'), home, browser });
 }, 90_000);
 
-afterAll(async () => {
-  await client?.close();
-  await served?.stop();
-  await browser?.close();
-  await lab?.stop();
-  if (home) await rm(home, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAll([client, served, browser, lab], home), 60_000);
 
 it('goes from no configuration to a first governed call using only the setup screen', async () => {
   const file = join(home, 'config.json');
