@@ -6,8 +6,7 @@
  * `countersign doctor` on the file the screen wrote exits 0. Nothing but the screen
  * writes the configuration. A broken configuration file still refuses to start, with its reason.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { mkdtemp, readFile, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,10 +20,9 @@ import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { setupHandlers } from '../../main/core/setup/setup.ts';
 import { runDoctorCommand } from '../../main/headless/doctor.ts';
 import { runServe, serve, type Served } from '../../main/headless/start.ts';
-import { buildBridgeInto } from '../bridge/helpers.ts';
 import { fillSetupTargets } from '../helpers/setup-form.ts';
 import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
-import { serveForTest, stopAll } from '../helpers/lab-core.ts';
+import { connectBuiltBridge, serveForTest, stopAll } from '../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -115,15 +113,7 @@ it('goes from no configuration to a first governed call using only the setup scr
   await expect.poll(() => served.core.status().user?.sub, { timeout: 30_000 }).toBeTruthy();
 
   // A first governed call through the bridge, recorded.
-  client = new Client({ name: 'claude-ai', version: '0.1.0' });
-  await client.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: [buildBridgeInto(home)],
-      env: { ...getDefaultEnvironment(), COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
-      stderr: 'ignore',
-    }),
-  );
+  client = await connectBuiltBridge(home, { name: 'claude-ai', version: '0.1.0' });
   const before = served.core.audit.count({ kind: ['tool_call'] });
   const result = (await client.callTool({ name: 'query', arguments: { sql: 'SELECT count(*) AS n FROM patients' } }, CallToolResultSchema)) as CallToolResult;
   expect(result.isError, JSON.stringify(result.content)).toBeFalsy();
