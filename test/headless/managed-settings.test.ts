@@ -5,18 +5,17 @@
  * nothing to change them, and the web host has no channel that would.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CHANNELS } from '../../common/contract.ts';
-import { resolvePaths } from '../../common/paths.ts';
 import { labAppConfig } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
-import { startCore, type Core } from '../../main/core/app.ts';
-import { waitForUi } from '../../main/core/approvals/prompter.ts';
+import type { Core } from '../../main/core/app.ts';
 import { loadConfiguration } from '../../main/core/config/config.ts';
 import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
+import { startLabCore } from '../helpers/lab-core.ts';
 import { buildRenderer, launchBrowser, memorySecrets, type Browser } from '../helpers/ui.ts';
 
 let lab: Lab;
@@ -51,21 +50,7 @@ beforeAll(async () => {
     platform: 'linux',
     env: { [MANAGED_CONFIG_ENV]: managedFile },
   });
-  core = await startCore({
-    config,
-    ...(managed ? { managed } : {}),
-    host: 'headless',
-    version: '0.0.0-test',
-    secrets: memorySecrets(),
-    prompter: waitForUi,
-    openExternal: async () => {},
-    paths: resolvePaths({
-      platform: process.platform,
-      env: { ...process.env, COUNTERSIGN_HOME: home },
-      home: homedir(),
-    }),
-    log: { info: () => {}, warn: () => {}, error: () => {} },
-  });
+  core = await startLabCore({ lab, home, config, ...(managed ? { managed } : {}), secrets: memorySecrets() });
   server = await startWebServer({ handlers: core.handlers, events: core.events, staticDir: renderer.dir });
 }, 90_000);
 
@@ -93,7 +78,7 @@ it('shows the organisation’s fields as managed, with its values, and offers no
   expect(await page.getByRole('article', { name: 'Identity provider settings' }).textContent()).not.toContain(
     'Managed by your organisation',
   );
-  // Nothing on the screen edits a setting (the theme is the browser's own preference, not configuration).
+  // The cards only show; the configuration form is where a field changes, and a managed one is disabled there.
   expect(await vault.locator('input, select, textarea, [contenteditable="true"]').count()).toBe(0);
   expect(
     await page
@@ -102,7 +87,6 @@ it('shows the organisation’s fields as managed, with its values, and offers no
       .count(),
   ).toBe(0);
   await page.close();
-  // The UI's contract has no channel that writes configuration, so no page can change a field;
-  // whoever adds one must refuse the managed fields (this line is where that starts).
-  expect(Object.keys(CHANNELS).filter((name) => name.startsWith('settings.'))).toEqual(['settings.get']);
+  // The one channel that writes configuration refuses the managed fields (test/headless/settings-edit.test.ts).
+  expect(Object.keys(CHANNELS).filter((name) => name.startsWith('settings.'))).toEqual(['settings.get', 'settings.config', 'settings.save']);
 });
