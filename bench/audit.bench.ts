@@ -73,10 +73,17 @@ const outcome = weighted([
   ['timeout', 1],
 ] as const);
 
-function records(n: number, seed = 1): AuditRecordInput[] {
+/** A UUID (v4 layout) from the generator, as Vault's request ids and the IdP's token ids look. */
+function uuid(r: () => number): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(r() * 16).toString(16)).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
+}
+
+/** Records `first` to `first + n - 1` of a store: join keys are unique across the whole store, as the app's are. */
+export function records(n: number, seed = 1, first = 0): AuditRecordInput[] {
   const r = rng(seed);
   const out: AuditRecordInput[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = first; i < first + n; i++) {
     const [name, tier] = tool(r());
     // tier 4 is refused before anything runs
     const o = tier === 4 ? 'denied' : outcome(r());
@@ -99,7 +106,14 @@ function records(n: number, seed = 1): AuditRecordInput[] {
         { name: 'execute', outcome: o === 'error' ? 'error' : 'ok', ms: 3.9 },
         { name: 'revoke', outcome: 'ok', ms: 1.2 },
       ],
-      keys: { mcp_request_id: i, obo_jti: `jti-${i.toString(16).padStart(8, '0')}`, vault_request_id: `vreq-${i}`, lease_id: `database/creds/clinic-read/L${i}`, db_role: `v-jwt-clinic-${i}` },
+      keys: {
+        mcp_request_id: i,
+        mcp_session_id: `sess-${Math.floor(i / 50)}`,
+        obo_jti: `jti-${i.toString(16).padStart(8, '0')}`,
+        vault_request_id: uuid(r),
+        lease_id: `database/creds/clinic-read/${uuid(r)}`,
+        db_role: `v-jwt-clinic-${i}`,
+      },
       ...(o === 'error' ? { error: { code: 'DB_QUERY_FAILED', message: 'relation does not exist' } } : {}),
       summary: `${name} on postgres://lab/clinic → ${o}`,
       duration_ms: 13,
@@ -108,12 +122,18 @@ function records(n: number, seed = 1): AuditRecordInput[] {
   return out;
 }
 
-function memorySecrets(): SecretStore {
+export function memorySecrets(): SecretStore {
   const m = new Map<string, string>();
   return { kind: 'memory', get: async (k) => m.get(k) ?? null, set: async (k, v) => void m.set(k, v), delete: async (k) => void m.delete(k) };
 }
 
-/** The timeline's headline filters and two searches, as the UI asks for them (a page of 100 and its count). */
+/** The join keys of record 1,234, which both stores hold: the search for a call by its OBO token or its Vault request. */
+const KEYS = records(10_000, 1, 0)[1234]!.keys!;
+
+/**
+ * The timeline's headline filters, a common word, two join keys and a word within an outcome, as the
+ * UI asks for them (a page of 100 and its count).
+ */
 const PAGES: Record<string, AuditPageRequest> = {
   unfiltered: { limit: 100 },
   outcome_denied: { filter: { outcome: ['denied'] }, limit: 100 },
@@ -125,7 +145,9 @@ const PAGES: Record<string, AuditPageRequest> = {
   tier_write_or_sensitive: { filter: { tier: [2, 3] }, limit: 100 },
   user_and_outcome: { filter: { user: 'User 0', outcome: ['error'] }, limit: 100 },
   search_common_word: { filter: { search: 'appointments' }, limit: 100 },
-  search_join_key: { filter: { search: 'jti-00001234' }, limit: 100 },
+  search_obo_jti: { filter: { search: KEYS.obo_jti! }, limit: 100 },
+  search_vault_request_id: { filter: { search: KEYS.vault_request_id! }, limit: 100 },
+  search_word_and_outcome: { filter: { search: 'appointments', outcome: ['error'] }, limit: 100 },
 };
 
 /** What the `audit.page` handler does for one page (main/core/app.ts): the page with its count. */
@@ -134,22 +156,36 @@ function handlerPage(store: AuditStore, q: AuditPageRequest) {
   return { records: page.records, total: page.total ?? page.records.length, total_capped: page.total_capped ?? false, head: page.head };
 }
 
-function timePage(store: AuditStore, q: AuditPageRequest, runs: number): { t: Percentiles; total: number; capped: boolean } {
-  for (let i = 0; i < 5; i++) handlerPage(store, q);
-  const samples: number[] = [];
-  let last = handlerPage(store, q);
+type Timed = { t: Percentiles; total: number; capped: boolean };
+
+/**
+ * One page at both sizes, the two timed alternately so both see the same machine: on two shared cores
+ * a load that comes and goes would otherwise land on one size and not the other.
+ */
+function timePagePair(small: AuditStore, big: AuditStore, q: AuditPageRequest, runs: number): { at_10k: Timed; at_1m: Timed } {
+  const stores = [small, big] as const;
+  const samples: [number[], number[]] = [[], []];
+  const last = stores.map((s) => {
+    for (let i = 0; i < 5; i++) handlerPage(s, q);
+    return handlerPage(s, q);
+  });
   for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    last = handlerPage(store, q);
-    samples.push(performance.now() - t);
+    stores.forEach((s, k) => {
+      const t = performance.now();
+      last[k] = handlerPage(s, q);
+      samples[k]!.push(performance.now() - t);
+    });
   }
-  if (last.records.length === 0) throw new Error(`the page ${JSON.stringify(q)} matched nothing`);
-  return { t: percentiles(samples), total: last.total, capped: last.total_capped };
+  const timed = (k: 0 | 1): Timed => {
+    if (last[k]!.records.length === 0) throw new Error(`the page ${JSON.stringify(q)} matched nothing`);
+    return { t: percentiles(samples[k]!), total: last[k]!.total, capped: last[k]!.total_capped };
+  };
+  return { at_10k: timed(0), at_1m: timed(1) };
 }
 
-function fill(store: AuditStore, n: number): void {
+export function fill(store: AuditStore, n: number): void {
   const batch = 10_000;
-  for (let start = 0; start < n; start += batch) store.appendMany(records(Math.min(batch, n - start), 1 + start / batch));
+  for (let start = 0; start < n; start += batch) store.appendMany(records(Math.min(batch, n - start), 1 + start / batch, start));
 }
 
 /**
@@ -200,8 +236,8 @@ export async function benchAudit(o: { big?: number } = {}) {
     const v = await big.verify();
     const verifyS = (performance.now() - t1) / 1000;
     if (!v.ok || v.checked !== bigN) throw new Error('the bulk-filled chain does not verify');
-    const pages: Record<string, { at_10k: ReturnType<typeof timePage>; at_1m: ReturnType<typeof timePage> }> = {};
-    for (const [name, q] of Object.entries(PAGES)) pages[name] = { at_10k: timePage(small, q, 100), at_1m: timePage(big, q, 100) };
+    const pages: Record<string, { at_10k: Timed; at_1m: Timed }> = {};
+    for (const [name, q] of Object.entries(PAGES)) pages[name] = timePagePair(small, big, q, 100);
     const result = { pages, appends: paired, fill_s: round(fillS, 1), verify_s: round(verifyS, 1), db_bytes: big.stats().db_bytes, big: bigN };
     await small.close();
     await big.close();

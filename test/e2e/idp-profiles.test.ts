@@ -6,27 +6,22 @@
  * test-only hook (forgeNextOboForTests) rewrites the next OBO's claims and signs them with the IdP's
  * real key, and each call is refused with OBO_INVALID and the reason, nothing minted at Vault.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { JWTPayload } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolvePaths } from '../../common/paths.ts';
-import { labAppConfig } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
 import type { LabIdpProfile } from '../../lab/idp/index.ts';
-import { startCore, type Core } from '../../main/core/app.ts';
+import type { Core } from '../../main/core/app.ts';
 import { ScriptedPrompterForTests } from '../../main/core/approvals/prompter.ts';
-import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
-import { parseAppConfig } from '../../main/core/config/config.ts';
-import { installExchangeKey } from '../../main/core/idp/exchange-client.ts';
 import { MemorySecretStore } from '../../main/core/secrets/memory-store.ts';
-import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
-import { REPO_ROOT } from '../helpers/ui.ts';
+import { installExchangeKey } from '../../main/core/idp/exchange-client.ts';
+import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
+import { connectBridge, startLabCore, stopAll } from '../helpers/lab-core.ts';
 
 type Forgery = {
   name: string;
@@ -150,7 +145,6 @@ const FORGERIES: Record<Exclude<LabIdpProfile, 'lab'>, Forgery[]> = {
   ],
 };
 
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
 
 let browser: LabBrowser;
@@ -179,42 +173,14 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
       const key = await installExchangeKey(secrets, lab.issuer);
       await lab.idp.registerServiceApp({ clientId: lab.idp.exchangeClientId, jwks: { keys: [key.publicJwk] } });
     }
-    core = await startCore({
-      config: parseAppConfig(labAppConfig(lab), `lab configuration (${profile})`),
-      host: 'headless',
-      version: '0.0.0-test',
-      secrets,
-      prompter: new ScriptedPrompterForTests(),
-      openExternal: (url) => logInOnLabPage(browser, url),
-      paths: resolvePaths({
-        platform: process.platform,
-        env: { ...process.env, COUNTERSIGN_HOME: home },
-        home: homedir(),
-      }),
-      log: quiet,
-    });
+    core = await startLabCore({ lab, home, browser, secrets, prompter: new ScriptedPrompterForTests() });
     await core.handlers['session.signIn']({});
-    const entry = mcpConfigEntry({ countersignHome: home, bridgePath: join(REPO_ROOT, 'bridge', 'main.ts') });
-    client = new Client({ name: 'claude-ai', version: '0.0.0-profiles' });
-    await client.connect(
-      new StdioClientTransport({
-        command: entry.command,
-        args: entry.args,
-        env: { ...getDefaultEnvironment(), ...entry.env },
-        stderr: 'ignore',
-      }),
-    );
+    client = await connectBridge(home, { name: 'claude-ai', version: '0.0.0-profiles' });
     admin = new pg.Pool({ connectionString: lab.postgresAdminUrl, max: 1 });
     admin.on('error', () => {});
   }, 120_000);
 
-  afterAll(async () => {
-    await client?.close().catch(() => {});
-    await admin?.end().catch(() => {});
-    await core?.stop();
-    await lab?.stop();
-    if (home) await rm(home, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => stopAll([client, admin, core, lab], home), 60_000);
 
   const lastRecord = () => core.audit.page({ filter: { tool: 'query' }, limit: 1 }).records[0]!;
 

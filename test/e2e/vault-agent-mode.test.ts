@@ -6,27 +6,22 @@
  * OBO → record; and the API-key upstream's tool reads its key from KV v2 with the OBO the same way.
  * Vault's own audit log carries the OBO's jti and the actor, so both logs join.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolvePaths } from '../../common/paths.ts';
 import { labAppConfig } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
-import { startCore, type Core } from '../../main/core/app.ts';
+import type { Core } from '../../main/core/app.ts';
 import { ScriptedPrompterForTests } from '../../main/core/approvals/prompter.ts';
-import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
 import { parseAppConfig } from '../../main/core/config/config.ts';
-import { MemorySecretStore } from '../../main/core/secrets/memory-store.ts';
-import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
-import { REPO_ROOT } from '../helpers/ui.ts';
+import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
+import { connectBridge, startLabCore, stopAll } from '../helpers/lab-core.ts';
 
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
 
 let browser: LabBrowser;
@@ -42,32 +37,14 @@ beforeAll(async () => {
   const base = labAppConfig(lab);
   // The lab's Vault registers the app's own client as the agent: this install signs in as that client.
   const config = labAppConfig(lab, { idp: { ...base.idp, dynamicRegistration: 'off' }, vault: { ...base.vault, mode: 'agent' } });
-  core = await startCore({
-    config: parseAppConfig(config, 'lab configuration (agent mode)'),
-    host: 'headless',
-    version: '0.0.0-test',
-    secrets: new MemorySecretStore('this test keeps nothing between starts'),
-    prompter,
-    openExternal: (url) => logInOnLabPage(browser, url),
-    paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
-    log: quiet,
-  });
+  core = await startLabCore({ lab, home, browser, prompter, config: parseAppConfig(config, 'lab configuration (agent mode)') });
   await core.handlers['session.signIn']({});
-  const entry = mcpConfigEntry({ countersignHome: home, bridgePath: join(REPO_ROOT, 'bridge', 'main.ts') });
-  client = new Client({ name: 'claude-ai', version: '0.0.0-agent-mode' });
-  await client.connect(new StdioClientTransport({ command: entry.command, args: entry.args, env: { ...getDefaultEnvironment(), ...entry.env }, stderr: 'ignore' }));
+  client = await connectBridge(home, { name: 'claude-ai', version: '0.0.0-agent-mode' });
   admin = new pg.Pool({ connectionString: lab.postgresAdminUrl, max: 1 });
   admin.on('error', () => {});
 }, 120_000);
 
-afterAll(async () => {
-  await client?.close().catch(() => {});
-  await admin?.end().catch(() => {});
-  await core?.stop();
-  await lab?.stop();
-  await browser?.close();
-  if (home) await rm(home, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAll([client, admin, core, lab, browser], home), 60_000);
 
 function vaultLinesFor(jti: string): Array<{ auth: { metadata: Record<string, string> }; request: { path: string }; error?: string }> {
   return readFileSync(lab.vaultAuditLogPath, 'utf8')

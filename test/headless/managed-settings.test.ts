@@ -5,18 +5,17 @@
  * nothing to change them, and the web host has no channel that would.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CHANNELS } from '../../common/contract.ts';
-import { resolvePaths } from '../../common/paths.ts';
 import { labAppConfig } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
-import { startCore, type Core } from '../../main/core/app.ts';
-import { waitForUi } from '../../main/core/approvals/prompter.ts';
+import type { Core } from '../../main/core/app.ts';
 import { loadConfiguration } from '../../main/core/config/config.ts';
 import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
+import { startLabCore } from '../helpers/lab-core.ts';
 import { buildRenderer, launchBrowser, memorySecrets, type Browser } from '../helpers/ui.ts';
 
 let lab: Lab;
@@ -51,21 +50,7 @@ beforeAll(async () => {
     platform: 'linux',
     env: { [MANAGED_CONFIG_ENV]: managedFile },
   });
-  core = await startCore({
-    config,
-    ...(managed ? { managed } : {}),
-    host: 'headless',
-    version: '0.0.0-test',
-    secrets: memorySecrets(),
-    prompter: waitForUi,
-    openExternal: async () => {},
-    paths: resolvePaths({
-      platform: process.platform,
-      env: { ...process.env, COUNTERSIGN_HOME: home },
-      home: homedir(),
-    }),
-    log: { info: () => {}, warn: () => {}, error: () => {} },
-  });
+  core = await startLabCore({ lab, home, config, ...(managed ? { managed } : {}), secrets: memorySecrets() });
   server = await startWebServer({ handlers: core.handlers, events: core.events, staticDir: renderer.dir });
 }, 90_000);
 

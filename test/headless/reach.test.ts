@@ -4,10 +4,9 @@
  * `countersign open` gets a fresh link from the running core over its authenticated socket. The lab,
  * `serve()` with the built web UI, the bundled bridge under the MCP SDK client, Chromium as the browser.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,9 +16,9 @@ import { parseAppConfig } from '../../main/core/config/config.ts';
 import { controlRequest } from '../../main/core/mcp/control-client.ts';
 import { hostPaths } from '../../main/core/mcp/host-paths.ts';
 import { runOpen } from '../../main/headless/open.ts';
-import { serve, type Served } from '../../main/headless/start.ts';
-import { buildBridgeInto } from '../bridge/helpers.ts';
-import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
+import type { Served } from '../../main/headless/start.ts';
+import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
+import { connectBuiltBridge, serveForTest, stopAll } from '../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -31,33 +30,19 @@ const warnings: string[] = [];
 
 beforeAll(async () => {
   [lab, browser, home] = await Promise.all([startLab(), launchBrowser(), mkdtemp(join(tmpdir(), 'cs-reach-'))]);
-  served = await serve({
+  served = await serveForTest({
     config: parseAppConfig(labAppConfig(lab), 'lab configuration'),
     home,
+    browser,
     log: { info: () => {}, warn: (m) => warnings.push(m), error: () => {} },
     openUi: async (url) => void opened.push(url),
-    openExternal: (url) => logInOnLabPage(browser, url),
     // Every summons counts here, so that what keeps a second page from opening is the live page alone.
     summonEveryMs: 0,
   });
-  client = new Client({ name: 'claude-ai', version: '0.1.0' });
-  await client.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: [buildBridgeInto(home)],
-      env: { ...getDefaultEnvironment(), COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
-      stderr: 'ignore',
-    }),
-  );
+  client = await connectBuiltBridge(home, { name: 'claude-ai', version: '0.1.0' });
 }, 90_000);
 
-afterAll(async () => {
-  await client?.close();
-  await served?.stop();
-  await browser?.close();
-  await lab?.stop();
-  if (home) await rm(home, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAll([client, served, browser, lab], home), 60_000);
 
 const call = async (name: string, args: Record<string, unknown>) => (await client.callTool({ name, arguments: args }, CallToolResultSchema)) as CallToolResult;
 

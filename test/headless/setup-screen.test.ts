@@ -5,8 +5,7 @@
  * spawning the bridge makes a tier-1 `query` that succeeds and is recorded. Nothing but the screen
  * writes the configuration. A broken configuration file still refuses to start, with its reason.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { mkdtemp, readFile, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,8 +17,8 @@ import type { LoadedConfig } from '../../main/core/config/config.ts';
 import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { setupHandlers } from '../../main/core/setup/setup.ts';
 import { runServe, serve, type Served } from '../../main/headless/start.ts';
-import { buildBridgeInto } from '../bridge/helpers.ts';
-import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
+import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
+import { connectBuiltBridge, serveForTest, stopAll } from '../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -34,22 +33,10 @@ beforeAll(async () => {
     launchBrowser(),
     mkdtemp(join(tmpdir(), 'cs-setup-')),
   ]);
-  served = await serve({
-    configFile: join(home, 'config.json'),
-    home,
-    log: quiet,
-    openUi: async () => {},
-    openExternal: (url) => logInOnLabPage(browser, url),
-  });
+  served = await serveForTest({ configFile: join(home, 'config.json'), home, browser });
 }, 90_000);
 
-afterAll(async () => {
-  await client?.close();
-  await served?.stop();
-  await browser?.close();
-  await lab?.stop();
-  if (home) await rm(home, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAll([client, served, browser, lab], home), 60_000);
 
 it('goes from no configuration to a first governed call using only the setup screen', async () => {
   const file = join(home, 'config.json');
@@ -117,15 +104,7 @@ it('goes from no configuration to a first governed call using only the setup scr
   await expect.poll(() => served.core.status().user?.sub, { timeout: 30_000 }).toBeTruthy();
 
   // A first governed call through the bridge, recorded.
-  client = new Client({ name: 'claude-ai', version: '0.1.0' });
-  await client.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: [buildBridgeInto(home)],
-      env: { ...getDefaultEnvironment(), COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
-      stderr: 'ignore',
-    }),
-  );
+  client = await connectBuiltBridge(home, { name: 'claude-ai', version: '0.1.0' });
   const before = served.core.audit.count({ kind: ['tool_call'] });
   const result = (await client.callTool({ name: 'query', arguments: { sql: 'SELECT count(*) AS n FROM patients' } }, CallToolResultSchema)) as CallToolResult;
   expect(result.isError, JSON.stringify(result.content)).toBeFalsy();

@@ -6,18 +6,15 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolvePaths } from '../../common/paths.ts';
-import { labAppConfig } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
-import { startCore, type Core } from '../../main/core/app.ts';
-import { waitForUi } from '../../main/core/approvals/prompter.ts';
+import type { Core } from '../../main/core/app.ts';
 import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
-import { parseAppConfig } from '../../main/core/config/config.ts';
 import { startWebServer, type WebServer } from '../../main/headless/web-server.ts';
+import { startLabCore } from '../helpers/lab-core.ts';
 import { describeHits, scanForSecrets } from '../helpers/secret-scan.ts';
 import { REPO_ROOT, buildRenderer, launchBrowser, memorySecrets, screenshotPath, type Browser } from '../helpers/ui.ts';
 
@@ -34,7 +31,6 @@ let server: WebServer;
 let client: Client;
 let page: Page;
 
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const secrets = memorySecrets();
 
 beforeAll(async () => {
@@ -44,29 +40,8 @@ beforeAll(async () => {
     launchBrowser({ acceptDownloads: true }),
     mkdtemp(join(tmpdir(), 'countersign-e2e-home-')),
   ]);
-  const alice = lab.users.find((u) => u.username === 'alice')!;
-  core = await startCore({
-    config: parseAppConfig(labAppConfig(lab), 'lab configuration'),
-    host: 'headless',
-    version: '0.1.0',
-    secrets,
-    prompter: waitForUi,
-    // Chromium stands in for the system browser: it logs in on the lab IdP's page.
-    openExternal: async (url) => {
-      const login = await browser.context.newPage();
-      try {
-        await login.goto(url);
-        await login.fill('#username', alice.username);
-        await login.fill('#password', alice.password);
-        await login.click('button[type=submit]:has-text("Sign in")');
-        await login.waitForURL(/\/callback\?/);
-      } finally {
-        await login.close();
-      }
-    },
-    paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
-    log: quiet,
-  });
+  // Chromium stands in for the system browser: it logs in as alice on the lab IdP's page.
+  core = await startLabCore({ lab, home, browser, version: '0.1.0', secrets });
   server = await startWebServer({ handlers: core.handlers, events: core.events, staticDir: renderer.dir });
   page = await browser.context.newPage();
   await page.goto(server.url);

@@ -57,7 +57,7 @@ export async function launchBrowser(opts: { headless?: boolean } = {}): Promise<
  * Chromium as the system browser: opens a sign-in address in a fresh IdP browser session (so the login
  * page is always shown) and logs in on the lab IdP's page, by default as alice.
  */
-export async function logInOnLabPage(browser: LabBrowser, url: string, user = { username: 'alice', password: 'alice-lab-pw' }): Promise<void> {
+export async function logInOnLabPage(browser: Pick<LabBrowser, 'context'>, url: string, user = { username: 'alice', password: 'alice-lab-pw' }): Promise<void> {
   await browser.context.clearCookies();
   const page = await browser.context.newPage();
   try {

@@ -258,116 +258,48 @@ export async function runFault(f: FaultRun, fault: ProcessFault): Promise<{ ms: 
 }
 
 const within = (timeoutMs: number): number => timeoutMs + ANSWER_SLACK_MS;
-const proxyFault =
-  (part: keyof ProcessLab['proxies'], fault: Parameters<ProcessLab['proxies']['idp']['setFault']>[0]) =>
-  async (f: FaultRun): Promise<void> =>
-    f.lab.proxies[part].setFault(fault);
-const proxyClear =
-  (part: keyof ProcessLab['proxies']) =>
-  async (f: FaultRun): Promise<void> =>
-    f.lab.proxies[part].setFault(null);
-const signal = (part: 'idp' | 'vault', sig: NodeJS.Signals) => async (f: FaultRun) => f.lab[part].signal(sig);
-const pgSignal = (sig: NodeJS.Signals) => async (f: FaultRun) => void process.kill(f.lab.pg.pid()!, sig);
+type Step = (f: FaultRun) => Promise<void>;
+const signal = (part: 'idp' | 'vault', sig: NodeJS.Signals): Step => async (f) => f.lab[part].signal(sig);
+const pgSignal = (sig: NodeJS.Signals): Step => async (f) => void process.kill(f.lab.pg.pid()!, sig);
+
+/** A fault of a process: how it is caused and undone, what the call must answer and how soon. */
+const processFault = (name: string, code: string, timeoutMs: number, arm: Step, clear: Step): ProcessFault => ({
+  name,
+  layer: 'process',
+  code,
+  answerWithinMs: within(timeoutMs),
+  arm,
+  clear,
+});
+
+/** A fault on the wire to one part, set on the fault proxy in front of it and cleared there. */
+const networkFault = (
+  name: string,
+  part: keyof ProcessLab['proxies'],
+  fault: Parameters<ProcessLab['proxies']['idp']['setFault']>[0],
+  code: string,
+  timeoutMs: number,
+): ProcessFault => ({
+  name,
+  layer: 'network',
+  code,
+  answerWithinMs: within(timeoutMs),
+  arm: async (f) => f.lab.proxies[part].setFault(fault),
+  clear: async (f) => f.lab.proxies[part].setFault(null),
+});
 
 /** The process and network faults, each named once. */
 export const PROCESS_FAULTS: ProcessFault[] = [
-  {
-    name: 'postgres killed with SIGKILL, restarted on the same port',
-    layer: 'process',
-    code: 'VAULT_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.vaultMs),
-    arm: async (f) => {
-      const pid = f.lab.pg.pid()!;
-      process.kill(pid, 'SIGKILL');
-    },
-    clear: (f) => f.lab.pg.restart(),
-  },
-  {
-    name: 'postgres stopped with pg_ctl stop -m immediate, restarted',
-    layer: 'process',
-    code: 'VAULT_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.vaultMs),
-    arm: (f) => f.lab.pg.stopImmediate(),
-    clear: (f) => f.lab.pg.restart(),
-  },
-  {
-    name: 'postgres postmaster stopped with SIGSTOP, resumed with SIGCONT',
-    layer: 'process',
-    code: 'DB_UNAVAILABLE',
-    answerWithinMs: within(PG_FAULT_MS),
-    arm: pgSignal('SIGSTOP'),
-    clear: pgSignal('SIGCONT'),
-  },
-  {
-    name: 'identity provider killed with SIGKILL, restarted on the same port',
-    layer: 'process',
-    code: 'IDP_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.idpMs),
-    arm: (f) => f.lab.idp.kill(),
-    clear: (f) => f.lab.idp.restart(),
-  },
-  {
-    name: 'identity provider stopped with SIGSTOP, resumed with SIGCONT',
-    layer: 'process',
-    code: 'IDP_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.idpMs),
-    arm: signal('idp', 'SIGSTOP'),
-    clear: signal('idp', 'SIGCONT'),
-  },
-  {
-    name: 'Vault stopped with SIGSTOP, resumed with SIGCONT',
-    layer: 'process',
-    code: 'VAULT_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.vaultMs),
-    arm: signal('vault', 'SIGSTOP'),
-    clear: signal('vault', 'SIGCONT'),
-  },
-  {
-    name: 'network to the identity provider reset on connect',
-    layer: 'network',
-    code: 'IDP_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.idpMs),
-    arm: proxyFault('idp', { kind: 'reset' }),
-    clear: proxyClear('idp'),
-  },
-  {
-    name: 'network to the identity provider half-open (the answer never comes, no FIN)',
-    layer: 'network',
-    code: 'IDP_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.idpMs),
-    arm: proxyFault('idp', { kind: 'half-open' }),
-    clear: proxyClear('idp'),
-  },
-  {
-    name: 'network to Vault reset in the middle of a response',
-    layer: 'network',
-    code: 'VAULT_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.vaultMs),
-    arm: proxyFault('vault', { kind: 'reset-mid-response', afterBytes: 40 }),
-    clear: proxyClear('vault'),
-  },
-  {
-    name: 'network to Vault truncates the HTTP response',
-    layer: 'network',
-    code: 'VAULT_UNAVAILABLE',
-    answerWithinMs: within(TIMEOUTS.vaultMs),
-    arm: proxyFault('vault', { kind: 'truncate', afterBytes: 120 }),
-    clear: proxyClear('vault'),
-  },
-  {
-    name: 'network to PostgreSQL slower than the connect time-out',
-    layer: 'network',
-    code: 'DB_UNAVAILABLE',
-    answerWithinMs: within(PG_FAULT_MS),
-    arm: proxyFault('postgres', { kind: 'latency', ms: TIMEOUTS.pgConnectMs * 2 }),
-    clear: proxyClear('postgres'),
-  },
-  {
-    name: 'network to PostgreSQL hangs (connection accepted, nothing answered)',
-    layer: 'network',
-    code: 'DB_UNAVAILABLE',
-    answerWithinMs: within(PG_FAULT_MS),
-    arm: proxyFault('postgres', { kind: 'hang' }),
-    clear: proxyClear('postgres'),
-  },
+  processFault('postgres killed with SIGKILL, restarted on the same port', 'VAULT_UNAVAILABLE', TIMEOUTS.vaultMs, pgSignal('SIGKILL'), (f) => f.lab.pg.restart()),
+  processFault('postgres stopped with pg_ctl stop -m immediate, restarted', 'VAULT_UNAVAILABLE', TIMEOUTS.vaultMs, (f) => f.lab.pg.stopImmediate(), (f) => f.lab.pg.restart()),
+  processFault('postgres postmaster stopped with SIGSTOP, resumed with SIGCONT', 'DB_UNAVAILABLE', PG_FAULT_MS, pgSignal('SIGSTOP'), pgSignal('SIGCONT')),
+  processFault('identity provider killed with SIGKILL, restarted on the same port', 'IDP_UNAVAILABLE', TIMEOUTS.idpMs, (f) => f.lab.idp.kill(), (f) => f.lab.idp.restart()),
+  processFault('identity provider stopped with SIGSTOP, resumed with SIGCONT', 'IDP_UNAVAILABLE', TIMEOUTS.idpMs, signal('idp', 'SIGSTOP'), signal('idp', 'SIGCONT')),
+  processFault('Vault stopped with SIGSTOP, resumed with SIGCONT', 'VAULT_UNAVAILABLE', TIMEOUTS.vaultMs, signal('vault', 'SIGSTOP'), signal('vault', 'SIGCONT')),
+  networkFault('network to the identity provider reset on connect', 'idp', { kind: 'reset' }, 'IDP_UNAVAILABLE', TIMEOUTS.idpMs),
+  networkFault('network to the identity provider half-open (the answer never comes, no FIN)', 'idp', { kind: 'half-open' }, 'IDP_UNAVAILABLE', TIMEOUTS.idpMs),
+  networkFault('network to Vault reset in the middle of a response', 'vault', { kind: 'reset-mid-response', afterBytes: 40 }, 'VAULT_UNAVAILABLE', TIMEOUTS.vaultMs),
+  networkFault('network to Vault truncates the HTTP response', 'vault', { kind: 'truncate', afterBytes: 120 }, 'VAULT_UNAVAILABLE', TIMEOUTS.vaultMs),
+  networkFault('network to PostgreSQL slower than the connect time-out', 'postgres', { kind: 'latency', ms: TIMEOUTS.pgConnectMs * 2 }, 'DB_UNAVAILABLE', PG_FAULT_MS),
+  networkFault('network to PostgreSQL hangs (connection accepted, nothing answered)', 'postgres', { kind: 'hang' }, 'DB_UNAVAILABLE', PG_FAULT_MS),
 ];

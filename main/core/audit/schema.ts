@@ -1,4 +1,5 @@
 import type { DatabaseSync } from 'node:sqlite';
+import { SEARCH_TOKENIZER, searchText } from './search.ts';
 
 /** Fills facet_counts from facets (migration 5; retention, which removes records, runs it again). */
 export const FACET_COUNTS_FROM_FACETS = `INSERT INTO facet_counts (key, kind, outcome, tier, tool, user_sub, n)
@@ -113,10 +114,29 @@ export const MIGRATIONS: readonly string[] = [
   );
   ${FACET_COUNTS_FROM_FACETS}
   `,
+  // 6: the full-text index holds whole keys and names (`jti-…`, UUIDs, `update_appointment`) as one
+  // term each, with their parts, cut by search.ts; without positions (detail=none), since no query
+  // needs a phrase any more. It is rebuilt from the records it covered (indexed_through); the rest is
+  // indexed by the next open's catch-up as before. A page's count sums facet_counts, one row per
+  // combination of filter values (thousands with many users and tools): the filters that pick few of
+  // them are read through an index.
+  `
+  DROP TABLE records_fts;
+  CREATE VIRTUAL TABLE records_fts USING fts5 (text, content = '', contentless_delete = 1, detail = none, tokenize = "${SEARCH_TOKENIZER}");
+  INSERT INTO records_fts (rowid, text) SELECT seq, audit_search_text(body) FROM records
+    WHERE seq <= coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_through'), 0);
+  INSERT INTO records_fts (records_fts) VALUES ('optimize');
+  CREATE INDEX facet_counts_outcome ON facet_counts (outcome);
+  CREATE INDEX facet_counts_tool ON facet_counts (tool);
+  CREATE INDEX facet_counts_user ON facet_counts (user_sub);
+  `,
 ];
 
 export function migrate(db: DatabaseSync): number {
   const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+  if (current >= MIGRATIONS.length) return MIGRATIONS.length;
+  // Migrations that rebuild the full-text index compute each record's text as an append does.
+  db.function('audit_search_text', { deterministic: true }, (body) => searchText(JSON.parse(String(body))));
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.exec('BEGIN IMMEDIATE');
     try {

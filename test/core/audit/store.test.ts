@@ -194,6 +194,46 @@ describe('the database on disk', () => {
     db.close();
   });
 
+  it('rebuilds the full-text index of a store from schema 5 so a join key is one whole term, and indexes once what was left unindexed', async () => {
+    using dir = tempDir();
+    const secrets = memorySecretStore();
+    const uuid = '3f2a9c1e-7b4d-4e8a-9f10-c2d3e4f5a6b7';
+    const s = await AuditStore.open({ dataDir: dir.path, secrets });
+    s.appendMany(Array.from({ length: 40 }, (_, i) => toolCall(i, i === 17 ? { keys: { ...toolCall(i).keys, obo_jti: `jti-${uuid}`, vault_request_id: uuid } } : {})));
+    await s.close();
+    // The store as schema 5 left it: the unicode61 index with positions, each record's words cut at
+    // every punctuation mark, and the last five records not indexed yet.
+    const db = new DatabaseSync(join(dir.path, DB_FILE));
+    for (const { name } of db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'facet_counts' AND sql IS NOT NULL").all() as { name: string }[]) {
+      db.exec(`DROP INDEX ${name}`);
+    }
+    db.exec(`DROP TABLE records_fts; CREATE VIRTUAL TABLE records_fts USING fts5 (text, content = '', contentless_delete = 1)`);
+    const insert = db.prepare('INSERT INTO records_fts (rowid, text) VALUES (?, ?)');
+    for (const row of db.prepare('SELECT seq, body FROM records WHERE seq <= 35').all() as { seq: number; body: string }[]) {
+      const r = JSON.parse(row.body) as AuditRecord;
+      insert.run(row.seq, [r.kind, r.outcome, r.tool, r.summary, r.user?.email, ...Object.values(r.keys)].join(' '));
+    }
+    db.exec("UPDATE meta SET value = '35' WHERE key = 'indexed_through'; PRAGMA user_version = 5");
+    db.close();
+
+    const again = await AuditStore.open({ dataDir: dir.path, secrets });
+    expect(again.page({ filter: { search: uuid } }).records.map((r) => r.seq)).toEqual([18]);
+    expect(again.page({ filter: { search: `JTI-${uuid.toUpperCase()}` } }).records.map((r) => r.seq)).toEqual([18]);
+    // A part of a key still finds it; a key is not found by a piece of another one.
+    expect(again.count({ search: 'clinic-read' })).toBe(40);
+    expect(again.page({ filter: { search: 'jti-38' } }).records.map((r) => r.seq)).toEqual([39]);
+    expect(again.count({ search: 'jti' })).toBe(40);
+    expect(again.count({ search: 'jti-3' })).toBe(1);
+    // A search within filter columns reads their terms, for records indexed by the rebuild and after it.
+    expect(again.page({ filter: { search: 'jti', outcome: ['success'], tool: 'delete_patient' }, limit: 500 }).records.map((r) => r.seq)).toEqual([39, 34, 29, 19, 9]);
+    expect((await again.verify()).ok).toBe(true);
+    await again.close();
+    const after = new DatabaseSync(join(dir.path, DB_FILE));
+    expect(after.prepare('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length });
+    expect((after.prepare("SELECT sql FROM sqlite_master WHERE name = 'records_fts'").get() as { sql: string }).sql).toContain('detail = none');
+    after.close();
+  });
+
   it('reopens an existing store, keeps its records and continues its chain', async () => {
     using dir = tempDir();
     const secrets = memorySecretStore();
@@ -263,6 +303,33 @@ describe('verifying a large store', () => {
     expect(r).toMatchObject({ ok: true, checked: 12_000 });
     expect(appended.seq).toBe(12_001);
     expect((await s.verify()).checked).toBe(12_001);
+    await s.close();
+  });
+});
+
+describe('search terms', () => {
+  it('finds a join key whole in any case, a word inside a key or name, and narrows by filter columns and users', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    const uuid = '0b7e4c2a-91d3-4f6e-8a5b-3c2d1e0f9a8b';
+    s.appendMany(
+      Array.from({ length: 50 }, (_, i) =>
+        toolCall(i, i === 21 ? { keys: { ...toolCall(i).keys, upstream_request_id: uuid }, summary: 'Déjà vu → reprise' } : {}),
+      ),
+    );
+    expect(s.page({ filter: { search: uuid.toUpperCase() } }).records.map((r) => r.seq)).toEqual([22]);
+    // A piece of a UUID is a part of it; a different UUID sharing that piece is not found by the whole.
+    expect(s.page({ filter: { search: '91d3' } }).records.map((r) => r.seq)).toEqual([22]);
+    expect(s.count({ search: uuid.replace('3c2d', '3c2e') })).toBe(0);
+    expect(s.page({ filter: { search: 'deja reprise' } }).records.map((r) => r.seq)).toEqual([22]);
+    expect(s.count({ search: 'clinic.example' })).toBe(50);
+    // Filter columns within a search, as the filters alone would pick them.
+    for (const filter of [{ outcome: ['denied' as const, 'error' as const] }, { tier: [2 as const] }, { tool: 'query' }, { user: 'User 3' }, { kind: ['sign_in' as const] }]) {
+      const alone = s.page({ filter, limit: 500 }).records.map((r) => r.seq);
+      expect(s.page({ filter: { ...filter, search: 'clinic' }, limit: 500 }).records.map((r) => r.seq)).toEqual(alone);
+      expect(s.count({ ...filter, search: 'clinic' })).toBe(alone.length);
+    }
+    expect(s.page({ filter: { search: 'clinic', user: 'nobody' } }).records).toEqual([]);
     await s.close();
   });
 });

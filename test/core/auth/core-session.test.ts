@@ -5,21 +5,18 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolvePaths } from '../../../common/paths.ts';
-import { labAppConfig } from '../../../lab/app-config.ts';
 import { startLab, type Lab } from '../../../lab/index.ts';
-import { startCore, type Core } from '../../../main/core/app.ts';
+import type { Core } from '../../../main/core/app.ts';
 import { ScriptedPrompterForTests } from '../../../main/core/approvals/prompter.ts';
 import { AuthService } from '../../../main/core/auth/auth-service.ts';
-import { parseAppConfig } from '../../../main/core/config/config.ts';
 import type { ToolCallRequest } from '../../../main/core/connectors/types.ts';
-import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
-import { launchBrowser, logInOnLabPage, type LabBrowser } from '../../helpers/browser.ts';
+import { launchBrowser, type LabBrowser } from '../../helpers/browser.ts';
+import { startLabCore } from '../../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -27,7 +24,6 @@ let home: string;
 let core: Core;
 const prompter = new ScriptedPrompterForTests();
 const labLog: string[] = [];
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 let requestId = 1;
 /** Plays the desktop shell's native save dialog for `audit.saveExport`. */
 let chooseExportFile: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined> = async () => undefined;
@@ -50,18 +46,8 @@ const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.
 
 beforeAll(async () => {
   [lab, browser, home] = await Promise.all([startLab({ log: (l) => labLog.push(l) }), launchBrowser(), mkdtemp(join(tmpdir(), 'countersign-core-session-'))]);
-  core = await startCore({
-    config: parseAppConfig(labAppConfig(lab), 'lab configuration'),
-    host: 'headless',
-    version: '0.0.0-test',
-    secrets: new MemorySecretStore('this test keeps nothing between starts'),
-    prompter,
-    // Chromium plays the system browser: it logs in as alice on the lab IdP's page.
-    openExternal: (url) => logInOnLabPage(browser, url),
-    paths: resolvePaths({ platform: process.platform, env: { ...process.env, COUNTERSIGN_HOME: home }, home: homedir() }),
-    log: quiet,
-    chooseExportFile: (suggested) => chooseExportFile(suggested),
-  });
+  // Chromium plays the system browser: it logs in as alice on the lab IdP's page.
+  core = await startLabCore({ lab, home, browser, prompter, chooseExportFile: (suggested) => chooseExportFile(suggested) });
 }, 60_000);
 
 afterAll(async () => {
