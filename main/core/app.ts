@@ -26,6 +26,7 @@ import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { ensurePrivateDataDir } from './data-dir.ts';
 import { exchangeClientOptions } from './idp/exchange-client.ts';
+import { settingsEditHandlers } from './setup/settings-edit.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { CoreLock } from './mcp/core-lock.ts';
@@ -50,6 +51,8 @@ export interface CoreOptions {
   config: AppConfig;
   /** The fields of `config` the organisation manages (config/managed.ts): shown as such, never the person's to change. */
   managed?: { where: string; fields: string[] };
+  /** The person's configuration file, which the settings screen may change; absent, it cannot. */
+  configFile?: string;
   host: 'electron' | 'headless';
   version: string;
   secrets: SecretStore;
@@ -437,6 +440,9 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     'setup.discover': alreadyConfigured,
     'setup.check': alreadyConfigured,
     'setup.save': alreadyConfigured,
+    ...(options.configFile
+      ? settingsEditHandlers({ file: options.configFile, platform: process.platform, env: process.env })
+      : { 'settings.config': noConfigFile, 'settings.save': noConfigFile }),
   };
 
   return {
@@ -564,6 +570,10 @@ export async function closeAbortedCalls(
   }
   if (closed > 0) log.warn(`closed ${closed} call(s) left in flight by a previous run as aborted`);
   return closed;
+}
+
+async function noConfigFile(): Promise<never> {
+  throw new AppError('CONFIG_INVALID', 'This app was started without naming its configuration file, so the settings screen cannot change it: edit the file and restart.');
 }
 
 async function alreadyConfigured(): Promise<never> {
