@@ -400,7 +400,7 @@ export function createBroker(options: BrokerOptions): Broker {
           trace.secrets.add(o.token);
           return o;
         },
-        (o: Obo) => `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
+        (o: Obo) => `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}${longLifetime(o)}`,
       );
       const obo = ctx.idpApproval ? await approvedThroughIdp(exchanged, plan, ctx.idpApproval) : await exchanged;
       trace.keys.obo_jti = obo.jti;
@@ -667,6 +667,12 @@ export function createBroker(options: BrokerOptions): Broker {
 }
 
 /** The exchange hop's account of who decided: the RAR itself, or a scope standing for the credential. */
+/** The OBO's lifetime when it is over the 60 s norm (idp.allowLongLivedOboUpToSeconds), so the record shows the weaker setting ran. */
+function longLifetime(o: Obo): string {
+  const s = o.exp - o.iat;
+  return s > 60 ? ` lifetime=${s}s (over 60 s: idp.allowLongLivedOboUpToSeconds)` : '';
+}
+
 function delegationDetail(o: Obo): string {
   if (o.delegation === 'scopes') return `profile=scopes scope=${o.scope ?? '-'} (the identity provider decided at scope level; the RAR is recorded, not sent)`;
   return 'profile=rar';
