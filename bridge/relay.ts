@@ -32,7 +32,6 @@ import {
   type Hmac,
 } from '../common/handshake.ts';
 import { randomHex } from '../common/node/random.ts';
-import { hmacSha256Hex } from './hmac-sha256.ts';
 
 // Node's built-ins are taken with process.getBuiltinModule rather than static `import`s: an ES module
 // that imports a built-in pays for wrapping all of its exports as a module namespace, which measured
@@ -68,7 +67,19 @@ export interface BridgeOptions {
 type Json = Record<string, unknown>;
 type Id = string | number;
 
-const hmac: Hmac = hmacSha256Hex;
+/**
+ * HMAC-SHA256 from node:crypto, loaded when first needed: connectOnce asks for it once the hello is
+ * written, so the ~1 ms it takes to load (Node 20–24, measured in docs/benchmarks.md) overlaps the
+ * core's work on the hello instead of the bridge's start.
+ */
+let hmacImpl: Hmac | undefined;
+function hmac(keyHex: string, data: string): string {
+  if (!hmacImpl) {
+    const { createHmac } = process.getBuiltinModule('node:crypto');
+    hmacImpl = (k, d) => createHmac('sha256', Buffer.from(k, 'hex')).update(d).digest('hex');
+  }
+  return hmacImpl(keyHex, data);
+}
 
 class ConnectError extends Error {
   readonly absent: boolean;
@@ -426,6 +437,8 @@ export function connectOnce(options: {
       } catch {
         fail(new ConnectError('could not read the core secret', false));
       }
+      // While the core answers the hello: node:crypto is ready when the challenge comes.
+      hmac('00', '');
     });
   });
 }

@@ -229,6 +229,16 @@ export const SetupStateSchema = z.object({
 });
 export type SetupState = z.infer<typeof SetupStateSchema>;
 
+/** The configuration in force, for the settings screen to show and edit, and which fields are the organisation's. */
+export const ConfigViewSchema = z.object({
+  file: z.string(),
+  config: DraftConfig,
+  managed: z.object({ where: z.string(), fields: z.array(z.string()) }).nullable(),
+});
+export type ConfigView = z.infer<typeof ConfigViewSchema>;
+/** A field of the configuration by dotted path (`vault.address`): letters and digits only, so no `__proto__`. */
+const ConfigPath = z.string().max(100).regex(/^[a-zA-Z][a-zA-Z0-9]*(\.[a-zA-Z][a-zA-Z0-9]*){0,3}$/);
+
 export const ClaudeConnectResultSchema = z.object({
   configured: z.boolean(),
   configPath: z.string(),
@@ -278,21 +288,26 @@ export const CHANNELS = {
   /** Writes Countersign's bridge into Claude Desktop's configuration. */
   'claude.connect': channel(Empty, ClaudeConnectResultSchema),
   /** First run, while nothing is configured: where the configuration goes and what the organisation manages. */
-  'setup.get': channel(Empty, SetupStateSchema, ['headless']),
+  'setup.get': channel(Empty, SetupStateSchema),
   /** The issuer's discovery, checked the way the doctor does. */
   'setup.discover': channel(
     z.object({ issuer: z.string().max(2000) }).strict(),
     z.object({ findings: z.array(FindingSchema), fits: Fits }),
-    ['headless'],
   ),
   /** The draft validated, then the doctor's checks that need no sign-in (IdP, Vault, roles, databases). */
   'setup.check': channel(
     z.object({ config: DraftConfig }).strict(),
     z.object({ valid: z.boolean(), findings: z.array(FindingSchema), fits: Fits }),
-    ['headless'],
   ),
   /** Validates the draft, writes it owner-only and atomically, and starts the app on it. */
-  'setup.save': channel(z.object({ config: DraftConfig }).strict(), z.object({ file: z.string() }), ['headless']),
+  'setup.save': channel(z.object({ config: DraftConfig }).strict(), z.object({ file: z.string() })),
+  /** The person's configuration with the organisation's laid over it, and which fields are managed. */
+  'settings.config': channel(Empty, ConfigViewSchema),
+  /** Changes fields (null removes one); refuses managed fields, validates, writes atomically; applies at the next start. */
+  'settings.save': channel(
+    z.object({ changes: z.record(ConfigPath, z.union([z.string().max(2000), z.number(), z.boolean(), z.null()])) }).strict(),
+    z.object({ file: z.string(), appliesAt: z.literal('next-start') }),
+  ),
 } as const;
 
 /** What an approval prompt shows (common/approval-view.ts), as the shell receives it from the core. */

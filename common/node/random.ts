@@ -1,7 +1,7 @@
 /**
  * Random ids for the bridge and the core, from the kernel's CSPRNG: /dev/urandom on Linux and macOS
- * rather than node:crypto, which costs the bridge about 8 ms of its start to load (bridge/hmac-sha256.ts);
- * node:crypto on Windows, which has no such file.
+ * rather than node:crypto, so the bridge's nonce is ready before node:crypto is loaded (bridge/relay.ts
+ * loads it while its hello is in flight); node:crypto on Windows, which has no such file.
  */
 
 /** `n` bytes from the OS's CSPRNG, as lowercase hex. */

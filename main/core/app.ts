@@ -26,6 +26,7 @@ import { isLoopbackHost, postgresSsl } from './connectors/postgres/tls.ts';
 import { createUpstreamConnectors } from './connectors/mcp-upstream/index.ts';
 import { ensurePrivateDataDir } from './data-dir.ts';
 import { exchangeClientOptions } from './idp/exchange-client.ts';
+import { settingsEditHandlers } from './setup/settings-edit.ts';
 import { createTokenExchanger } from './idp/token-exchange.ts';
 import { startSocketServer, takeCoreLock, type Log, type SocketServer } from './mcp/socket-server.ts';
 import type { CoreLock } from './mcp/core-lock.ts';
@@ -50,6 +51,8 @@ export interface CoreOptions {
   config: AppConfig;
   /** The fields of `config` the organisation manages (config/managed.ts): shown as such, never the person's to change. */
   managed?: { where: string; fields: string[] };
+  /** The person's configuration file, which the settings screen may change; absent, it cannot. */
+  configFile?: string;
   host: 'electron' | 'headless';
   version: string;
   secrets: SecretStore;
@@ -437,6 +440,9 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     'setup.discover': alreadyConfigured,
     'setup.check': alreadyConfigured,
     'setup.save': alreadyConfigured,
+    ...(options.configFile
+      ? settingsEditHandlers({ file: options.configFile, platform: process.platform, env: process.env })
+      : { 'settings.config': noConfigFile, 'settings.save': noConfigFile }),
   };
 
   return {
@@ -489,25 +495,41 @@ export async function closeAbortedCalls(
   vault?: Pick<VaultClient, 'revokeSelf'>,
   agent?: AgentLeaseRecovery,
 ): Promise<number> {
-  const orphans = journal.orphans();
-  let closed = 0;
-  for (const { id, entry } of orphans) {
+  const orphans = journal.orphans().filter(({ id, entry }) => {
     // The run died after the call's own record was appended but before its journal entry was closed.
     const started = Date.parse(entry.startedAt);
     const { mcp_session_id: session, mcp_request_id: request } = entry.keys;
     if (session !== undefined && request !== undefined && audit.hasCallRecord(session, request, Number.isFinite(started) ? started - 60_000 : 0)) {
       journal.end(id);
-      continue;
+      return false;
     }
+    return true;
+  });
+  const tokens = new Map(orphans.map(({ id, entry }) => [id, vault ? journal.unsealVaultToken(id, entry) : undefined]));
+  // Agent mode: the lease was minted under the OBO itself, so no Vault token was ever logged in for it.
+  // These are revoked side by side: an IdP that does not answer delays the start once, not once per call.
+  const agentRevocations = new Map(
+    orphans.flatMap(({ id, entry }) => {
+      const lease = !tokens.get(id) && !entry.keys.vault_accessor ? entry.keys.lease_id : undefined;
+      if (!lease || !agent) return [];
+      const revocation = revokeLeaseOnRestart(agent, entry.user, lease).catch((error: unknown) => {
+        const code = AppError.from(error).code;
+        const hop: Hop = { name: 'revoke', outcome: 'error', ms: 0, code, detail: 'mode=agent lease not revoked on restart; it expires at its Vault TTL' };
+        return { hops: [hop], fate: `its lease could not be revoked on restart (${code}) and expires within its Vault TTL` };
+      });
+      return [[id, revocation] as const];
+    }),
+  );
+  let closed = 0;
+  for (const { id, entry } of orphans) {
     closed += 1;
-    const token = vault ? journal.unsealVaultToken(id, entry) : undefined;
+    const token = tokens.get(id);
     let revoke: Hop | undefined;
     let hops: Hop[] = [];
     let agentFate: string | undefined;
-    // Agent mode: the lease was minted under the OBO itself, so no Vault token was ever logged in for it.
-    const agentLease = !token && !entry.keys.vault_accessor ? entry.keys.lease_id : undefined;
-    if (agentLease && agent) {
-      ({ hops, fate: agentFate } = await revokeLeaseOnRestart(agent, entry.user, agentLease));
+    const agentRevocation = agentRevocations.get(id);
+    if (agentRevocation) {
+      ({ hops, fate: agentFate } = await agentRevocation);
       revoke = hops.find((h) => h.name === 'revoke');
     } else if (token && vault) {
       const t0 = performance.now();
@@ -548,6 +570,10 @@ export async function closeAbortedCalls(
   }
   if (closed > 0) log.warn(`closed ${closed} call(s) left in flight by a previous run as aborted`);
   return closed;
+}
+
+async function noConfigFile(): Promise<never> {
+  throw new AppError('CONFIG_INVALID', 'This app was started without naming its configuration file, so the settings screen cannot change it: edit the file and restart.');
 }
 
 async function alreadyConfigured(): Promise<never> {

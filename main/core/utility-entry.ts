@@ -4,15 +4,12 @@
  * asks the shell for what only it can do: a native approval dialog, the system browser. Plain Node, no
  * electron import: `process.parentPort` is the utility process's own channel.
  */
-import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fromEventPort, type EventPort, type PortLike } from '../../common/port-rpc.ts';
+import { startDesktopCore } from './desktop-core.ts';
 import { hostPaths } from './mcp/host-paths.ts';
-import { startCore } from './app.ts';
-import { loadConfiguration } from './config/config.ts';
 import { openSecretStore } from './secrets/open-secret-store.ts';
-import { linkShell } from './shell-link.ts';
 
 interface ParentPortMessage {
   data: unknown;
@@ -47,21 +44,12 @@ parentPort.once('message', (message) => {
 
 async function run(port: PortLike): Promise<void> {
   const paths = hostPaths();
-  const { config, managed } = await loadConfiguration(path.join(typeof values['data-dir'] === 'string' ? values['data-dir'] : paths.dataDir, 'config.json'), {
-    platform: process.platform,
-    env: process.env,
-  });
   const { store: secrets } = await openSecretStore({ log: (l) => log.info(l) });
-  const shell = linkShell(port);
-  const core = await startCore({
-    config,
-    ...(managed ? { managed } : {}),
-    host: 'electron',
-    version: (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
-    secrets,
-    ...shell.capabilities,
+  await startDesktopCore(port, {
+    dataDir: typeof values['data-dir'] === 'string' ? values['data-dir'] : paths.dataDir,
     paths,
+    secrets,
+    version: (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
     log,
   });
-  shell.serve(core);
 }

@@ -16,8 +16,7 @@ import { hostPaths } from '../core/mcp/host-paths.ts';
 import { waitForUi } from '../core/approvals/prompter.ts';
 import { startCore, type Core } from '../core/app.ts';
 import { loadConfiguration, type AppConfig } from '../core/config/config.ts';
-import { setupHandlers } from '../core/setup/setup.ts';
-import { CHANNEL_NAMES, type ContractHandlers, type EventName } from '../../common/contract.ts';
+import { untilConfigured, type UntilConfigured } from '../core/setup/until-configured.ts';
 import type { Log } from '../core/mcp/socket-server.ts';
 import { openSecretStore } from '../core/secrets/open-secret-store.ts';
 import { CORE_V8_FLAGS } from '../../common/v8-flags.ts';
@@ -58,7 +57,7 @@ const SUMMON_EVERY_MS = 15_000;
 export async function serve(options: {
   /** Absent: nothing is configured yet, and the UI opens on the setup screen, which writes `configFile`. */
   config?: AppConfig;
-  /** Where the setup screen writes the configuration (needed without `config`). */
+  /** Where the setup screen writes the configuration (needed without `config`), and the settings screen changes it. */
   configFile?: string;
   /** The fields the organisation manages (managed.ts), shown as such in the settings. */
   managed?: { where: string; fields: string[] };
@@ -106,6 +105,7 @@ export async function serve(options: {
     const started = await startCore({
       config,
       ...(managed ? { managed } : {}),
+      ...(options.configFile ? { configFile: options.configFile } : {}),
       host: 'headless',
       version: version(),
       secrets,
@@ -128,47 +128,29 @@ export async function serve(options: {
     });
     return started;
   };
-  /** Pages subscribed while nothing was configured. */
-  type Early = { event: EventName; listener: (payload: never) => void; off?: () => void };
-  const early = new Set<Early>();
   let core: Core | undefined = options.config ? await launch(options.config, options.managed) : undefined;
-  let handlers = core?.handlers;
+  let host: UntilConfigured | undefined;
   if (!core) {
     const file = options.configFile;
     if (!file) throw new AppError('CONFIG_MISSING', 'Nothing is configured and no configuration file was named for the setup screen.');
     log.warn(`Countersign is not configured yet: the web UI opens on the setup screen, which writes ${file}.`);
-    handlers = setupModeHandlers(
-      setupHandlers({
-        file,
-        platform: process.platform,
-        env,
-        onSaved: async (loaded) => {
-          core = await launch(loaded.config, loaded.managed);
-          // The pages already open follow the new core's events from now on.
-          for (const s of early) s.off = core.events(s.event, s.listener as never);
-          log.info(`Configuration written to ${file}; Countersign is running on it.`);
-        },
-      }),
-      version(),
-    );
+    host = untilConfigured({
+      file,
+      host: 'headless',
+      version: version(),
+      platform: process.platform,
+      env,
+      launch: async (loaded) => (core = await launch(loaded.config, loaded.managed)),
+      log: (l) => log.info(l),
+    });
   }
   // Once the setup screen has saved, every channel and event is the new core's.
-  const delegating = Object.fromEntries(
-    CHANNEL_NAMES.map((name) => [name, (request: unknown) => ((core?.handlers ?? handlers!)[name] as (r: unknown) => Promise<unknown>)(request)]),
-  ) as ContractHandlers;
+  const delegating = host?.handlers ?? core!.handlers;
   let web: WebServer;
   try {
     web = await startWebServer({
       handlers: delegating,
-      events: (event, listener) => {
-        if (core) return core.events(event, listener);
-        const s: Early = { event, listener: listener as Early['listener'] };
-        early.add(s);
-        return () => {
-          early.delete(s);
-          s.off?.();
-        };
-      },
+      events: host?.events ?? core!.events,
       staticDir,
       port: options.port,
       log: (l) => log.info(l),
@@ -199,32 +181,6 @@ export async function serve(options: {
       await web.close();
       await core?.stop();
     },
-  };
-}
-
-/** While nothing is configured: the setup channels, a status that says so, and every other channel refusing. */
-function setupModeHandlers(setup: ReturnType<typeof setupHandlers>, appVersion: string): ContractHandlers {
-  const notYet = async (): Promise<never> => {
-    throw new AppError('CONFIG_MISSING', 'Countersign is not configured yet: finish the setup screen first.');
-  };
-  const refusing = Object.fromEntries(CHANNEL_NAMES.map((name) => [name, notYet])) as unknown as ContractHandlers;
-  return {
-    ...refusing,
-    ...setup,
-    'status.get': async () => ({
-      host: 'headless' as const,
-      version: appVersion,
-      demo: false,
-      setup: true,
-      user: null,
-      session: { state: 'signed_out' as const },
-      idp: { issuer: '', state: 'unknown' as const, delegation: 'rar' as const },
-      vault: { address: '', state: 'unknown' as const },
-      claudeDesktop: { configured: false, connected: false },
-      bridgeSessions: [],
-      pendingApprovals: 0,
-      calls: 0,
-    }),
   };
 }
 
@@ -263,7 +219,8 @@ export async function runServe(argv: string[]): Promise<number> {
     throw error;
   });
   const served = await serve({
-    ...(loaded ? { config: loaded.config, ...(loaded.managed ? { managed: loaded.managed } : {}) } : { configFile: file }),
+    ...(loaded ? { config: loaded.config, ...(loaded.managed ? { managed: loaded.managed } : {}) } : {}),
+    configFile: file,
     port: f.port ? Number(f.port) : undefined,
   });
   const stopRequested = untilSignal(); // listening before anything is printed that a script could act on

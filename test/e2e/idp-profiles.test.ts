@@ -8,7 +8,7 @@
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { JWTPayload } from 'jose';
@@ -21,7 +21,7 @@ import { ScriptedPrompterForTests } from '../../main/core/approvals/prompter.ts'
 import { MemorySecretStore } from '../../main/core/secrets/memory-store.ts';
 import { installExchangeKey } from '../../main/core/idp/exchange-client.ts';
 import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
-import { connectBridge, startLabCore } from '../helpers/lab-core.ts';
+import { connectBridge, startLabCore, stopAll } from '../helpers/lab-core.ts';
 
 type Forgery = {
   name: string;
@@ -180,13 +180,7 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
     admin.on('error', () => {});
   }, 120_000);
 
-  afterAll(async () => {
-    await client?.close().catch(() => {});
-    await admin?.end().catch(() => {});
-    await core?.stop();
-    await lab?.stop();
-    if (home) await rm(home, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => stopAll([client, admin, core, lab], home), 60_000);
 
   const lastRecord = () => core.audit.page({ filter: { tool: 'query' }, limit: 1 }).records[0]!;
 

@@ -9,7 +9,7 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -20,7 +20,7 @@ import type { Core } from '../../main/core/app.ts';
 import { ScriptedPrompterForTests } from '../../main/core/approvals/prompter.ts';
 import { parseAppConfig } from '../../main/core/config/config.ts';
 import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
-import { connectBridge, startLabCore } from '../helpers/lab-core.ts';
+import { connectBridge, startLabCore, stopAll } from '../helpers/lab-core.ts';
 
 const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
 
@@ -44,14 +44,7 @@ beforeAll(async () => {
   admin.on('error', () => {});
 }, 120_000);
 
-afterAll(async () => {
-  await client?.close().catch(() => {});
-  await admin?.end().catch(() => {});
-  await core?.stop();
-  await lab?.stop();
-  await browser?.close();
-  if (home) await rm(home, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => stopAll([client, admin, core, lab, browser], home), 60_000);
 
 function vaultLinesFor(jti: string): Array<{ auth: { metadata: Record<string, string> }; request: { path: string }; error?: string }> {
   return readFileSync(lab.vaultAuditLogPath, 'utf8')

@@ -78,7 +78,7 @@ it('shows the organisation’s fields as managed, with its values, and offers no
   expect(await page.getByRole('article', { name: 'Identity provider settings' }).textContent()).not.toContain(
     'Managed by your organisation',
   );
-  // Nothing on the screen edits a setting (the theme is the browser's own preference, not configuration).
+  // The cards only show; the configuration form is where a field changes, and a managed one is disabled there.
   expect(await vault.locator('input, select, textarea, [contenteditable="true"]').count()).toBe(0);
   expect(
     await page
@@ -87,7 +87,6 @@ it('shows the organisation’s fields as managed, with its values, and offers no
       .count(),
   ).toBe(0);
   await page.close();
-  // The UI's contract has no channel that writes configuration, so no page can change a field;
-  // whoever adds one must refuse the managed fields (this line is where that starts).
-  expect(Object.keys(CHANNELS).filter((name) => name.startsWith('settings.'))).toEqual(['settings.get']);
+  // The one channel that writes configuration refuses the managed fields (test/headless/settings-edit.test.ts).
+  expect(Object.keys(CHANNELS).filter((name) => name.startsWith('settings.'))).toEqual(['settings.get', 'settings.config', 'settings.save']);
 });

@@ -4,8 +4,7 @@
  * `countersign open` gets a fresh link from the running core over its authenticated socket. The lab,
  * `serve()` with the built web UI, the bundled bridge under the MCP SDK client, Chromium as the browser.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,9 +17,8 @@ import { controlRequest } from '../../main/core/mcp/control-client.ts';
 import { hostPaths } from '../../main/core/mcp/host-paths.ts';
 import { runOpen } from '../../main/headless/open.ts';
 import type { Served } from '../../main/headless/start.ts';
-import { buildBridgeInto } from '../bridge/helpers.ts';
 import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
-import { serveForTest, stopAll } from '../helpers/lab-core.ts';
+import { connectBuiltBridge, serveForTest, stopAll } from '../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -41,15 +39,7 @@ beforeAll(async () => {
     // Every summons counts here, so that what keeps a second page from opening is the live page alone.
     summonEveryMs: 0,
   });
-  client = new Client({ name: 'claude-ai', version: '0.1.0' });
-  await client.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: [buildBridgeInto(home)],
-      env: { ...getDefaultEnvironment(), COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
-      stderr: 'ignore',
-    }),
-  );
+  client = await connectBuiltBridge(home, { name: 'claude-ai', version: '0.1.0' });
 }, 90_000);
 
 afterAll(() => stopAll([client, served, browser, lab], home), 60_000);

@@ -2,25 +2,27 @@
  * First run without a text editor: `serve()` with no configuration file opens the web UI on the setup
  * screen; in Chromium a person fills in the lab's issuer (the lab speaking as Keycloak), client, Vault
  * and PostgreSQL, reads the doctor's findings, saves, signs in on the lab's page, and an MCP client
- * spawning the bridge makes a tier-1 `query` that succeeds and is recorded. Nothing but the screen
+ * spawning the bridge makes a tier-1 `query` that succeeds and is recorded; between the two,
+ * `countersign doctor` on the file the screen wrote exits 0. Nothing but the screen
  * writes the configuration. A broken configuration file still refuses to start, with its reason.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { mkdtemp, readFile, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEMO_POLICY_FILE } from '../../lab/app-config.ts';
 import { startLab, type Lab } from '../../lab/index.ts';
 import type { LoadedConfig } from '../../main/core/config/config.ts';
 import { MANAGED_CONFIG_ENV } from '../../main/core/config/managed.ts';
 import { setupHandlers } from '../../main/core/setup/setup.ts';
+import { runDoctorCommand } from '../../main/headless/doctor.ts';
 import { runServe, serve, type Served } from '../../main/headless/start.ts';
-import { buildBridgeInto } from '../bridge/helpers.ts';
-import { launchBrowser, type LabBrowser } from '../helpers/browser.ts';
-import { serveForTest, stopAll } from '../helpers/lab-core.ts';
+import { fillSetupTargets } from '../helpers/setup-form.ts';
+import { launchBrowser, logInOnLabPage, type LabBrowser } from '../helpers/browser.ts';
+import { connectBuiltBridge, serveForTest, stopAll } from '../helpers/lab-core.ts';
 
 let lab: Lab;
 let browser: LabBrowser;
@@ -63,16 +65,8 @@ it('goes from no configuration to a first governed call using only the setup scr
   // 2-4. Client, Vault, targets; the doctor's checks that need no sign-in.
   const form = page.getByRole('form', { name: 'Client, Vault and targets' });
   expect(await form.getByLabel(/Register this install as its own client/).isChecked()).toBe(true);
-  await form.getByLabel('Client ID').fill(lab.idp.nativeClientId);
-  await form.getByLabel('Delegation profile').selectOption('rar'); // the wrong one first: the doctor says so
-  await form.getByLabel('Audience of the tokens for Vault').fill(lab.idp.vaultAudience);
-  await form.getByLabel('Resource of your own sign-in token (optional)').fill('urn:countersign:app');
-  await form.getByLabel('Vault address').fill(lab.vaultAddr);
-  await form.getByLabel('Policy file').fill(DEMO_POLICY_FILE);
+  await fillSetupTargets(page, lab, 'rar'); // the wrong profile first: the doctor says so
   const pg = new URL(lab.postgresUrl);
-  await form.getByLabel('PostgreSQL host').fill(pg.hostname);
-  await form.getByLabel('PostgreSQL port').fill(pg.port);
-  await form.getByLabel('PostgreSQL database').fill(pg.pathname.slice(1));
   await form.getByRole('button', { name: 'Check the configuration' }).click();
   const findings = page.getByRole('list', { name: 'Configuration findings' });
   await findings.waitFor({ timeout: 30_000 });
@@ -101,20 +95,25 @@ it('goes from no configuration to a first governed call using only the setup scr
   // The screen is for a first run only.
   await expect(served.core.handlers['setup.save']({ config: saved })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
 
+  // The doctor on the file the screen wrote, with its own throwaway sign-in: a governed call can work.
+  const doctorOut = new PassThrough();
+  let doctorJson = '';
+  doctorOut.on('data', (d: Buffer) => (doctorJson += d.toString()));
+  const doctorCode = await runDoctorCommand(['--config', file, '--json'], {
+    stdout: doctorOut,
+    stderr: new PassThrough(),
+    env: process.env,
+    openExternal: (url) => logInOnLabPage(browser, url),
+  });
+  expect(JSON.parse(doctorJson)).toMatchObject({ ok: true, delegation: { configured: 'scopes', fits: 'scopes' } });
+  expect(doctorCode).toBe(0);
+
   // Sign in from the page, on the lab's login page.
   await page.getByRole('button', { name: 'Sign in with your identity provider' }).click();
   await expect.poll(() => served.core.status().user?.sub, { timeout: 30_000 }).toBeTruthy();
 
   // A first governed call through the bridge, recorded.
-  client = new Client({ name: 'claude-ai', version: '0.1.0' });
-  await client.connect(
-    new StdioClientTransport({
-      command: process.execPath,
-      args: [buildBridgeInto(home)],
-      env: { ...getDefaultEnvironment(), COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
-      stderr: 'ignore',
-    }),
-  );
+  client = await connectBuiltBridge(home, { name: 'claude-ai', version: '0.1.0' });
   const before = served.core.audit.count({ kind: ['tool_call'] });
   const result = (await client.callTool({ name: 'query', arguments: { sql: 'SELECT count(*) AS n FROM patients' } }, CallToolResultSchema)) as CallToolResult;
   expect(result.isError, JSON.stringify(result.content)).toBeFalsy();

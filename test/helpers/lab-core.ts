@@ -18,6 +18,7 @@ import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
 import { parseAppConfig } from '../../main/core/config/config.ts';
 import { serve, type Served } from '../../main/headless/start.ts';
 import { MemorySecretStore } from '../../main/core/secrets/memory-store.ts';
+import { buildBridgeInto } from '../bridge/helpers.ts';
 import { logInOnLabPage, type LabBrowser } from './browser.ts';
 import { REPO_ROOT } from './ui.ts';
 
@@ -54,6 +55,20 @@ export function startLabCore({ lab, home, browser, ...options }: LabCoreOptions)
   });
 }
 
+/** An MCP SDK client on the bundled bridge (dist/bridge.mjs built into `home`), with no app to start. */
+export async function connectBuiltBridge(home: string, clientInfo: { name: string; version: string }): Promise<Client> {
+  const client = new Client(clientInfo);
+  await client.connect(
+    new StdioClientTransport({
+      command: process.execPath,
+      args: [buildBridgeInto(home)],
+      env: { ...getDefaultEnvironment(), COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' },
+      stderr: 'ignore',
+    }),
+  );
+  return client;
+}
+
 /** An MCP SDK client on the bridge, started from the entry Countersign writes into Claude Desktop's configuration. */
 export async function connectBridge(home: string, clientInfo: { name: string; version: string }): Promise<Client> {
   const entry = mcpConfigEntry({ countersignHome: home, bridgePath: join(REPO_ROOT, 'bridge', 'main.ts') });
@@ -71,11 +86,13 @@ export function serveForTest(options: Parameters<typeof serve>[0] & { home: stri
   return serve({ log: quietLog, openUi: async () => {}, openExternal: (url) => logInOnLabPage(browser, url), ...rest });
 }
 
+type Stoppable = { close(): Promise<unknown> } | { stop(): Promise<unknown> } | { end(): Promise<unknown> };
+
 /** Stops what a test started, in the order given, skipping what never started; then removes its home. */
-export async function stopAll(parts: Array<{ close(): Promise<unknown> } | { stop(): Promise<unknown> } | undefined>, home?: string): Promise<void> {
+export async function stopAll(parts: Array<Stoppable | undefined>, home?: string): Promise<void> {
   for (const part of parts) {
     if (!part) continue;
-    await ('close' in part ? part.close() : part.stop());
+    await ('close' in part ? part.close() : 'stop' in part ? part.stop() : part.end());
   }
   if (home) await rm(home, { recursive: true, force: true });
 }

@@ -256,6 +256,8 @@ export function createFixtureApp(options: { demo?: boolean } = {}): FixtureApp {
     'setup.discover': configured,
     'setup.check': configured,
     'setup.save': configured,
+    'settings.config': configured,
+    'settings.save': configured,
   };
 
   const events: EventSubscribe = (event, listener) => {

@@ -14,7 +14,8 @@ export interface PeerIdentity {
   uid?: number;
 }
 
-export async function peerOf(socket: Socket, timeoutMs = 1000): Promise<PeerIdentity> {
+/** `ss` reads every process's descriptors; under load it can take seconds. A call waits for it at most 500 ms (mcp-session.ts). */
+export async function peerOf(socket: Socket, timeoutMs = 5000): Promise<PeerIdentity> {
   if (process.platform !== 'linux') return {};
   try {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;

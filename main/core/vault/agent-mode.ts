@@ -87,7 +87,8 @@ export async function revokeLeaseOnRestart(r: AgentLeaseRecovery, user: UserIden
       signal,
     });
   } catch (error) {
-    const code = AppError.from(error).code;
+    // Our own deadline reads as a cancellation to the exchanger: it is the IdP not answering in time.
+    const code = signal.aborted ? 'IDP_UNAVAILABLE' : AppError.from(error).code;
     return {
       hops: [
         { name: 'exchange', outcome: 'error', ms: ms(), code, detail: 'revocation only: the identity provider gave no token' },
@@ -114,7 +115,7 @@ export async function revokeLeaseOnRestart(r: AgentLeaseRecovery, user: UserIden
       fate: revoked ? 'its lease was revoked on restart with a revocation-only OBO' : 'Vault no longer held its lease on restart (it had expired or been revoked)',
     };
   } catch (error) {
-    const code = AppError.from(error).code;
+    const code = signal.aborted ? 'VAULT_UNAVAILABLE' : AppError.from(error).code;
     return {
       hops: [exchange, { name: 'revoke', outcome: 'error', ms: Math.round(performance.now() - t1), code, detail: 'mode=agent lease not revoked on restart; it expires at its Vault TTL' }],
       fate: `its lease could not be revoked on restart (Vault: ${code}) and expires within its Vault TTL`,

@@ -1,4 +1,5 @@
 import { Badge, ErrorNote } from '../components/common.tsx';
+import { ConfigEditor } from './config-editor.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 import type { Theme } from '../lib/theme.ts';
 
@@ -109,6 +110,7 @@ export function SettingsScreen({ theme, setTheme }: { theme: Theme; setTheme(t: 
               <ErrorNote error={connect.error} />
             </article>
           </div>
+          <ConfigEditor />
           <h2 id="policy-title">
             Policy (read-only)
             <Managed fields={s.managed?.fields} path="policyFile" />

@@ -8,6 +8,7 @@ import { findSecret, labTokenSource } from './fixtures.ts';
 import type { Broker } from '../../../main/core/broker/index.ts';
 import { createUpstreamConnectors } from '../../../main/core/connectors/mcp-upstream/index.ts';
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
+import { AppError } from '../../../common/errors.ts';
 import { closeAbortedCalls } from '../../../main/core/app.ts';
 import { SqliteCallJournal } from '../../../main/core/audit/journal.ts';
 import { AuditStore } from '../../../main/core/audit/store.ts';
@@ -333,6 +334,35 @@ describe('agent mode after a restart: the lease a killed run left', () => {
     } finally {
       await rootRevoke(left.creds.leaseId);
       await left.close();
+    }
+  });
+
+  it('asks for the revocations side by side: an identity provider that does not answer delays the start once, and each record says the lease was left to its TTL', async () => {
+    const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test') });
+    const journal = new SqliteCallJournal(dir, { sealKey: audit.installKeys!.hmacKey });
+    for (const n of [1, 2, 3]) {
+      journal.begin(`k${n}`, { tool: 'query', startedAt: new Date().toISOString(), user: lab.alice.user(), tier: 1, keys: { mcp_request_id: `k-${n}`, lease_id: `database/creds/clinic-read/gone-${n}` } });
+    }
+    // An IdP that takes the request and never answers: the exchange ends only when recovery gives up.
+    const silent: TokenExchanger = {
+      exchange: (req) => new Promise((_, reject) => req.signal!.addEventListener('abort', () => reject(new AppError('CANCELLED', 'The call was cancelled during the token exchange.')))),
+    };
+    try {
+      const t0 = Date.now();
+      expect(await closeAbortedCalls(journal, audit, quiet, lab.vaultClient, { ...recovery(lab.alice, silent), timeoutMs: 1_500 })).toBe(3);
+      expect(Date.now() - t0).toBeLessThan(2 * 1_500);
+      const records = audit.page({ limit: 10 }).records;
+      expect(records.map((r) => r.keys.mcp_request_id).sort()).toEqual(['k-1', 'k-2', 'k-3']);
+      for (const r of records) {
+        expect(r.hops.map((h) => [h.name, h.outcome, h.code])).toEqual([
+          ['exchange', 'error', 'IDP_UNAVAILABLE'],
+          ['revoke', 'error', 'IDP_UNAVAILABLE'],
+        ]);
+        expect(r.summary).toContain('expires within its Vault TTL');
+      }
+    } finally {
+      journal.close();
+      await audit.close();
     }
   });
 

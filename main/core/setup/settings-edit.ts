@@ -1,0 +1,89 @@
+/**
+ * Changing the configuration from the settings screen. The screen sends only the fields the person
+ * changed, by dotted path; each save reads the person's file afresh, refuses any field the
+ * organisation manages (managed.ts), lays the changes over the file, validates the result with the
+ * organisation's fields laid over it exactly as a start would, and writes it owner-only and atomically
+ * (setup.ts's writeOwnerOnly). A refused save writes nothing and names the field; the screen keeps what
+ * the person typed. The running app takes the new file at its next start, and says so.
+ */
+import { readFile } from 'node:fs/promises';
+import type { ContractHandlers } from '../../../common/contract.ts';
+import { AppError } from '../../../common/errors.ts';
+import { parseAppConfig } from '../config/config.ts';
+import { applyManaged, isManaged, readManagedConfig } from '../config/managed.ts';
+import { writeOwnerOnly } from './setup.ts';
+
+type EditChannel = 'settings.config' | 'settings.save';
+
+export interface SettingsEditOptions {
+  /** The person's configuration file (`<dataDir>/config.json` or `--config FILE`). */
+  file: string;
+  platform: NodeJS.Platform;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function settingsEditHandlers(o: SettingsEditOptions): Pick<ContractHandlers, EditChannel> {
+  const own = async (): Promise<Record<string, unknown>> => {
+    let text: string;
+    try {
+      text = await readFile(o.file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}; // the managed configuration alone
+      throw new AppError('CONFIG_INVALID', `${o.file} could not be read.`, { cause: error });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new AppError('CONFIG_INVALID', `${o.file} is not valid JSON: ${(error as Error).message}`);
+    }
+    if (!isObject(json)) throw new AppError('CONFIG_INVALID', `${o.file} must hold a JSON object.`);
+    return json;
+  };
+  return {
+    'settings.config': async () => {
+      const [person, managed] = await Promise.all([own(), readManagedConfig(o)]);
+      const effective = managed ? applyManaged(person, managed.values).merged : person;
+      return {
+        file: o.file,
+        config: effective,
+        managed: managed ? { where: managed.where, fields: applyManaged({}, managed.values).fields } : null,
+      };
+    },
+    'settings.save': async ({ changes }) => {
+      const [person, managed] = await Promise.all([own(), readManagedConfig(o)]);
+      const fields = managed ? applyManaged({}, managed.values).fields : [];
+      const paths = Object.keys(changes);
+      if (paths.length === 0) throw new AppError('INPUT_INVALID', 'Nothing was changed.');
+      // A managed field, or a section holding one (replacing the section would drop it from the file's view).
+      const locked = paths.find((p) => isManaged(fields, p) || fields.some((f) => f.startsWith(`${p}.`)));
+      if (locked) {
+        throw new AppError(
+          'CONFIG_INVALID',
+          `${locked} is managed by your organisation (${managed!.where}) and cannot be changed here; nothing was saved.`,
+        );
+      }
+      const next = structuredClone(person);
+      for (const [p, value] of Object.entries(changes)) setPath(next, p, value);
+      const merged = managed ? applyManaged(next, managed.values).merged : next;
+      parseAppConfig(merged, 'The configuration'); // names the field at fault; nothing is written then
+      await writeOwnerOnly(o.file, `${JSON.stringify(next, null, 2)}\n`);
+      return { file: o.file, appliesAt: 'next-start' as const };
+    },
+  };
+}
+
+/** Sets (or with null, removes) a dotted path, making the objects on the way. */
+function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
+  const keys = dotted.split('.');
+  let at: Record<string, unknown> = target;
+  for (const k of keys.slice(0, -1)) {
+    if (!isObject(at[k])) at[k] = {};
+    at = at[k] as Record<string, unknown>;
+  }
+  const last = keys.at(-1)!;
+  if (value === null) delete at[last];
+  else at[last] = value;
+}
