@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ContractHandlers } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
-import { parseAppConfig } from '../config/config.ts';
+import { AppConfigSchema, parseAppConfig } from '../config/config.ts';
 import { applyManaged, isManaged, readManagedConfig } from '../config/managed.ts';
 import { writeOwnerOnly } from './setup.ts';
 
@@ -45,10 +45,12 @@ export function settingsEditHandlers(o: SettingsEditOptions): Pick<ContractHandl
   return {
     'settings.config': async () => {
       const [person, managed] = await Promise.all([own(), readManagedConfig(o)]);
-      const effective = managed ? applyManaged(person, managed.values).merged : person;
+      const merged = managed ? applyManaged(person, managed.values).merged : person;
+      // Shown with the defaults a start fills in (a time-out the file leaves out is shown as 45, not blank).
+      const parsed = AppConfigSchema.safeParse(merged);
       return {
         file: o.file,
-        config: effective,
+        config: parsed.success ? (parsed.data as Record<string, unknown>) : merged,
         managed: managed ? { where: managed.where, fields: applyManaged({}, managed.values).fields } : null,
       };
     },
