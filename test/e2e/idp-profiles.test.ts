@@ -210,6 +210,10 @@ describe.each(['keycloak', 'okta', 'verify'] as const)('the lab IdP speaking as 
       expect(issued).toMatchObject({ cid: lab.idp.exchangeClientId, scp: ['vault:clinic-read'] });
       expect((issued!.exp as number) - (issued!.iat as number)).toBe(300);
       expect(issued).not.toHaveProperty('azp');
+      // The record says the weaker lifetime setting ran.
+      expect(exchange.detail).toContain('lifetime=300s (over 60 s: idp.allowLongLivedOboUpToSeconds)');
+    } else {
+      expect(exchange.detail).not.toContain('lifetime=');
     }
     if (expected === 'scopes')
       expect(exchange.detail).toMatch(

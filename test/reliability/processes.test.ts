@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolvePaths } from '../../common/paths.ts';
 import { AuditStore } from '../../main/core/audit/store.ts';
 import { exportLines } from '../../main/core/audit/export.ts';
+import { JOURNAL_FILE } from '../../main/core/audit/journal.ts';
 import { decodeJwt } from '../lab/idp-fixtures.ts';
 import { artifactBytes, describeHits, scanForSecrets, type Artifact } from '../helpers/secret-scan.ts';
 import { DEMO_POLICY_FILE, faultLedger, LONG, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';
@@ -105,6 +106,31 @@ async function untilStatementRuns(client: LineClient, withinMs = 10_000): Promis
     if (running) return running.usename;
     if (Date.now() > deadline) throw new Error(`no per-call role ever ran the statement (seen: ${[...new Set(seen)].join(' | ')}); the client got: ${client.received.join('\n').slice(-1500)}; core: ${coreStderr.join('').slice(-1500)}`);
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Waits until each of `ids` is in the core's in-flight journal or its audit store. */
+async function reachedCore(ids: string[], withinMs: number): Promise<void> {
+  const { DatabaseSync } = await import('node:sqlite');
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const seen = new Set<unknown>();
+    try {
+      const db = new DatabaseSync(join(paths().dataDir, JOURNAL_FILE), { readOnly: true });
+      try {
+        for (const row of db.prepare('SELECT body FROM calls').all() as Array<{ body: string }>) seen.add((JSON.parse(row.body) as { keys?: { mcp_request_id?: unknown } }).keys?.mcp_request_id);
+      } finally {
+        db.close();
+      }
+    } catch {
+      // not created yet, or busy: looked at again
+    }
+    const missing = ids.filter((id) => !seen.has(id));
+    if (missing.length === 0) return;
+    const counts = await withAudit((store) => requestIdCounts(store));
+    if (missing.every((id) => counts.has(id))) return;
+    if (Date.now() > deadline) throw new Error(`calls never reached the core: ${missing.filter((id) => !counts.has(id)).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -317,7 +343,10 @@ describe('the core killed mid-call and started again', () => {
           let resume!: () => void;
           paused = new Promise<void>((r) => (resume = r));
           killedAfter = answers.size;
-          await new Promise((r) => setTimeout(r, 150));
+          // Every call still waiting must have reached the core (begun in its journal, or already
+          // recorded) before the kill: a request still in the socket's buffer never did. Waited for
+          // by reading the core's own files, not for a fixed time, which a loaded machine outran.
+          await reachedCore(sent.filter((id) => !answers.has(id)), 10_000);
           await killed(core!);
           core = await startCoreChild();
           resume();

@@ -208,7 +208,7 @@ export class CallCredential implements AsyncDisposable {
         return o;
       },
       (o: Obo) =>
-        `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}`,
+        `${delegationDetail(o)} vault_role=${o.vaultRole}${o.acr ? ` acr=${o.acr}` : ''}${o.steppedUp ? ' stepped_up' : ''}${longLifetime(o)}`,
     );
     const obo = idpApproval ? await approvedThroughIdp(exchanged, plan, idpApproval) : await exchanged;
     trace.keys.obo_jti = obo.jti;
@@ -321,6 +321,12 @@ export class CallCredential implements AsyncDisposable {
     if (state !== 'gone')
       this.#s.log(`broker: database role ${credential.username} still ${state} after revocation`);
   }
+}
+
+/** The OBO's lifetime when it is over the 60 s norm (idp.allowLongLivedOboUpToSeconds), so the record shows the weaker setting ran. */
+function longLifetime(o: Obo): string {
+  const s = o.exp - o.iat;
+  return s > 60 ? ` lifetime=${s}s (over 60 s: idp.allowLongLivedOboUpToSeconds)` : '';
 }
 
 /** The exchange hop's account of who decided: the RAR itself, or a scope standing for the credential. */
