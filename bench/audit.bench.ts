@@ -24,19 +24,8 @@ import type { AuditPageRequest } from '../common/contract.ts';
 import { canonicalJson } from '../common/canonical-json.ts';
 import { AuditStore } from '../main/core/audit/store.ts';
 import type { SecretStore } from '../main/core/ports.ts';
-import { goal, percentiles, plain, ratioOf, round, type Figures, type Percentiles } from './figures.ts';
+import { goal, percentiles, plain, ratioOf, rng, round, type Figures, type Percentiles } from './figures.ts';
 
-/** A deterministic generator (mulberry32), so every run fills the same store. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Picks from weighted choices. */
 function weighted<T>(choices: ReadonlyArray<readonly [T, number]>): (r: number) => T {

@@ -186,32 +186,19 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     holdCredential: timed((i, t) => journal.holdCredential(i, t)),
     end: timed((i) => journal.end(i)),
   };
-  const broker = createBroker({
-    connectors: [createPostgresConnector({ policy, connection })],
-    tokens: auth,
-    idp,
-    vault,
-    audit: timedAudit,
-    journal: timedJournal,
-  });
-  const agentBroker = createBroker({
-    connectors: [createPostgresConnector({ policy, connection })],
-    tokens: auth,
-    idp,
-    vault,
-    audit: timedAudit,
-    journal: timedJournal,
-    vaultMode: 'agent',
-  });
-  const onResultBroker = createBroker({
-    connectors: [createPostgresConnector({ policy, connection })],
-    tokens: auth,
-    idp,
-    vault,
-    audit: timedAudit,
-    journal: timedJournal,
-    answer: 'on-result',
-  });
+  const brokerWith = (extra: Partial<Parameters<typeof createBroker>[0]> = {}) =>
+    createBroker({
+      connectors: [createPostgresConnector({ policy, connection })],
+      tokens: auth,
+      idp,
+      vault,
+      audit: timedAudit,
+      journal: timedJournal,
+      ...extra,
+    });
+  const broker = brokerWith();
+  const agentBroker = brokerWith({ vaultMode: 'agent' });
+  const onResultBroker = brokerWith({ answer: 'on-result' });
   // Each call's record, found by its request id: written before the answer today, after it should the
   // broker answer first and revoke just after; either way a sample ends once its call is recorded.
   const waiting = new Map<number, (r: AuditRecord) => void>();

@@ -91,3 +91,15 @@ export function ratioOf(num: number | undefined | null, den: number | undefined 
   if (num == null || den == null || !Number.isFinite(num) || !Number.isFinite(den) || den === 0) return null;
   return round(num / den);
 }
+
+/** A deterministic generator (mulberry32), so every run fills the same store. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,17 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { medianWithCi } from '../../bench/figures.ts';
-
-/** A seeded generator, so the coverage below is the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { medianWithCi, rng } from '../../bench/figures.ts';
 
 describe('the median and its 95% confidence interval (the bench’s paired comparisons)', () => {
   it('takes the order statistics the binomial tail names', () => {
@@ -20,7 +8,7 @@ describe('the median and its 95% confidence interval (the bench’s paired compa
   });
 
   it('covers the true median of a skewed distribution about 95% of the time at 200 samples', () => {
-    const random = mulberry32(7);
+    const random = rng(7);
     const trueMedian = Math.LN2; // exponential(1)
     let covered = 0;
     const runs = 400;

@@ -95,6 +95,30 @@ export class CallCredential implements AsyncDisposable {
     this.#agentMode = settings.vaultMode === 'agent' && plan.credential.kind !== 'obo';
   }
 
+  /** The per-call database role from Vault (`token`: a Vault token, or the OBO in agent mode), with its join keys noted. */
+  async #databaseCreds(
+    token: string,
+    mount: string,
+    role: string,
+    detail: string,
+    hold?: (creds: { leaseId: string; leaseDuration: number }) => void,
+  ): Promise<void> {
+    const trace = this.#trace;
+    const r = await trace.hop(
+      'vault_creds',
+      async () => {
+        const creds = await this.#s.vault.databaseCreds(token, mount, role);
+        trace.secrets.add(creds.password);
+        this.#credential = { kind: 'database', username: creds.username, password: creds.password };
+        hold?.(creds);
+        return creds;
+      },
+      (x) => `request_id=${x.requestId} ttl=${x.leaseDuration}s${detail}`,
+    );
+    Object.assign(trace.keys, { vault_request_id: r.requestId, lease_id: r.leaseId, db_role: r.username });
+    trace.noteKeys();
+  }
+
   /** Exchange → Vault (when the plan asks for a credential). Every hop lands in the trace. */
   async obtain(): Promise<HeldCredential> {
     const { signal } = this.#ctx;
@@ -106,23 +130,16 @@ export class CallCredential implements AsyncDisposable {
     } else if (this.#agentMode) {
       // No login: the OBO goes to the credential's path as X-Vault-Token. Not cancelled mid-flight either.
       if (c.kind === 'vault-database') {
-        const creds = await trace.hop(
-          'vault_creds',
-          async () => {
-            const r = await this.#s.vault.databaseCreds(obo.token, c.dbMount, c.dbRole);
-            trace.secrets.add(r.password);
-            this.#credential = { kind: 'database', username: r.username, password: r.password };
+        // The lease is held for revocation the moment Vault hands it over.
+        await this.#databaseCreds(
+          obo.token,
+          c.dbMount,
+          c.dbRole,
+          ` mode=agent jwt_unique_id=${obo.jti}`,
+          (r) => {
             this.#lease = { obo: obo.token, leaseId: r.leaseId, ttl: r.leaseDuration };
-            return r;
           },
-          (r) => `request_id=${r.requestId} ttl=${r.leaseDuration}s mode=agent jwt_unique_id=${obo.jti}`,
         );
-        Object.assign(trace.keys, {
-          vault_request_id: creds.requestId,
-          lease_id: creds.leaseId,
-          db_role: creds.username,
-        });
-        trace.noteKeys();
       } else {
         this.#credential = await this.#apiKey(c, obo.token, ` mode=agent jwt_unique_id=${obo.jti}`);
       }
@@ -146,22 +163,7 @@ export class CallCredential implements AsyncDisposable {
       signal.throwIfAborted();
       if (c.kind === 'vault-database') {
         const dbRole = c.role === obo.vaultRole ? c.dbRole : obo.vaultRole;
-        const creds = await trace.hop(
-          'vault_creds',
-          async () => {
-            const r = await this.#s.vault.databaseCreds(login.token, c.dbMount, dbRole);
-            trace.secrets.add(r.password);
-            this.#credential = { kind: 'database', username: r.username, password: r.password };
-            return r;
-          },
-          (r) => `request_id=${r.requestId} ttl=${r.leaseDuration}s`,
-        );
-        Object.assign(trace.keys, {
-          vault_request_id: creds.requestId,
-          lease_id: creds.leaseId,
-          db_role: creds.username,
-        });
-        trace.noteKeys();
+        await this.#databaseCreds(login.token, c.dbMount, dbRole, '');
       } else {
         this.#credential = await this.#apiKey(c, login.token, '');
       }
