@@ -267,8 +267,9 @@ describe('the renderer against the headless host', () => {
     await page.locator('#row-0').click();
     const detail = page.getByRole('complementary');
     await detail.getByRole('heading', { name: 'Call #1234' }).waitFor();
+    // The heading shows at once; the record's body follows its own audit.get.
     const hops = detail.getByRole('list', { name: 'Hops with durations' }).getByRole('listitem');
-    expect(await hops.count()).toBe(9);
+    await poll(() => hops.count()).toBe(9);
     expect(await hops.nth(5).getAttribute('aria-label')).toBe('Vault credential: ok, 21.5 ms');
     const text = await detail.textContent();
     expect(text).toContain('database/creds/clinic-read/lease-1234');
