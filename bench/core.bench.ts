@@ -20,7 +20,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectOnce } from '../bridge/relay.ts';
+import { connectOnce } from '../bridge/core-connection.ts';
 import { resolvePaths } from '../common/paths.ts';
 import { CORE_NODE_OPTIONS } from '../main/headless/start.ts';
 import { decodeJwt, signIn } from '../test/lab/idp-fixtures.ts';
