@@ -12,7 +12,7 @@ import { queryExtended } from './extended-query.ts';
 import type { SqlClassification } from './sql-classify.ts';
 
 /** One round trip; each row is a problem. Parameters are text arrays. */
-export const PREFLIGHT_SQL = `
+const PREFLIGHT_SQL = `
 WITH path AS (
   SELECT n.oid FROM pg_catalog.pg_namespace n
    WHERE n.nspname = ANY (pg_catalog.current_schemas(true)) AND n.nspname <> 'pg_catalog'
@@ -37,7 +37,7 @@ SELECT 'operator', o.oprname::text, NULL
 const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table', S: 'a sequence', r: 'a table with inheritance children or a partition' };
 
 /** The parameters of PREFLIGHT_SQL for one classified statement. */
-export function preflightParams(c: SqlClassification): string[][] {
+function preflightParams(c: SqlClassification): string[][] {
   const n = c.names;
   return [
     c.tables,
