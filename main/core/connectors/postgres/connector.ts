@@ -13,6 +13,7 @@ import { canonicalJson } from '../../../../common/canonical-json.ts';
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
+import { KnownSecrets } from '../../audit/redact.ts';
 import type { PostgresPolicy } from '../../policy/policy.ts';
 import type { CallPlan, Connector, ExecuteContext } from '../types.ts';
 import { tlsConnectFailure } from './tls.ts';
@@ -368,8 +369,8 @@ export function toAppError(error: unknown, ...secrets: string[]): AppError {
       break;
   }
   if (/^[0-9A-Z]{5}$/.test(code) && SHAREABLE_CLASSES.has(code.slice(0, 2))) {
-    let text = String((error as Error).message ?? '').slice(0, 300);
-    for (const s of secrets) if (s) text = text.split(s).join('[redacted]');
+    // Masked before it is cut, so a cut cannot leave part of a secret.
+    const text = KnownSecrets.of(secrets).mask(String((error as Error).message ?? '')).slice(0, 300);
     return new AppError('DB_ERROR', `PostgreSQL rejected the statement (SQLSTATE ${code}): ${text}`, { cause: error });
   }
   return new AppError('DB_ERROR', `PostgreSQL could not run the statement${code ? ` (SQLSTATE ${code})` : ''}.`, { cause: error });
