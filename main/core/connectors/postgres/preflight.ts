@@ -37,7 +37,7 @@ SELECT 'operator', o.oprname::text, NULL
 const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table', S: 'a sequence', r: 'a table with inheritance children or a partition' };
 
 /** The parameters of PREFLIGHT_SQL for one classified statement. */
-function preflightParams(c: SqlClassification): string[][] {
+export function preflightParams(c: SqlClassification): string[][] {
   const n = c.names;
   return [
     c.tables,
