@@ -33,7 +33,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { LineSplitter } from '../common/handshake.ts';
 import { resolvePaths } from '../common/paths.ts';
-import { connectOnce } from '../bridge/relay.ts';
+import { connectOnce } from '../bridge/core-connection.ts';
 import type { ToolHost } from '../main/core/connectors/types.ts';
 import { startSocketServer } from '../main/core/mcp/socket-server.ts';
 import { goal, plain, ratioOf, type Figures } from './figures.ts';

@@ -4,7 +4,8 @@
  */
 import './node-check.ts';
 import { resolveNodeHostPaths } from '../common/node/host-paths.ts';
-import { makeLog, startBridge } from './relay.ts';
+import { makeLog } from './log.ts';
+import { startBridge } from './relay.ts';
 import { CORE_V8_FLAGS } from '../common/v8-flags.ts';
 
 // Built-ins through process.getBuiltinModule, not static imports: see relay.ts.

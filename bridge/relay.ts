@@ -17,33 +17,14 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import {
-  HANDSHAKE_TIMEOUT_MS,
-  HANDSHAKE_VERSION,
-  LineSplitter,
-  MAX_HANDSHAKE_LINE,
-  MAX_MESSAGE_BYTES,
-  clientProof,
-  constantTimeEqual,
-  encodeLine,
-  parseChallenge,
-  parseWelcome,
-  serverProof,
-  type Hmac,
-} from '../common/handshake.ts';
-import { randomHex } from '../common/node/random.ts';
+import { LineSplitter, MAX_MESSAGE_BYTES, encodeLine } from '../common/handshake.ts';
+import { ConnectError, connectOnce } from './core-connection.ts';
+import { RESTARTED_MESSAGE, decoder, errorFor, isId, key, offlineAnswer, parseQueued, resultId, type Id, type Json } from './json-rpc.ts';
 
 // Node's built-ins are taken with process.getBuiltinModule rather than static `import`s: an ES module
 // that imports a built-in pays for wrapping all of its exports as a module namespace, which measured
 // about 5 ms of the bridge's start. node:child_process is taken only when the app must be started.
-const { appendFileSync, mkdirSync, readFileSync } = process.getBuiltinModule('node:fs');
-const { connect } = process.getBuiltinModule('node:net');
 
-export const BRIDGE_VERSION = '0.1.0';
-export const OFFLINE_MESSAGE = 'Countersign is not running. Open Countersign and sign in, then try again.';
-export const RESTARTED_MESSAGE = 'Countersign restarted while this call was running, so it did not finish. Try the call again.';
-/** JSON-RPC error code the bridge uses for "the app is not there" (implementation-defined server error range). */
-export const APP_NOT_RUNNING_RPC = -32001;
 const REPLAY_ID_PREFIX = 'countersign-bridge/replay/';
 const MAX_QUEUED = 10_000;
 
@@ -62,31 +43,6 @@ export interface BridgeOptions {
   onExit?: (code: number) => void;
   /** Start-up timing marks (COUNTERSIGN_BRIDGE_TIMING=1): a step's name only, never message contents. */
   mark?: (step: string) => void;
-}
-
-type Json = Record<string, unknown>;
-type Id = string | number;
-
-/**
- * HMAC-SHA256 from node:crypto, loaded when first needed: connectOnce asks for it once the hello is
- * written, so the ~1 ms it takes to load (Node 20–24, measured in docs/benchmarks.md) overlaps the
- * core's work on the hello instead of the bridge's start.
- */
-let hmacImpl: Hmac | undefined;
-function hmac(keyHex: string, data: string): string {
-  if (!hmacImpl) {
-    const { createHmac } = process.getBuiltinModule('node:crypto');
-    hmacImpl = (k, d) => createHmac('sha256', Buffer.from(k, 'hex')).update(d).digest('hex');
-  }
-  return hmacImpl(keyHex, data);
-}
-
-class ConnectError extends Error {
-  readonly absent: boolean;
-  constructor(message: string, absent: boolean) {
-    super(message);
-    this.absent = absent;
-  }
 }
 
 export function startBridge(options: BridgeOptions): { stop(): void } {
@@ -138,7 +94,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       else if (msg && isId(msg.id)) out(errorFor(msg.id, 'Countersign is starting: too many requests are waiting.'));
       return;
     }
-    answerOffline(msg, line);
+    answerOffline(msg);
     if (msg && isId(msg.id)) void attempt({ mayStartApp: true, holdRequests: false });
   }
 
@@ -150,42 +106,10 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     socket!.write(line + '\n');
   }
 
-  function answerOffline(msg: Json | undefined, line: string): void {
-    if (!msg) {
-      out({ jsonrpc: '2.0', id: null, error: { code: -32700, message: 'The message is not valid JSON.' } });
-      return;
-    }
-    if (!isId(msg.id) || typeof msg.method !== 'string') return;
-    const id = msg.id;
-    switch (msg.method) {
-      case 'initialize': {
-        const params = (msg.params ?? {}) as Json;
-        initDelivered = true;
-        out({
-          jsonrpc: '2.0',
-          id,
-          result: {
-            protocolVersion: typeof params.protocolVersion === 'string' ? params.protocolVersion : '2025-06-18',
-            capabilities: { tools: { listChanged: true } },
-            serverInfo: { name: 'countersign', version: BRIDGE_VERSION },
-            instructions: OFFLINE_MESSAGE,
-          },
-        });
-        return;
-      }
-      case 'ping':
-        out({ jsonrpc: '2.0', id, result: {} });
-        return;
-      case 'tools/list':
-        out({ jsonrpc: '2.0', id, result: { tools: [] } });
-        return;
-      case 'tools/call':
-        out({ jsonrpc: '2.0', id, result: { isError: true, content: [{ type: 'text', text: OFFLINE_MESSAGE }] } });
-        return;
-      default:
-        void line;
-        out(errorFor(id, OFFLINE_MESSAGE));
-    }
+  function answerOffline(msg: Json | undefined): void {
+    if (msg?.method === 'initialize' && isId(msg.id)) initDelivered = true;
+    const answer = offlineAnswer(msg);
+    if (answer) out(answer);
   }
 
   /**
@@ -250,13 +174,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       s.write(encodeLine({ ...initRequest, id: pendingReplay }));
     }
     for (const line of queue.splice(0)) {
-      let msg: Json | undefined;
-      try {
-        msg = JSON.parse(line) as Json;
-      } catch {
-        msg = undefined;
-      }
-      forward(line, msg);
+      forward(line, parseQueued(line));
     }
     log('connected to the core');
   }
@@ -319,13 +237,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     state = 'offline';
     log('the core is not answering: answering the client with "Open Countersign and sign in"');
     for (const line of queue.splice(0)) {
-      let msg: Json | undefined;
-      try {
-        msg = JSON.parse(line) as Json;
-      } catch {
-        msg = undefined;
-      }
-      answerOffline(msg, line);
+      answerOffline(parseQueued(line));
     }
     const poll = (): void => {
       pollTimer = setTimeout(() => {
@@ -369,126 +281,7 @@ function startApp(command: string[] | undefined, log: (m: string) => void): void
   }
 }
 
-/** Connects and runs the bridge's half of the handshake. */
-export function connectOnce(options: {
-  socketPath: string;
-  secretPath: string;
-  mark?: (step: string) => void;
-}): Promise<{ socket: Socket; leftover: Uint8Array[] }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(options.socketPath);
-    let step: 'challenge' | 'welcome' = 'challenge';
-    let secret = '';
-    const clientNonce = randomHex(32);
-    let settled = false;
-    const fail = (error: ConnectError): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      s.destroy();
-      reject(error);
-    };
-    const timer = setTimeout(() => fail(new ConnectError('the core did not finish the handshake in time', false)), HANDSHAKE_TIMEOUT_MS);
-    const splitter = new LineSplitter({
-      maxLineBytes: MAX_HANDSHAKE_LINE,
-      onOversize: () => fail(new ConnectError('the process on the socket sent an oversized handshake line', false)),
-      onLine: (line) => {
-        if (settled) return;
-        if (step === 'challenge') {
-          options.mark?.('challenge');
-          const challenge = parseChallenge(line);
-          if (!challenge) return fail(new ConnectError('the process on the socket did not answer the handshake', false));
-          if (challenge.t === 'countersign/refused') return fail(new ConnectError(`the core refused the handshake (${challenge.code})`, false));
-          if (!constantTimeEqual(challenge.proof, serverProof(hmac, secret, clientNonce, challenge.nonce))) {
-            return fail(new ConnectError('the process listening on the socket could not prove it is Countersign; nothing was sent to it', false));
-          }
-          step = 'welcome';
-          s.write(encodeLine({ t: 'countersign/proof', proof: clientProof(hmac, secret, clientNonce, challenge.nonce) }));
-          return;
-        }
-        const welcome = parseWelcome(line);
-        if (!welcome || welcome.t === 'countersign/refused') {
-          return fail(new ConnectError(`the core refused the handshake (${welcome?.t === 'countersign/refused' ? welcome.code : 'unreadable'})`, false));
-        }
-        options.mark?.('welcome');
-        settled = true;
-        clearTimeout(timer);
-        splitter.pause();
-        s.off('data', onData);
-        s.off('close', onClose);
-        s.off('error', onError);
-        resolve({ socket: s, leftover: splitter.takeRest() });
-      },
-    });
-    const onData = (chunk: Buffer): void => splitter.push(chunk);
-    const onClose = (): void => fail(new ConnectError('the core closed the connection during the handshake', false));
-    const onError = (error: NodeJS.ErrnoException): void =>
-      fail(new ConnectError('could not connect to the core', error.code === 'ENOENT' || error.code === 'ECONNREFUSED'));
-    s.on('error', onError);
-    s.on('close', onClose);
-    s.on('data', onData);
-    // The hello holds only a fresh nonce, so it is queued at once rather than after the connect event.
-    s.write(encodeLine({ t: 'countersign/hello', v: HANDSHAKE_VERSION, nonce: clientNonce }));
-    options.mark?.('connecting');
-    s.once('connect', () => {
-      options.mark?.('connected');
-      try {
-        secret = readFileSync(options.secretPath, 'utf8').trim();
-      } catch {
-        fail(new ConnectError('could not read the core secret', false));
-      }
-      // While the core answers the hello: node:crypto is ready when the challenge comes.
-      hmac('00', '');
-    });
-  });
-}
-
-function errorFor(id: Id, message: string): Json {
-  return { jsonrpc: '2.0', id, error: { code: APP_NOT_RUNNING_RPC, message, data: { code: 'APP_NOT_RUNNING' } } };
-}
-
-const decoder = new TextDecoder();
-const RESULT_START = new TextEncoder().encode('{"result":');
-/** The end of a result as the SDK writes it: its `id` last, a number or a string without escapes. */
-const RESULT_END = /,"jsonrpc":"2\.0","id":(-?\d{1,15}|"[^"\\]{0,256}")\}\r?\n$/;
-
-/** The id of a line that is a JSON-RPC result written in the SDK's key order; undefined for any other line. */
-export function resultId(line: Uint8Array): Id | undefined {
-  if (line.length < RESULT_START.length + 24) return undefined;
-  for (let i = 0; i < RESULT_START.length; i++) if (line[i] !== RESULT_START[i]) return undefined;
-  const tail = decoder.decode(line.subarray(Math.max(RESULT_START.length, line.length - 300)));
-  const m = RESULT_END.exec(tail);
-  if (!m) return undefined;
-  const raw = m[1]!;
-  return raw.startsWith('"') ? raw.slice(1, -1) : Number(raw);
-}
-
-function isId(value: unknown): value is Id {
-  return typeof value === 'string' || typeof value === 'number';
-}
-
-function key(id: Id): string {
-  return `${typeof id}:${id}`;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Writes diagnostics to stderr and to `<logDir>/bridge.log`; the log file is best effort. */
-export function makeLog(logDir: string): (message: string) => void {
-  let file: 'unknown' | 'ok' | 'unusable' = 'unknown';
-  return (message) => {
-    const line = `${new Date().toISOString()} bridge[${process.pid}] ${message}\n`;
-    process.stderr.write(line);
-    if (file === 'unusable') return;
-    try {
-      // created on the first line rather than at start: nothing on the way to the first answer waits for it
-      if (file === 'unknown') mkdirSync(logDir, { recursive: true, mode: 0o700 });
-      file = 'ok';
-      appendFileSync(`${logDir}/bridge.log`, line, { mode: 0o600 });
-    } catch {
-      file = 'unusable';
-    }
-  };
-}

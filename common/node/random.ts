@@ -1,6 +1,6 @@
 /**
  * Random ids for the bridge and the core, from the kernel's CSPRNG: /dev/urandom on Linux and macOS
- * rather than node:crypto, so the bridge's nonce is ready before node:crypto is loaded (bridge/relay.ts
+ * rather than node:crypto, so the bridge's nonce is ready before node:crypto is loaded (bridge/core-connection.ts
  * loads it while its hello is in flight); node:crypto on Windows, which has no such file.
  */
 

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LineSplitter, clientProof, constantTimeEqual, parseChallenge, parseHello, serverProof } from '../../common/handshake.ts';
 import { resolvePaths } from '../../common/paths.ts';
-import { resultId } from '../../bridge/relay.ts';
+import { resultId } from '../../bridge/json-rpc.ts';
 import { hmacSha256 } from '../../main/core/mcp/socket-server.ts';
 
 describe('resolvePaths', () => {

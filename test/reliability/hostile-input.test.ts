@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError, ERROR_CODES } from '../../common/errors.ts';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
-import { connectOnce } from '../../bridge/relay.ts';
+import { connectOnce } from '../../bridge/core-connection.ts';
 import { startSocketServer, type SocketServer } from '../../main/core/mcp/socket-server.ts';
 import { parsePolicy } from '../../main/core/policy/policy.ts';
 import { DEMO_POLICY, DEMO_POLICY_FILE, LONG, reportCounters, startReliabilityLab, type ReliabilityLab } from './harness.ts';

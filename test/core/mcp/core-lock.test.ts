@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../../common/errors.ts';
-import { connectOnce } from '../../../bridge/relay.ts';
+import { connectOnce } from '../../../bridge/core-connection.ts';
 import { LOCK_FILE, acquireCoreLock, bootTime, parseProcStatStart, startTimeOf } from '../../../main/core/mcp/core-lock.ts';
 import { startSocketServer, type SocketServer } from '../../../main/core/mcp/socket-server.ts';
 import { ROOT, quietLog, tempHome } from '../../bridge/helpers.ts';

@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../../common/errors.ts';
 import { LineSplitter, clientProof, encodeLine } from '../../../common/handshake.ts';
-import { connectOnce } from '../../../bridge/relay.ts';
+import { connectOnce } from '../../../bridge/core-connection.ts';
 import { hmacSha256, startSocketServer, type SocketServer } from '../../../main/core/mcp/socket-server.ts';
 import { quietLog, tempHome, INIT } from '../../bridge/helpers.ts';
 import { fixtureToolHost, type FixtureToolHost } from './fixtures/tool-host.ts';

@@ -9,7 +9,9 @@
 import { createHash } from 'node:crypto';
 import { parse } from 'libpg-query';
 import { AppError } from '../../../../common/errors.ts';
-import { DML_NODES, describeNode, newFacts, refuse, visit, type TreeFacts, type WrittenName } from './sql-walk.ts';
+import { DML_NODES, visit } from './sql-walk.ts';
+import { newFacts, refuse, type TreeFacts, type WrittenName } from './sql-facts.ts';
+import { describeNode } from './sql-nodes.ts';
 import { scanSchemaChange, SCHEMA_CHANGE_KINDS } from './sql-ddl.ts';
 
 /** What a statement does at its top, from the grammar. */

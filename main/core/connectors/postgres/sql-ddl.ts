@@ -5,7 +5,9 @@
  * walker, so a write hidden there is still found.
  */
 import type { StatementKind } from './sql-classify.ts';
-import { DML_NODES, declareTable, functionName, visit, type TreeFacts } from './sql-walk.ts';
+import { DML_NODES, visit } from './sql-walk.ts';
+import type { TreeFacts } from './sql-facts.ts';
+import { declareTable, functionName } from './sql-resolve.ts';
 
 export const SCHEMA_CHANGE_KINDS: Record<string, StatementKind> = {
   CreateStmt: 'DDL',

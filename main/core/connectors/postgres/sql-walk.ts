@@ -1,84 +1,20 @@
 /**
  * Walks every node of a PostgreSQL parse tree (libpg-query's JSON) and collects what the statement
- * will do: every action, every table (names resolved as PostgreSQL resolves them: a CTE name hides a
- * table only inside its WITH's scope, never as a write target), every function, operator and type.
+ * will do (sql-facts.ts): every action, every table (names resolved as PostgreSQL resolves them,
+ * sql-resolve.ts), every function, operator and type.
  *
  * A whitelist, not a blacklist: each node type and each field of it that the walker understands is
- * listed below; any other node type, or any field the list does not know (a newer grammar's addition),
- * is refused with SQL_UNCLASSIFIABLE rather than skipped. Written by hand: no library classifies a
- * PostgreSQL tree by the effects of its nodes.
+ * listed, here or in sql-nodes.ts; any other node type, or any field the list does not know (a newer
+ * grammar's addition), is refused with SQL_UNCLASSIFIABLE rather than skipped. Written by hand: no
+ * library classifies a PostgreSQL tree by the effects of its nodes.
  */
-import { AppError } from '../../../../common/errors.ts';
 import { BUILTIN_TYPES } from './sql-functions.ts';
-import { CATALOG_SCHEMA, TABLE_SCHEMA, assertNameable, qualifiedName } from './sql-names.ts';
-
-type Body = Record<string, unknown>;
-
-/** CTE names visible at a point of the tree, innermost first. */
-interface Scope {
-  names: ReadonlySet<string>;
-  up: Scope | undefined;
-}
-
-/** An unqualified table name as written and the qualified name it was declared as. */
-export interface WrittenName {
-  written: string;
-  qualified: string;
-}
-
-/** Everything one walk finds. */
-export interface TreeFacts {
-  /** Qualified table name → first location. */
-  tables: Map<string, number>;
-  /** Tables written without a schema: the connector proves each resolves to the declared one. */
-  unqualifiedTables: Map<string, WrittenName>;
-  /** Qualified function names. */
-  functions: Set<string>;
-  /** Function names written without a schema (resolved to pg_catalog's; the connector proves no look-alike is on the path). */
-  unqualifiedFunctions: Set<string>;
-  /** Operator symbols written without a schema (pg_catalog's; proven like functions). */
-  operators: Set<string>;
-  /** Names after a dot in a column reference (`t.x`): PostgreSQL reads `t.f` as `f(t)` when t has no column f. */
-  attributes: Set<string>;
-  actions: Set<string>;
-  /** `<CLASS> <table>` for every change and row lock (`UPDATE public.notes`). */
-  changes: Set<string>;
-  unboundedWrites: number;
-  upsert: boolean;
-  selectInto: boolean;
-  /** Tables seen in FROM items being walked, one list per enclosing SELECT (for locking clauses). */
-  fromStack: string[][];
-}
-
-export function newFacts(): TreeFacts {
-  return {
-    tables: new Map(),
-    unqualifiedTables: new Map(),
-    functions: new Set(),
-    unqualifiedFunctions: new Set(),
-    operators: new Set(),
-    attributes: new Set(),
-    actions: new Set(),
-    changes: new Set(),
-    unboundedWrites: 0,
-    upsert: false,
-    selectInto: false,
-    fromStack: [],
-  };
-}
-
-export function refuse(what: string): never {
-  throw new AppError(
-    'SQL_UNCLASSIFIABLE',
-    `The statement uses ${what}, which Countersign does not classify; it is refused so that nothing runs that its description leaves out. Rewrite it without that construct.`,
-  );
-}
+import { CATALOG_SCHEMA, qualifiedName } from './sql-names.ts';
+import { S, W, refuse, type Body, type Handler, type Rule, type Scope, type TreeFacts } from './sql-facts.ts';
+import { declareTable, functionName, nameList, operatorName, rangeVar } from './sql-resolve.ts';
+import { PASS_THROUGH, describeNode } from './sql-nodes.ts';
 
 // ---- field rules ---------------------------------------------------------------------------------
-
-type Handler = (body: Body, scope: Scope | undefined, f: TreeFacts) => void;
-/** `w`: a wrapped node or list of them, walked. `s`: a scalar, enum or list of names, skipped. */
-type Rule = 'w' | 's';
 
 function fields(type: string, spec: Record<string, Rule>, body: Body, scope: Scope | undefined, f: TreeFacts, own: readonly string[] = []): void {
   for (const key of Object.keys(body)) {
@@ -90,74 +26,6 @@ function fields(type: string, spec: Record<string, Rule>, body: Body, scope: Sco
 }
 
 const simple = (type: string, spec: Record<string, Rule>): Handler => (body, scope, f) => fields(type, spec, body, scope, f);
-
-const S = 's' as const;
-const W = 'w' as const;
-
-// ---- names ---------------------------------------------------------------------------------------
-
-function inScope(scope: Scope | undefined, name: string): boolean {
-  for (let s = scope; s; s = s.up) if (s.names.has(name)) return true;
-  return false;
-}
-
-/** Declares a real relation (FROM item or write target) and returns its qualified name. */
-export function declareTable(rv: Body, f: TreeFacts): string {
-  for (const key of Object.keys(rv)) {
-    if (!['relname', 'schemaname', 'inh', 'relpersistence', 'alias', 'location'].includes(key)) refuse(`a table reference with ${key}`);
-  }
-  const relname = rv.relname;
-  if (typeof relname !== 'string') refuse('a table without a name');
-  assertNameable(relname, 'table');
-  const schema = typeof rv.schemaname === 'string' ? rv.schemaname : undefined;
-  if (schema !== undefined) assertNameable(schema, 'schema');
-  // Unqualified: PostgreSQL looks in pg_catalog before the pinned search_path; only catalog relations are named pg_*.
-  const resolved = schema ?? (relname.startsWith('pg_') ? CATALOG_SCHEMA : TABLE_SCHEMA);
-  const qualified = qualifiedName(resolved, relname);
-  if (!f.tables.has(qualified)) f.tables.set(qualified, typeof rv.location === 'number' ? rv.location : 0);
-  if (schema === undefined) f.unqualifiedTables.set(relname, { written: relname, qualified });
-  for (const from of f.fromStack) from.push(qualified);
-  return qualified;
-}
-
-/** A relation in FROM: a CTE when one of that name is in scope and no schema is given, else a table. */
-const rangeVar: Handler = (rv, scope, f) => {
-  if (rv.catalogname !== undefined) refuse('a three-part table name (database.schema.table)');
-  if (rv.schemaname === undefined && typeof rv.relname === 'string' && inScope(scope, rv.relname)) {
-    for (const key of Object.keys(rv)) if (!['relname', 'inh', 'relpersistence', 'alias', 'location'].includes(key)) refuse(`a CTE reference with ${key}`);
-    return;
-  }
-  declareTable(rv, f);
-};
-
-export function functionName(parts: unknown, f: TreeFacts): string {
-  const names = nameList(parts, 'a function name');
-  if (names.length === 1) {
-    f.unqualifiedFunctions.add(names[0]!);
-    return qualifiedName(CATALOG_SCHEMA, names[0]!);
-  }
-  if (names.length === 2) return qualifiedName(names[0]!, names[1]!);
-  refuse('a function named across databases');
-}
-
-function nameList(parts: unknown, what: string): string[] {
-  if (!Array.isArray(parts)) refuse(what);
-  return parts.map((p) => {
-    const s = (p as { String?: { sval?: unknown } }).String?.sval;
-    if (typeof s !== 'string') refuse(what);
-    assertNameable(s, 'name');
-    return s;
-  });
-}
-
-function operatorName(parts: unknown, f: TreeFacts): void {
-  if (!Array.isArray(parts)) refuse('an operator');
-  const names = parts.map((p) => (p as { String?: { sval?: unknown } }).String?.sval);
-  if (!names.every((n): n is string => typeof n === 'string')) refuse('an operator');
-  if (names.length === 2 && names[0] !== CATALOG_SCHEMA) refuse(`an operator from schema ${names[0]}`);
-  if (names.length > 2 || names.length === 0) refuse('an operator');
-  f.operators.add(names[names.length - 1]!);
-}
 
 function typeName(tn: unknown, scope: Scope | undefined, f: TreeFacts): void {
   if (!tn || typeof tn !== 'object') refuse('a type');
@@ -396,16 +264,7 @@ const funcCall: Handler = (b, scope, f) => {
   if (b.over !== undefined) windowDef(b.over as Body, scope, f);
 };
 
-const windowDef: Handler = simple('WindowDef', {
-  name: S,
-  refname: S,
-  partitionClause: W,
-  orderClause: W,
-  frameOptions: S,
-  startOffset: W,
-  endOffset: W,
-  location: S,
-});
+const windowDef: Handler = simple('WindowDef', PASS_THROUGH.WindowDef!);
 
 const rangeFunction: Handler = (b, scope, f) => {
   fields('RangeFunction', { lateral: S, ordinality: S, is_rowsfrom: S, functions: S, alias: S, coldeflist: W }, b, scope, f);
@@ -478,65 +337,25 @@ const xmlSerialize: Handler = (b, scope, f) => {
 const scalar: Handler = () => {};
 
 const HANDLERS: Record<string, Handler> = {
+  ...Object.fromEntries(Object.entries(PASS_THROUGH).map(([type, spec]) => [type, simple(type, spec)])),
   SelectStmt: selectStmt,
   InsertStmt: insertStmt,
   UpdateStmt: updateStmt,
   DeleteStmt: deleteStmt,
   MergeStmt: mergeStmt,
   RangeVar: rangeVar,
-  RangeSubselect: simple('RangeSubselect', { lateral: S, subquery: W, alias: S }),
   RangeFunction: rangeFunction,
   RangeTableSample: rangeTableSample,
-  JoinExpr: simple('JoinExpr', {
-    jointype: S,
-    isNatural: S,
-    larg: W,
-    rarg: W,
-    usingClause: S,
-    join_using_alias: S,
-    quals: W,
-    alias: S,
-    rtindex: S,
-  }),
-  ResTarget: simple('ResTarget', { name: S, indirection: W, val: W, location: S }),
-  MultiAssignRef: simple('MultiAssignRef', { source: W, colno: S, ncolumns: S }),
   ColumnRef: columnRef,
-  ParamRef: simple('ParamRef', { number: S, location: S }),
-  A_Const: simple('A_Const', { ival: S, fval: S, sval: S, boolval: S, bsval: S, isnull: S, location: S }),
   A_Expr: aExpr,
-  A_ArrayExpr: simple('A_ArrayExpr', { elements: W, location: S, list_start: S, list_end: S }),
   A_Indirection: aIndirection,
-  A_Indices: simple('A_Indices', { is_slice: S, lidx: W, uidx: W }),
   A_Star: scalar,
-  BoolExpr: simple('BoolExpr', { boolop: S, args: W, location: S }),
-  NullTest: simple('NullTest', { arg: W, nulltesttype: S, argisrow: S, location: S }),
-  BooleanTest: simple('BooleanTest', { arg: W, booltesttype: S, location: S }),
-  CaseExpr: simple('CaseExpr', { arg: W, args: W, defresult: W, location: S }),
-  CaseWhen: simple('CaseWhen', { expr: W, result: W, location: S }),
-  CoalesceExpr: simple('CoalesceExpr', { args: W, location: S }),
-  MinMaxExpr: simple('MinMaxExpr', { op: S, args: W, location: S }),
-  RowExpr: simple('RowExpr', { args: W, row_format: S, colnames: S, location: S }),
-  SQLValueFunction: simple('SQLValueFunction', { op: S, typmod: S, location: S }),
-  CollateClause: simple('CollateClause', { arg: W, collname: S, location: S }),
-  GroupingSet: simple('GroupingSet', { kind: S, content: W, location: S }),
-  GroupingFunc: simple('GroupingFunc', { args: W, location: S }),
-  SetToDefault: simple('SetToDefault', { location: S }),
-  NamedArgExpr: simple('NamedArgExpr', { arg: W, name: S, argnumber: S, location: S }),
   SubLink: subLink,
   SortBy: sortBy,
-  WindowDef: windowDef,
   FuncCall: funcCall,
   TypeCast: typeCast,
   ColumnDef: columnDef,
-  IndexElem: simple('IndexElem', { name: S, expr: W, indexcolname: S, collation: S, opclass: S, ordering: S, nulls_ordering: S }),
-  XmlExpr: simple('XmlExpr', { op: S, name: S, named_args: W, arg_names: S, args: W, xmloption: S, indent: S, type: S, typmod: S, location: S }),
   XmlSerialize: xmlSerialize,
-  List: simple('List', { items: W }),
-  String: simple('String', { sval: S }),
-  Integer: simple('Integer', { ival: S }),
-  Float: simple('Float', { fval: S }),
-  Boolean: simple('Boolean', { boolval: S }),
-  BitString: simple('BitString', { bsval: S }),
 };
 
 /** Walks a wrapped node (`{ SelectStmt: {...} }`) or a list of them. */
@@ -559,20 +378,6 @@ export function visit(node: unknown, scope: Scope | undefined, f: TreeFacts): vo
 
 /** The statement kinds the strict walker accepts at the top (and EXPLAIN around them). */
 export const DML_NODES: ReadonlySet<string> = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
-
-const NODE_WORDS: Record<string, string> = {
-  CurrentOfExpr: 'WHERE CURRENT OF (a cursor)',
-  RangeTableFunc: 'XMLTABLE',
-  JsonTable: 'JSON_TABLE',
-  JsonObjectConstructor: 'JSON_OBJECT',
-  JsonArrayConstructor: 'JSON_ARRAY',
-  JsonFuncExpr: 'a SQL/JSON query function',
-  JsonIsPredicate: 'IS JSON',
-};
-
-export function describeNode(type: string): string {
-  return NODE_WORDS[type] ?? `a ${type} node`;
-}
 
 /** True when a WHERE can restrict rows one by one: it references at least one column. `WHERE true` does not. */
 export function referencesColumn(node: unknown): boolean {
