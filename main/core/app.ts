@@ -127,6 +127,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     secrets: options.secrets,
     anchorUrl: config.audit.anchorUrl,
     checkpointEvery: config.audit.checkpointEvery,
+    redaction: config.audit.redaction,
   });
   const journal = new SqliteCallJournal(paths.dataDir, { ...(audit.installKeys ? { sealKey: audit.installKeys.hmacKey } : {}) });
   const listeners: Listeners = { 'status.changed': new Set(), 'audit.appended': new Set(), 'approvals.changed': new Set() };
