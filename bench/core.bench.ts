@@ -8,9 +8,13 @@
  * - tier1_call_via_socket / tier1_call_via_bridge: the same real call straight on the socket and through
  *   the bridge, alternating (the bridge's third goal).
  *
+ * The core runs bundled (scripts/core-bundle.mjs), as the desktop app's utility process and a
+ * `countersign serve` with a fresh dist/ run it; rss_mb.type_stripping is what running it from its
+ * TypeScript sources would add.
+ *
  * Run alone: `BENCH_ONLY=core node bench/run.ts`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,6 +31,25 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SQL = 'SELECT id, full_name FROM patients ORDER BY id LIMIT 5';
 const WARMUP = 500;
 const RSS_GOAL_MB = 150;
+
+/** The reliability suite's core fixture, bundled with the options of the shipped core bundles. */
+async function bundleCoreChild(): Promise<string> {
+  const { build } = await import('esbuild');
+  const { coreBundleOptions } = await import('../scripts/core-bundle.mjs');
+  const outfile = 'dist/bench/core-child.mjs';
+  await build(coreBundleOptions({ root: ROOT, entry: 'test/reliability/fixtures/core-child.ts', outfile }));
+  return join(ROOT, outfile);
+}
+
+/** VmRSS of a bare Node that imported one tiny module, as .ts (type stripping loaded) minus as .mjs. */
+async function typeStrippingMb(dir: string): Promise<number> {
+  await writeFile(join(dir, 'one.ts'), 'export const one: number = 1;\n');
+  await writeFile(join(dir, 'one.mjs'), 'export const one = 1;\n');
+  const rss = (file: string) =>
+    Number(execFileSync(process.execPath, [...CORE_NODE_OPTIONS, '--input-type=module', '-e', `await import(${JSON.stringify(join(dir, file))}); console.log(process.memoryUsage().rss)`], { encoding: 'utf8' }).trim()) / 2 ** 20;
+  const runs = [0, 1, 2].map(() => rss('one.ts') - rss('one.mjs')).sort((a, b) => a - b);
+  return Math.round(runs[1]! * 10) / 10;
+}
 
 function vm(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -52,7 +75,7 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
         demo: true,
       }),
     );
-    const c = spawn(process.execPath, [...CORE_NODE_OPTIONS, join(ROOT, 'test/reliability/fixtures/core-child.ts')], {
+    const c = spawn(process.execPath, [...CORE_NODE_OPTIONS, await bundleCoreChild()], {
       env: { ...process.env, CS_CORE_CHILD: JSON.stringify({ home, configFile, accessToken: tokens.access_token, sub: String(decodeJwt(tokens.access_token).sub) }) },
       stdio: ['ignore', 'pipe', 'ignore'],
     });
@@ -130,6 +153,7 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       'rss_mb.core_peak': goal(peak, 'MB', '<=', RSS_GOAL_MB, `the core's peak VmRSS (VmHWM) from its start to the last of ${calls} calls`),
       'rss_mb.core_growth_after_warmup': goal(ratioOf(afterCalls, afterWarmup), 'ratio', '<=', 1.1, `VmRSS after ${calls} calls over VmRSS after the warm-up: flat is 1`),
       'rss_mb.core_samples': plain(samples, 'MB', 'VmRSS of the core every 1,000 calls (a detail)'),
+      'rss_mb.type_stripping': plain(await typeStrippingMb(work), 'MB', "what a core run from its TypeScript sources adds (Node's type stripping: a bare Node importing one .ts module over one .mjs, median of 3); not in the figures above"),
       'core.calls_failed': goal(failed, 'count', '<=', 0, `calls of the ${calls} that answered isError`),
       tier1_call_via_socket: plain(tier1.via_socket, 'ms', 'a real tier-1 query straight on the core socket, 100 calls alternating with the bridge (baseline)'),
       tier1_call_via_bridge: plain(tier1.via_bridge, 'ms', 'the same call through the bridge'),

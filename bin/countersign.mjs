@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { HEADLESS_BUNDLE, bundleIsFresh } from '../scripts/core-bundle.mjs';
 import { bundledNode, isOlder, oldNodeSentence } from '../scripts/need-node.mjs';
 
 const cli = fileURLToPath(new URL('../main/headless/cli.ts', import.meta.url));
@@ -42,7 +43,12 @@ if (
     // runs without them: the core works the same, with a higher peak at its first SQL parse
   }
 }
-if (process.features.typescript) {
+// The bundled core when it is fresh (scripts/core-bundle.mjs): no type stripping to pay for, ~18 MB less.
+const root = fileURLToPath(new URL('..', import.meta.url));
+if (bundleIsFresh(root)) {
+  const { main } = await import(new URL(`../${HEADLESS_BUNDLE}`, import.meta.url).href);
+  await main(process.argv.slice(2));
+} else if (process.features.typescript) {
   const { main } = await import(cli);
   await main(process.argv.slice(2));
 } else {

@@ -43,7 +43,11 @@ export interface TokenSource {
 
 /** Appends to the tamper-evident audit store. Implemented by main/core/audit. */
 export interface AuditSink {
-  append(record: AuditRecordInput): Promise<AuditRecord>;
+  /**
+   * `knownSecrets`: what the call held (its trace's secrets), masked from the record in every encoded
+   * form. Rejects with AUDIT_REDACTION_REFUSED when the redaction policy refuses records carrying a secret.
+   */
+  append(record: AuditRecordInput, options?: { knownSecrets?: Iterable<string> }): Promise<AuditRecord>;
 }
 
 /** What is known of a call in flight; written durably so a core that dies mid-call can close it on restart. */

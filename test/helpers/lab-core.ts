@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
 import { labAppConfig } from '../../lab/app-config.ts';
 import type { Lab } from '../../lab/index.ts';
-import { startCore, type Core, type CoreOptions } from '../../main/core/app.ts';
+import { startCore, type Core, type CoreAuth, type CoreOptions } from '../../main/core/app.ts';
+import type { TokenSource } from '../../main/core/ports.ts';
 import { waitForUi } from '../../main/core/approvals/prompter.ts';
 import { mcpConfigEntry } from '../../main/core/claude-desktop/config.ts';
 import { parseAppConfig } from '../../main/core/config/config.ts';
@@ -53,6 +54,26 @@ export function startLabCore({ lab, home, browser, ...options }: LabCoreOptions)
     log: quietLog,
     ...options,
   });
+}
+
+/**
+ * Sign-in's stand-in for a core that starts signed in (`createAuth: async () => signedInAs(tokens)`): a
+ * session holding a real access token the test obtained from the lab IdP over HTTP.
+ */
+export function signedInAs(tokens: TokenSource): CoreAuth {
+  const user = tokens.user()!;
+  return {
+    getAccessToken: (signal?: AbortSignal) => tokens.getAccessToken(signal),
+    stepUp: (challenge, signal) => tokens.stepUp(challenge, signal),
+    user: () => user,
+    dpopKeyPair: () => tokens.dpopKeyPair(),
+    status: () => ({ state: 'signed_in', user, persistent: false }),
+    onStatus: () => () => {},
+    onSignOut: () => () => {},
+    signIn: async () => user,
+    signOut: async () => {},
+    close: async () => {},
+  } as CoreAuth;
 }
 
 /** An MCP SDK client on the bundled bridge (dist/bridge.mjs built into `home`), with no app to start. */

@@ -3,13 +3,16 @@ import { AppError } from '../../../common/errors.ts';
 import { canonicalJson } from '../../../common/canonical-json.ts';
 
 /**
- * Redaction at write: nothing that looks like a credential reaches the audit store. A recursive scrubber
- * walks every string of a record and masks (or, in `refuse` mode, rejects the record for) JWTs and JWEs,
- * `Bearer`/`DPoP` authorization values, Vault tokens (`hvs.`, `hvb.`, `hvr.`, legacy `s.`/`b.`/`r.`),
- * the values of fields whose name says they hold a secret, and any value the caller names as a known
- * secret. Tool arguments named in the policy's `hmacArgs` are replaced by an HMAC-SHA256 under a
- * per-install key, as Vault's audit devices do (`hmac-sha256:<hex>`), so equal values still correlate
- * while low-entropy values (record numbers) cannot be recovered by hashing guesses.
+ * The one scrubber of what a call records and answers (docs/audit.md "Redaction at write"). A call's own
+ * secrets (the user's access token, the OBO, the Vault token, the database password, an API key) go
+ * into its `KnownSecrets` as it obtains them; the call masks them, in every encoded form below, from the
+ * error and result it answers, and hands them to the audit store with its record. The store's
+ * `Redactor` masks them there too, plus whatever looks like a credential whoever wrote the record: JWTs
+ * and JWEs, `Bearer`/`DPoP`/`Basic` values, Vault tokens, the values of fields whose name says they hold
+ * a secret. In `refuse` mode it rejects such a record instead. Tool arguments named in `hmacArgs` are
+ * replaced by an HMAC-SHA256 under a per-install key, as Vault's audit devices do (`hmac-sha256:<hex>`),
+ * so equal values still correlate while low-entropy values (record numbers) cannot be recovered by
+ * hashing guesses.
  */
 export interface RedactionPolicy {
   /** Top-level argument names whose values are HMAC'd rather than kept. */
@@ -30,9 +33,115 @@ const VAULT_TOKEN = /\bhv[sbr]\.[A-Za-z0-9_-]{20,}/g;
 const VAULT_LEGACY_TOKEN = /\b[sbr]\.[A-Za-z0-9]{24}\b/g;
 const SECRET_FIELD =
   /^(?:.*[_-])?(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|client[_-]?secret|authorization|cookie|private[_-]?key|credentials?|code[_-]?verifier|subject[_-]?token|actor[_-]?token|access[_-]?token|refresh[_-]?token|id[_-]?token|assertion)s?$/i;
+/** Shorter values would be masked wherever they occur by chance. */
 const MIN_KNOWN_SECRET = 6;
+/** An encoded piece shorter than this (a base64 fragment of a short secret) occurs by chance too often. */
+const MIN_FORM = 8;
 
 export const MASK = '[redacted]';
+
+/**
+ * The forms a secret takes in text a careless line of code (or a hostile target) could produce, longest
+ * first: raw, JSON-escaped, percent- and form-encoded, hex in either case, base64 and base64url whole
+ * and inside a longer encoded value (each of the three byte alignments, as `user:password` in a Basic
+ * header), and a JWT's payload and signature segments on their own. A secret cut into pieces (half in
+ * one field, half in another) is not among them.
+ */
+export function secretForms(secret: string): string[] {
+  const bytes = Buffer.from(secret, 'utf8');
+  const forms = new Set([
+    secret,
+    JSON.stringify(secret).slice(1, -1),
+    encodeURIComponent(secret),
+    new URLSearchParams({ x: secret }).toString().slice(2),
+    bytes.toString('hex'),
+    bytes.toString('hex').toUpperCase(),
+    bytes.toString('base64'),
+    bytes.toString('base64url'),
+  ]);
+  for (let k = 0; k < 3; k += 1) {
+    // Of `bytes` behind k other bytes, the characters that depend on the secret's bytes alone.
+    const b64 = Buffer.concat([Buffer.alloc(k), bytes]).toString('base64');
+    const inner = b64.slice(k === 0 ? 0 : k + 1, Math.floor((k + bytes.length) / 3) * 4);
+    forms.add(inner);
+    forms.add(inner.replaceAll('+', '-').replaceAll('/', '_'));
+  }
+  const parts = secret.split('.');
+  if (parts.length === 3) for (const part of parts.slice(1)) if (part.length >= 16) forms.add(part);
+  return [...forms].filter((f) => f.length >= MIN_FORM || f === secret).sort((a, b) => b.length - a.length);
+}
+
+/** One call's secrets, each with its encoded forms, computed once when the call obtains it. */
+export class KnownSecrets implements Iterable<string> {
+  readonly #forms = new Map<string, string[]>();
+  /** Every form of every secret, longest first, rebuilt when a secret is added. */
+  #all: string[] = [];
+
+  static of(secrets: Iterable<string> | undefined): KnownSecrets {
+    if (secrets instanceof KnownSecrets) return secrets;
+    const k = new KnownSecrets();
+    for (const s of secrets ?? []) k.add(s);
+    return k;
+  }
+
+  /** Holds a secret from now on; a value too short to mask safely is ignored. */
+  add(secret: string | undefined): void {
+    if (typeof secret !== 'string' || secret.length < MIN_KNOWN_SECRET || this.#forms.has(secret)) return;
+    this.#forms.set(secret, secretForms(secret));
+    this.#all = [...this.#forms.values()].flat().sort((a, b) => b.length - a.length);
+  }
+
+  get size(): number {
+    return this.#forms.size;
+  }
+
+  [Symbol.iterator](): Iterator<string> {
+    return this.#forms.keys();
+  }
+
+  /** The text with every form of every secret masked. */
+  mask(text: string): string {
+    let out = text;
+    for (const form of this.#all) if (out.includes(form)) out = out.split(form).join(MASK);
+    return out;
+  }
+
+  /**
+   * A copy of a JSON value (a tool's result) with every string masked, and whether anything was; the
+   * value itself when nothing was (one serialisation decides, so a clean result costs no walk).
+   */
+  maskDeep<T>(value: T): { value: T; masked: boolean } {
+    if (this.#all.length === 0) return { value, masked: false };
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined && !this.#all.some((f) => text.includes(f))) return { value, masked: false };
+    let masked = false;
+    const walk = (v: unknown): unknown => {
+      if (typeof v === 'string') {
+        const m = this.mask(v);
+        if (m !== v) masked = true;
+        return m;
+      }
+      if (Array.isArray(v)) return v.map(walk);
+      if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+        const out: Record<string, unknown> = {};
+        for (const [k, x] of Object.entries(v)) {
+          const w = walk(x);
+          if (k === '__proto__') Object.defineProperty(out, k, { value: w, enumerable: true, writable: true, configurable: true });
+          else out[k] = w;
+        }
+        return out;
+      }
+      return v;
+    };
+    const out = walk(value) as T;
+    return { value: out, masked };
+  }
+}
 
 export class Redactor {
   readonly #hmacKey: Uint8Array | undefined;
@@ -53,11 +162,11 @@ export class Redactor {
   }
 
   /**
-   * Scrubs a whole record. `args` get the HMAC policy first; `knownSecrets` are values the caller holds
-   * right now (the OBO token, the database password) and wants kept out whatever shape they take.
+   * Scrubs a whole record. `knownSecrets` are the values the call held (the OBO token, the database
+   * password), masked in every form `secretForms` lists; then `args` named in `hmacArgs` are HMAC'd.
    */
-  scrubRecord<T extends Record<string, unknown>>(record: T, knownSecrets: readonly string[] = []): RedactionResult<T> {
-    const known = knownSecrets.filter((s) => typeof s === 'string' && s.length >= MIN_KNOWN_SECRET);
+  scrubRecord<T extends Record<string, unknown>>(record: T, knownSecrets?: Iterable<string>): RedactionResult<T> {
+    const known = KnownSecrets.of(knownSecrets);
     const redacted: string[] = [];
     const out = this.#walk(record, [], known, redacted) as T;
     const args = (out as Record<string, unknown>).args;
@@ -73,7 +182,7 @@ export class Redactor {
     return { value: out, redacted };
   }
 
-  #walk(value: unknown, path: string[], known: string[], redacted: string[]): unknown {
+  #walk(value: unknown, path: string[], known: KnownSecrets, redacted: string[]): unknown {
     if (typeof value === 'string') return scrubString(value, path, known, redacted);
     if (Array.isArray(value)) {
       return value.map((v, i) => {
@@ -109,14 +218,9 @@ export class Redactor {
 /** One cheap test before the four precise ones: most strings in a record hold nothing like a credential. */
 const MAYBE_SECRET = /eyJ|bearer|dpop|basic|hv[sbr]\.|\b[sbr]\.[A-Za-z0-9]{24}/i;
 
-function scrubString(s: string, path: string[], known: string[], redacted: string[]): string {
-  let out = s;
-  for (const secret of known) {
-    if (out.includes(secret)) {
-      out = out.split(secret).join(MASK);
-      redacted.push(`${pointer(path)}: known secret`);
-    }
-  }
+function scrubString(s: string, path: string[], known: KnownSecrets, redacted: string[]): string {
+  let out = known.mask(s);
+  if (out !== s) redacted.push(`${pointer(path)}: known secret`);
   if (out.length < 12 || !MAYBE_SECRET.test(out)) return out;
   const rules: [RegExp, string][] = [
     [JWT, 'jwt'],

@@ -40,8 +40,8 @@ export interface AuditStoreOptions {
 }
 
 export interface AppendOptions {
-  /** Values the caller holds right now (OBO token, database password): masked wherever they appear. */
-  knownSecrets?: readonly string[];
+  /** Values the call held (OBO token, database password): masked wherever they appear, in any encoded form. */
+  knownSecrets?: Iterable<string>;
 }
 
 /** A page as common/contract.ts's `audit.page` returns it, plus the cursor for the next one. */

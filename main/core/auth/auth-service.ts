@@ -39,6 +39,14 @@ export interface AuthServiceOptions {
   demo?: boolean;
 }
 
+/**
+ * What the core needs of sign-in: the user's tokens, and the session's state for the UI (this module).
+ * `client` and `clientRejected` are there when sign-in may use this install's own registered client
+ * (RFC 7591): the exchange must present the client the subject token was issued to.
+ */
+export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 'dpopKeyPair' | 'status' | 'onStatus' | 'onSignOut' | 'signIn' | 'signOut' | 'close'> &
+  Partial<Pick<AuthService, 'client' | 'clientRejected'>>;
+
 const EXPIRY_MARGIN_MS = 30_000;
 
 const CLIENT_FORGOTTEN =

@@ -72,21 +72,44 @@ export function createBroker(options: BrokerOptions): Broker {
     options.connectors.find((c) => c.hasTool(tool));
 
   /**
-   * Records the audit store refused (a full disk): kept in order and written before the next record,
-   * so each call still gets exactly one record once there is room. A core that dies first leaves
-   * their calls in the journal, closed as aborted on the next start.
+   * Records the audit store could not take (a full disk): kept in order and written before the next
+   * record, so each call still gets exactly one record once there is room. A core that dies first
+   * leaves their calls in the journal, closed as aborted on the next start.
    */
   const unwritten: Array<{ record: AuditRecordInput; trace: CallTrace }> = [];
   const UNWRITTEN_MAX = 10_000;
-  async function appendInOrder(record: AuditRecordInput, trace: CallTrace): Promise<void> {
+  /** Each record goes with its call's secrets; returns the redaction policy's refusal of the last, if any. */
+  async function appendInOrder(record: AuditRecordInput, trace: CallTrace): Promise<AppError | undefined> {
     while (unwritten.length > 0) {
       const held = unwritten[0]!;
-      await options.audit.append(held.record);
+      await appendOrRefusal(held.record, held.trace);
       unwritten.shift();
-      held.trace.journal((j) => j.end(held.trace.id));
     }
-    await options.audit.append(record);
+    return appendOrRefusal(record, trace);
+  }
+
+  /**
+   * Appends a call's record and closes its journal entry. A record the policy refuses for carrying a
+   * secret (`redaction.onSecret: 'refuse'`) can never be written: the call is recorded instead without
+   * anything that could carry one, and the refusal returned. Should even that be refused, the journal
+   * keeps the call, closed as aborted on the next start.
+   */
+  async function appendOrRefusal(record: AuditRecordInput, trace: CallTrace): Promise<AppError | undefined> {
+    try {
+      await options.audit.append(record, { knownSecrets: trace.secrets });
+    } catch (error) {
+      if (!AppError.is(error, 'AUDIT_REDACTION_REFUSED')) throw error;
+      try {
+        await options.audit.append(refusedRecord(record), { knownSecrets: trace.secrets });
+      } catch (e) {
+        log(`broker: a call's record and its stand-in were both refused (${AppError.from(e).code}); the journal keeps the call`);
+        return error;
+      }
+      trace.journal((j) => j.end(trace.id));
+      return error;
+    }
     trace.journal((j) => j.end(trace.id));
+    return undefined;
   }
 
   async function callTool(request: ToolCallRequest, onResult?: (result: CallToolResult) => void): Promise<CallToolResult> {
@@ -226,8 +249,9 @@ export function createBroker(options: BrokerOptions): Broker {
       durationMs,
     });
     let audited = true;
+    let refused: AppError | undefined;
     try {
-      await appendInOrder(record, trace);
+      refused = await appendInOrder(record, trace);
     } catch (e) {
       audited = false;
       if (!unwritten.some((u) => u.trace === trace)) unwritten.push({ record, trace });
@@ -245,6 +269,14 @@ export function createBroker(options: BrokerOptions): Broker {
     );
     if (failure?.code === 'NOT_SIGNED_IN') options.onSignInNeeded?.();
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
+    if (refused) {
+      return errorResult(
+        new AppError(
+          'AUDIT_REDACTION_REFUSED',
+          `${refused.message} This installation's audit policy refuses to store such a record, so the call was recorded without its arguments and its result is withheld.`,
+        ),
+      );
+    }
     if (!audited) {
       return errorResult(
         new AppError(
@@ -277,8 +309,12 @@ export function createBroker(options: BrokerOptions): Broker {
       target: connector,
     });
     const { obo, credential } = await held.obtain();
-    const result = await trace.hop('execute', () =>
-      connector.execute({
+    const answer = await trace.hop(
+      'execute',
+      async () =>
+        // A target that echoes this call's token or password (a hostile upstream, a row holding it) does not pass it on to Claude.
+        trace.secrets.maskDeep(
+          await connector.execute({
         plan,
         args: request.args,
         obo: obo.token,
@@ -290,10 +326,12 @@ export function createBroker(options: BrokerOptions): Broker {
           if (keys.db_role) trace.keys.db_role = keys.db_role;
           if (keys.upstream_request_id) trace.keys.upstream_request_id = keys.upstream_request_id;
         },
-      }),
+          }),
+        ),
+      (a) => (a.masked ? "the result carried this call's own credential; masked in the answer" : undefined),
     );
-    onResult?.(result);
-    return result;
+    onResult?.(answer.value);
+    return answer.value;
   }
 
   return {
@@ -344,6 +382,34 @@ export function createBroker(options: BrokerOptions): Broker {
       );
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
+  };
+}
+
+/**
+ * The record of a call whose own record the redaction policy refused: who, what tool, where, each hop's
+ * outcome and the join keys, but no arguments, hop details or other free text that could carry the secret.
+ */
+function refusedRecord(r: AuditRecordInput): AuditRecordInput {
+  return {
+    kind: r.kind,
+    outcome: 'error',
+    user: r.user,
+    // The process as the OS names it; the client's self-description is free text.
+    ...(r.client?.pid !== undefined ? { client: { pid: r.client.pid, ...(r.client.uid !== undefined ? { uid: r.client.uid } : {}) } } : {}),
+    tool: r.tool,
+    ...(r.tier ? { tier: r.tier } : {}),
+    ...(r.target ? { target: r.target } : {}),
+    ...(r.authorization_details ? { authorization_details: r.authorization_details } : {}),
+    hops: (r.hops ?? []).map(({ detail: _, ...h }) => h),
+    keys: r.keys,
+    error: {
+      code: 'AUDIT_REDACTION_REFUSED',
+      message: 'The record of this call carried something that looks like a secret and the audit policy refuses such records.',
+    },
+    delegation: r.delegation,
+    summary: `${r.tool ?? 'call'} → record refused: it carried something that looks like a secret`,
+    ...(r.demo ? { demo: true } : {}),
+    ...(r.duration_ms !== undefined ? { duration_ms: r.duration_ms } : {}),
   };
 }
 

@@ -1,7 +1,9 @@
 /**
  * The one audit record of a call (`tool_call`) or of a credential minted outside any call (`system`,
- * an upstream's listing): every hop, the join keys, the error as Claude is told it, all scrubbed of the
- * secrets the call held (docs/audit.md).
+ * an upstream's listing): every hop, the join keys, the error as Claude is told it (already scrubbed of
+ * the call's secrets, since the answer reuses it) and hop details (masked before they are cut to length,
+so a cut cannot leave part of a secret). The record goes to the audit store with the trace's
+ * secrets, and the store masks them wherever else they appear (docs/audit.md "Redaction at write").
  */
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
 import type { AppError } from '../../../common/errors.ts';

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { AppError, type ErrorCode } from '../../../common/errors.ts';
 import type { AuditRecordInput, Hop, JoinKeys } from '../../../common/audit-record.ts';
 import type { CallJournal } from '../ports.ts';
+import { KnownSecrets } from '../audit/redact.ts';
 
 const OUTCOME_BY_CODE: Partial<Record<ErrorCode, AuditRecordInput['outcome']>> = {
   CANCELLED: 'cancelled',
@@ -43,7 +44,8 @@ export class CallTrace {
   readonly id = randomUUID();
   readonly hops: Hop[] = [];
   readonly keys: JoinKeys = {};
-  readonly secrets = new Set<string>();
+  /** What the call obtained that must not leave it: masked from its answer here, from its record by the audit store. */
+  readonly secrets = new KnownSecrets();
   readonly #journal: CallJournal | undefined;
   readonly #log: (line: string) => void;
 
@@ -100,34 +102,15 @@ export class CallTrace {
     this.journal((j) => j.note(this.id, { keys: this.keys }));
   }
 
-  /** The encoded forms of `secrets`, computed again only when a secret was added (they only grow). */
-  #forms: { size: number; forms: string[] } | undefined;
-
-  /** Removes every secret this call has held from a text, raw and in its common encodings. */
+  /** Removes every secret this call has held from a text, raw and in its encoded forms (audit/redact.ts). */
   scrub(text: string): string {
-    if (this.#forms?.size !== this.secrets.size)
-      this.#forms = { size: this.secrets.size, forms: [...this.secrets].filter(Boolean).flatMap(encodings) };
-    let out = text;
-    for (const form of this.#forms.forms) if (out.includes(form)) out = out.split(form).join('[redacted]');
-    return out;
+    return this.secrets.mask(text);
   }
 
-  /** The hops as they go into the record: details scrubbed and bounded. */
+  /** The hops as they go into the record: details masked, then bounded. */
   scrubbedHops(): Hop[] {
     return this.hops.map((h) => (h.detail ? { ...h, detail: this.scrub(h.detail).slice(0, 2000) } : h));
   }
-}
-
-function encodings(secret: string): string[] {
-  const forms = new Set([
-    secret,
-    encodeURIComponent(secret),
-    JSON.stringify(secret).slice(1, -1),
-    Buffer.from(secret).toString('base64url'),
-  ]);
-  if (secret.split('.').length === 3)
-    for (const part of secret.split('.')) if (part.length >= 16) forms.add(part);
-  return [...forms];
 }
 
 export function delay(ms: number): Promise<void> {

@@ -84,11 +84,12 @@ export function createCredentials(options: CredentialsOptions): Credentials {
         expectedSub: user?.sub,
       });
       const { obo, credential } = await held.obtain();
-      value = await trace.hop(
+      const used = await trace.hop(
         'execute',
-        () => use({ obo: obo.token, credential }),
-        () => plan.reason,
+        async () => trace.secrets.maskDeep(await use({ obo: obo.token, credential })),
+        (u) => `${plan.reason}${u.masked ? "; it carried this listing's own credential, masked" : ''}`,
       );
+      value = used.value;
     } catch (error) {
       failure = AppError.from(error);
       if (signal.aborted && failure.code !== 'CANCELLED' && failure.code !== 'TIMEOUT') {
@@ -109,7 +110,7 @@ export function createCredentials(options: CredentialsOptions): Credentials {
       durationMs,
     });
     try {
-      await options.audit.append(record);
+      await options.audit.append(record, { knownSecrets: trace.secrets });
     } catch (e) {
       log(`broker: audit append failed for ${plan.tool} (${AppError.from(e, 'AUDIT_FAILED').code})`);
       if (!failure)

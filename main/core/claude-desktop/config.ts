@@ -45,9 +45,13 @@ export function claudeDesktopConfigPath(input: { platform: string; env: Readonly
   return join(env.XDG_CONFIG_HOME || join(home, '.config'), 'Claude', 'claude_desktop_config.json');
 }
 
-/** The bundled bridge next to the sources (dist/bridge.mjs, built by `npm run build:bridge`). */
+/**
+ * The bundled bridge (dist/bridge.mjs, built by `npm run build:bridge`), found from this module whether
+ * it runs from main/core/claude-desktop/ or bundled into dist/core/.
+ */
 export function defaultBridgePath(): string {
-  return fileURLToPath(new URL('../../../dist/bridge.mjs', import.meta.url));
+  const here = new URL('.', import.meta.url);
+  return fileURLToPath(new URL(here.pathname.endsWith('/dist/core/') ? '../bridge.mjs' : '../../../dist/bridge.mjs', here));
 }
 
 export interface EntryOptions {

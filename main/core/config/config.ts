@@ -89,6 +89,14 @@ export const AppConfigSchema = z
       .object({
         anchorUrl: Url.optional(),
         checkpointEvery: z.number().int().positive().optional(),
+        /** Redaction at write (docs/audit.md): arguments kept as an HMAC, and masking or refusing a record that carries a secret. */
+        redaction: z
+          .object({
+            hmacArgs: z.array(z.string().min(1)).default([]),
+            onSecret: z.enum(['mask', 'refuse']).default('mask'),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({}),

@@ -9,6 +9,7 @@ import { Agent } from 'undici';
 import { onWire } from '../wire-time.ts';
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
+import { KnownSecrets } from '../audit/redact.ts';
 
 export interface VaultClientOptions {
   /** `https://vault.example:8200` (no `/v1`). */
@@ -317,8 +318,7 @@ function vaultError(status: number, text: string, op: string, secrets: string[])
     case 400: {
       if (op === 'the JWT login') {
         const reason = errors.find((e) => LOGIN_REASONS.some((p) => e.startsWith(p)));
-        let safe = reason ? reason.slice(0, 300) : 'no reason given';
-        for (const s of secrets) if (s) safe = safe.split(s).join('[redacted]');
+        const safe = reason ? KnownSecrets.of(secrets).mask(reason).slice(0, 300) : 'no reason given';
         return new AppError('VAULT_LOGIN_FAILED', `Vault refused the login with this call's token: ${safe}.`);
       }
       return new AppError('VAULT_BAD_RESPONSE', `Vault rejected ${op} as invalid (400).`);

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { closeAbortedCalls } from '../../../main/core/app.ts';
+import { closeAbortedCalls } from '../../../main/core/broker/aborted-calls.ts';
 import { JOURNAL_FILE, SqliteCallJournal } from '../../../main/core/audit/journal.ts';
 import { AuditStore } from '../../../main/core/audit/store.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';

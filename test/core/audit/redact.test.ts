@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { MASK, Redactor } from '../../../main/core/audit/redact.ts';
+import { KnownSecrets, MASK, Redactor } from '../../../main/core/audit/redact.ts';
+import { describeHits, scanForSecrets, secretForms } from '../../helpers/secret-scan.ts';
 
 const FAKE_VAULT_TOKEN = ['hvs', 'CAESIB2y0aGqN0C9NMmD1n4J8mIGHGXWkP'].join('.');
 
@@ -41,6 +42,32 @@ describe('redaction at write', () => {
     const { value, redacted } = r.scrubRecord({ summary: `connect user=v-role password=${pw}`, args: { list: [`${pw}`] } }, [pw]);
     expect(JSON.stringify(value)).not.toContain(pw);
     expect(redacted).toEqual(['/summary: known secret', '/args/list/0: known secret']);
+  });
+
+  it('masks a known secret in every form the secret scan looks for except UTF-16, whole or inside a longer value', async () => {
+    const pw = 'A1b2C3d4-per-call"pw/x+y';
+    const forms = secretForms(pw).filter((f) => !f.encoding.startsWith('utf16'));
+    const basic = Buffer.from(`v-role:${pw}`).toString('base64');
+    const record = { args: { each: forms.map((f) => `<${f.bytes.toString('latin1')}>`), basic: `Authorization: Basic ${basic}`, in_b64: Buffer.from(`x${pw}yz`).toString('base64url') } };
+    const { value, redacted } = r.scrubRecord(record, [pw]);
+    const hits = await scanForSecrets({ pw }, [{ kind: 'text', name: 'record', text: JSON.stringify(value) }]);
+    expect(hits, describeHits(hits)).toEqual([]);
+    expect(redacted.filter((p) => p.endsWith('known secret')).length).toBeGreaterThanOrEqual(forms.length);
+  });
+
+  it("masks a JWT's payload and signature segments on their own, not its shared header", () => {
+    const k = new KnownSecrets();
+    k.add(JWT);
+    const [header, payload, signature] = JWT.split('.');
+    expect(k.mask(`p=${payload} s=${signature}`)).toBe(`p=${MASK} s=${MASK}`);
+    expect(k.mask(`h=${header}`)).toBe(`h=${header}`);
+  });
+
+  it('ignores values too short to mask safely', () => {
+    const k = new KnownSecrets();
+    k.add('abc');
+    expect(k.size).toBe(0);
+    expect(k.mask('abcabc')).toBe('abcabc');
   });
 
   it('leaves ordinary text, join keys and RAR alone', () => {

@@ -9,7 +9,7 @@ import type { Broker } from '../../../main/core/broker/index.ts';
 import { createUpstreamConnectors } from '../../../main/core/connectors/mcp-upstream/index.ts';
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
 import { AppError } from '../../../common/errors.ts';
-import { closeAbortedCalls } from '../../../main/core/app.ts';
+import { closeAbortedCalls } from '../../../main/core/broker/aborted-calls.ts';
 import { SqliteCallJournal } from '../../../main/core/audit/journal.ts';
 import { AuditStore } from '../../../main/core/audit/store.ts';
 import { planPostgresCall } from '../../../main/core/connectors/postgres/plan.ts';

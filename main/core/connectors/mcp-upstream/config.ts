@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AppError } from '../../../../common/errors.ts';
 import type { Tier } from '../types.ts';
 import { upstreamNameProblem } from './tool-names.ts';
 
@@ -65,4 +66,16 @@ export type UpstreamConfigInput = z.input<typeof UpstreamConfigSchema>;
 export interface TierRule {
   pattern: string;
   tier: Tier;
+}
+
+/** Plain http is refused unless the upstream is on loopback and `allowInsecureHttpForLoopbackOnly` says so (the lab). */
+export function checkTransportSecurity(config: UpstreamConfig): void {
+  const url = new URL(config.url);
+  if (url.protocol === 'https:') return;
+  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+  if (url.protocol === 'http:' && loopback && config.allowInsecureHttpForLoopbackOnly) {
+    process.emitWarning(`Upstream ${config.name} uses plain http on loopback (allowInsecureHttpForLoopbackOnly).`);
+    return;
+  }
+  throw new AppError('CONFIG_INVALID', `The upstream ${config.name} must use https.`);
 }

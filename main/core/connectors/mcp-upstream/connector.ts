@@ -1,25 +1,24 @@
 /**
  * A remote MCP server behind Countersign (Streamable HTTP). Its tools are listed as `<name>__<tool>`
- * (tool-names.ts: names Claude Desktop accepts) and each call is described by a RAR (`mcp_tool_call` with an argument digest, or `api_key` for upstreams
- * that take a static key from Vault). The broker exchanges and fetches the credential; this connector
- * only carries it: a fresh connection per call, the OBO or key held for that call alone.
+ * (tool-catalogue.ts, tool-names.ts: names Claude Desktop accepts) and each call is described by a RAR
+ * (call-plans.ts). The broker exchanges and fetches the credential; this connector only carries it: a
+ * fresh connection per call (upstream-session.ts), the OBO or key held for that call alone. It keeps
+ * the listing fresh and tells the broker when the upstream's tools change.
  */
 import type { webcrypto } from 'node:crypto';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { CallToolResultSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
-import type { JsonSchemaType, JsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
 import { AppError } from '../../../../common/errors.ts';
-import type { AuthorizationDetail, CallPlan, Connector, Credential, CredentialPlan, ExecuteContext, Tier } from '../types.ts';
-import { canonicalJson, sha256Digest } from './canonical-json.ts';
-import { UpstreamConfigSchema } from './config.ts';
+import type { CallPlan, Connector, Credential, ExecuteContext } from '../types.ts';
+import { listingPlan, planCall } from './call-plans.ts';
+import { checkTransportSecurity, UpstreamConfigSchema } from './config.ts';
 import type { UpstreamConfig, UpstreamConfigInput } from './config.ts';
 import type { ListingCache } from './listing-cache.ts';
 import { publishedPart } from './listing-cache.ts';
 import { discoverResourceMetadata } from './metadata.ts';
 import type { ResourceMetadata } from './metadata.ts';
-import { tierFor } from './tiers.ts';
-import { exposedToolName, UPSTREAM_SEPARATOR } from './tool-names.ts';
+import { ToolCatalogue, type UpstreamTool } from './tool-catalogue.ts';
+import { UPSTREAM_SEPARATOR } from './tool-names.ts';
 import { classify, oboAccess, openSession } from './upstream-session.ts';
 import type { UpstreamAccess, UpstreamSession, WireNotes } from './upstream-session.ts';
 
@@ -45,21 +44,13 @@ export interface McpUpstreamDeps {
   log?: (line: string) => void;
 }
 
-interface UpstreamTool {
-  tool: Tool;
-  /** The name Countersign lists it under (tool-names.ts). */
-  exposed: string;
-  tier: Tier;
-  validate: JsonSchemaValidator<unknown>;
-}
-
 const LISTING_WAIT_FOR_STREAM_MS = 5_000;
 
 export class McpUpstreamConnector implements Connector {
   readonly name: string;
   readonly config: UpstreamConfig;
   readonly #deps: McpUpstreamDeps;
-  readonly #validators = new AjvJsonSchemaValidator();
+  readonly #catalogue: ToolCatalogue;
   readonly #listeners = new Set<() => void>();
   /** By the name Countersign lists: from the last fresh listing, or from the kept one until there is one. */
   #tools = new Map<string, UpstreamTool>();
@@ -87,9 +78,10 @@ export class McpUpstreamConnector implements Connector {
     this.name = parsed.data.name;
     this.#deps = deps;
     checkTransportSecurity(this.config);
+    this.#catalogue = new ToolCatalogue(this.name, this.config.tools, deps.log);
     const kept = deps.listings?.read(this.name, this.config.url);
     if (kept) {
-      this.#tools = this.#index(kept);
+      this.#tools = this.#catalogue.index(kept);
       this.#fromCache = true;
       this.#kept = JSON.stringify(kept.map(publishedPart));
     }
@@ -162,37 +154,7 @@ export class McpUpstreamConnector implements Connector {
     if (!this.#loaded) await this.refresh();
     const entry = this.#tools.get(tool);
     if (!entry) throw new AppError('TOOL_UNKNOWN', `The upstream ${this.name} has no tool named ${tool}.`);
-    const local = entry.tool.name;
-    const checked = entry.validate(args);
-    if (!checked.valid) {
-      throw new AppError('INPUT_INVALID', `The arguments for ${tool} do not match its input schema.`);
-    }
-    if (entry.tier === 4) throw new AppError('POLICY_BLOCKED', `Your policy blocks ${tool}.`);
-    let bytes: string;
-    try {
-      bytes = canonicalJson(args);
-    } catch (error) {
-      throw new AppError('INPUT_INVALID', `The arguments for ${tool} cannot be written as JSON.`, { cause: error });
-    }
-    const url = this.config.url;
-    const base = {
-      connector: this.name,
-      tool,
-      tier: entry.tier,
-      reason: `${entry.tier === 1 ? 'read-only' : entry.tier === 2 ? 'write' : 'sensitive'} call of ${local} on ${this.name}`,
-      target: url,
-      bytes,
-      ...(entry.tier === 2 ? { approvalScope: { statementClass: 'mcp_tool_call', targets: [tool] } } : {}),
-    };
-    if (this.config.auth === 'api-key') return { ...base, ...this.#apiKeyLeg() };
-    const detail: AuthorizationDetail = {
-      type: 'mcp_tool_call',
-      locations: [url],
-      actions: ['call'],
-      identifier: local,
-      argument_digest: sha256Digest(bytes),
-    };
-    return { ...base, authorizationDetails: [detail], resource: url, credential: { kind: 'obo' } };
+    return planCall(this.config, tool, entry, args);
   }
 
   async execute(ctx: ExecuteContext): Promise<CallToolResult> {
@@ -234,7 +196,7 @@ export class McpUpstreamConnector implements Connector {
         throw new AppError('CONFIG_INVALID', `The upstream ${this.name} requires DPoP-bound tokens and this install has no DPoP key.`);
       }
     }
-    const plan = this.#listingPlan();
+    const plan = listingPlan(this.config);
     await this.#deps.withCredential(
       plan,
       async ({ obo, credential }) => {
@@ -248,7 +210,7 @@ export class McpUpstreamConnector implements Connector {
             tools.push(...page.tools);
             cursor = page.nextCursor;
           } while (cursor && tools.length < 10_000);
-          this.#tools = this.#index(tools);
+          this.#tools = this.#catalogue.index(tools);
           this.#loaded = true;
           this.#fromCache = false;
           await this.#keep(tools);
@@ -332,56 +294,6 @@ export class McpUpstreamConnector implements Connector {
     return oboAccess(obo, this.#deps.dpopKeyPair());
   }
 
-  #listingPlan(): CallPlan {
-    const base = { connector: this.name, tool: `${this.name}.*`, tier: 1 as Tier, target: this.config.url, bytes: '' };
-    if (this.config.auth === 'api-key') return { ...base, reason: `listing the tools of ${this.name}`, ...this.#apiKeyLeg() };
-    return {
-      ...base,
-      reason: `listing the tools of ${this.name}`,
-      authorizationDetails: [
-        {
-          type: 'mcp_tool_call',
-          locations: [this.config.url],
-          actions: ['list'],
-          identifier: 'tools/list',
-          argument_digest: sha256Digest(canonicalJson({})),
-        },
-      ],
-      resource: this.config.url,
-      credential: { kind: 'obo' },
-    };
-  }
-
-  #apiKeyLeg(): { authorizationDetails: AuthorizationDetail[]; audience: string; credential: CredentialPlan } {
-    const k = this.config.apiKey;
-    if (!k) throw new AppError('CONFIG_INVALID', `The upstream ${this.name} has no API-key settings.`);
-    return {
-      authorizationDetails: [{ type: 'api_key', locations: [this.config.url], actions: ['read'], identifier: this.name }],
-      audience: k.audience,
-      credential: { kind: 'vault-kv', authMount: k.authMount, role: k.role, kvMount: k.kvMount, path: k.path, field: k.field },
-    };
-  }
-
-  /**
-   * The tools by the names Countersign lists. Names are stable and distinct by construction; an
-   * upstream that publishes two tools whose names still meet (one named like another's rewritten
-   * name) loses both, rather than one call reaching the other tool.
-   */
-  #index(tools: readonly Tool[]): Map<string, UpstreamTool> {
-    const byName = new Map<string, UpstreamTool>();
-    const clashing = new Set<string>();
-    for (const tool of tools) {
-      const entry = this.#describe(tool);
-      if (byName.has(entry.exposed)) clashing.add(entry.exposed);
-      else byName.set(entry.exposed, entry);
-    }
-    for (const name of clashing) {
-      byName.delete(name);
-      this.#deps.log?.(`upstream ${this.name}: two of its tools would both be listed as ${name}; both are left out`);
-    }
-    return byName;
-  }
-
   /** Writes the listing to the data directory when it differs from the kept one; a failure is logged, not fatal. */
   async #keep(tools: readonly Tool[]): Promise<void> {
     const listings = this.#deps.listings;
@@ -396,65 +308,12 @@ export class McpUpstreamConnector implements Connector {
     }
   }
 
-  #describe(tool: Tool): UpstreamTool {
-    let validate: JsonSchemaValidator<unknown>;
-    try {
-      validate = this.#validators.getValidator(tool.inputSchema as JsonSchemaType);
-    } catch {
-      validate = () => ({ valid: false, data: undefined, errorMessage: 'unusable schema' });
-    }
-    return { tool, exposed: exposedToolName(this.name, tool.name), tier: tierFor(tool.name, tool.annotations, this.config.tools), validate };
-  }
-
-  /** The tool as Countersign lists it: namespaced, with annotations that say its tier, not the upstream's claims. */
   #current(): Tool[] {
-    return [...this.#tools.values()].filter((t) => t.tier < 4).map((t) => this.#exposed(t));
+    return this.#catalogue.listed(this.#tools);
   }
 
   #announce(): void {
     for (const listener of this.#listeners) listener();
   }
 
-  /**
-   * The tool as Countersign lists it. The upstream's own name and the upstream stay readable where a
-   * person and the model look: the title, the description, and `_meta`.
-   */
-  #exposed({ tool, exposed, tier }: UpstreamTool): Tool {
-    const { outputSchema: _outputSchema, _meta: _upstreamMeta, ...rest } = tool;
-    return {
-      ...rest,
-      inputSchema: listableSchema(tool.inputSchema),
-      name: exposed,
-      title: tool.title ?? tool.annotations?.title ?? tool.name,
-      description: `${tool.description ?? tool.name} (tool ${tool.name} of ${this.name})`,
-      _meta: { 'countersign/upstream': this.name, 'countersign/tool': tool.name },
-      annotations: {
-        ...(tool.annotations?.title ? { title: tool.annotations.title } : {}),
-        readOnlyHint: tier === 1,
-        destructiveHint: tier >= 3,
-        openWorldHint: true,
-      },
-    };
-  }
-}
-
-/**
- * The input schema as listed: Claude's API refuses a tool whose input schema has `oneOf`, `anyOf` or
- * `allOf` at its top level, and with it the whole request, so those are left out of the listed schema.
- * Calls are still checked against the upstream's whole schema (`#describe`).
- */
-function listableSchema(schema: Tool['inputSchema']): Tool['inputSchema'] {
-  const { oneOf: _one, anyOf: _any, allOf: _all, ...rest } = schema as Tool['inputSchema'] & Record<'oneOf' | 'anyOf' | 'allOf', unknown>;
-  return rest;
-}
-
-function checkTransportSecurity(config: UpstreamConfig): void {
-  const url = new URL(config.url);
-  if (url.protocol === 'https:') return;
-  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
-  if (url.protocol === 'http:' && loopback && config.allowInsecureHttpForLoopbackOnly) {
-    process.emitWarning(`Upstream ${config.name} uses plain http on loopback (allowInsecureHttpForLoopbackOnly).`);
-    return;
-  }
-  throw new AppError('CONFIG_INVALID', `The upstream ${config.name} must use https.`);
 }

@@ -13,12 +13,13 @@ import { canonicalJson } from '../../../../common/canonical-json.ts';
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../../common/errors.ts';
+import { KnownSecrets } from '../../audit/redact.ts';
 import type { PostgresPolicy } from '../../policy/policy.ts';
 import type { CallPlan, Connector, ExecuteContext } from '../types.ts';
 import { tlsConnectFailure } from './tls.ts';
 import { CONNECTOR_NAME, DescribeTableArgs, ExecuteArgs, ListTablesArgs, QueryArgs, planPostgresCall, type PostgresCallDetails } from './plan.ts';
 import { queryExtended } from './extended-query.ts';
-import { preflight } from './preflight.ts';
+import { PREFLIGHT_GUARD_SQL, describePreflightFailure, preflightParams } from './preflight.ts';
 import { TABLE_SCHEMA } from './sql-names.ts';
 
 export interface PostgresConnection {
@@ -179,7 +180,10 @@ export async function runStatement(
     statement_timeout: details.limits.statementTimeoutMs,
     connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
     options: SESSION_OPTIONS,
-  });
+    // Statements are written without waiting for the answer to the one before (pg 8.23's pipeline
+    // mode, each with its own Sync), so a call's transaction costs one round trip: see runRead.
+    pipeline: true,
+  } as pg.ClientConfig);
   // A connection error after connect would otherwise be an unhandled 'error' event.
   client.on('error', () => {});
   const onAbort = (): void => {
@@ -224,20 +228,51 @@ function run(client: pg.Client, text: string, values: readonly unknown[] = []): 
   return onWire('db', () => queryExtended(client, text, values));
 }
 
+/**
+ * Sends `steps` in one round trip and waits for every answer. Inside the call's transaction a failed
+ * step aborts it, and PostgreSQL refuses each step after it, unparsed, until the transaction's end,
+ * so a statement behind a failed guard never runs. Throws the first failure: the guard's as the
+ * problem it found, read again once the transaction is over.
+ */
+async function inOneRoundTrip(
+  client: pg.Client,
+  d: PostgresCallDetails,
+  steps: Array<{ text: string; values?: readonly unknown[]; guard?: true }>,
+  { leavesTransactionOpen = false } = {},
+): Promise<pg.QueryResult[]> {
+  const settled = await onWire('db', () => Promise.allSettled(steps.map((s) => queryExtended(client, s.text, s.values))));
+  const failed = settled.findIndex((r) => r.status === 'rejected');
+  if (failed === -1) return settled.map((r) => (r as PromiseFulfilledResult<pg.QueryResult>).value);
+  const error = (settled[failed] as PromiseRejectedResult).reason as unknown;
+  if (leavesTransactionOpen) await run(client, 'ROLLBACK').catch(() => {});
+  if (steps[failed]!.guard) {
+    const found = await onWire('db', () => describePreflightFailure(client, d.classification));
+    if (found) throw found;
+    if ((error as { code?: unknown }).code === '22012') {
+      throw new AppError('SQL_UNCLASSIFIABLE', "The database's catalogue changed while the call was checked against it; run the call again.", { cause: error });
+    }
+  }
+  throw error;
+}
+
 async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   const cap = d.limits.rowCap;
-  await run(client, 'BEGIN READ ONLY');
-  if (!d.catalog) await onWire('db', () => preflight(client, d.classification));
+  const guard = d.catalog ? [] : [{ text: PREFLIGHT_GUARD_SQL, values: preflightParams(d.classification), guard: true as const }];
   if (d.classification.kind === 'EXPLAIN' || d.classification.nodeType === 'ExplainStmt') {
     // EXPLAIN cannot stand in a cursor; its output is a plan, a handful of rows.
-    const result = await run(client, d.sql, d.params);
-    await run(client, 'COMMIT');
+    const answers = await inOneRoundTrip(client, d, [{ text: 'BEGIN READ ONLY' }, ...guard, { text: d.sql, values: d.params }, { text: 'COMMIT' }]);
+    const result = answers.at(-2)!;
     return { columns: result.fields.map((f) => f.name), rows: result.rows.slice(0, cap).map(plainRow), rowCount: Math.min(result.rows.length, cap), truncated: result.rows.length > cap, command: 'EXPLAIN' };
   }
   // A cursor fetches one row past the cap, so a huge result is never pulled in full.
-  await run(client, `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, d.params);
-  const fetched = await run(client, `FETCH ${cap + 1} FROM countersign_rows`);
-  await run(client, 'COMMIT');
+  const answers = await inOneRoundTrip(client, d, [
+    { text: 'BEGIN READ ONLY' },
+    ...guard,
+    { text: `DECLARE countersign_rows NO SCROLL CURSOR FOR ${d.sql}`, values: d.params },
+    { text: `FETCH ${cap + 1} FROM countersign_rows` },
+    { text: 'COMMIT' },
+  ]);
+  const fetched = answers.at(-2)!;
   const truncated = fetched.rows.length > cap;
   const rows = truncated ? fetched.rows.slice(0, cap) : fetched.rows;
   return {
@@ -260,11 +295,14 @@ export const ROWS_CHANGED_SQL =
   'SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS changed FROM pg_catalog.pg_stat_xact_user_tables';
 
 async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
-  await run(client, 'BEGIN');
-  await onWire('db', () => preflight(client, d.classification));
-  const result = await run(client, d.sql, d.params);
-  const counted = await run(client, ROWS_CHANGED_SQL);
-  const affected = Math.max(Number((counted.rows[0] as { changed?: string } | undefined)?.changed ?? 0), result.rowCount ?? 0);
+  // The count is read before the transaction ends, so COMMIT or ROLLBACK takes a second round trip.
+  const [, , result, counted] = await inOneRoundTrip(
+    client,
+    d,
+    [{ text: 'BEGIN' }, { text: PREFLIGHT_GUARD_SQL, values: preflightParams(d.classification), guard: true }, { text: d.sql, values: d.params }, { text: ROWS_CHANGED_SQL }],
+    { leavesTransactionOpen: true },
+  );
+  const affected = Math.max(Number((counted!.rows[0] as { changed?: string } | undefined)?.changed ?? 0), result!.rowCount ?? 0);
   if (affected > d.limits.maxAffectedRows) {
     await run(client, 'ROLLBACK');
     throw new AppError(
@@ -274,13 +312,13 @@ async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<Quer
   }
   await run(client, 'COMMIT');
   const cap = d.limits.rowCap;
-  const rows = (result.rows ?? []).slice(0, cap);
+  const rows = (result!.rows ?? []).slice(0, cap);
   return {
-    columns: (result.fields ?? []).map((f) => f.name),
+    columns: (result!.fields ?? []).map((f) => f.name),
     rows: rows.map(plainRow),
     rowCount: affected,
-    truncated: (result.rows ?? []).length > cap,
-    command: result.command,
+    truncated: (result!.rows ?? []).length > cap,
+    command: result!.command,
   };
 }
 
@@ -331,8 +369,8 @@ export function toAppError(error: unknown, ...secrets: string[]): AppError {
       break;
   }
   if (/^[0-9A-Z]{5}$/.test(code) && SHAREABLE_CLASSES.has(code.slice(0, 2))) {
-    let text = String((error as Error).message ?? '').slice(0, 300);
-    for (const s of secrets) if (s) text = text.split(s).join('[redacted]');
+    // Masked before it is cut, so a cut cannot leave part of a secret.
+    const text = KnownSecrets.of(secrets).mask(String((error as Error).message ?? '')).slice(0, 300);
     return new AppError('DB_ERROR', `PostgreSQL rejected the statement (SQLSTATE ${code}): ${text}`, { cause: error });
   }
   return new AppError('DB_ERROR', `PostgreSQL could not run the statement${code ? ` (SQLSTATE ${code})` : ''}.`, { cause: error });

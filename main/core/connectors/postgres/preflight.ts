@@ -48,11 +48,32 @@ export function preflightParams(c: SqlClassification): string[][] {
   ];
 }
 
+/**
+ * PREFLIGHT_SQL as a guard that fails when any problem row exists (a division by zero on the first one,
+ * so that PostgreSQL never folds it away when there is none), so the call's statement can be sent
+ * behind it in the same round trip: once the guard fails, the transaction is aborted and PostgreSQL
+ * refuses every statement after it unparsed (SQLSTATE 25P02) until the transaction ends.
+ */
+export const PREFLIGHT_GUARD_SQL = `SELECT pg_catalog.length(problems.problem) / 0 AS refused FROM (${PREFLIGHT_SQL}) AS problems LIMIT 1`;
+
 /** Runs the checks on `client` (inside the call's transaction); throws SQL_UNCLASSIFIABLE on the first problem. */
 export async function preflight(client: pg.Client, c: SqlClassification): Promise<void> {
   const result = await queryExtended<{ problem: string; name: string; detail: string | null }>(client, PREFLIGHT_SQL, preflightParams(c));
   const first = result.rows[0];
-  if (!first) return;
+  if (first) throw preflightRefusal(first);
+}
+
+/**
+ * After PREFLIGHT_GUARD_SQL failed and its transaction ended: the problem, read again on the same
+ * session. Resolves with no value when there is none (the guard failed for another reason, or the
+ * catalogue changed in between).
+ */
+export async function describePreflightFailure(client: pg.Client, c: SqlClassification): Promise<AppError | undefined> {
+  const result = await queryExtended<{ problem: string; name: string; detail: string | null }>(client, PREFLIGHT_SQL, preflightParams(c));
+  return result.rows[0] ? preflightRefusal(result.rows[0]) : undefined;
+}
+
+function preflightRefusal(first: { problem: string; name: string; detail: string | null }): AppError {
   const message =
     first.problem === 'kind'
       ? `${first.name} is ${KINDS[first.detail ?? ''] ?? `a relation of kind ${first.detail}`}: reading it reaches tables or code the call's description does not name. Query the underlying tables.`
@@ -61,5 +82,5 @@ export async function preflight(client: pg.Client, c: SqlClassification): Promis
         : first.problem === 'function'
           ? `A schema on the search path holds a function named ${first.name}, which PostgreSQL could call instead of the built-in one the call was described with; write pg_catalog.${first.name}(…) or rename the column reference.`
           : `A schema on the search path holds an operator ${first.name}, which PostgreSQL could use instead of the built-in one; write OPERATOR(pg_catalog.${first.name}).`;
-  throw new AppError('SQL_UNCLASSIFIABLE', message);
+  return new AppError('SQL_UNCLASSIFIABLE', message);
 }

@@ -132,8 +132,11 @@ describe('SQL governance through the bridge', () => {
   });
 
   it('fails before running a statement whose description would understate it: p.f that PostgreSQL would run as f(p)', async () => {
+    // A sequence is not transactional: its is_called is PostgreSQL's own record that leak ran, even
+    // in a transaction rolled back afterwards.
+    await lab.admin('CREATE SEQUENCE public.leak_calls; GRANT USAGE ON SEQUENCE public.leak_calls TO PUBLIC');
     await lab.admin(
-      "CREATE FUNCTION public.leak(p public.patients) RETURNS text LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.notes (patient_id, body) VALUES (p.id, 'leak'); RETURN p.mrn; END $$",
+      "CREATE FUNCTION public.leak(p public.patients) RETURNS text LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.nextval('public.leak_calls'); INSERT INTO public.notes (patient_id, body) VALUES (p.id, 'leak'); RETURN p.mrn; END $$",
     );
     try {
       const notes = await count('notes');
@@ -141,9 +144,16 @@ describe('SQL governance through the bridge', () => {
       expect(leak.isError).toBe(true);
       expect(text(leak)).toContain('SQL_UNCLASSIFIABLE');
       expect(text(leak)).toContain('leak');
+      // Sent behind the failed guard in the same round trip, as a read and as a write, and refused
+      // unparsed: leak never ran.
+      const write = await callTool('execute', { sql: "UPDATE notes n SET body = 'x' FROM patients p WHERE n.patient_id = p.id AND p.leak = 'x'" });
+      expect(write.isError).toBe(true);
+      expect(text(write)).toContain('SQL_UNCLASSIFIABLE');
       expect(await count('notes')).toBe(notes);
+      const calls = await lab.admin('SELECT is_called FROM public.leak_calls');
+      expect(calls).toEqual([{ is_called: false }]);
     } finally {
-      await lab.admin('DROP FUNCTION public.leak(public.patients)');
+      await lab.admin('DROP FUNCTION public.leak(public.patients); DROP SEQUENCE public.leak_calls');
     }
   });
 });
