@@ -57,7 +57,7 @@ export interface ServerRefusal {
 
 const HEX_256 = /^[0-9a-f]{64}$/;
 
-export function isNonce(value: unknown): value is string {
+function isNonce(value: unknown): value is string {
   return typeof value === 'string' && HEX_256.test(value);
 }
 

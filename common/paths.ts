@@ -99,7 +99,7 @@ function safePipePart(value: string): string {
 }
 
 /** Bytes of the per-install random part of the Windows pipe name (hex in the pipe name and the file). */
-export const PIPE_NONCE_BYTES = 16;
+const PIPE_NONCE_BYTES = 16;
 const PIPE_NONCE = /^[0-9a-f]{32}$/;
 /** A Windows security identifier as `whoami` prints it: S-1-<revision authority>-<subauthorities>. */
 const SID = /^S-1-\d+(?:-\d+){1,15}$/;

@@ -5,7 +5,7 @@
  * leases that drop real roles when revoked or expired, KV v1/v2, a file audit device in Vault's
  * format, a seal, and knobs for fault tests (latency, injected errors, failing revocations); and
  * Vault Enterprise's native agent mode (agent-auth.ts: OAuth JWTs as the token, identity aliases, the
- * Agent Registry, RAR). It passes ../shared/conformance/vault.mjs and vault-agent.mjs; see
+ * Agent Registry, RAR). It passes test/lab/conformance/vault.mjs and vault-agent.mjs; see
  * docs/vault.md for configuring a real Vault the same way.
  *
  * Lab only: state lives in memory and there is one unseal key.

@@ -46,7 +46,7 @@ export function ensurePrivateDataDir(dir: string, options: DataDirOptions = {}):
  * tightened to 0600 when it exists. SQLite gives its -wal and -shm files the mode of the database file,
  * so a database opened on such a file keeps all three private.
  */
-export function privateFile(path: string, platform = process.platform): void {
+function privateFile(path: string, platform = process.platform): void {
   closeSync(openSync(path, 'a', 0o600));
   if (platform !== 'win32') chmodSync(path, 0o600);
 }

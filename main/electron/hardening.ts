@@ -42,7 +42,7 @@ export function webPreferences(preload: string, devTools: boolean): WebPreferenc
 }
 
 /** The app's own pages, served by the `app://` protocol handler from the packaged renderer. */
-export function isAppUrl(url: string): boolean {
+function isAppUrl(url: string): boolean {
   try {
     const u = new URL(url);
     return u.protocol === `${APP_SCHEME}:` && u.host === APP_HOST;

@@ -16,9 +16,9 @@ export interface NativePrompterDeps {
 }
 
 export const DENY_BUTTON = 0;
-export const APPROVE_BUTTON = 1;
+const APPROVE_BUTTON = 1;
 /** On every part but the last, the second button reads on instead of approving. */
-export const NEXT_BUTTON = 1;
+const NEXT_BUTTON = 1;
 /**
  * The most of what will run one dialog shows. A message box does not scroll (NSAlert, GTK and the
  * Windows task dialog grow with their text), so a longer call is shown in parts of this size, one
@@ -27,7 +27,7 @@ export const NEXT_BUTTON = 1;
 export const PART_CHARS = 2_000;
 
 /** What will run, cut into parts on character boundaries (code points, never half a surrogate pair). */
-export function runParts(text: string, size = PART_CHARS): Array<{ from: number; to: number; text: string }> {
+function runParts(text: string, size = PART_CHARS): Array<{ from: number; to: number; text: string }> {
   const chars = [...text];
   const parts: Array<{ from: number; to: number; text: string }> = [];
   for (let at = 0; at < chars.length || parts.length === 0; at += size) {
@@ -38,7 +38,7 @@ export function runParts(text: string, size = PART_CHARS): Array<{ from: number;
 }
 
 /** The dialogs for one approval: one when what will run fits, else one per part, Approve on the last. */
-export function dialogPages(view: ApprovalView, signal: AbortSignal): Electron.MessageBoxOptions[] {
+function dialogPages(view: ApprovalView, signal: AbortSignal): Electron.MessageBoxOptions[] {
   const parts = runParts(view.argumentsText);
   const total = [...view.argumentsText].length;
   const head = [`Tool: ${view.tool}`, `Target: ${view.target}`, `Tier: ${view.tier} (${view.tier === 3 ? 'sensitive: asked every time' : 'write'})`, ''];

@@ -43,7 +43,7 @@ const commands: Record<string, Command> = {
   },
 };
 
-export function helpText(): string {
+function helpText(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   const lines = [
     'countersign — every tool call Claude makes, carried under your identity and recorded.',

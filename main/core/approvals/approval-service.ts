@@ -21,8 +21,8 @@ import type { Prompter } from './prompter.ts';
 import { callDigest, promptView } from './prompt-view.ts';
 import { changesOf, covers } from './scope.ts';
 
-export const DEFAULT_CACHE_TTL_MS = 30 * 60_000;
-export const DEFAULT_TIMEOUT_MS = 45_000;
+const DEFAULT_CACHE_TTL_MS = 30 * 60_000;
+const DEFAULT_TIMEOUT_MS = 45_000;
 const PROGRESS_EVERY_MS = 5_000;
 
 export interface ApprovalRequest {
@@ -71,7 +71,7 @@ export interface ApprovalServiceOptions {
  * privilege is approved through the IdP; any other tier-3 call (a destructive upstream tool, a table the
  * local policy raised) keeps the local prompt, because its exchange would carry no approval at all.
  */
-export function idpCarriesApproval(plan: Pick<CallPlan, 'tier' | 'authorizationDetails'>): boolean {
+function idpCarriesApproval(plan: Pick<CallPlan, 'tier' | 'authorizationDetails'>): boolean {
   return plan.tier === 3 && plan.authorizationDetails.some((d) => Array.isArray(d.privileges) && d.privileges.length > 0);
 }
 

@@ -12,7 +12,7 @@ import { AppError } from '../../../common/errors.ts';
 // eslint-disable-next-line no-control-regex, no-misleading-character-class -- matching these characters is the point
 const SUSPICIOUS = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF9-\uFFFB]/gu;
 
-export const MAX_VALUE_CHARS = 400;
+const MAX_VALUE_CHARS = 400;
 /** Deeper arguments are refused rather than shown in part (JSON from an MCP client nests far less). */
 const MAX_DEPTH = 64;
 

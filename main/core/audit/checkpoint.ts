@@ -9,7 +9,7 @@ import { AppError } from '../../../common/errors.ts';
  * the machine (the anchor) it also catches a fully re-hashed chain or a truncated tail, which nothing
  * kept on the machine can.
  */
-export const CHECKPOINT_TYP = 'countersign-audit-checkpoint+jws';
+const CHECKPOINT_TYP = 'countersign-audit-checkpoint+jws';
 
 export interface Checkpoint {
   seq: number;

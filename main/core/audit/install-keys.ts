@@ -10,8 +10,8 @@ import type { SecretStore } from '../ports.ts';
  * an Ed25519 key that signs checkpoints of the chain head and forwarded Security Event Tokens, and a
  * 256-bit HMAC key for argument values the policy says to hash. Created on first use.
  */
-export const SIGNING_KEY_NAME = 'audit.signing-key.v1';
-export const HMAC_KEY_NAME = 'audit.hmac-key.v1';
+const SIGNING_KEY_NAME = 'audit.signing-key.v1';
+const HMAC_KEY_NAME = 'audit.hmac-key.v1';
 
 export interface InstallKeys {
   privateKey: KeyObject;

@@ -14,7 +14,7 @@ import type { AuditRecord } from '../../../common/audit-record.ts';
  */
 
 /** Characters that join the parts of one key or name: the index's token characters besides letters and digits. */
-export const JOINERS = '-_.:/@+';
+const JOINERS = '-_.:/@+';
 
 /** The FTS5 table's tokenizer: splits on everything else, which the text written never holds between terms. */
 export const SEARCH_TOKENIZER = `ascii tokenchars '${JOINERS}'`;
@@ -44,7 +44,7 @@ function wholeTerms(text: string): string[] {
 }
 
 /** Each whole term, its pieces between `/`, `:` and `@`, and its parts between any joining characters. */
-export function indexTerms(text: string): Set<string> {
+function indexTerms(text: string): Set<string> {
   const out = new Set<string>();
   for (const term of wholeTerms(text)) {
     out.add(term);

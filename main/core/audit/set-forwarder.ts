@@ -60,7 +60,7 @@ export interface SecurityEvent {
 }
 
 /** The SET event for a record, or null for records that are not forwarded (system notes). */
-export function securityEventFor(record: AuditRecord, subjectIssuer?: string): SecurityEvent | null {
+function securityEventFor(record: AuditRecord, subjectIssuer?: string): SecurityEvent | null {
   const ts = Math.floor(Date.parse(record.at) / 1000);
   const subject = record.user
     ? subjectIssuer

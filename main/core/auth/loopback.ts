@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { AppError } from '../../../common/errors.ts';
 import { IDP_STEPS, refusalError } from '../idp/errors.ts';
 
-export const CALLBACK_PATH = '/callback';
+const CALLBACK_PATH = '/callback';
 
 /** A one-shot redirect receiver for a native app's sign-in (RFC 8252 §7.3). */
 export interface LoopbackListener {

@@ -47,7 +47,7 @@ export interface BrokerOptions extends CredentialOptions {
 }
 
 /** The answer to a call made before sign-in: at once, saying what to do. */
-export const SIGN_IN_FIRST =
+const SIGN_IN_FIRST =
   'You are not signed in to Countersign, so this call was not run. Sign in in the Countersign window that has just opened (or run `npx countersign open`), then ask again.';
 
 export interface Broker extends ToolHost {
@@ -418,7 +418,7 @@ function summary(tool: string, plan: CallPlan | undefined, outcome: string, revo
   return revokeUnproven ? `${base}; revocation not confirmed` : base;
 }
 
-/** MCP tool execution error (STANDARDS.md §6): `isError` with a reason a person can act on. */
+/** MCP tool execution error (MCP 2025-11-25, server/tools "Error Handling"): `isError` with a reason a person can act on. */
 export function errorResult(error: AppError): CallToolResult {
   return { isError: true, content: [{ type: 'text', text: `${error.message} [${error.code}]` }] };
 }

@@ -92,7 +92,7 @@ export async function runMcpConfig(
 }
 
 /** The `claude mcp add` command line that adds the entry to Claude Code for every project of the user. */
-export function claudeMcpAdd(entry: McpServerEntry): string {
+function claudeMcpAdd(entry: McpServerEntry): string {
   const env = Object.entries(entry.env ?? {}).flatMap(([k, v]) => ['--env', shellQuote(`${k}=${v}`)]);
   return ['claude', 'mcp', 'add', '--transport', 'stdio', '--scope', 'user', SERVER_NAME, ...env, '--', ...[entry.command, ...entry.args].map(shellQuote)].join(' ');
 }

@@ -49,7 +49,7 @@ export function claudeDesktopConfigPath(input: { platform: string; env: Readonly
  * The bundled bridge (dist/bridge.mjs, built by `npm run build:bridge`), found from this module whether
  * it runs from main/core/claude-desktop/ or bundled into dist/core/.
  */
-export function defaultBridgePath(): string {
+function defaultBridgePath(): string {
   const here = new URL('.', import.meta.url);
   return fileURLToPath(new URL(here.pathname.endsWith('/dist/core/') ? '../bridge.mjs' : '../../../dist/bridge.mjs', here));
 }

@@ -18,9 +18,9 @@ import { promisify } from 'node:util';
 import { AppError } from '../../../common/errors.ts';
 
 export const MANAGED_CONFIG_ENV = 'COUNTERSIGN_MANAGED_CONFIG';
-export const LINUX_MANAGED_FILE = '/etc/countersign/config.json';
-export const MAC_MANAGED_PLIST = '/Library/Managed Preferences/com.countersign.app.plist';
-export const WINDOWS_POLICY_KEY = 'HKLM\\SOFTWARE\\Policies\\Countersign';
+const LINUX_MANAGED_FILE = '/etc/countersign/config.json';
+const MAC_MANAGED_PLIST = '/Library/Managed Preferences/com.countersign.app.plist';
+const WINDOWS_POLICY_KEY = 'HKLM\\SOFTWARE\\Policies\\Countersign';
 
 export interface ManagedConfig {
   /** Where it was read (a file path or the registry key), for the settings screen. */

@@ -17,7 +17,7 @@ import type { ExchangeClient, TokenExchangerOptions } from './token-exchange.ts'
 const ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 
 /** The keychain account of the exchange key: `<first 12 hex of SHA-256(issuer)>:exchange-key`, beside the sign-in's entries. */
-export function exchangeKeyAccount(issuer: string): string {
+function exchangeKeyAccount(issuer: string): string {
   return `${createHash('sha256').update(issuer).digest('hex').slice(0, 12)}:exchange-key`;
 }
 
@@ -65,7 +65,7 @@ async function restore(text: string): Promise<InstallExchangeKey | undefined> {
  * The exchange client for `exchangeClientId`: the IdP's metadata comes from the sign-in client (same
  * issuer, already discovered), the authentication from this install's exchange key.
  */
-export function exchangeClientFor(o: {
+function exchangeClientFor(o: {
   clientId: string;
   secrets: SecretStore;
   issuer: string;

@@ -1,6 +1,6 @@
 /**
  * IBM Security Verify's push approval, the step-up its token exchange asks for with an `mfa_challenge`
- * (STANDARDS.md §3): list the person's factors, start a verification on their push authenticator
+ * (IBM Verify's factors and authenticator verification APIs): list the person's factors, start a verification on their push authenticator
  * carrying the call's digest, poll the transaction until it is answered, and hand back the signed
  * assertion the exchange then presents (jwt-bearer). Every answer is parsed with a schema here.
  */

@@ -166,7 +166,7 @@ async function readOwner(path: string): Promise<LockOwner | 'missing' | 'unreada
 }
 
 /** Whether the lock's owner still runs: written since the last boot, the pid exists and, where the OS tells, started when the lock says. */
-export function ownerIsAlive(owner: LockOwner): boolean {
+function ownerIsAlive(owner: LockOwner): boolean {
   if (owner.boot !== undefined && Math.abs(owner.boot - bootTime()) > BOOT_SLACK_S) return false;
   try {
     process.kill(owner.pid, 0);

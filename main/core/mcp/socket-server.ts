@@ -191,7 +191,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
 }
 
 /** Creates the run directory 0700, or refuses one that another user owns or that others can open. */
-export async function ensureOwnerOnlyDir(dir: string): Promise<void> {
+async function ensureOwnerOnlyDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const st = await lstat(dir);
   const uid = process.getuid?.();

@@ -84,7 +84,7 @@ export type Policy = z.infer<typeof PolicySchema>;
 export type PostgresPolicy = z.infer<typeof PostgresConnectorSchema>;
 export type Limits = z.infer<typeof LimitsSchema>;
 
-export const DEFAULT_LIMITS: Required<Limits> = { rowCap: 200, statementTimeoutMs: 5_000, maxAffectedRows: 100 };
+const DEFAULT_LIMITS: Required<Limits> = { rowCap: 200, statementTimeoutMs: 5_000, maxAffectedRows: 100 };
 
 /** Parses policy text (JSON with comments); every problem names its line, column and field. */
 export function parsePolicy(text: string, source = 'policy'): Policy {

@@ -3,7 +3,7 @@ import { AsyncEntry } from '@napi-rs/keyring';
 import { AppError } from '../../../common/errors.ts';
 import type { SecretStore } from '../ports.ts';
 
-export const KEYCHAIN_SERVICE = 'Countersign';
+const KEYCHAIN_SERVICE = 'Countersign';
 
 /** On Linux, which store backs the keychain. Secret Service persists; the kernel keyring lasts until logout or reboot. */
 export type LinuxKeychainStore = 'secret-service' | 'keyutils';

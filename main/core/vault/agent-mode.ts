@@ -1,5 +1,5 @@
 /**
- * Vault Enterprise's native agent mode (2.0.3+, HCP Vault Dedicated; STANDARDS.md §8): the OBO itself
+ * Vault Enterprise's native agent mode (2.0.3+, HCP Vault Dedicated; Vault's "AI agents" docs and its oauth-resource-server and agent-registry API docs): the OBO itself
  * is the Vault token. Vault validates it per request against a resource server profile, resolves the
  * user (`sub`) and Countersign (`act.sub`, a registered agent), caps the user's ACL by Countersign's
  * ceiling policies and narrows it to the OBO's `vault:path_access` entries. So the exchange asks for

@@ -1,6 +1,6 @@
 /**
  * A typed client for the few Vault HTTP API calls a per-call credential needs: JWT login, database
- * creds, KV v2 read, lease revoke, token revoke-self and lookup-self (Vault API docs; STANDARDS.md §5).
+ * creds, KV v2 read, lease revoke, token revoke-self and lookup-self (Vault's HTTP API docs).
  * Responses are parsed with zod; Vault's `{"errors":[…]}` shapes become AppErrors here and nowhere else.
  * Vault's error strings are never copied except the JWT login reasons Vault documents, which carry no
  * secret (path_login.go), and then only after the token itself is scrubbed from them.

@@ -7,7 +7,7 @@ import type { TierRule } from './config.ts';
  * 1–128 of `A-Z a-z 0-9 _ - .`). A name with anything else (a newline, a zero-width or fullwidth
  * character) could look like a name the policy matches while being another; such a tool is blocked.
  */
-export const GOVERNED_TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+const GOVERNED_TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /**
  * `*` matches any run of characters, `?` one; everything else literally (a `.` is a dot). The pattern

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 
 /** What Claude Desktop accepts as a tool name (and Claude's API: `tools.N.name`). */
 export const CLAUDE_TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
-export const MAX_TOOL_NAME = 64;
+const MAX_TOOL_NAME = 64;
 /** Between the upstream's name and its tool's. */
 export const UPSTREAM_SEPARATOR = '__';
 const HASH_HEX = 8;

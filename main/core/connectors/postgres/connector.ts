@@ -90,7 +90,7 @@ export function createPostgresConnector(options: PostgresConnectorOptions): Conn
  * Proves a revoked credential is dead by trying it: PostgreSQL answers 28P01/28000 once the role is
  * dropped (or past VALID UNTIL). A successful login means the role is still there.
  */
-export async function roleStillLogsIn(
+async function roleStillLogsIn(
   connection: PostgresConnection,
   user: string,
   password: string,
@@ -291,7 +291,7 @@ async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<Query
  * The view shows the session's counts not yet flushed, so it is this statement's alone only because
  * the session is the call's own and nothing before it in the transaction changes a row.
  */
-export const ROWS_CHANGED_SQL =
+const ROWS_CHANGED_SQL =
   'SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS changed FROM pg_catalog.pg_stat_xact_user_tables';
 
 async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
@@ -337,7 +337,7 @@ function plainRow(row: Record<string, unknown>): Record<string, unknown> {
 const SHAREABLE_CLASSES = new Set(['22', '23', '42']);
 
 /** The one place pg's errors become AppErrors: by SQLSTATE or socket error code, never by text. */
-export function toAppError(error: unknown, ...secrets: string[]): AppError {
+function toAppError(error: unknown, ...secrets: string[]): AppError {
   if (error instanceof AppError) return error;
   const e = error as { code?: unknown; name?: unknown };
   const code = typeof e.code === 'string' ? e.code : '';

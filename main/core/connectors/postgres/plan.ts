@@ -40,8 +40,6 @@ export const DescribeTableArgs = z
   .object({ table: z.string().min(1).max(200).regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'a table name') })
   .strict();
 
-export type ToolName = 'query' | 'execute' | 'list_tables' | 'describe_table';
-
 /** What `execute` needs besides the generic plan. Derived again from the plan's args when it runs. */
 export interface PostgresCallDetails {
   sql: string;
@@ -55,9 +53,9 @@ export interface PostgresCallDetails {
 }
 
 /** SQL the catalog tools run; fixed text, classified like any other statement. */
-export const LIST_TABLES_SQL =
+const LIST_TABLES_SQL =
   "SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_schema, table_name";
-export const DESCRIBE_TABLE_SQL =
+const DESCRIBE_TABLE_SQL =
   'SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position';
 
 function parseArgs<T>(schema: z.ZodType<T>, args: Record<string, unknown>, tool: string): T {
@@ -230,7 +228,7 @@ function refuseCatalogReads(c: SqlClassification): void {
  * function with effects is refused unless the policy's `review` list names it (then the call is tier 3
  * and not read-only); anything else is unknown and refused. Returns the effectful functions admitted.
  */
-export function governFunctions(policy: PostgresPolicy, functions: string[]): Array<{ name: string; effect: FunctionEffect | 'is listed for review' }> {
+function governFunctions(policy: PostgresPolicy, functions: string[]): Array<{ name: string; effect: FunctionEffect | 'is listed for review' }> {
   const allow = new Set((policy.functions?.allow ?? []).map(functionKey));
   const review = new Set((policy.functions?.review ?? []).map(functionKey));
   const admitted: Array<{ name: string; effect: FunctionEffect | 'is listed for review' }> = [];

@@ -12,7 +12,7 @@ import { queryExtended } from './extended-query.ts';
 import type { SqlClassification } from './sql-classify.ts';
 
 /** One round trip; each row is a problem. Parameters are text arrays. */
-export const PREFLIGHT_SQL = `
+const PREFLIGHT_SQL = `
 WITH path AS (
   SELECT n.oid FROM pg_catalog.pg_namespace n
    WHERE n.nspname = ANY (pg_catalog.current_schemas(true)) AND n.nspname <> 'pg_catalog'

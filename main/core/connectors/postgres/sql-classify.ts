@@ -103,7 +103,7 @@ export function sqlDigest(sql: string): string {
 }
 
 /** The one call into libpg-query: PostgreSQL's grammar, as WASM. */
-export async function parseSql(sql: string): Promise<{ stmts?: Array<{ stmt?: Record<string, unknown> }> }> {
+async function parseSql(sql: string): Promise<{ stmts?: Array<{ stmt?: Record<string, unknown> }> }> {
   try {
     return (await parse(sql)) as { stmts?: Array<{ stmt?: Record<string, unknown> }> };
   } catch (error) {
@@ -127,7 +127,7 @@ export async function classifySql(sql: string): Promise<SqlClassification> {
 }
 
 /** Classifies an already parsed statement (the benchmark times this apart from the parse). */
-export function classifyTree(tree: { stmts?: Array<{ stmt?: Record<string, unknown> }> }, sql: string): SqlClassification {
+function classifyTree(tree: { stmts?: Array<{ stmt?: Record<string, unknown> }> }, sql: string): SqlClassification {
   const stmts = tree.stmts ?? [];
   if (stmts.length === 0) throw new AppError('SQL_UNPARSABLE', 'The SQL holds no statement.');
   if (stmts.length > 1) {

@@ -67,7 +67,7 @@ const SAFE = words(`
  * pg_catalog functions with no side effect and no access to tables (beyond the catalog's own rows).
  * pg_sleep is here: it holds only the call's own session, and the statement time-out ends it.
  */
-export const SAFE_FUNCTIONS: ReadonlySet<string> = new Set(SAFE);
+const SAFE_FUNCTIONS: ReadonlySet<string> = new Set(SAFE);
 
 const EFFECTS: Array<[FunctionEffect, string]> = [
   ['advances a sequence', 'nextval setval'],
@@ -98,7 +98,7 @@ const EFFECTS: Array<[FunctionEffect, string]> = [
 ];
 
 /** pg_catalog functions with effects, each with what it does. */
-export const EFFECT_FUNCTIONS: ReadonlyMap<string, FunctionEffect> = new Map(
+const EFFECT_FUNCTIONS: ReadonlyMap<string, FunctionEffect> = new Map(
   EFFECTS.flatMap(([effect, names]) => words(names).map((n): [string, FunctionEffect] => [n, effect])),
 );
 

@@ -16,7 +16,7 @@ const BARE = /^[a-z_][a-z0-9_$]*$/;
 const NAMEABLE = /^[\x20-\x21\x23-\x7e]+$/;
 
 /** One identifier as PostgreSQL's quote_ident would write it (keywords aside: we never emit SQL from it). */
-export function quoteIdent(part: string): string {
+function quoteIdent(part: string): string {
   return BARE.test(part) ? part : `"${part.replace(/"/g, '""')}"`;
 }
 
