@@ -52,25 +52,28 @@ export class Queries {
     const headSeq = this.#s.head()?.seq ?? 0;
     const where = filterWhere(this.#s.db, q.filter, q.before);
     if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0, total_capped: false }), head: headSeq, next_before: null };
+    const withTotal = options.withTotal !== false;
     const unfiltered = !where.fts && where.clauses.length === (q.before === undefined ? 0 : 1);
-    if (unfiltered && options.withTotal === false) this.#index.flush();
+    if (unfiltered && !withTotal) this.#index.flush();
     else this.#index.forQuery();
-    const rows = where.fts
-      ? this.#searchNewest(where, q.before ?? headSeq + 1, q.limit + q.offset).slice(q.offset)
-      : unfiltered
-        ? // Contiguous seq turns an offset into a bound: random access at any depth costs one index seek.
-          (this.#s.db
-            .prepare('SELECT seq, body, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT ?')
-            .all((q.before ?? headSeq + 1) - q.offset, q.limit) as unknown as Row[])
-        : (this.#newestOfEach(q.filter, q.before, q.limit, q.offset) ??
-          (this.#s.db
-            .prepare(
-              `SELECT r.seq, r.body, r.hash FROM facets c CROSS JOIN records r ON r.seq = c.seq
+    if (where.fts) {
+      const found = this.#search(where, q.before ?? headSeq + 1, q.offset, q.limit, withTotal);
+      return { records: found.rows.map(toRecord), ...found.total, head: headSeq, next_before: found.rows.length === q.limit ? found.rows[found.rows.length - 1]!.seq : null };
+    }
+    const rows = unfiltered
+      ? // Contiguous seq turns an offset into a bound: random access at any depth costs one index seek.
+        (this.#s.db
+          .prepare('SELECT seq, body, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT ?')
+          .all((q.before ?? headSeq + 1) - q.offset, q.limit) as unknown as Row[])
+      : (this.#newestOfEach(q.filter, q.before, q.limit, q.offset) ??
+        (this.#s.db
+          .prepare(
+            `SELECT r.seq, r.body, r.hash FROM facets c CROSS JOIN records r ON r.seq = c.seq
              WHERE ${where.clauses.join(' AND ') || '1'} ORDER BY c.seq DESC LIMIT ? OFFSET ?`,
-            )
-            .all(...where.params, q.limit, q.offset) as unknown as Row[]));
+          )
+          .all(...where.params, q.limit, q.offset) as unknown as Row[]));
     const records = rows.map(toRecord);
-    const total = options.withTotal === false ? {} : this.#boundedCount(where, q.filter, q.before);
+    const total = withTotal ? this.#boundedCount(where, q.filter, q.before) : {};
     return { records, ...total, head: headSeq, next_before: rows.length === q.limit ? rows[rows.length - 1]!.seq : null };
   }
 
@@ -105,26 +108,42 @@ export class Queries {
   }
 
   /**
-   * The newest `need` full-text matches below `before`. FTS5 keeps each term's document list in
-   * ascending rowid order, so "newest first, limit n" over a common word would read the whole list;
-   * asking for windows of seq from the newest end, widening each time, reads only the tail it needs.
+   * A search's page and its count, in one walk of the matches newest first. FTS5 starts that walk at
+   * the newest end at no cost, but it honours a lower rowid bound, or a seek to one, only by reading a
+   * term's list up to it (~15 ms at a million records for a word a quarter of them hold, whatever the
+   * window), so this walk is bounded by stopping it: after the page's `offset + limit` matches, the
+   * count goes on through the newest AUDIT_COUNT_CAP records below `before` and stops at the first
+   * match past them. Such a count is a floor (`total_capped`), always more than the page holds (that
+   * match is counted when the page ends where the window does), so the timeline says "N+ records"
+   * and asks for the next page when scrolled.
+   * Below that window it is exact. A word within an outcome reads both lists through the window only:
+   * counted to the end at a million records it read a quarter of a million entries of the word's.
    */
-  #searchNewest(where: Where, before: number, need: number): Row[] {
-    const stmt = this.#s.db.prepare(
-      `SELECT r.seq, r.body, r.hash FROM records_fts x CROSS JOIN records r ON r.seq = x.rowid
-       WHERE ${where.clauses.join(' AND ')} AND x.rowid >= ? AND x.rowid < ? ORDER BY x.rowid DESC LIMIT ?`,
-    );
-    const lowest = seqRange(this.#s.db)?.lo ?? 0;
-    const out: Row[] = [];
-    let hi = before;
-    let width = Math.max(2048, need * 16);
-    while (out.length < need && hi > lowest) {
-      const lo = Math.max(lowest, hi - width);
-      out.push(...(stmt.all(...where.params, lo, hi, need - out.length) as unknown as Row[]));
-      hi = lo;
-      width *= 8;
+  #search(where: Where, before: number, offset: number, limit: number, withTotal: boolean): { rows: Row[]; total?: { total: number; total_capped: boolean } } {
+    const walk = this.#s.db.prepare(`SELECT x.rowid FROM records_fts x WHERE ${where.clauses.join(' AND ')} ORDER BY x.rowid DESC`);
+    walk.setReturnArrays(true);
+    const need = offset + limit;
+    const windowEnd = before - AUDIT_COUNT_CAP;
+    const seqs: number[] = [];
+    let n = 0;
+    let capped = false;
+    for (const [seq] of walk.iterate(...where.params) as Iterable<[number]>) {
+      if (n >= need && (!withTotal || seq < windowEnd)) {
+        // This match is one more than the page holds: a floor says so, so the list asks for more.
+        capped = withTotal;
+        if (n === need) n++;
+        break;
+      }
+      if (n >= offset && n < need) seqs.push(seq);
+      n++;
     }
-    return out;
+    const rows =
+      seqs.length === 0
+        ? []
+        : (this.#s.db
+            .prepare('SELECT seq, body, hash FROM records WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq DESC')
+            .all(JSON.stringify(seqs)) as unknown as Row[]);
+    return { rows, ...(withTotal ? { total: { total: n, total_capped: capped } } : {}) };
   }
 
   /** Records matching the filter (all of them when it is empty). */
@@ -136,7 +155,8 @@ export class Queries {
   }
 
   /**
-   * What a page says of its length: exact for a time window (a seq range) or nothing, else matches
+   * What a page of filter columns says of its length (a search counts itself, see #search): exact for
+   * filter columns, a time window (a seq range) or nothing; filter columns within a time window are
    * counted up to AUDIT_COUNT_CAP, stopping there.
    */
   #boundedCount(where: Where, f: AuditFilter, before: number | undefined): { total: number; total_capped: boolean } {
@@ -162,9 +182,8 @@ export class Queries {
           : (this.#s.db.prepare(`SELECT count(*) AS n FROM facets c WHERE ${[...all.clauses, 'c.seq >= ?'].join(' AND ')}`).get(...all.params, before) as { n: number }).n;
       return { total: sum - after, total_capped: false };
     }
-    const inner = where.fts
-      ? `SELECT 1 FROM records_fts x WHERE ${where.clauses.join(' AND ')} LIMIT ?`
-      : `SELECT 1 FROM facets c WHERE ${where.clauses.join(' AND ') || '1'} LIMIT ?`;
+    // Filter columns within a time window: counted to the cap.
+    const inner = `SELECT 1 FROM facets c WHERE ${where.clauses.join(' AND ') || '1'} LIMIT ?`;
     const n = (this.#s.db.prepare(`SELECT count(*) AS n FROM (${inner})`).get(...where.params, AUDIT_COUNT_CAP + 1) as { n: number }).n;
     return n > AUDIT_COUNT_CAP ? { total: AUDIT_COUNT_CAP, total_capped: true } : { total: n, total_capped: false };
   }

@@ -130,6 +130,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX facet_counts_tool ON facet_counts (tool);
   CREATE INDEX facet_counts_user ON facet_counts (user_sub);
   `,
+  // 7: the filter columns a person picks several values of (outcome, tier, kind) are counted from an
+  // index that holds each combination's n, so "denied or error" sums index entries without reading
+  // the rows (at a million records, 2,698 combinations: ~0.12 ms a count, ~0.035 ms from the index).
+  `
+  DROP INDEX facet_counts_outcome;
+  CREATE INDEX facet_counts_outcome ON facet_counts (outcome, n);
+  CREATE INDEX facet_counts_tier ON facet_counts (tier, n);
+  CREATE INDEX facet_counts_kind ON facet_counts (kind, n);
+  `,
 ];
 
 export function migrate(db: DatabaseSync): number {

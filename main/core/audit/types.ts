@@ -16,8 +16,9 @@ export const GENESIS_HASH = '0'.repeat(64);
 /**
  * A page counts the records its filter matches up to this many (the timeline then says "10,000+"):
  * an exact count costs time in proportion to the matches, so a filter that keeps a third of a million
- * records would make every page of it ~30x slower than at ten thousand. A filter that is only a time
- * window, or none, is counted exactly at no cost (seq is contiguous).
+ * records would make every page of it ~30x slower than at ten thousand. A search counts its matches
+ * among this many of the newest records below the page's head (queries.ts #search). A filter that is
+ * only a time window, or none, is counted exactly at no cost (seq is contiguous).
  */
 export const AUDIT_COUNT_CAP = 10_000;
 export const DB_FILE = 'audit.db';
@@ -49,11 +50,15 @@ export interface AuditPage {
   /** Newest first. */
   records: StoredAuditRecord[];
   /**
-   * Records matching the filter below `before` (omitted when `withTotal` is false): exact when the
-   * filter is only a time window or nothing, counted up to AUDIT_COUNT_CAP otherwise.
+   * Records matching the filter below `before` (omitted when `withTotal` is false): exact for filter
+   * columns, a time window or nothing; filter columns within a time window are counted up to
+   * AUDIT_COUNT_CAP, and a search through the newest AUDIT_COUNT_CAP records (see Queries#search).
    */
   total?: number;
-  /** More records match than `total` says: counting stopped at AUDIT_COUNT_CAP. */
+  /**
+   * More records match than `total` says: counting stopped at AUDIT_COUNT_CAP matches or, for a
+   * search, at the end of its window. `total` is then a floor, always above the page's last row.
+   */
   total_capped?: boolean;
   /** The newest `seq` in the store when the page was read. */
   head: number;
