@@ -48,6 +48,8 @@ export interface AuditSink {
    * form. Rejects with AUDIT_REDACTION_REFUSED when the redaction policy refuses records carrying a secret.
    */
   append(record: AuditRecordInput, options?: { knownSecrets?: Iterable<string> }): Promise<AuditRecord>;
+  /** Under a policy that refuses records carrying a secret: where `value` carries one (`/args/sql: jwt`), so the call is refused before it runs. */
+  refusals?(value: Record<string, unknown>, options?: { knownSecrets?: Iterable<string> }): string[];
 }
 
 /** What is known of a call in flight; written durably so a core that dies mid-call can close it on restart. */

@@ -182,6 +182,14 @@ export class Redactor {
     return { value: out, redacted };
   }
 
+  /** In `refuse` mode, what in `value` a record would be refused for (pointers and reasons); nothing in `mask` mode. */
+  refusals(value: Record<string, unknown>, knownSecrets?: Iterable<string>): string[] {
+    if (this.#policy.onSecret !== 'refuse') return [];
+    const redacted: string[] = [];
+    this.#walk(value, [], KnownSecrets.of(knownSecrets), redacted);
+    return redacted;
+  }
+
   #walk(value: unknown, path: string[], known: KnownSecrets, redacted: string[]): unknown {
     if (typeof value === 'string') return scrubString(value, path, known, redacted);
     if (Array.isArray(value)) {

@@ -61,6 +61,7 @@ export class AuditStore implements AuditSink {
   readonly #verifier: Verifier;
   /** Checkpoints signed in the background, awaited by close(). */
   readonly #pending = new Set<Promise<unknown>>();
+  readonly #redactor: Redactor | undefined;
 
   private constructor(db: DatabaseSync, path: string, opts: AuditStoreOptions, keys: InstallKeys | undefined) {
     this.path = path;
@@ -71,8 +72,9 @@ export class AuditStore implements AuditSink {
     const readOnly = opts.readOnly ?? false;
     this.#index = new DerivedIndex(this.#s, readOnly);
     const every = opts.checkpointEvery;
+    this.#redactor = keys ? new Redactor(opts.redaction, keys.hmacKey) : undefined;
     this.#writer = new Writer(this.#s, this.#index, {
-      redactor: keys ? new Redactor(opts.redaction, keys.hmacKey) : undefined,
+      redactor: this.#redactor,
       readOnly,
       now: this.#now,
       checkpointDue: (seq) => {
@@ -143,6 +145,14 @@ export class AuditStore implements AuditSink {
    * event loop (concurrent calls finishing together) share one transaction and one sync: group commit.
    * Each is validated on its own, so a malformed record is refused without holding back the others.
    */
+  /**
+   * With `redaction.onSecret: 'refuse'`, where `value` (a call's arguments, before the call runs)
+   * carries what a record would be refused for; empty otherwise.
+   */
+  refusals(value: Record<string, unknown>, options: AppendOptions = {}): string[] {
+    return this.#redactor?.refusals(value, options.knownSecrets) ?? [];
+  }
+
   append(record: AuditRecordInput, options: AppendOptions = {}): Promise<StoredAuditRecord> {
     return this.#writer.append(record, options);
   }

@@ -155,6 +155,13 @@ export function createBroker(options: BrokerOptions): Broker {
         // Nothing below can work without the person's token: answer now rather than after a listing,
         // an approval or an exchange that can only fail.
         if (!user) throw new AppError('NOT_SIGNED_IN', SIGN_IN_FIRST);
+        // Arguments its record would be refused for are refused before anything runs.
+        const carried = options.audit.refusals?.({ args: request.args }) ?? [];
+        if (carried.length > 0)
+          throw new AppError(
+            'AUDIT_REDACTION_REFUSED',
+            `The call's arguments carry something that looks like a secret (${carried.join(', ')}), and this installation's audit policy refuses such calls, so it was not run.`,
+          );
         return c;
       });
       plan = await trace.hop(
@@ -269,7 +276,7 @@ export function createBroker(options: BrokerOptions): Broker {
     );
     if (failure?.code === 'NOT_SIGNED_IN') options.onSignInNeeded?.();
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
-    if (refused) {
+    if (refused && !failure) {
       return errorResult(
         new AppError(
           'AUDIT_REDACTION_REFUSED',

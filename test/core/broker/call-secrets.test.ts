@@ -27,7 +27,7 @@ import { call } from './lab.ts';
 
 let lab: Lab;
 let home: string;
-let token: { accessToken: string } & Parameters<typeof signedInAs>[0];
+let token: Awaited<ReturnType<typeof labTokenSource>>;
 const logs: string[] = [];
 const log = { info: (m: string) => logs.push(m), warn: (m: string) => logs.push(m), error: (m: string) => logs.push(m) };
 
@@ -161,7 +161,7 @@ describe("with redaction.onSecret 'refuse' in the configuration file", () => {
     await core?.stop();
   });
 
-  it('answers AUDIT_REDACTION_REFUSED without the result, records the call without its arguments, and records the next call as usual', async () => {
+  it('answers AUDIT_REDACTION_REFUSED without the result when the record carries what only the call knew to be a secret, records the call without its arguments, and records the next call as usual', async () => {
     const t = token.accessToken;
     const refused = await core.broker.callTool(call('query', { sql: `SELECT id, '${b64(t)}' AS note FROM patients LIMIT 1` }));
     expect(refused.isError).toBe(true);
@@ -170,7 +170,7 @@ describe("with redaction.onSecret 'refuse' in the configuration file", () => {
     expect(stand.error?.code).toBe('AUDIT_REDACTION_REFUSED');
     expect(stand.args).toBeUndefined();
     expect(stand.keys.obo_jti).toBeTruthy();
-    expect(stand.hops.map((h) => `${h.name}:${h.outcome}:${h.code}`).join(" "), text(refused)).toContain('execute');
+    expect(stand.hops.map((h) => h.name)).toContain('execute');
     expect(stand.hops.every((h) => h.detail === undefined)).toBe(true);
 
     const next = await core.broker.callTool(call('query', { sql: 'SELECT id FROM patients LIMIT 1' }));
@@ -181,6 +181,22 @@ describe("with redaction.onSecret 'refuse' in the configuration file", () => {
     expect(after.outcome).toBe('success');
 
     const hits = await scanForSecrets({ user_access_token: t }, leftBehind(core, [refused, next]));
+    expect(hits, describeHits(hits)).toEqual([]);
+  });
+
+  it('refuses before any exchange a call whose arguments carry a credential-shaped string, and records it without them', async () => {
+    const t = token.accessToken;
+    const calls = token.calls;
+    const refused = await core.broker.callTool(call('query', { sql: `SELECT id FROM patients WHERE full_name = '${t}'` }));
+    expect(refused.isError).toBe(true);
+    expect(text(refused)).toMatch(/\/args\/sql: jwt.*so it was not run\. \[AUDIT_REDACTION_REFUSED\]$/s);
+    expect(token.calls).toBe(calls);
+    const stand = lastCall(core);
+    expect(stand.error?.code).toBe('AUDIT_REDACTION_REFUSED');
+    expect(stand.hops.map((h) => `${h.name}:${h.outcome}`)).toEqual(['validate:error']);
+    expect(stand.keys.obo_jti).toBeUndefined();
+    expect(stand.args).toBeUndefined();
+    const hits = await scanForSecrets({ user_access_token: t }, leftBehind(core, [refused]));
     expect(hits, describeHits(hits)).toEqual([]);
   });
 });
