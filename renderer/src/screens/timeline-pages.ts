@@ -9,7 +9,7 @@ import type { AuditFilter } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
 import type { RendererTransport } from '../transport/web-transport.ts';
 
-export const PAGE = 100;
+const PAGE = 100;
 
 interface Snapshot {
   /** `before` for every page of this view: records appended later do not shift rows. */
