@@ -22,8 +22,8 @@ import { ConnectError, connectOnce } from './core-connection.ts';
 import { RESTARTED_MESSAGE, decoder, errorFor, isId, key, offlineAnswer, parseQueued, resultId, type Id, type Json } from './json-rpc.ts';
 
 // Node's built-ins are taken with process.getBuiltinModule rather than static `import`s: an ES module
-// that imports a built-in pays for wrapping all of its exports as a module namespace, which measured
-// about 5 ms of the bridge's start. node:child_process is taken only when the app must be started.
+// that imports a built-in pays for wrapping all of its exports as a module namespace, at the bridge's
+// start (docs/benchmarks.md, "Where the start went"). node:child_process is taken only to start the app.
 
 const REPLAY_ID_PREFIX = 'countersign-bridge/replay/';
 const MAX_QUEUED = 10_000;

@@ -1,37 +1,31 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Provider, { errors, interactionPolicy } from 'oidc-provider';
-import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { memoryAdapter, type AdapterDump } from './adapter.ts';
-import { LabKeys } from './keys.ts';
-import { loginPage, messagePage, PAGE_CSP, phonePage } from './pages.ts';
-import { DEFAULT_POLICY_FILE, loadPolicy, PolicySchema, RAR_TYPES } from './policy.ts';
-import type { Policy } from './policy.ts';
-import { handleVerifyApi, PushStore } from './step-up.ts';
-import {
-  APP_RESOURCE,
-  assertionSigner,
-  JWT_BEARER,
-  jwtBearerHandler,
-  STEP_UP_RESOURCE,
-  TOKEN_EXCHANGE,
-  tokenExchangeHandler,
-} from './token-exchange.ts';
-import { ACR_MFA, ACR_PASSWORD, LAB_ONE_TIME_CODE, LAB_USERS, userBySub } from './users.ts';
-import type { LabUser } from './users.ts';
-import { scopeExchangeHandler } from './scope-exchange.ts';
-import { LAB_SCOPE_PREFIX, vendorProfile, type LabIdpProfile, type VendorProfile } from './vendor-profiles.ts';
+import Provider from 'oidc-provider';
 import type { JWTPayload } from 'jose';
+import { memoryAdapter, type AdapterDump } from './adapter.ts';
+import { NATIVE_CLIENT_ID, providerConfiguration } from './configuration.ts';
+import { interaction } from './interaction.ts';
+import { LabKeys } from './keys.ts';
+import { html, messagePage } from './pages.ts';
+import { phone } from './phone.ts';
+import { DEFAULT_POLICY_FILE, loadPolicy, PolicySchema } from './policy.ts';
+import type { Policy } from './policy.ts';
+import { scopeExchangeHandler } from './scope-exchange.ts';
+import { handleVerifyApi, PushStore } from './step-up.ts';
+import { assertionSigner, JWT_BEARER, jwtBearerHandler, TOKEN_EXCHANGE, tokenExchangeHandler } from './token-exchange.ts';
+import { LAB_USERS } from './users.ts';
+import type { LabUser } from './users.ts';
+import { LAB_SCOPE_PREFIX, vendorProfile, type LabIdpProfile, type VendorProfile } from './vendor-profiles.ts';
 
 export type { LabUser } from './users.ts';
 export { authorizationDetailsDigest } from './policy.ts';
 export { ACR_MFA, ACR_PASSWORD, LAB_ONE_TIME_CODE } from './users.ts';
 export { LAB_IDP_PROFILES, LAB_SCOPE_PREFIX, type LabIdpProfile } from './vendor-profiles.ts';
+export { NATIVE_CLIENT_ID } from './configuration.ts';
 
-export const NATIVE_CLIENT_ID = 'countersign-desktop';
 export const VAULT_AUDIENCE = 'countersign-vault';
 
 export interface PendingPush {
@@ -120,30 +114,6 @@ interface IdpState {
   adapter: AdapterDump;
 }
 
-function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > 16 * 1024) req.destroy();
-      else chunks.push(c);
-    });
-    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
-  });
-}
-
-function html(res: ServerResponse, status: number, body: string): void {
-  res.writeHead(status, {
-    'content-type': 'text/html; charset=utf-8',
-    'content-security-policy': PAGE_CSP,
-    'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
-  });
-  res.end(body);
-}
-
 /**
  * Starts the lab's identity provider: oidc-provider 9.13 with the native client, JWT access tokens,
  * DPoP, dynamic registration, device flow, refresh rotation, RFC 8693 token exchange with RAR decided
@@ -188,194 +158,16 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const issuer = opts.issuer ?? `http://127.0.0.1:${port}`;
   const tokenEndpoint = `${issuer}/token`;
 
-  const { Check, base } = interactionPolicy;
-  const prompts = base();
-  prompts.get('login')!.checks.add(
-    new Check('acr_mfa_requested', 'the request asks for a one-time code and the session has none', (ctx) => {
-      const asked = String(ctx.oidc.params?.acr_values ?? '').split(' ');
-      return asked.includes(ACR_MFA) && ctx.oidc.session?.acr !== ACR_MFA;
-    }),
-  );
-
-  const grantSourceOf = (ctx: KoaContextWithOIDC) => {
-    const e = ctx.oidc.entities as Record<string, { acr?: string; amr?: string[]; authTime?: number } | undefined>;
-    return e.AuthorizationCode ?? e.RefreshToken ?? e.DeviceCode;
-  };
-
-  const configuration: Configuration = {
+  const configuration = providerConfiguration({
     adapter: storage.Adapter,
-    clients: [
-      {
-        client_id: NATIVE_CLIENT_ID,
-        client_name: 'Countersign',
-        application_type: 'native',
-        token_endpoint_auth_method: 'none',
-        ...(byScope ? {} : { authorization_details_types: Object.keys(RAR_TYPES) }),
-        require_auth_time: true,
-        redirect_uris: ['http://127.0.0.1/callback'],
-        response_types: ['code'],
-        grant_types: [
-          'authorization_code',
-          'refresh_token',
-          ...(exchanges ? [TOKEN_EXCHANGE] : []),
-          'urn:ietf:params:oauth:grant-type:device_code',
-          ...(exchanges ? [JWT_BEARER] : []),
-        ],
-      },
-    ],
-    jwks: { keys: [keys.providerJwk] },
-    cookies: { keys: [cookieKey] },
-    claims: {
-      openid: ['sub'],
-      profile: ['name', 'preferred_username'],
-      email: ['email', 'email_verified'],
-    },
-    scopes: ['openid', 'profile', 'email', 'offline_access', ...vaultScopes],
-    responseTypes: ['code'],
-    clientDefaults: {
-      grant_types: ['authorization_code'],
-      response_types: ['code'],
-      id_token_signed_response_alg: 'ES256',
-      token_endpoint_auth_method: 'private_key_jwt',
-      ...(byScope ? {} : { authorization_details_types: Object.keys(RAR_TYPES) }),
-    },
-    acrValues: [ACR_PASSWORD, ACR_MFA],
-    conformIdTokenClaims: false,
-    pkce: { required: () => true },
-    clientAuthMethods: ['none', 'private_key_jwt'],
-    enabledJWA: { clientAuthSigningAlgValues: ['ES256', 'EdDSA', 'PS256', 'RS256'] },
-    async findAccount(_ctx, sub) {
-      const user = userBySub(sub);
-      if (!user) return undefined;
-      return {
-        accountId: user.sub,
-        async claims() {
-          return {
-            sub: user.sub,
-            name: user.name,
-            preferred_username: user.username,
-            email: user.email,
-            email_verified: true,
-          };
-        },
-      };
-    },
-    interactions: {
-      policy: prompts,
-      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
-    },
-    // First-party lab clients: consent is implied (a lab, not a consent UI).
-    async loadExistingGrant(ctx) {
-      const { client, session } = ctx.oidc;
-      if (!client || !session?.accountId) return undefined;
-      const grantId = session.grantIdFor(client.clientId);
-      const grant = (grantId && (await ctx.oidc.provider.Grant.find(grantId))) || new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
-      grant.addOIDCScope('openid profile email offline_access');
-      grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'email', 'email_verified']);
-      grant.addResourceScope(APP_RESOURCE, 'countersign');
-      await grant.save();
-      return grant;
-    },
-    // Refresh tokens for every client allowed the grant: the sign-in asks offline_access, but the
-    // provider drops that scope unless prompt=consent, and this lab never shows a consent screen.
-    async issueRefreshToken(_ctx, client) {
-      return client.grantTypeAllowed('refresh_token');
-    },
-    rotateRefreshToken: true,
-    async extraTokenClaims(ctx, token) {
-      if (token.kind !== 'AccessToken') return undefined;
-      const src = grantSourceOf(ctx);
-      if (!src) return undefined;
-      return { acr: src.acr, amr: src.amr, auth_time: src.authTime };
-    },
-    ttl: {
-      AccessToken: () => accessTokenTtl,
-      AuthorizationCode: 60,
-      DeviceCode: 600,
-      IdToken: 3600,
-      RefreshToken: 24 * 3600,
-      Interaction: 600,
-      Session: 24 * 3600,
-      Grant: 24 * 3600,
-    },
-    features: {
-      devInteractions: { enabled: false },
-      revocation: { enabled: true },
-      introspection: { enabled: true },
-      dPoP: { enabled: true },
-      deviceFlow: { enabled: true },
-      registration: {
-        enabled: true,
-        idFactory: () => `lab-client-${randomBytes(8).toString('hex')}`,
-        // Okta's registration API wants an administrator's token: a fixed one plays it.
-        ...(registrationAdminToken ? { initialAccessToken: registrationAdminToken } : {}),
-      },
-      resourceIndicators: {
-        enabled: true,
-        async defaultResource(ctx, _client, oneOf) {
-          const grantType = ctx.oidc.params?.grant_type;
-          if (grantType === TOKEN_EXCHANGE) return (ctx.oidc.params?.audience as string | undefined) ?? undefined!;
-          if (grantType === JWT_BEARER) return STEP_UP_RESOURCE;
-          return oneOf ?? APP_RESOURCE;
-        },
-        useGrantedResource: () => true,
-        async getResourceServerInfo(_ctx, resourceIndicator) {
-          if (resourceIndicator !== APP_RESOURCE) throw new errors.InvalidTarget();
-          return {
-            scope: 'countersign',
-            audience: APP_RESOURCE,
-            accessTokenTTL: accessTokenTtl,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: 'ES256' } },
-          };
-        },
-      },
-      // Neither Keycloak nor Okta offers RFC 9396: the scope-deciding profiles publish no RAR types.
-      richAuthorizationRequests: {
-        enabled: !byScope,
-        types: Object.fromEntries(
-          Object.entries(RAR_TYPES).map(([type, schema]) => [
-            type,
-            {
-              validate(_ctx: unknown, detail: unknown) {
-                const r = schema.safeParse(detail);
-                if (!r.success) {
-                  const issue = r.error.issues[0];
-                  throw new errors.InvalidAuthorizationDetails(
-                    `authorization details of type ${type}: ${issue?.path.join('.') || 'entry'} ${issue?.message ?? 'is invalid'}`,
-                  );
-                }
-              },
-            },
-          ]),
-        ),
-        // Authorization requests carry no RAR here: exchanges carry it, decided by the policy file.
-        async authorizationDetailsForGrantSource() {
-          return undefined;
-        },
-        async authorizationDetailsForAccessToken() {
-          return undefined;
-        },
-        async authorizationDetailsForIntrospection() {
-          return undefined;
-        },
-      },
-    },
-    extraClientMetadata: {
-      properties: ['token_endpoint_auth_method'],
-      // Open dynamic registration (RFC 7591), but only for clients that prove a key (private_key_jwt):
-      // each install becomes its own confidential client.
-      validator(ctx, key, value) {
-        if (ctx && ctx.oidc?.route === 'registration' && key === 'token_endpoint_auth_method' && value !== 'private_key_jwt') {
-          throw new errors.InvalidClientMetadata('dynamically registered clients must use token_endpoint_auth_method private_key_jwt');
-        }
-      },
-    },
-    async renderError(ctx, out) {
-      ctx.type = 'html';
-      ctx.body = messagePage('Sign-in error', `${out.error}: ${out.error_description ?? ''}`);
-    },
-  } as Configuration;
+    keys,
+    cookieKey,
+    byScope,
+    exchanges,
+    vaultScopes,
+    registrationAdminToken,
+    accessTokenTtl: () => accessTokenTtl,
+  });
 
   const provider = new Provider(issuer, configuration);
   provider.on('access_token.issued', (token: { jti: string; grantId?: string; exp?: number }) => {
@@ -430,72 +222,6 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
   const providerCallback = provider.callback();
   const signAssertion = assertionSigner({ keys, issuer }, tokenEndpoint);
 
-  async function interaction(req: IncomingMessage, res: ServerResponse, uid: string, action: string | undefined): Promise<void> {
-    const details = await provider.interactionDetails(req, res);
-    if (details.uid !== uid) return html(res, 400, messagePage('Sign-in error', 'This sign-in page has expired.'));
-    const client = await provider.Client.find(String(details.params.client_id));
-    const clientName = client?.clientName ?? String(details.params.client_id);
-    const wantsMfa = String(details.params.acr_values ?? '').split(' ').includes(ACR_MFA);
-
-    if (details.prompt.name !== 'login') {
-      // consent: implied for the lab's clients (see loadExistingGrant)
-      const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ clientId: String(details.params.client_id), accountId: details.session!.accountId });
-      grant!.addOIDCScope('openid profile email offline_access');
-      grant!.addResourceScope(APP_RESOURCE, 'countersign');
-      const grantId = await grant!.save();
-      return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
-    }
-    if (req.method === 'GET' && action === undefined) return html(res, 200, loginPage({ uid, clientName, wantsMfa }));
-    if (req.method === 'POST' && action === 'abort') {
-      return provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The user cancelled the sign-in.' }, { mergeWithLastSubmission: false });
-    }
-    if (req.method === 'POST' && action === 'login') {
-      const form = await readForm(req);
-      const username = form.get('username') ?? '';
-      const user = LAB_USERS.find((u) => u.username === username);
-      if (!user || form.get('password') !== user.password) {
-        log(`idp: login failed user=${username.slice(0, 40)}`);
-        return html(res, 200, loginPage({ uid, clientName, wantsMfa, username, error: 'Wrong username or password.' }));
-      }
-      const otp = form.get('otp') ?? '';
-      if (wantsMfa && otp !== LAB_ONE_TIME_CODE) {
-        return html(res, 200, loginPage({ uid, clientName, wantsMfa, username, error: 'Wrong one-time code.' }));
-      }
-      const mfa = otp === LAB_ONE_TIME_CODE;
-      log(`idp: login ok user=${user.username} acr=${mfa ? ACR_MFA : ACR_PASSWORD}`);
-      return provider.interactionFinished(
-        req,
-        res,
-        { login: { accountId: user.sub, acr: mfa ? ACR_MFA : ACR_PASSWORD, amr: mfa ? ['pwd', 'otp'] : ['pwd'] } },
-        { mergeWithLastSubmission: false },
-      );
-    }
-    html(res, 405, messagePage('Sign-in error', 'Method not allowed.'));
-  }
-
-  async function phone(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
-    if (url.pathname === '/lab/phone' && req.method === 'GET') {
-      html(res, 200, phonePage(push.pending()));
-      return true;
-    }
-    const m = /^\/lab\/phone\/([^/]+)\/(approve|deny)$/.exec(url.pathname);
-    if (!m || req.method !== 'POST') return false;
-    const origin = req.headers.origin;
-    if (origin !== undefined && origin !== issuer) {
-      html(res, 403, messagePage('Phone', 'Cross-origin requests are refused.'));
-      return true;
-    }
-    try {
-      push.decide(decodeURIComponent(m[1]!), m[2] === 'approve' ? 'VERIFY_SUCCESS' : 'USER_DENIED');
-      log(`idp: push ${m[2] === 'approve' ? 'approved' : 'denied'} id=${m[1]} (lab phone)`);
-    } catch {
-      /* already decided or expired: the list below shows what is left */
-    }
-    res.writeHead(303, { location: '/lab/phone' });
-    res.end();
-    return true;
-  }
-
   async function tokenFault(res: ServerResponse): Promise<boolean> {
     const f = fault;
     if (!f) return false;
@@ -523,8 +249,8 @@ export async function startIdp(opts: StartIdpOptions = {}): Promise<LabIdp> {
       }
       if (url.pathname === '/token' && req.method === 'POST' && (await tokenFault(res))) return;
       const im = /^\/interaction\/([^/]+)(?:\/(login|abort))?$/.exec(url.pathname);
-      if (im) return interaction(req, res, im[1]!, im[2]);
-      if (url.pathname.startsWith('/lab/phone') && (await phone(req, res, url))) return;
+      if (im) return interaction({ provider, log }, req, res, im[1]!, im[2]);
+      if (url.pathname.startsWith('/lab/phone') && (await phone(req, res, url, { push, issuer, log }))) return;
       if (await handleVerifyApi(req, res, url, { store: push, issuer, signAssertion, log })) return;
       providerCallback(req, res);
     })().catch((err: unknown) => {

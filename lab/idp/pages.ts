@@ -1,10 +1,22 @@
 /** HTML of the lab IdP's own pages: the login page and the pretend phone. No script; escaped text. */
+import type { ServerResponse } from 'node:http';
 
 export function escapeHtml(value: string): string {
   return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 export const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
+/** Sends one of these pages with its CSP, never cached. */
+export function html(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-security-policy': PAGE_CSP,
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  res.end(body);
+}
 
 function page(title: string, body: string): string {
   return `<!doctype html>

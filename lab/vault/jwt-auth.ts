@@ -8,8 +8,9 @@
  */
 import { createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { compactVerify, createLocalJWKSet, decodeProtectedHeader, errors as joseErrors } from 'jose';
-import type { JSONWebKeySet, JWTVerifyGetKey } from 'jose';
+import { compactVerify, decodeProtectedHeader } from 'jose';
+import { getClaim, ipv4InCidr, leeway, normalizeList, validateBoundClaims } from './jwt-claims.ts';
+import { RemoteKeys } from './remote-keys.ts';
 import { badRequest, permissionDenied, toBool, toList, toSeconds, VaultError, notFound } from './types.ts';
 import type { AuthBlock, Backend, BackendResponse, VaultRequest } from './types.ts';
 
@@ -59,113 +60,12 @@ interface JwtRole {
 
 export const ALL_ALGS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'EdDSA'];
 
-/** A remote JWKS, re-fetched when a token's `kid` is unknown (as go-oidc's RemoteKeySet does). */
-export class RemoteKeys {
-  private readonly url: string;
-  private set: JWTVerifyGetKey | undefined;
-  private inflight: Promise<JWTVerifyGetKey> | undefined;
-  constructor(url: string) {
-    this.url = url;
-  }
-  async refresh(): Promise<JWTVerifyGetKey> {
-    this.inflight ??= (async () => {
-      try {
-        const res = await fetch(this.url, { signal: AbortSignal.timeout(5_000) });
-        if (!res.ok) throw new Error(`JWKS fetch answered ${res.status}`);
-        const jwks = (await res.json()) as JSONWebKeySet;
-        if (!Array.isArray(jwks.keys)) throw new Error('JWKS has no keys');
-        this.set = createLocalJWKSet(jwks);
-        return this.set;
-      } finally {
-        this.inflight = undefined;
-      }
-    })();
-    return this.inflight;
-  }
-  async verify(token: string, algorithms: string[]): Promise<Uint8Array> {
-    const set = this.set ?? (await this.refresh());
-    try {
-      return (await compactVerify(token, set, { algorithms })).payload;
-    } catch (e) {
-      if (!(e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWSSignatureVerificationFailed)) throw e;
-      return (await compactVerify(token, await this.refresh(), { algorithms })).payload;
-    }
-  }
-}
-
 function stringMap(v: unknown, field: string): Record<string, string> | null {
   if (v === undefined || v === null || v === '') return null;
   if (typeof v !== 'object' || Array.isArray(v)) throw badRequest(`error converting input for field "${field}": expected a map`);
   const out: Record<string, string> = {};
   for (const [k, val] of Object.entries(v)) out[k] = String(val);
   return out;
-}
-
-/** Reads a claim by name or JSON pointer (RFC 6901), as the plugin's getClaim does. */
-export function getClaim(claims: Record<string, unknown>, name: string): unknown {
-  if (!name.startsWith('/')) return claims[name];
-  let cur: unknown = claims;
-  for (const raw of name.slice(1).split('/')) {
-    const part = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (Array.isArray(cur)) {
-      if (!/^\d+$/.test(part)) return undefined;
-      cur = cur[Number(part)];
-    } else if (cur && typeof cur === 'object') {
-      cur = (cur as Record<string, unknown>)[part];
-    } else {
-      return undefined;
-    }
-  }
-  return cur;
-}
-
-function normalizeList(v: unknown): unknown[] | null {
-  if (Array.isArray(v)) return v;
-  if (typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number') return [v];
-  return null;
-}
-
-function globMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
-  return re.test(value);
-}
-
-/** claims.go validateBoundClaims: every bound claim must be present and match any of its values. */
-function validateBoundClaims(type: 'string' | 'glob', bound: Record<string, unknown>, claims: Record<string, unknown>): void {
-  for (const [name, expected] of Object.entries(bound)) {
-    const actual = getClaim(claims, name);
-    if (actual === undefined || actual === null) throw new Error(`claim "${name}" is missing`);
-    const actVals = normalizeList(actual);
-    if (!actVals) throw new Error(`received claim is not a string or list: ${JSON.stringify(actual)}`);
-    const expVals = normalizeList(expected);
-    if (!expVals) throw new Error(`bound claim is not a string or list: ${JSON.stringify(expected)}`);
-    let found = false;
-    for (const e of expVals) {
-      for (const a of actVals) {
-        if (type === 'glob') {
-          if (typeof e !== 'string') throw new Error(`bound claim is not a string: ${JSON.stringify(e)}`);
-          if (typeof a === 'string' && globMatch(e, a)) found = true;
-        } else if (String(e) === String(a) && typeof a !== 'object') {
-          found = true;
-        }
-      }
-    }
-    if (!found) throw new Error(`claim "${name}" does not match any associated bound claim values`);
-  }
-}
-
-function leeway(v: number, dflt: number): number {
-  return v === 0 ? dflt : v < 0 ? 0 : v;
-}
-
-function ipv4InCidr(ip: string, cidr: string): boolean {
-  const [base, bitsRaw] = cidr.split('/');
-  const bits = bitsRaw === undefined ? 32 : Number(bitsRaw);
-  const toInt = (s: string): number => s.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
-  const addr = ip.replace(/^::ffff:/, '');
-  if (!/^\d+\.\d+\.\d+\.\d+$/.test(addr) || !base) return false;
-  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-  return (toInt(addr) & mask) === (toInt(base) & mask);
 }
 
 export class JwtAuthBackend implements Backend {

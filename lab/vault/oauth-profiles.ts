@@ -7,7 +7,7 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { compactVerify, decodeProtectedHeader } from 'jose';
-import { RemoteKeys } from './jwt-auth.ts';
+import { RemoteKeys } from './remote-keys.ts';
 import { badRequest, toBool, toList, toSeconds, VaultError } from './types.ts';
 import type { BackendResponse, VaultRequest } from './types.ts';
 

@@ -1,33 +1,28 @@
 /**
  * Sign-in for the core, as one facade over its parts: the client this install is
  * (./install-client.ts), its DPoP key (./dpop-key.ts), the grants at the IdP (./grants.ts) and what
- * is kept in the keychain (./keychain.ts). This file holds the session: its state for the UI, the
- * access token in memory, refresh and sign-out, and the audit records of each.
+ * is kept in the keychain (./keychain.ts); what the session tells the UI, sign-out listeners and the
+ * audit store is ./session-events.ts. This file holds the session itself: sign-in and step-up, the
+ * access token in memory, refresh and sign-out.
  */
 import type { webcrypto } from 'node:crypto';
 import type * as oidc from 'openid-client';
 import { AppError } from '../../../common/errors.ts';
-import type { ErrorCode } from '../../../common/errors.ts';
 import type { AuditSink, OpenExternal, SecretStore, StepUpChallenge, TokenSource, UserIdentity } from '../ports.ts';
 import { parseIdpConfig } from './config.ts';
 import type { IdpConfig, IdpConfigInput } from './config.ts';
 import { idpError, IDP_STEPS, isClientRejected, isRefusal } from '../idp/errors.ts';
 import { installDpopKey } from './dpop-key.ts';
-import { browserGrant, deviceGrant, refreshGrant, revokeRefreshToken, userOf, type GrantContext, type SignInOptions } from './grants.ts';
+import { browserGrant, checkSignInClaims, deviceGrant, refreshGrant, revokeRefreshToken, userOf, type GrantContext, type SignInOptions } from './grants.ts';
 import { discoverInstallClient, type InstallClient } from './install-client.ts';
 import { AuthKeychain, type StoredSession } from './keychain.ts';
+import { SessionEvents, signInFailureOutcome, type AuthStatus } from './session-events.ts';
 
 export type { InstallClient } from './install-client.ts';
 export type { SignInOptions } from './grants.ts';
+export type { AuthStatus } from './session-events.ts';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
-
-/** The session as the UI sees it. It never carries a token. */
-export type AuthStatus =
-  | { state: 'signed_out' }
-  | { state: 'signing_in'; url: string; userCode?: string }
-  | { state: 'signed_in'; user: UserIdentity; acr?: string; persistent: boolean }
-  | { state: 'needs_sign_in'; code: ErrorCode; reason: string };
 
 export interface AuthServiceOptions {
   config: IdpConfigInput | IdpConfig;
@@ -61,12 +56,8 @@ export class AuthService implements TokenSource {
   readonly config: IdpConfig;
   readonly #keychain: AuthKeychain;
   readonly #openExternal: OpenExternal;
-  readonly #audit: AuditSink | undefined;
   readonly #log: (line: string) => void;
-  readonly #demo: boolean;
-  readonly #statusListeners = new Set<(s: AuthStatus) => void>();
-  readonly #signOutListeners = new Set<(user: UserIdentity | null) => void>();
-  #status: AuthStatus = { state: 'signed_out' };
+  readonly #events: SessionEvents;
   #oidc: Promise<GrantContext> | undefined;
   #client: InstallClient | undefined;
   #dpop: CryptoKeyPair | undefined;
@@ -79,9 +70,8 @@ export class AuthService implements TokenSource {
     this.config = config;
     this.#keychain = new AuthKeychain(options.secrets, config.issuer);
     this.#openExternal = options.openExternal;
-    this.#audit = options.audit;
     this.#log = options.log ?? (() => {});
-    this.#demo = options.demo ?? false;
+    this.#events = new SessionEvents({ audit: options.audit, issuer: config.issuer, demo: options.demo ?? false, log: this.#log });
   }
 
   /**
@@ -100,18 +90,16 @@ export class AuthService implements TokenSource {
   }
 
   status(): AuthStatus {
-    return structuredClone(this.#status);
+    return structuredClone(this.#events.current);
   }
 
   onStatus(listener: (status: AuthStatus) => void): () => void {
-    this.#statusListeners.add(listener);
-    return () => this.#statusListeners.delete(listener);
+    return this.#events.onStatus(listener);
   }
 
   /** Told after a sign-out, so approval caches and others can forget what belonged to the session. */
   onSignOut(listener: (user: UserIdentity | null) => void): () => void {
-    this.#signOutListeners.add(listener);
-    return () => this.#signOutListeners.delete(listener);
+    return this.#events.onSignOut(listener);
   }
 
   user(): UserIdentity | null {
@@ -172,31 +160,7 @@ export class AuthService implements TokenSource {
   }
 
   #setStatus(status: AuthStatus): void {
-    this.#status = status;
-    for (const l of this.#statusListeners) {
-      try {
-        l(this.status());
-      } catch {
-        /* a listener's failure is its own */
-      }
-    }
-  }
-
-  async #record(kind: 'sign_in' | 'sign_out' | 'step_up', outcome: 'success' | 'error' | 'cancelled' | 'timeout' | 'denied', user: UserIdentity | null, error?: AppError, summary?: string): Promise<void> {
-    if (!this.#audit) return;
-    try {
-      await this.#audit.append({
-        kind,
-        outcome,
-        user,
-        target: this.config.issuer,
-        ...(error ? { error: error.toWire() } : {}),
-        ...(summary ? { summary } : {}),
-        ...(this.#demo ? { demo: true } : {}),
-      });
-    } catch {
-      this.#log(`auth: could not write the ${kind} audit record`);
-    }
+    this.#events.set(status);
   }
 
   // ---- the IdP --------------------------------------------------------------------------------
@@ -229,7 +193,7 @@ export class AuthService implements TokenSource {
     const abort = new AbortController();
     this.#signInAbort = abort;
     const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
-    const before = this.#status;
+    const before = this.#events.current;
     const stepUp = options.acrValues !== undefined || options.maxAge !== undefined;
     try {
       const grant = async () => {
@@ -254,26 +218,18 @@ export class AuthService implements TokenSource {
         await this.#forgetClient();
         tokens = await grant();
       }
-      const claims = tokens.claims();
-      if (!claims) throw new AppError('IDP_BAD_RESPONSE', 'Your identity provider did not return an ID token.');
-      if (options.acrValues && !options.acrValues.split(' ').includes(String(claims.acr))) {
-        throw new AppError('IDP_STEP_UP_DENIED', 'The new sign-in did not reach the authentication level that was asked for.');
-      }
-      if (this.#session && stepUp && this.#session.user.sub !== claims.sub) {
-        throw new AppError('IDP_STEP_UP_DENIED', 'The step-up sign-in was made as a different user; the session is unchanged.');
-      }
+      const claims = checkSignInClaims(tokens.claims(), options, stepUp ? this.#session?.user.sub : undefined);
       const user = userOf(claims);
       await this.#adopt(tokens, user, typeof claims.acr === 'string' ? claims.acr : undefined);
       this.#log(`auth: signed in sub=${user.sub}${claims.acr ? ` acr=${String(claims.acr)}` : ''}`);
-      await this.#record(stepUp ? 'step_up' : 'sign_in', 'success', user, undefined, claims.acr ? `acr ${String(claims.acr)}` : undefined);
+      await this.#events.record(stepUp ? 'step_up' : 'sign_in', 'success', user, undefined, claims.acr ? `acr ${String(claims.acr)}` : undefined);
       return { ...user };
     } catch (error) {
       const app = idpError(error, IDP_STEPS.signIn);
-      const cancelled = app.code === 'CANCELLED' || app.code === 'SIGN_IN_CANCELLED';
       const final = app.code === 'CANCELLED' ? new AppError('SIGN_IN_CANCELLED', 'The sign-in was cancelled.', { cause: app }) : app;
       if (this.#signInAbort === abort) this.#setStatus(before.state === 'signing_in' ? { state: 'signed_out' } : before);
       this.#log(`auth: sign-in ended without success (${final.code})`);
-      await this.#record(stepUp ? 'step_up' : 'sign_in', cancelled ? 'cancelled' : final.code === 'SIGN_IN_TIMEOUT' ? 'timeout' : final.code === 'IDP_DENIED' ? 'denied' : 'error', this.user(), final);
+      await this.#events.record(stepUp ? 'step_up' : 'sign_in', signInFailureOutcome(final.code), this.user(), final);
       throw final;
     } finally {
       if (this.#signInAbort === abort) this.#signInAbort = undefined;
@@ -315,7 +271,8 @@ export class AuthService implements TokenSource {
     signal?.throwIfAborted();
     if (this.#access && this.#access.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return this.#access.token;
     if (!this.#session) {
-      throw new AppError('NOT_SIGNED_IN', this.#status.state === 'needs_sign_in' ? this.#status.reason : 'You are not signed in to Countersign. Sign in from the app.');
+      const status = this.#events.current;
+      throw new AppError('NOT_SIGNED_IN', status.state === 'needs_sign_in' ? status.reason : 'You are not signed in to Countersign. Sign in from the app.');
     }
     this.#refreshing ??= this.#refresh().finally(() => {
       this.#refreshing = undefined;
@@ -420,14 +377,8 @@ export class AuthService implements TokenSource {
     this.#access = undefined;
     await this.#keychain.delete('session');
     this.#setStatus({ state: 'signed_out' });
-    for (const l of this.#signOutListeners) {
-      try {
-        l(user);
-      } catch {
-        /* a listener's failure is its own */
-      }
-    }
-    await this.#record('sign_out', 'success', user, undefined, revokeError ? 'signed out locally; the identity provider did not confirm the revocation' : 'signed out; refresh token revoked at the identity provider');
+    this.#events.signedOut(user);
+    await this.#events.record('sign_out', 'success', user, undefined, revokeError ? 'signed out locally; the identity provider did not confirm the revocation' : 'signed out; refresh token revoked at the identity provider');
   }
 
   /** Cancels a sign-in under way. The session stays in the keychain. */

@@ -35,6 +35,21 @@ export function userOf(claims: Record<string, unknown>): UserIdentity {
   return user;
 }
 
+/**
+ * The ID token a sign-in returned, checked before the session takes it: present, at the level a
+ * step-up asked for, and, for a step-up of a session, naming the same person.
+ */
+export function checkSignInClaims(claims: oidc.IDToken | undefined, options: Pick<SignInOptions, 'acrValues'>, steppingUpSub: string | undefined): oidc.IDToken {
+  if (!claims) throw new AppError('IDP_BAD_RESPONSE', 'Your identity provider did not return an ID token.');
+  if (options.acrValues && !options.acrValues.split(' ').includes(String(claims.acr))) {
+    throw new AppError('IDP_STEP_UP_DENIED', 'The new sign-in did not reach the authentication level that was asked for.');
+  }
+  if (steppingUpSub !== undefined && steppingUpSub !== claims.sub) {
+    throw new AppError('IDP_STEP_UP_DENIED', 'The step-up sign-in was made as a different user; the session is unchanged.');
+  }
+  return claims;
+}
+
 /** What every grant needs: the IdP, the client and DPoP key found at discovery, and the configuration. */
 export interface GrantContext {
   idp: IdpConfig;

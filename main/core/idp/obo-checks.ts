@@ -8,7 +8,7 @@ import type { JWTPayload } from 'jose';
 import { canonicalJson } from '../../../common/canonical-json.ts';
 import { AppError } from '../../../common/errors.ts';
 import type { AuthorizationDetail } from '../connectors/types.ts';
-import type { Obo } from './token-exchange.ts';
+import type { Obo } from './exchange-types.ts';
 
 /** `rar`: the IdP names this client as the actor, one credential, and grants no more than the RAR asked. */
 export function fitsRar(payload: JWTPayload, clientId: string, asked: AuthorizationDetail[]): Pick<Obo, 'vaultRole' | 'authorizationDetails'> {

@@ -1,6 +1,6 @@
 /**
  * Per-call RFC 8693 token exchange with RFC 9396 authorization details, and the IBM Verify-style
- * `mfa_challenge` step-up (STANDARDS.md §3). The request goes through openid-client's
+ * `mfa_challenge` step-up (./verify-push.ts). The request goes through openid-client's
  * `genericGrantRequest` (client authentication, DPoP, response checks); what comes back is verified
  * again here before anything uses it: the OBO's signature against the IdP's JWKS, issuer, audience,
  * `exp` at most 60 s away, a fresh `jti` never seen before, then what the delegation profile demands:
@@ -11,144 +11,28 @@
  *   RAR, and the OBO must carry exactly that scope, the `vault_role` it maps to, and its actor: `act`
  *   when present, else `azp` / `client_id` (Okta: `cid`) naming this client.
  *
- * Anything else is OBO_INVALID, with the reason; a profile is configured, never guessed.
- *
- * The `jti` replay check is per process: each exchanger remembers the jtis it accepted until their
- * `exp` (at most 60 s), in memory. A restarted core, a second exchanger or another install does not
- * see them. It catches an IdP (or something between us and it) handing the same OBO out twice to this
- * core; the guarantees against replay at the targets are the IdP's jti uniqueness, the 60 s lifetime,
- * and the targets' own single-use checks (the lab upstream refuses a used jti; Vault keeps no jti
- * record, see STANDARDS.md §5, so its roles' leeways must stay small).
+ * Anything else is OBO_INVALID, with the reason; a profile is configured, never guessed. The checks
+ * are ./obo-verify.ts; the shapes ./exchange-types.ts.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import * as oidc from 'openid-client';
-import { calculateJwkThumbprint, exportJWK, jwtVerify, type JWTPayload } from 'jose';
+import type { webcrypto } from 'node:crypto';
 import { AppError } from '../../../common/errors.ts';
-import type { AuthorizationDetail } from '../connectors/types.ts';
 import { idpError, IDP_STEPS, isClientRejected } from './errors.ts';
+import type { DelegationProfile, ExchangeClient, ExchangeRequest, Obo, TokenExchanger, TokenExchangerOptions } from './exchange-types.ts';
 import { createIdpJwks, type IdpJwks } from './jwks.ts';
-import { fitsRar, fitsScopes } from './obo-checks.ts';
+import { MAX_OBO_LIFETIME_S, OboVerifier } from './obo-verify.ts';
 import { approveByPush } from './verify-push.ts';
 import { onWire } from '../wire-time.ts';
-import type { webcrypto } from 'node:crypto';
 
+export type { DelegationProfile, ExchangeClient, ExchangeRequest, Obo, TokenExchanger, TokenExchangerOptions } from './exchange-types.ts';
 export { isNarrowerOrEqual } from './obo-checks.ts';
+export { MAX_OBO_LIFETIME_S } from './obo-verify.ts';
 export { authorizationDetailsDigest } from './verify-push.ts';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-/** RFC 8693 §2.2.1 and the shared contract: an OBO lives at most this long. */
-export const MAX_OBO_LIFETIME_S = 60;
-
-/** How the identity provider decides each call (`idp.delegation`, docs/identity-providers.md). */
-export type DelegationProfile = 'rar' | 'scopes';
-
-/**
- * The OAuth client an exchange authenticates as. It must be the client the subject token was issued
- * to: an IdP may refuse another (the lab does; Keycloak's standard token exchange checks the
- * audience of the subject token against the requesting client). Given by the sign-in module
- * (`AuthService.client()`), so a per-install registered client (RFC 7591) is used for both.
- */
-export interface ExchangeClient {
-  clientId: string;
-  /** How the client authenticates at the token endpoint (openid-client's `None()`, `PrivateKeyJwt()`…). */
-  clientAuth: oidc.ClientAuth;
-  serverMetadata: oidc.ServerMetadata;
-  clientMetadata?: Partial<oidc.ClientMetadata>;
-}
-
-export interface TokenExchangerOptions {
-  issuer: string;
-  /** The fixed public client, used when `client` is not given. */
-  clientId: string;
-  /**
-   * The client sign-in uses, asked before each exchange (cheap: the sign-in module keeps it). Takes
-   * precedence over `clientId` and `configuration`; a new object (a new registration) is picked up.
-   */
-  client?: () => Promise<ExchangeClient>;
-  /**
-   * Told when the IdP answers `invalid_client` to an exchange made as `client()`'s client (its
-   * registration is gone), so the sign-in module can drop it and ask the person to sign in again.
-   */
-  onClientRejected?: () => Promise<void> | void;
-  /** An openid-client Configuration from the sign-in module; discovered from `issuer` when absent. */
-  configuration?: oidc.Configuration;
-  /**
-   * Permits plain http to the IdP. Only for the loopback lab: refused for any non-loopback issuer.
-   * @deprecated insecure; named so every use stands out.
-   */
-  allowInsecureHttpForLoopbackOnly?: boolean;
-  /** Time-out per HTTP request to the IdP. */
-  timeoutMs?: number;
-  /** `rar` (the default) or `scopes`; see the module comment. */
-  delegation?: DelegationProfile;
-  /** Under `scopes`, the scope asked for a credential is this prefix and the Vault role. Default `vault:`. */
-  scopePrefix?: string;
-  /** Clock skew tolerated on `exp`/`iat`, seconds. */
-  clockSkewS?: number;
-  /**
-   * The longest OBO accepted, seconds: 60 unless `idp.allowLongLivedOboUpToSeconds` raises it for an
-   * IdP that cannot issue shorter ones (Okta). Weaker; see that setting.
-   */
-  maxOboLifetimeS?: number;
-  stepUp?: { pollIntervalMs?: number; timeoutMs?: number };
-  /**
-   * After the IdP rotates its signing key, an OBO with an unknown `kid` waits for a JWKS refetch;
-   * refetches are at most one per this many ms, however many unknown kids arrive. Default 1 s.
-   */
-  jwksCooldownMs?: number;
-}
-
-export interface ExchangeRequest {
-  subjectToken: string;
-  authorizationDetails: AuthorizationDetail[];
-  audience?: string;
-  resource?: string;
-  scope?: string;
-  /**
-   * The Vault role the call needs (the plan's credential). Under `scopes` it is what the exchange asks
-   * for and what the OBO's `vault_role` must name; a call without one cannot be delegated that way.
-   */
-  credential?: string;
-  dpopKeyPair?: webcrypto.CryptoKeyPair;
-  /** The signed-in user's `sub`: the OBO must name the same subject. */
-  expectedSub?: string;
-  /** Shown on the push (Verify-style step-up): what the person is approving. */
-  approvalMessage?: string;
-  signal?: AbortSignal;
-  onProgress?: (message: string) => void;
-}
-
-/** A validated single-call OBO token. `token` is the only secret; the rest is safe to record. */
-export interface Obo {
-  token: string;
-  tokenType: 'Bearer' | 'DPoP';
-  jti: string;
-  sub: string;
-  exp: number;
-  iat: number;
-  vaultRole: string;
-  /** Under `rar` what the IdP granted; under `scopes` whatever the OBO carries (usually nothing). */
-  authorizationDetails: AuthorizationDetail[];
-  /** The profile this OBO was checked against. */
-  delegation: DelegationProfile;
-  /** Under `scopes`: the one scope asked for and granted. */
-  scope?: string;
-  acr?: string;
-  amr?: string[];
-  /** True when a Verify-style push approval was needed (and given) for this OBO. */
-  steppedUp: boolean;
-  /** Time spent waiting on the push, when there was one (ms). */
-  stepUpMs?: number;
-}
-
-export interface TokenExchanger {
-  exchange(request: ExchangeRequest): Promise<Obo>;
-  /** The delegation profile every exchange runs under (absent: `rar`). */
-  readonly delegation?: DelegationProfile;
-}
-
 const isLoopback = (host: string): boolean => host === '127.0.0.1' || host === '[::1]' || host === 'localhost';
 
 export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
@@ -161,13 +45,10 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const delegation: DelegationProfile = options.delegation ?? 'rar';
   const scopePrefix = options.scopePrefix ?? 'vault:';
   const scopeFor = (credential: string): string => `${scopePrefix}${credential}`;
-  const skew = options.clockSkewS ?? 5;
-  const maxLifetime = options.maxOboLifetimeS ?? MAX_OBO_LIFETIME_S;
+  const verifier = new OboVerifier({ delegation, scopeFor, clockSkewS: options.clockSkewS ?? 5, maxLifetimeS: options.maxOboLifetimeS ?? MAX_OBO_LIFETIME_S });
   const pollIntervalMs = options.stepUp?.pollIntervalMs ?? 1_000;
   const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
   const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
-  /** jti → exp of every OBO this exchanger accepted: a per-process replay check (see the module comment). */
-  const seenJtis = new Map<string, number>();
 
   /** Every request to the IdP carries the call's AbortSignal and a time-out. */
   const fetchWithCallSignal = (url: string, init: RequestInit): Promise<Response> => {
@@ -221,7 +102,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   };
 
   // One DPoP handle per configuration and key, as openid-client means them to be used: it keeps the
-  // public JWK it embeds and the IdP's DPoP nonce from one call to the next. The key's thumbprint too.
+  // public JWK it embeds and the IdP's DPoP nonce from one call to the next.
   const handles = new WeakMap<webcrypto.CryptoKeyPair, { c: oidc.Configuration; handle: oidc.DPoPHandle }>();
   const dpopHandle = (c: oidc.Configuration, pair: webcrypto.CryptoKeyPair): oidc.DPoPHandle => {
     const known = handles.get(pair);
@@ -229,16 +110,6 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     const handle = oidc.getDPoPHandle(c, pair);
     handles.set(pair, { c, handle });
     return handle;
-  };
-  const thumbprints = new WeakMap<webcrypto.CryptoKey, Promise<string>>();
-  const thumbprint = (key: webcrypto.CryptoKey): Promise<string> => {
-    let t = thumbprints.get(key);
-    if (!t) {
-      t = exportJWK(key).then((jwk) => calculateJwkThumbprint(jwk));
-      t.catch(() => thumbprints.delete(key));
-      thumbprints.set(key, t);
-    }
-    return t;
   };
 
   let jwks: IdpJwks | undefined;
@@ -284,68 +155,11 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     }
     const tokenType = String(response.token_type).toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
     if (request.dpopKeyPair && tokenType !== 'DPoP') throw new AppError('OBO_INVALID', 'The identity provider did not bind the OBO to the DPoP key.');
-    const audience = request.audience ?? request.resource;
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await callSignal.run(request.signal, () =>
-        jwtVerify(response.access_token, keys(c), {
-          issuer: c.serverMetadata().issuer,
-          ...(audience ? { audience } : {}),
-          clockTolerance: skew,
-          requiredClaims: ['jti', 'exp', 'iat', 'sub'],
-        }),
-      ));
-    } catch (error) {
-      if (request.signal?.aborted) throw new AppError('CANCELLED', 'The call was cancelled during the token exchange.', { cause: error });
-      if (error instanceof AppError) throw error;
-      const code = (error as { code?: unknown }).code;
-      if (code === 'ERR_JWKS_TIMEOUT' || (error instanceof TypeError && code === undefined)) {
-        throw new AppError('IDP_UNAVAILABLE', "The identity provider's signing keys could not be fetched.", { cause: error });
-      }
-      throw new AppError('OBO_INVALID', `The OBO token failed verification${typeof code === 'string' ? ` (${code})` : ''}.`, { cause: error });
-    }
-    const now = Math.floor(Date.now() / 1000);
-    const exp = payload.exp as number;
-    const iat = payload.iat as number;
-    if (exp - now > maxLifetime + skew || exp - iat > maxLifetime) {
-      throw new AppError(
-        'OBO_INVALID',
-        `The OBO token lives longer than ${maxLifetime} s (${exp - iat} s); refusing it.` +
-          (maxLifetime === MAX_OBO_LIFETIME_S
-            ? ' Shorten the token lifetime at the identity provider; one that cannot go below this (Okta: 5 minutes) needs idp.allowLongLivedOboUpToSeconds, which is weaker (docs/identity-providers.md).'
-            : ''),
-      );
-    }
-    const jti = payload.jti as string;
-    for (const [seen, until] of seenJtis) if (until < now - skew) seenJtis.delete(seen);
-    if (seenJtis.has(jti)) throw new AppError('OBO_INVALID', 'The identity provider returned an OBO token already used (repeated jti).');
-    seenJtis.set(jti, exp);
-    // Okta's custom authorization servers put the login in an access token's `sub` and the user id (the ID token's `sub`) in `uid`.
-    const sameUser = payload.sub === request.expectedSub || (delegation === 'scopes' && payload.uid === request.expectedSub);
-    if (request.expectedSub !== undefined && !sameUser) {
-      throw new AppError('OBO_INVALID', 'The OBO token names a different user than the one signed in.');
-    }
-    const fitted =
-      delegation === 'scopes'
-        ? fitsScopes(payload, clientId, { scope: scopeFor(request.credential!), credential: request.credential!, authorizationDetails: request.authorizationDetails })
-        : fitsRar(payload, clientId, request.authorizationDetails);
-    if (request.dpopKeyPair) {
-      const jkt = await thumbprint(request.dpopKeyPair.publicKey);
-      if ((payload.cnf as { jkt?: unknown } | undefined)?.jkt !== jkt) throw new AppError('OBO_INVALID', 'The OBO token is not bound to this DPoP key.');
-    }
-    return {
-      token: response.access_token,
-      tokenType,
-      jti,
-      sub: payload.sub as string,
-      exp,
-      iat,
-      ...fitted,
-      delegation,
-      ...(typeof payload.acr === 'string' ? { acr: payload.acr } : {}),
-      ...(Array.isArray(payload.amr) ? { amr: payload.amr.map(String) } : {}),
-      steppedUp,
-    };
+    return verifier.verify(
+      { token: response.access_token, tokenType, issuer: c.serverMetadata().issuer, clientId, keys: () => keys(c), steppedUp },
+      request,
+      (fn) => callSignal.run(request.signal, fn),
+    );
   }
 
   /** What the exchange asks for, per profile: the RAR (`rar`) or the credential's scope (`scopes`). */

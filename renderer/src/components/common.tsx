@@ -91,6 +91,11 @@ export function formatMs(ms: number): string {
   return `${ms.toFixed(1)} ms`;
 }
 
+/** `1 record`, `2,000 records`. */
+export function plural(n: number, noun: string): string {
+  return `${n.toLocaleString()} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 export function formatTime(iso: string): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { hour12: false });
