@@ -1,7 +1,7 @@
 /**
- * Sign-in for the core, as one facade over its parts: the client this install is
- * (./install-client.ts), its DPoP key (./dpop-key.ts), the grants at the IdP (./grants.ts) and what
- * is kept in the keychain (./keychain.ts); what the session tells the UI, sign-out listeners and the
+ * Sign-in for the core, as one facade over its parts: the IdP as discovered, with the client this
+ * install is and its DPoP key (./discovered-idp.ts), the grants at the IdP (./grants.ts) and what is
+ * kept in the keychain (./keychain.ts); what the session tells the UI, sign-out listeners and the
  * audit store is ./session-events.ts. This file holds the session itself: sign-in and step-up, the
  * access token in memory, refresh and sign-out.
  */
@@ -12,9 +12,9 @@ import type { AuditSink, OpenExternal, SecretStore, StepUpChallenge, TokenSource
 import { parseIdpConfig } from './config.ts';
 import type { IdpConfig, IdpConfigInput } from './config.ts';
 import { idpError, IDP_STEPS, isClientRejected, isRefusal } from '../idp/errors.ts';
-import { installDpopKey } from './dpop-key.ts';
-import { browserGrant, checkSignInClaims, deviceGrant, refreshGrant, revokeRefreshToken, userOf, type GrantContext, type SignInOptions } from './grants.ts';
-import { discoverInstallClient, type InstallClient } from './install-client.ts';
+import { DiscoveredIdp } from './discovered-idp.ts';
+import { browserGrant, checkSignInClaims, deviceGrant, refreshGrant, revokeRefreshToken, userOf, type SignInOptions } from './grants.ts';
+import type { InstallClient } from './install-client.ts';
 import { AuthKeychain, type StoredSession } from './keychain.ts';
 import { SessionEvents, signInFailureOutcome, type AuthStatus } from './session-events.ts';
 
@@ -58,9 +58,7 @@ export class AuthService implements TokenSource {
   readonly #openExternal: OpenExternal;
   readonly #log: (line: string) => void;
   readonly #events: SessionEvents;
-  #oidc: Promise<GrantContext> | undefined;
-  #client: InstallClient | undefined;
-  #dpop: CryptoKeyPair | undefined;
+  readonly #idp: DiscoveredIdp;
   #session: StoredSession | undefined;
   #access: { token: string; expiresAt: number } | undefined;
   #refreshing: Promise<string> | undefined;
@@ -71,6 +69,7 @@ export class AuthService implements TokenSource {
     this.#keychain = new AuthKeychain(options.secrets, config.issuer);
     this.#openExternal = options.openExternal;
     this.#log = options.log ?? (() => {});
+    this.#idp = new DiscoveredIdp(config, this.#keychain, this.#log);
     this.#events = new SessionEvents({ audit: options.audit, issuer: config.issuer, demo: options.demo ?? false, log: this.#log });
   }
 
@@ -107,7 +106,7 @@ export class AuthService implements TokenSource {
   }
 
   dpopKeyPair(): CryptoKeyPair | undefined {
-    return this.#dpop;
+    return this.#idp.dpop;
   }
 
   /**
@@ -118,8 +117,8 @@ export class AuthService implements TokenSource {
    * same object for as long as the client does not change.
    */
   async client(): Promise<InstallClient> {
-    await this.#discover();
-    return this.#client!;
+    await this.#idp.grants();
+    return this.#idp.client!;
   }
 
   /**
@@ -129,7 +128,7 @@ export class AuthService implements TokenSource {
    * the next sign-in registers this install again. A configured client is never forgotten.
    */
   async clientRejected(): Promise<void> {
-    if (this.#client?.authMethod !== 'private_key_jwt') return;
+    if (this.#idp.client?.authMethod !== 'private_key_jwt') return;
     await this.#forgetClient();
     this.#setStatus({ state: 'needs_sign_in', code: 'CLIENT_REGISTRATION_FAILED', reason: CLIENT_FORGOTTEN });
   }
@@ -141,19 +140,16 @@ export class AuthService implements TokenSource {
    */
   async forgetIdp(): Promise<void> {
     this.#signInAbort?.abort();
-    this.#oidc = undefined;
-    this.#client = undefined;
+    this.#idp.forget({ dpop: true });
     this.#session = undefined;
     this.#access = undefined;
-    this.#dpop = undefined;
     await this.#keychain.forget('session', 'client', 'dpop-key');
     this.#setStatus({ state: 'signed_out' });
   }
 
   async #forgetClient(): Promise<void> {
-    this.#log(`auth: the identity provider no longer knows client ${this.#client?.clientId ?? '?'} (invalid_client); this install registers again at the next sign-in`);
-    this.#oidc = undefined;
-    this.#client = undefined;
+    this.#log(`auth: the identity provider no longer knows client ${this.#idp.client?.clientId ?? '?'} (invalid_client); this install registers again at the next sign-in`);
+    this.#idp.forget();
     this.#session = undefined;
     this.#access = undefined;
     await this.#keychain.forget('client', 'session');
@@ -161,25 +157,6 @@ export class AuthService implements TokenSource {
 
   #setStatus(status: AuthStatus): void {
     this.#events.set(status);
-  }
-
-  // ---- the IdP --------------------------------------------------------------------------------
-
-  #discover(): Promise<GrantContext> {
-    this.#oidc ??= this.#configure().catch((error: unknown) => {
-      this.#oidc = undefined;
-      throw idpError(error, IDP_STEPS.discovery);
-    });
-    return this.#oidc;
-  }
-
-  async #configure(): Promise<GrantContext> {
-    const { config, client } = await discoverInstallClient(this.config, this.#keychain, this.#log);
-    if (this.config.dpop === 'when-offered' && config.serverMetadata().dpop_signing_alg_values_supported?.includes('ES256')) {
-      this.#dpop = await installDpopKey(this.#keychain, this.#log);
-    }
-    this.#client = client;
-    return { idp: this.config, config, client, dpop: this.#dpop };
   }
 
   // ---- sign-in --------------------------------------------------------------------------------
@@ -197,7 +174,7 @@ export class AuthService implements TokenSource {
     const stepUp = options.acrValues !== undefined || options.maxAge !== undefined;
     try {
       const grant = async () => {
-        const g = await this.#discover();
+        const g = await this.#idp.grants();
         const showing = (where: { url: string; userCode?: string }) => this.#setStatus({ state: 'signing_in', ...where });
         if (options.mode === 'device') return await deviceGrant(g, showing, signal);
         const open = options.openExternal ?? this.#openExternal;
@@ -209,7 +186,7 @@ export class AuthService implements TokenSource {
       } catch (error) {
         // The pushed request (or the device authorization) authenticates the client before anyone is
         // asked anything: a registration the IdP forgot is replaced once, then the sign-in goes on.
-        if (!isClientRejected(error) || this.#client?.authMethod !== 'private_key_jwt') throw error;
+        if (!isClientRejected(error) || this.#idp.client?.authMethod !== 'private_key_jwt') throw error;
         if (stepUp) {
           // the session being stepped up was issued to the forgotten client: it goes too
           await this.clientRejected();
@@ -288,9 +265,9 @@ export class AuthService implements TokenSource {
     const session = this.#session!;
     let tokens: Awaited<ReturnType<typeof refreshGrant>>;
     try {
-      tokens = await refreshGrant(await this.#discover(), session.refresh_token);
+      tokens = await refreshGrant(await this.#idp.grants(), session.refresh_token);
     } catch (error) {
-      if (isClientRejected(error) && this.#client?.authMethod === 'private_key_jwt' && this.#session === session) {
+      if (isClientRejected(error) && this.#idp.client?.authMethod === 'private_key_jwt' && this.#session === session) {
         await this.clientRejected();
         this.#log('auth: refresh failed (invalid_client)');
         throw new AppError('REFRESH_FAILED', CLIENT_FORGOTTEN, { cause: error });
@@ -334,7 +311,7 @@ export class AuthService implements TokenSource {
     }
     if (tokens.refresh_token && tokens.refresh_token !== session.refresh_token) {
       try {
-        await revokeRefreshToken(await this.#discover(), tokens.refresh_token);
+        await revokeRefreshToken(await this.#idp.grants(), tokens.refresh_token);
       } catch (revokeError) {
         this.#log(`auth: the unkept refresh token could not be revoked (${idpError(revokeError, IDP_STEPS.revoke).code}); it expires on its own`);
       }
@@ -366,7 +343,7 @@ export class AuthService implements TokenSource {
     let revokeError: AppError | undefined;
     if (session) {
       try {
-        await revokeRefreshToken(await this.#discover(), session.refresh_token);
+        await revokeRefreshToken(await this.#idp.grants(), session.refresh_token);
       } catch (error) {
         revokeError = idpError(error, IDP_STEPS.revoke);
         this.#log(`auth: the identity provider did not confirm the revocation (${revokeError.code})`);

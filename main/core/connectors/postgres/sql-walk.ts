@@ -4,22 +4,24 @@
  * sql-resolve.ts), every function, operator and type.
  *
  * A whitelist, not a blacklist: each node type and each field of it that the walker understands is
- * listed, here or in sql-nodes.ts; any other node type, or any field the list does not know (a newer
- * grammar's addition), is refused with SQL_UNCLASSIFIABLE rather than skipped. Written by hand: no
- * library classifies a PostgreSQL tree by the effects of its nodes.
+ * listed, here, in sql-statements.ts or in sql-nodes.ts; any other node type, or any field the list
+ * does not know (a newer grammar's addition), is refused with SQL_UNCLASSIFIABLE rather than skipped.
+ * Written by hand: no library classifies a PostgreSQL tree by the effects of its nodes.
  */
 import { BUILTIN_TYPES } from './sql-functions.ts';
-import { CATALOG_SCHEMA, qualifiedName } from './sql-names.ts';
+import { CATALOG_SCHEMA } from './sql-names.ts';
 import { S, W, refuse, type Body, type Handler, type Rule, type Scope, type TreeFacts } from './sql-facts.ts';
-import { declareTable, functionName, nameList, operatorName, rangeVar } from './sql-resolve.ts';
+import { functionName, nameList, operatorName, rangeVar } from './sql-resolve.ts';
 import { PASS_THROUGH, describeNode } from './sql-nodes.ts';
+import { statementHandlers } from './sql-statements.ts';
 
 // ---- field rules ---------------------------------------------------------------------------------
 
 function fields(type: string, spec: Record<string, Rule>, body: Body, scope: Scope | undefined, f: TreeFacts, own: readonly string[] = []): void {
   for (const key of Object.keys(body)) {
     if (own.includes(key)) continue;
-    const rule = spec[key];
+    // Own keys only: a field named like an Object.prototype member is unknown, not a rule.
+    const rule = Object.hasOwn(spec, key) ? spec[key] : undefined;
     if (rule === undefined) refuse(`${type}.${key}`);
     if (rule === 'w') visit(body[key], scope, f);
   }
@@ -36,207 +38,6 @@ function typeName(tn: unknown, scope: Scope | undefined, f: TreeFacts): void {
   if (names.length === 1 && BUILTIN_TYPES.has(names[0]!)) return;
   refuse(`the type ${names.join('.')} (only PostgreSQL's built-in types are accepted in casts and column lists)`);
 }
-
-// ---- statements ----------------------------------------------------------------------------------
-
-function withClause(wc: unknown, scope: Scope | undefined, f: TreeFacts): Scope | undefined {
-  if (wc === undefined) return scope;
-  const body = wc as Body;
-  fields('WithClause', { ctes: S, recursive: S, location: S }, body, scope, f);
-  const ctes = (body.ctes ?? []) as Array<{ CommonTableExpr?: Body }>;
-  const names = ctes.map((c) => {
-    const name = c.CommonTableExpr?.ctename;
-    if (typeof name !== 'string') refuse('a WITH item that is not a common table expression');
-    return name;
-  });
-  if (body.recursive === true) {
-    // WITH RECURSIVE: every item sees every name of the list, itself included.
-    const all: Scope = { names: new Set(names), up: scope };
-    for (const c of ctes) cte(c.CommonTableExpr!, all, f);
-    return all;
-  }
-  // Plain WITH: an item sees only the items before it; its own name still means the table inside it.
-  const seen = new Set<string>();
-  let current = scope;
-  for (const [i, c] of ctes.entries()) {
-    cte(c.CommonTableExpr!, current, f);
-    seen.add(names[i]!);
-    current = { names: new Set(seen), up: scope };
-  }
-  return current;
-}
-
-function cte(body: Body, scope: Scope | undefined, f: TreeFacts): void {
-  fields(
-    'CommonTableExpr',
-    { ctename: S, aliascolnames: S, ctematerialized: S, ctequery: W, search_clause: S, cycle_clause: S, location: S },
-    body,
-    scope,
-    f,
-  );
-  if (body.cycle_clause !== undefined) {
-    fields(
-      'CTECycleClause',
-      { cycle_col_list: S, cycle_mark_column: S, cycle_mark_value: W, cycle_mark_default: W, cycle_path_column: S, location: S },
-      body.cycle_clause as Body,
-      scope,
-      f,
-    );
-  }
-  if (body.search_clause !== undefined) {
-    fields('CTESearchClause', { search_col_list: S, search_breadth_first: S, search_seq_column: S, location: S }, body.search_clause as Body, scope, f);
-  }
-}
-
-const LOCKS: Record<string, string> = {
-  LCS_FORUPDATE: 'FOR UPDATE',
-  LCS_FORNOKEYUPDATE: 'FOR NO KEY UPDATE',
-  LCS_FORSHARE: 'FOR SHARE',
-  LCS_FORKEYSHARE: 'FOR KEY SHARE',
-};
-
-const selectStmt: Handler = (b, outer, f) => {
-  const scope = withClause(b.withClause, outer, f);
-  const own = ['withClause', 'larg', 'rarg', 'fromClause', 'intoClause', 'lockingClause', 'valuesLists'];
-  fields(
-    'SelectStmt',
-    {
-      distinctClause: W,
-      targetList: W,
-      whereClause: W,
-      groupClause: W,
-      groupDistinct: S,
-      havingClause: W,
-      windowClause: W,
-      sortClause: W,
-      limitOffset: W,
-      limitCount: W,
-      limitOption: S,
-      op: S,
-      all: S,
-    },
-    b,
-    scope,
-    f,
-    own,
-  );
-  if (b.larg !== undefined || b.rarg !== undefined) {
-    selectStmt(b.larg as Body, scope, f);
-    selectStmt(b.rarg as Body, scope, f);
-  }
-  if (b.valuesLists !== undefined) visit(b.valuesLists, scope, f);
-  else if (b.op === undefined || b.op === 'SETOP_NONE') f.actions.add('SELECT');
-  const from: string[] = [];
-  f.fromStack.push(from);
-  try {
-    visit(b.fromClause, scope, f);
-  } finally {
-    f.fromStack.pop();
-  }
-  if (b.intoClause !== undefined) {
-    const into = b.intoClause as Body;
-    fields('IntoClause', { rel: S, colNames: S, accessMethod: S, options: S, onCommit: S, tableSpaceName: S, skipData: S }, into, scope, f);
-    f.selectInto = true;
-    f.actions.add('CREATE');
-    const rel = into.rel as Body;
-    // SELECT … INTO TEMP creates the table in the session's own temporary schema.
-    const temp = rel.relpersistence === 't' && rel.schemaname === undefined;
-    f.changes.add(`CREATE ${temp ? qualifiedName('pg_temp', String(rel.relname)) : declareTable(rel, f)}`);
-    if (temp) f.tables.set(qualifiedName('pg_temp', String(rel.relname)), 0);
-  }
-  for (const item of (b.lockingClause ?? []) as Array<{ LockingClause?: Body }>) {
-    const lc = item.LockingClause;
-    if (!lc) refuse('a locking clause');
-    fields('LockingClause', { lockedRels: S, strength: S, waitPolicy: S }, lc, scope, f);
-    const strength = LOCKS[String(lc.strength)];
-    if (!strength) refuse(`the locking clause ${String(lc.strength)}`);
-    f.actions.add(`SELECT ${strength}`);
-    // Without OF the lock reaches every table in FROM, sub-queries included; with OF we still name them all.
-    for (const t of from) f.changes.add(`SELECT_${strength.replace(/ /g, '_')} ${t}`);
-    if (from.length === 0) refuse('a locking clause on no table');
-  }
-};
-
-/** RETURNING (PostgreSQL 18 spells it as a clause with OLD/NEW aliases). */
-function returning(b: Body, scope: Scope | undefined, f: TreeFacts): void {
-  if (b.returningClause !== undefined) fields('ReturningClause', { options: S, exprs: W }, b.returningClause as Body, scope, f);
-}
-
-function target(b: Body, action: string, f: TreeFacts): string {
-  const rel = b.relation as Body | undefined;
-  if (!rel) refuse(`${action} without a target table`);
-  if (rel.catalogname !== undefined) refuse('a three-part table name (database.schema.table)');
-  // A write target always names a real relation, whatever CTE shares its name.
-  return declareTable(rel, f);
-}
-
-const insertStmt: Handler = (b, outer, f) => {
-  const scope = withClause(b.withClause, outer, f);
-  fields('InsertStmt', { relation: S, cols: W, selectStmt: W, onConflictClause: S, returningList: W, returningClause: S, withClause: S, override: S }, b, scope, f);
-  returning(b, scope, f);
-  const table = target(b, 'INSERT', f);
-  f.actions.add('INSERT');
-  let upsert = false;
-  if (b.onConflictClause !== undefined) {
-    const oc = b.onConflictClause as Body;
-    fields('OnConflictClause', { action: S, infer: S, targetList: W, whereClause: W, location: S }, oc, scope, f);
-    if (oc.infer !== undefined) fields('InferClause', { indexElems: W, whereClause: W, conname: S, location: S }, oc.infer as Body, scope, f);
-    if (oc.action === 'ONCONFLICT_UPDATE') upsert = true;
-    else if (oc.action !== 'ONCONFLICT_NOTHING') refuse(`ON CONFLICT ${String(oc.action)}`);
-  }
-  if (upsert) {
-    f.upsert = true;
-    f.actions.add('UPDATE');
-  }
-  f.changes.add(`${upsert ? 'INSERT_ON_CONFLICT_UPDATE' : 'INSERT'} ${table}`);
-  if (!insertIsBounded(b)) f.unboundedWrites += 1;
-};
-
-const updateStmt: Handler = (b, outer, f) => {
-  const scope = withClause(b.withClause, outer, f);
-  fields('UpdateStmt', { relation: S, targetList: W, whereClause: W, fromClause: W, returningList: W, returningClause: S, withClause: S }, b, scope, f);
-  returning(b, scope, f);
-  f.actions.add('UPDATE');
-  f.changes.add(`UPDATE ${target(b, 'UPDATE', f)}`);
-  if (!referencesColumn(b.whereClause)) f.unboundedWrites += 1;
-};
-
-const deleteStmt: Handler = (b, outer, f) => {
-  const scope = withClause(b.withClause, outer, f);
-  fields('DeleteStmt', { relation: S, usingClause: W, whereClause: W, returningList: W, returningClause: S, withClause: S }, b, scope, f);
-  returning(b, scope, f);
-  f.actions.add('DELETE');
-  f.changes.add(`DELETE ${target(b, 'DELETE', f)}`);
-  if (!referencesColumn(b.whereClause)) f.unboundedWrites += 1;
-};
-
-const MERGE_COMMANDS: Record<string, string | undefined> = { CMD_UPDATE: 'UPDATE', CMD_INSERT: 'INSERT', CMD_DELETE: 'DELETE', CMD_NOTHING: undefined };
-
-const mergeStmt: Handler = (b, outer, f) => {
-  const scope = withClause(b.withClause, outer, f);
-  fields(
-    'MergeStmt',
-    { relation: S, sourceRelation: W, joinCondition: W, mergeWhenClauses: S, returningList: W, returningClause: S, withClause: S },
-    b,
-    scope,
-    f,
-  );
-  returning(b, scope, f);
-  const table = target(b, 'MERGE', f);
-  f.actions.add('MERGE');
-  for (const item of (b.mergeWhenClauses ?? []) as Array<{ MergeWhenClause?: Body }>) {
-    const w = item.MergeWhenClause;
-    if (!w) refuse('a MERGE clause');
-    fields('MergeWhenClause', { matchKind: S, commandType: S, override: S, condition: W, targetList: W, values: W }, w, scope, f);
-    const command = String(w.commandType);
-    if (!(command in MERGE_COMMANDS)) refuse(`MERGE … ${command}`);
-    const action = MERGE_COMMANDS[command];
-    if (action) f.actions.add(action);
-  }
-  f.changes.add(`MERGE ${table}`);
-  // A MERGE's reach is its join: never bounded to named rows.
-  f.unboundedWrites += 1;
-};
 
 // ---- expressions and FROM items ------------------------------------------------------------------
 
@@ -338,11 +139,7 @@ const scalar: Handler = () => {};
 
 const HANDLERS: Record<string, Handler> = {
   ...Object.fromEntries(Object.entries(PASS_THROUGH).map(([type, spec]) => [type, simple(type, spec)])),
-  SelectStmt: selectStmt,
-  InsertStmt: insertStmt,
-  UpdateStmt: updateStmt,
-  DeleteStmt: deleteStmt,
-  MergeStmt: mergeStmt,
+  ...statementHandlers({ fields, visit }),
   RangeVar: rangeVar,
   RangeFunction: rangeFunction,
   RangeTableSample: rangeTableSample,
@@ -370,7 +167,7 @@ export function visit(node: unknown, scope: Scope | undefined, f: TreeFacts): vo
   if (keys.length === 0) return;
   if (keys.length !== 1) refuse('a malformed parse tree node');
   const type = keys[0]!;
-  const handler = HANDLERS[type];
+  const handler = Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : undefined;
   if (!handler) refuse(describeNode(type));
   const body = (node as Body)[type];
   handler((body ?? {}) as Body, scope, f);
@@ -378,22 +175,3 @@ export function visit(node: unknown, scope: Scope | undefined, f: TreeFacts): vo
 
 /** The statement kinds the strict walker accepts at the top (and EXPLAIN around them). */
 export const DML_NODES: ReadonlySet<string> = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
-
-/** True when a WHERE can restrict rows one by one: it references at least one column. `WHERE true` does not. */
-export function referencesColumn(node: unknown): boolean {
-  if (Array.isArray(node)) return node.some(referencesColumn);
-  if (!node || typeof node !== 'object') return false;
-  for (const [key, value] of Object.entries(node)) {
-    if (key === 'ColumnRef') return true;
-    if (referencesColumn(value)) return true;
-  }
-  return false;
-}
-
-/** INSERT … VALUES adds the rows it lists; INSERT … SELECT is bounded only by a LIMIT. */
-function insertIsBounded(body: Body): boolean {
-  const select = (body.selectStmt as { SelectStmt?: Body } | undefined)?.SelectStmt;
-  if (!select) return true; // DEFAULT VALUES
-  if (Array.isArray(select.valuesLists)) return true;
-  return select.limitCount !== undefined;
-}
