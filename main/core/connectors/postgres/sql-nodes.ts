@@ -71,5 +71,5 @@ const NODE_WORDS: Record<string, string> = {
 };
 
 export function describeNode(type: string): string {
-  return NODE_WORDS[type] ?? `a ${type} node`;
+  return (Object.hasOwn(NODE_WORDS, type) ? NODE_WORDS[type] : undefined) ?? `a ${type} node`;
 }

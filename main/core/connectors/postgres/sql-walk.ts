@@ -20,7 +20,8 @@ import { statementHandlers } from './sql-statements.ts';
 function fields(type: string, spec: Record<string, Rule>, body: Body, scope: Scope | undefined, f: TreeFacts, own: readonly string[] = []): void {
   for (const key of Object.keys(body)) {
     if (own.includes(key)) continue;
-    const rule = spec[key];
+    // Own keys only: a field named like an Object.prototype member is unknown, not a rule.
+    const rule = Object.hasOwn(spec, key) ? spec[key] : undefined;
     if (rule === undefined) refuse(`${type}.${key}`);
     if (rule === 'w') visit(body[key], scope, f);
   }
@@ -166,7 +167,7 @@ export function visit(node: unknown, scope: Scope | undefined, f: TreeFacts): vo
   if (keys.length === 0) return;
   if (keys.length !== 1) refuse('a malformed parse tree node');
   const type = keys[0]!;
-  const handler = HANDLERS[type];
+  const handler = Object.hasOwn(HANDLERS, type) ? HANDLERS[type] : undefined;
   if (!handler) refuse(describeNode(type));
   const body = (node as Body)[type];
   handler((body ?? {}) as Body, scope, f);
