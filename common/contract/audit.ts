@@ -40,9 +40,12 @@ export type AuditPageRequest = z.input<typeof AuditPageRequestSchema>;
 export const AuditPageSchema = z.object({
   /** Newest first. */
   records: z.array(AuditRecordSchema),
-  /** Records matching the filter below `before`, for the list's length; at most the count cap when `total_capped`. */
+  /** Records matching the filter below `before`, for the list's length; a floor when `total_capped`. */
   total: z.number().int().nonnegative(),
-  /** More records match than `total`: the core stopped counting at its cap (the timeline says "10,000+"). */
+  /**
+   * More records may match than `total`: the core stopped counting (at its cap, or for a search past
+   * the newest 10,000 records below the page's head), and the timeline says "N+".
+   */
   total_capped: z.boolean(),
   /** The newest `seq` in the store when the page was read. */
   head: z.number().int().nonnegative(),
