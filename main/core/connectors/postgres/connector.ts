@@ -187,8 +187,9 @@ export async function runStatement(
   // A connection error after connect would otherwise be an unhandled 'error' event.
   client.on('error', () => {});
   const onAbort = (): void => {
-    // Closing the socket ends the backend; the role's revocation also terminates its sessions.
-    void client.end().catch(() => {});
+    // Closing the socket ends the backend; the role's revocation also terminates its sessions. The
+    // socket itself: in pipeline mode pg's end() waits for the statements already sent to finish.
+    client.connection.stream.destroy();
   };
   signal.addEventListener('abort', onAbort, { once: true });
   let connected = false;
