@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
-import { chown, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -51,13 +51,27 @@ host all all 127.0.0.1/32 scram-sha-256
 
 let templatePromise: Promise<string> | undefined;
 
-/** Builds (once per machine) the seeded template data directory and returns its path. */
-export function template(log: (l: string) => void): Promise<string> {
-  templatePromise ??= buildTemplate(log).catch((e: unknown) => {
-    templatePromise = undefined;
-    throw e;
-  });
-  return templatePromise;
+/**
+ * Builds (once per machine) the seeded template data directory and returns its path, marked as in use
+ * (its mtime: removeStaleTemplates spares a template touched in the last ten minutes). One that another
+ * process, running other code, removed as stale since is built again.
+ */
+export async function template(log: (l: string) => void): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    templatePromise ??= buildTemplate(log).catch((e: unknown) => {
+      templatePromise = undefined;
+      throw e;
+    });
+    const path = await templatePromise;
+    try {
+      const now = new Date();
+      await utimes(path, now, now);
+      return path;
+    } catch (e) {
+      if (attempt > 0) throw e;
+      templatePromise = undefined;
+    }
+  }
 }
 
 async function buildTemplate(log: (l: string) => void): Promise<string> {
