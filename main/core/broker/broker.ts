@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../common/errors.ts';
-import type { AuditRecordInput, Hop } from '../../../common/audit-record.ts';
+import type { Hop } from '../../../common/audit-record.ts';
 import type { AuditSink, CallJournal } from '../ports.ts';
 import type { CallPlan, Connector, ToolCallRequest, ToolHost } from '../connectors/types.ts';
 import { hopOutcome, lets, refusal, refusalError, via } from '../approvals/decision.ts';
@@ -15,6 +15,7 @@ import { tierOneOnlyApprover, type Approver } from './approver.ts';
 import type { CredentialOptions } from './call-credential.ts';
 import { auditRecord } from './call-record.ts';
 import { CallTrace, round } from './call-trace.ts';
+import { createRecordWriter } from './record-writer.ts';
 import { createCredentials, type Credentials } from './credentials.ts';
 
 export interface BrokerOptions extends CredentialOptions {
@@ -71,46 +72,7 @@ export function createBroker(options: BrokerOptions): Broker {
   const connectorFor = (tool: string): Connector | undefined =>
     options.connectors.find((c) => c.hasTool(tool));
 
-  /**
-   * Records the audit store could not take (a full disk): kept in order and written before the next
-   * record, so each call still gets exactly one record once there is room. A core that dies first
-   * leaves their calls in the journal, closed as aborted on the next start.
-   */
-  const unwritten: Array<{ record: AuditRecordInput; trace: CallTrace }> = [];
-  const UNWRITTEN_MAX = 10_000;
-  /** Each record goes with its call's secrets; returns the redaction policy's refusal of the last, if any. */
-  async function appendInOrder(record: AuditRecordInput, trace: CallTrace): Promise<AppError | undefined> {
-    while (unwritten.length > 0) {
-      const held = unwritten[0]!;
-      await appendOrRefusal(held.record, held.trace);
-      unwritten.shift();
-    }
-    return appendOrRefusal(record, trace);
-  }
-
-  /**
-   * Appends a call's record and closes its journal entry. A record the policy refuses for carrying a
-   * secret (`redaction.onSecret: 'refuse'`) can never be written: the call is recorded instead without
-   * anything that could carry one, and the refusal returned. Should even that be refused, the journal
-   * keeps the call, closed as aborted on the next start.
-   */
-  async function appendOrRefusal(record: AuditRecordInput, trace: CallTrace): Promise<AppError | undefined> {
-    try {
-      await options.audit.append(record, { knownSecrets: trace.secrets });
-    } catch (error) {
-      if (!AppError.is(error, 'AUDIT_REDACTION_REFUSED')) throw error;
-      try {
-        await options.audit.append(refusedRecord(record), { knownSecrets: trace.secrets });
-      } catch (e) {
-        log(`broker: a call's record and its stand-in were both refused (${AppError.from(e).code}); the journal keeps the call`);
-        return error;
-      }
-      trace.journal((j) => j.end(trace.id));
-      return error;
-    }
-    trace.journal((j) => j.end(trace.id));
-    return undefined;
-  }
+  const records = createRecordWriter(options.audit, log);
 
   async function callTool(request: ToolCallRequest, onResult?: (result: CallToolResult) => void): Promise<CallToolResult> {
     const started = performance.now();
@@ -255,22 +217,7 @@ export function createBroker(options: BrokerOptions): Broker {
       ...(options.demo ? { demo: true } : {}),
       durationMs,
     });
-    let audited = true;
-    let refused: AppError | undefined;
-    try {
-      refused = await appendInOrder(record, trace);
-    } catch (e) {
-      audited = false;
-      if (!unwritten.some((u) => u.trace === trace)) unwritten.push({ record, trace });
-      if (unwritten.length > UNWRITTEN_MAX)
-        log(
-          `broker: ${unwritten.length - UNWRITTEN_MAX} unwritten record(s) dropped; their calls stay in the journal`,
-        );
-      unwritten.splice(0, Math.max(0, unwritten.length - UNWRITTEN_MAX));
-      log(
-        `broker: audit append failed for request ${String(request.requestId)} (${AppError.from(e, 'AUDIT_FAILED').code}); ${unwritten.length} record(s) held until the store takes them`,
-      );
-    }
+    const { audited, refused } = await records.write(record, trace, String(request.requestId));
     log(
       `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${record.outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
     );
@@ -389,34 +336,6 @@ export function createBroker(options: BrokerOptions): Broker {
       );
       await Promise.all(options.connectors.map((c) => c.close?.()));
     },
-  };
-}
-
-/**
- * The record of a call whose own record the redaction policy refused: who, what tool, where, each hop's
- * outcome and the join keys, but no arguments, hop details or other free text that could carry the secret.
- */
-function refusedRecord(r: AuditRecordInput): AuditRecordInput {
-  return {
-    kind: r.kind,
-    outcome: 'error',
-    user: r.user,
-    // The process as the OS names it; the client's self-description is free text.
-    ...(r.client?.pid !== undefined ? { client: { pid: r.client.pid, ...(r.client.uid !== undefined ? { uid: r.client.uid } : {}) } } : {}),
-    tool: r.tool,
-    ...(r.tier ? { tier: r.tier } : {}),
-    ...(r.target ? { target: r.target } : {}),
-    ...(r.authorization_details ? { authorization_details: r.authorization_details } : {}),
-    hops: (r.hops ?? []).map(({ detail: _, ...h }) => h),
-    keys: r.keys,
-    error: {
-      code: 'AUDIT_REDACTION_REFUSED',
-      message: 'The record of this call carried something that looks like a secret and the audit policy refuses such records.',
-    },
-    delegation: r.delegation,
-    summary: `${r.tool ?? 'call'} → record refused: it carried something that looks like a secret`,
-    ...(r.demo ? { demo: true } : {}),
-    ...(r.duration_ms !== undefined ? { duration_ms: r.duration_ms } : {}),
   };
 }
 

@@ -1,0 +1,99 @@
+/**
+ * Writes each call's record, in order: a record the audit store could not take (a full disk) is held and
+ * written before the next one, so each call still gets exactly one record once there is room; a record
+ * the redaction policy refuses is replaced by a stand-in. A core that dies first leaves the held calls in
+ * the journal, closed as aborted on the next start.
+ */
+import { AppError } from '../../../common/errors.ts';
+import type { AuditRecordInput } from '../../../common/audit-record.ts';
+import type { AuditSink } from '../ports.ts';
+import type { CallTrace } from './call-trace.ts';
+
+const UNWRITTEN_MAX = 10_000;
+
+export interface RecordWriter {
+  /**
+   * `audited`: the record (or its stand-in) is in the store. `refused`: the redaction policy's refusal
+   * of the call's own record, which was recorded without anything that could carry the secret.
+   */
+  write(record: AuditRecordInput, trace: CallTrace, requestId: string): Promise<{ audited: boolean; refused?: AppError }>;
+}
+
+export function createRecordWriter(audit: AuditSink, log: (line: string) => void): RecordWriter {
+  const unwritten: Array<{ record: AuditRecordInput; trace: CallTrace }> = [];
+
+  /**
+   * Appends a call's record and closes its journal entry. A record the policy refuses for carrying a
+   * secret (`redaction.onSecret: 'refuse'`) can never be written: the call is recorded instead without
+   * anything that could carry one, and the refusal returned. Should even that be refused, the journal
+   * keeps the call, closed as aborted on the next start.
+   */
+  async function appendOrRefusal(record: AuditRecordInput, trace: CallTrace): Promise<AppError | undefined> {
+    try {
+      await audit.append(record, { knownSecrets: trace.secrets });
+    } catch (error) {
+      if (!AppError.is(error, 'AUDIT_REDACTION_REFUSED')) throw error;
+      try {
+        await audit.append(refusedRecord(record), { knownSecrets: trace.secrets });
+      } catch (e) {
+        log(`broker: a call's record and its stand-in were both refused (${AppError.from(e).code}); the journal keeps the call`);
+        return error;
+      }
+      trace.journal((j) => j.end(trace.id));
+      return error;
+    }
+    trace.journal((j) => j.end(trace.id));
+    return undefined;
+  }
+
+  return {
+    async write(record, trace, requestId) {
+      try {
+        while (unwritten.length > 0) {
+          const held = unwritten[0]!;
+          await appendOrRefusal(held.record, held.trace);
+          unwritten.shift();
+        }
+        const refused = await appendOrRefusal(record, trace);
+        return refused ? { audited: true, refused } : { audited: true };
+      } catch (e) {
+        if (!unwritten.some((u) => u.trace === trace)) unwritten.push({ record, trace });
+        if (unwritten.length > UNWRITTEN_MAX) log(`broker: ${unwritten.length - UNWRITTEN_MAX} unwritten record(s) dropped; their calls stay in the journal`);
+        unwritten.splice(0, Math.max(0, unwritten.length - UNWRITTEN_MAX));
+        log(
+          `broker: audit append failed for request ${requestId} (${AppError.from(e, 'AUDIT_FAILED').code}); ${unwritten.length} record(s) held until the store takes them`,
+        );
+        return { audited: false };
+      }
+    },
+  };
+}
+
+/**
+ * The record of a call whose own record the redaction policy refused: who, what tool, where, each hop's
+ * outcome and the join keys, but no arguments, hop details or other free text that could carry the secret.
+ */
+function refusedRecord(r: AuditRecordInput): AuditRecordInput {
+  return {
+    kind: r.kind,
+    outcome: 'error',
+    user: r.user,
+    // The process as the OS names it; the client's self-description is free text.
+    ...(r.client?.pid !== undefined ? { client: { pid: r.client.pid, ...(r.client.uid !== undefined ? { uid: r.client.uid } : {}) } } : {}),
+    tool: r.tool,
+    ...(r.tier ? { tier: r.tier } : {}),
+    ...(r.target ? { target: r.target } : {}),
+    ...(r.authorization_details ? { authorization_details: r.authorization_details } : {}),
+    hops: (r.hops ?? []).map(({ detail: _, ...h }) => h),
+    keys: r.keys,
+    error: {
+      code: 'AUDIT_REDACTION_REFUSED',
+      message: 'The record of this call carried something that looks like a secret and the audit policy refuses such records.',
+    },
+    delegation: r.delegation,
+    summary: `${r.tool ?? 'call'} → record refused: it carried something that looks like a secret`,
+    ...(r.demo ? { demo: true } : {}),
+    ...(r.duration_ms !== undefined ? { duration_ms: r.duration_ms } : {}),
+  };
+}
+
