@@ -330,10 +330,13 @@ describe('the core killed mid-call and started again', () => {
     const answers = new Map<string, Json | Error>();
     let next = 0;
     let paused: Promise<void> | undefined;
+    let holding = false;
     let killedAfter = -1;
     const worker = async (): Promise<void> => {
       for (let i = next++; i < total; i = next++) {
-        await paused;
+        // Checked again right before sending: a worker that got past an unset pause in the same turn
+        // as the one that sets it would otherwise send a request the list below never waits for.
+        while (holding) await paused;
         const id = `load-kill-${i}`;
         sent.push(id);
         answers.set(id, await client.request(toolCall(id, 'query', { sql: 'SELECT id, full_name FROM patients ORDER BY id' }), 60_000).catch((e: Error) => e));
@@ -342,6 +345,7 @@ describe('the core killed mid-call and started again', () => {
           // in the kernel's buffer when the process dies never reached it); calls stay in flight.
           let resume!: () => void;
           paused = new Promise<void>((r) => (resume = r));
+          holding = true;
           killedAfter = answers.size;
           // Every call still waiting must have reached the core (begun in its journal, or already
           // recorded) before the kill: a request still in the socket's buffer never did. Waited for
@@ -349,6 +353,7 @@ describe('the core killed mid-call and started again', () => {
           await reachedCore(sent.filter((id) => !answers.has(id)), 10_000);
           await killed(core!);
           core = await startCoreChild();
+          holding = false;
           resume();
         }
       }

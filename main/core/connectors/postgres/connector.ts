@@ -96,16 +96,7 @@ async function roleStillLogsIn(
   password: string,
   signal: AbortSignal,
 ): Promise<'gone' | 'present' | 'unknown'> {
-  const client = new pg.Client({
-    host: connection.host,
-    port: connection.port,
-    database: connection.database,
-    user,
-    password,
-    ssl: connection.ssl,
-    application_name: 'countersign-revoke-check',
-    connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
-  });
+  const client = new pg.Client(sessionConfig(connection, user, password, 'countersign-revoke-check'));
   client.on('error', () => {});
   const onAbort = (): void => void client.end().catch(() => {});
   signal.addEventListener('abort', onAbort, { once: true });
@@ -170,15 +161,8 @@ export async function runStatement(
 ): Promise<QueryResultContent> {
   signal.throwIfAborted();
   const client = new pg.Client({
-    host: connection.host,
-    port: connection.port,
-    database: connection.database,
-    user,
-    password,
-    ssl: connection.ssl,
-    application_name: applicationName,
+    ...sessionConfig(connection, user, password, applicationName),
     statement_timeout: details.limits.statementTimeoutMs,
-    connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
     options: SESSION_OPTIONS,
     // Statements are written without waiting for the answer to the one before (pg 8.23's pipeline
     // mode, each with its own Sync), so a call's transaction costs one round trip: see runRead.
@@ -216,6 +200,12 @@ export async function runStatement(
     signal.removeEventListener('abort', onAbort);
     if (connected || !signal.aborted) await onWire('db', () => client.end()).catch(() => {});
   }
+}
+
+/** Where and as whom a call's session connects, named in PostgreSQL's log by `applicationName`. */
+function sessionConfig(connection: PostgresConnection, user: string, password: string, applicationName: string): pg.ClientConfig {
+  const { host, port, database, ssl } = connection;
+  return { host, port, database, user, password, ssl, application_name: applicationName, connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000 };
 }
 
 /**
