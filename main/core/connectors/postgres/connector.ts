@@ -19,7 +19,7 @@ import type { CallPlan, Connector, ExecuteContext } from '../types.ts';
 import { tlsConnectFailure } from './tls.ts';
 import { CONNECTOR_NAME, DescribeTableArgs, ExecuteArgs, ListTablesArgs, QueryArgs, planPostgresCall, type PostgresCallDetails } from './plan.ts';
 import { queryExtended } from './extended-query.ts';
-import { PREFLIGHT_GUARD_SQL, describePreflightFailure, preflightParams } from './preflight.ts';
+import { describePreflightFailure, preflightGuard } from './preflight.ts';
 import { TABLE_SCHEMA } from './sql-names.ts';
 
 export interface PostgresConnection {
@@ -248,7 +248,7 @@ async function inOneRoundTrip(
 
 async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   const cap = d.limits.rowCap;
-  const guard = d.catalog ? [] : [{ text: PREFLIGHT_GUARD_SQL, values: preflightParams(d.classification), guard: true as const }];
+  const guard = d.catalog ? [] : [preflightGuard(d.classification)];
   if (d.classification.kind === 'EXPLAIN' || d.classification.nodeType === 'ExplainStmt') {
     // EXPLAIN cannot stand in a cursor; its output is a plan, a handful of rows.
     const answers = await inOneRoundTrip(client, d, [{ text: 'BEGIN READ ONLY' }, ...guard, { text: d.sql, values: d.params }, { text: 'COMMIT' }]);
@@ -290,7 +290,7 @@ async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<Quer
   const [, , result, counted] = await inOneRoundTrip(
     client,
     d,
-    [{ text: 'BEGIN' }, { text: PREFLIGHT_GUARD_SQL, values: preflightParams(d.classification), guard: true }, { text: d.sql, values: d.params }, { text: ROWS_CHANGED_SQL }],
+    [{ text: 'BEGIN' }, preflightGuard(d.classification), { text: d.sql, values: d.params }, { text: ROWS_CHANGED_SQL }],
     { leavesTransactionOpen: true },
   );
   const affected = Math.max(Number((counted!.rows[0] as { changed?: string } | undefined)?.changed ?? 0), result!.rowCount ?? 0);

@@ -37,7 +37,7 @@ SELECT 'operator', o.oprname::text, NULL
 const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table', S: 'a sequence', r: 'a table with inheritance children or a partition' };
 
 /** The parameters of PREFLIGHT_SQL for one classified statement. */
-export function preflightParams(c: SqlClassification): string[][] {
+function preflightParams(c: SqlClassification): string[][] {
   const n = c.names;
   return [
     c.tables,
@@ -48,19 +48,23 @@ export function preflightParams(c: SqlClassification): string[][] {
   ];
 }
 
+/** The guard as one step of a call's round trip (connector.ts `inOneRoundTrip`). */
+export function preflightGuard(c: SqlClassification): { text: string; values: string[][]; guard: true } {
+  return { text: PREFLIGHT_GUARD_SQL, values: preflightParams(c), guard: true };
+}
+
 /**
  * PREFLIGHT_SQL as a guard that fails when any problem row exists (a division by zero on the first one,
  * so that PostgreSQL never folds it away when there is none), so the call's statement can be sent
  * behind it in the same round trip: once the guard fails, the transaction is aborted and PostgreSQL
  * refuses every statement after it unparsed (SQLSTATE 25P02) until the transaction ends.
  */
-export const PREFLIGHT_GUARD_SQL = `SELECT pg_catalog.length(problems.problem) / 0 AS refused FROM (${PREFLIGHT_SQL}) AS problems LIMIT 1`;
+const PREFLIGHT_GUARD_SQL = `SELECT pg_catalog.length(problems.problem) / 0 AS refused FROM (${PREFLIGHT_SQL}) AS problems LIMIT 1`;
 
 /** Runs the checks on `client` (inside the call's transaction); throws SQL_UNCLASSIFIABLE on the first problem. */
 export async function preflight(client: pg.Client, c: SqlClassification): Promise<void> {
-  const result = await queryExtended<{ problem: string; name: string; detail: string | null }>(client, PREFLIGHT_SQL, preflightParams(c));
-  const first = result.rows[0];
-  if (first) throw preflightRefusal(first);
+  const problem = await describePreflightFailure(client, c);
+  if (problem) throw problem;
 }
 
 /**
