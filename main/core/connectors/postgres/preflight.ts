@@ -18,62 +18,54 @@ import type { SqlClassification } from './sql-classify.ts';
 const ON_PATH = `(SELECT n.oid FROM pg_catalog.pg_namespace n
    WHERE n.nspname = ANY (pg_catalog.current_schemas(true)) AND n.nspname <> 'pg_catalog')`;
 
-/**
- * The checks, one arm each: the arm's query (its rows are the problems found), given the placeholders
- * of its parameters, and those parameters (text arrays) for one statement. An arm whose list is empty
- * can find nothing and is not sent: on a session that is new for each call, planning it would still
- * read pg_proc or pg_operator's catalogue entries cold (about half of the check's time for a read of
- * one table, docs/benchmarks.md).
- */
-const ARMS: Array<{ sql: (p: string[]) => string; params: (c: SqlClassification) => string[][] }> = [
-  {
-    sql: ([tables]) => `SELECT 'kind' AS problem, d.name, c.relkind::text AS detail
-  FROM pg_catalog.unnest(${tables}::text[]) AS d(name)
-  JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(d.name)
- WHERE c.relkind <> 'r' OR c.relhassubclass OR c.relispartition`,
-    params: (c) => [c.tables],
-  },
-  {
-    sql: ([written, qualified]) => `SELECT 'resolves' AS problem, u.written AS name, NULL AS detail
-  FROM ROWS FROM (pg_catalog.unnest(${written}::text[]), pg_catalog.unnest(${qualified}::text[])) AS u(written, qualified)
- WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(u.written)) IS DISTINCT FROM pg_catalog.to_regclass(u.qualified)`,
-    params: (c) => [c.names.unqualifiedTables.map((t) => t.written), c.names.unqualifiedTables.map((t) => t.qualified)],
-  },
-  {
-    sql: ([names]) => `SELECT 'function' AS problem, p.proname::text AS name, NULL AS detail
-  FROM pg_catalog.pg_proc p
- WHERE p.pronamespace IN ${ON_PATH} AND p.proname = ANY (${names}::text[])`,
-    params: (c) => [[...new Set([...c.names.unqualifiedFunctions, ...c.names.attributes])]],
-  },
-  {
-    sql: ([symbols]) => `SELECT 'operator' AS problem, o.oprname::text AS name, NULL AS detail
-  FROM pg_catalog.pg_operator o
- WHERE o.oprnamespace IN ${ON_PATH} AND o.oprname = ANY (${symbols}::text[])`,
-    params: (c) => [c.names.operators],
-  },
-];
-
 const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table', S: 'a sequence', r: 'a table with inheritance children or a partition' };
 
 /**
  * The checks one statement needs, as one query (one round trip; each row is a problem), or none when
- * every list is empty. The guard and the description of its failure are both built here, so they
+ * there is nothing to check. The guard and the description of its failure are both built here, so they
  * always ask the same question.
+ *
+ * Only what the statement has to check is sent: each call's session is new, so every catalogue the
+ * query reads is read cold, and planning an arm over an empty list would still cost pg_proc's or
+ * pg_operator's entries (docs/benchmarks.md, total_vs_hops_alone). Tables and unqualified names are
+ * checked one per arm, a lookup by oid and a comparison with no FROM, which PostgreSQL plans in about
+ * half the time of the same checks as joins over unnested arrays; function and operator names, where
+ * a statement may have many, stay one array each. Values travel as parameters, never in the text.
  */
-function preflightQuery(c: SqlClassification): { text: string; values: string[][] } | undefined {
+function preflightQuery(c: SqlClassification): { text: string; values: Array<string | string[]> } | undefined {
+  const values: Array<string | string[]> = [];
+  const param = (value: string | string[]): string => {
+    values.push(value);
+    return `$${values.length}`;
+  };
   const arms: string[] = [];
-  const values: string[][] = [];
-  for (const arm of ARMS) {
-    const params = arm.params(c);
-    if (params[0]!.length === 0) continue;
-    arms.push(arm.sql(params.map((_, i) => `$${values.length + i + 1}`)));
-    values.push(...params);
+  for (const table of c.tables) {
+    const t = param(table);
+    arms.push(`SELECT 'kind' AS problem, ${t}::text AS name, c.relkind::text AS detail
+  FROM pg_catalog.pg_class c
+ WHERE c.oid = pg_catalog.to_regclass(${t}::text) AND (c.relkind <> 'r' OR c.relhassubclass OR c.relispartition)`);
+  }
+  for (const name of c.names.unqualifiedTables) {
+    const [written, qualified] = [param(name.written), param(name.qualified)];
+    arms.push(`SELECT 'resolves' AS problem, ${written}::text AS name, NULL AS detail
+ WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(${written}::text)) IS DISTINCT FROM pg_catalog.to_regclass(${qualified}::text)`);
+  }
+  const functions = [...new Set([...c.names.unqualifiedFunctions, ...c.names.attributes])];
+  if (functions.length > 0) {
+    arms.push(`SELECT 'function' AS problem, p.proname::text AS name, NULL AS detail
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace IN ${ON_PATH} AND p.proname = ANY (${param(functions)}::text[])`);
+  }
+  if (c.names.operators.length > 0) {
+    arms.push(`SELECT 'operator' AS problem, o.oprname::text AS name, NULL AS detail
+  FROM pg_catalog.pg_operator o
+ WHERE o.oprnamespace IN ${ON_PATH} AND o.oprname = ANY (${param(c.names.operators)}::text[])`);
   }
   return arms.length === 0 ? undefined : { text: arms.join('\nUNION ALL\n'), values };
 }
 
 /** The guard as one step of a call's round trip (connector.ts `inOneRoundTrip`); none when there is nothing to check. */
-export function preflightGuard(c: SqlClassification): Array<{ text: string; values: string[][]; guard: true }> {
+export function preflightGuard(c: SqlClassification): Array<{ text: string; values: Array<string | string[]>; guard: true }> {
   const q = preflightQuery(c);
   return q ? [{ text: guardOf(q.text), values: q.values, guard: true }] : [];
 }
@@ -82,7 +74,7 @@ export function preflightGuard(c: SqlClassification): Array<{ text: string; valu
  * The checks as a guard that fails when any problem row exists (a division by zero on the first one),
  * so the call's statement can be sent behind it in the same round trip: once the guard fails, the
  * transaction is aborted and PostgreSQL refuses every statement after it unparsed (SQLSTATE 25P02)
- * until the transaction ends. OFFSET 0 keeps the problems a subquery of their own: with one arm left,
+ * until the transaction ends. OFFSET 0 keeps the problems a subquery of their own: with one arm,
  * PostgreSQL would otherwise pull it up, read `problem` as the constant it is there and fold the
  * division while planning, failing even when there is no problem.
  */
