@@ -38,15 +38,17 @@ function sortedCopy(value: unknown): unknown {
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return sortedCopy((value as { toJSON(): unknown }).toJSON());
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj).sort();
-  // No prototype, so a member named __proto__ stays a member.
-  const out = Object.create(null) as Record<string, unknown>;
+  // A plain object, not Object.create(null): V8 keeps those in dictionary mode, which JSON.stringify
+  // writes more slowly. A member named __proto__ is defined, so it stays a member.
+  const out: Record<string, unknown> = {};
   for (const k of keys) {
     if (INTEGER_LIKE.test(k)) return INTEGER_KEY;
     const v = obj[k];
     if (v === undefined) continue;
     const c = sortedCopy(v);
     if (c === INTEGER_KEY) return INTEGER_KEY;
-    out[k] = c;
+    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+    else out[k] = c;
   }
   return out;
 }

@@ -38,11 +38,17 @@ export class StoreDb {
   /** Called when a write transaction rolls back (the derived index drops what it queued inside it). */
   onRollback: (() => () => void) | undefined;
   readonly #headStmt: StatementSync;
+  #setMetaStmt: StatementSync | undefined;
+  // Prepared once: every append and every index flush runs them.
+  readonly #begin: StatementSync;
+  readonly #commit: StatementSync;
 
   constructor(db: DatabaseSync, path: string) {
     this.db = db;
     this.path = path;
     this.#headStmt = db.prepare('SELECT seq, hash, at_ms FROM records ORDER BY seq DESC LIMIT 1');
+    this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#commit = db.prepare('COMMIT');
   }
 
   /** The newest record's place in the chain and its time. */
@@ -61,7 +67,8 @@ export class StoreDb {
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.#setMetaStmt ??= this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.#setMetaStmt.run(key, value);
   }
 
   boundary(): (ChainHead & { at_ms: number }) | undefined {
@@ -70,11 +77,11 @@ export class StoreDb {
 
   tx(fn: () => void): void {
     if (this.closed) throw new AppError('AUDIT_FAILED', 'The audit store is closed.');
-    this.db.exec('BEGIN IMMEDIATE');
+    this.#begin.run();
     const undo = this.onRollback?.();
     try {
       fn();
-      this.db.exec('COMMIT');
+      this.#commit.run();
     } catch (e) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       undo?.();

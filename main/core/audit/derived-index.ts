@@ -16,8 +16,11 @@ import type { FacetValues, StoredAuditRecord } from './types.ts';
  */
 export class DerivedIndex {
   readonly #s: StoreDb;
-  /** Committed records not yet in the derived tables (facets, full-text index, users). */
-  #pending: IndexRow[] = [];
+  /**
+   * Committed records not yet in the derived tables (facets, full-text index, users). Their rows (the
+   * search text above all) are worked out when they are written, off the durable append's path.
+   */
+  #pending: PendingRecord[] = [];
   #timer: NodeJS.Timeout | undefined;
   /** Users already in the users table as last written, so an unchanged user costs no write. */
   readonly #knownUsers = new Map<string, string>();
@@ -25,6 +28,11 @@ export class DerivedIndex {
   readonly #insertFacets: StatementSync | undefined;
   readonly #upsertUser: StatementSync | undefined;
   readonly #addCount: StatementSync | undefined;
+  /** The index's commits are not synced (see above); the record's are, so the setting goes back after each. */
+  #syncStmts: { normal: StatementSync; full: StatementSync } | undefined;
+  get #sync(): { normal: StatementSync; full: StatementSync } {
+    return (this.#syncStmts ??= { normal: this.#s.db.prepare('PRAGMA synchronous = NORMAL'), full: this.#s.db.prepare('PRAGMA synchronous = FULL') });
+  }
 
   constructor(s: StoreDb, readOnly: boolean) {
     this.#s = s;
@@ -51,8 +59,8 @@ export class DerivedIndex {
   }
 
   /** Queues the derived rows of a record written in the current transaction. */
-  add(record: Omit<StoredAuditRecord, 'hash'>): void {
-    this.#pending.push(indexRow(record));
+  add(record: PendingRecord): void {
+    this.#pending.push(record);
   }
 
   /** Writes the queued rows soon: at once past 1,024 rows, else within 200 ms. */
@@ -66,13 +74,14 @@ export class DerivedIndex {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#pending.length === 0 || this.#s.closed || !this.#insertFts || !this.#insertFacets) return;
-    const items = this.#pending;
+    const records = this.#pending;
     this.#pending = [];
     const fts = this.#insertFts;
     const facets = this.#insertFacets;
-    this.#s.db.exec('PRAGMA synchronous = NORMAL');
+    this.#sync.normal.run();
     try {
       this.#s.tx(() => {
+        const items = records.map(indexRow);
         const counts = new Map<string, { i: IndexRow; n: number }>();
         for (const i of items) {
           const key = JSON.stringify([i.kind, i.outcome, i.tier, i.tool, i.user_sub]);
@@ -99,10 +108,10 @@ export class DerivedIndex {
       // indexed_through past records that have no index rows. A crash meanwhile is covered by the next
       // open's catch-up, which starts from indexed_through.
       this.#knownUsers.clear();
-      this.#pending = items.concat(this.#pending);
+      this.#pending = records.concat(this.#pending);
       if (!this.#timer && !this.#s.closed) this.#timer = setTimeout(() => this.flush(), 1_000).unref();
     } finally {
-      this.#s.db.exec('PRAGMA synchronous = FULL');
+      this.#sync.full.run();
     }
   }
 
@@ -124,7 +133,7 @@ export class DerivedIndex {
     for (;;) {
       const rows = next.all(through) as { seq: number; body: string }[];
       if (rows.length === 0) break;
-      for (const row of rows) this.#pending.push(indexRow(JSON.parse(row.body) as Omit<StoredAuditRecord, 'hash'>));
+      for (const row of rows) this.#pending.push(JSON.parse(row.body) as PendingRecord);
       through = rows[rows.length - 1]!.seq;
       // On a full disk the rows stay pending, the rest queue behind them, and filtered queries refuse
       // until a later flush writes them all.
@@ -133,6 +142,8 @@ export class DerivedIndex {
   }
 }
 
+type PendingRecord = Omit<StoredAuditRecord, 'hash'>;
+
 interface IndexRow extends FacetValues {
   seq: number;
   user: { sub: string; name?: string; email?: string } | null;
@@ -140,7 +151,7 @@ interface IndexRow extends FacetValues {
 }
 
 /** The derived rows of a record: its filter columns, its search text and its user. */
-function indexRow(r: Omit<StoredAuditRecord, 'hash'>): IndexRow {
+function indexRow(r: PendingRecord): IndexRow {
   return {
     seq: r.seq,
     at_ms: Date.parse(r.at),

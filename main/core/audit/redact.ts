@@ -76,6 +76,8 @@ export class KnownSecrets implements Iterable<string> {
   readonly #forms = new Map<string, string[]>();
   /** Every form of every secret, longest first, rebuilt when a secret is added. */
   #all: string[] = [];
+  /** The length of the shortest form (no text shorter can hold one); infinite while there is none. */
+  #shortest = Infinity;
 
   static of(secrets: Iterable<string> | undefined): KnownSecrets {
     if (secrets instanceof KnownSecrets) return secrets;
@@ -89,6 +91,7 @@ export class KnownSecrets implements Iterable<string> {
     if (typeof secret !== 'string' || secret.length < MIN_KNOWN_SECRET || this.#forms.has(secret)) return;
     this.#forms.set(secret, secretForms(secret));
     this.#all = [...this.#forms.values()].flat().sort((a, b) => b.length - a.length);
+    this.#shortest = this.#all[this.#all.length - 1]!.length;
   }
 
   get size(): number {
@@ -101,6 +104,8 @@ export class KnownSecrets implements Iterable<string> {
 
   /** The text with every form of every secret masked. */
   mask(text: string): string {
+    // Most of a record's strings (names, codes, outcomes) are shorter than any form: nothing to look for.
+    if (text.length < this.#shortest) return text;
     let out = text;
     for (const form of this.#all) if (out.includes(form)) out = out.split(form).join(MASK);
     return out;

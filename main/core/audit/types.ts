@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { AuditRecord } from '../../../common/audit-record.ts';
 import type { WireError } from '../../../common/errors.ts';
@@ -160,5 +160,5 @@ export function toRecord(row: Row): StoredAuditRecord {
 }
 
 export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }

@@ -248,7 +248,7 @@ async function inOneRoundTrip(
 
 async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   const cap = d.limits.rowCap;
-  const guard = d.catalog ? [] : [preflightGuard(d.classification)];
+  const guard = d.catalog ? [] : preflightGuard(d.classification);
   if (d.classification.kind === 'EXPLAIN' || d.classification.nodeType === 'ExplainStmt') {
     // EXPLAIN cannot stand in a cursor; its output is a plan, a handful of rows.
     const answers = await inOneRoundTrip(client, d, [{ text: 'BEGIN READ ONLY' }, ...guard, { text: d.sql, values: d.params }, { text: 'COMMIT' }]);
@@ -287,12 +287,13 @@ const ROWS_CHANGED_SQL =
 
 async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
   // The count is read before the transaction ends, so COMMIT or ROLLBACK takes a second round trip.
-  const [, , result, counted] = await inOneRoundTrip(
+  const answers = await inOneRoundTrip(
     client,
     d,
-    [{ text: 'BEGIN' }, preflightGuard(d.classification), { text: d.sql, values: d.params }, { text: ROWS_CHANGED_SQL }],
+    [{ text: 'BEGIN' }, ...preflightGuard(d.classification), { text: d.sql, values: d.params }, { text: ROWS_CHANGED_SQL }],
     { leavesTransactionOpen: true },
   );
+  const [result, counted] = answers.slice(-2);
   const affected = Math.max(Number((counted!.rows[0] as { changed?: string } | undefined)?.changed ?? 0), result!.rowCount ?? 0);
   if (affected > d.limits.maxAffectedRows) {
     await run(client, 'ROLLBACK');

@@ -11,55 +11,76 @@ import { AppError } from '../../../../common/errors.ts';
 import { queryExtended } from './extended-query.ts';
 import type { SqlClassification } from './sql-classify.ts';
 
-/** One round trip; each row is a problem. Parameters are text arrays. */
-const PREFLIGHT_SQL = `
-WITH path AS (
-  SELECT n.oid FROM pg_catalog.pg_namespace n
-   WHERE n.nspname = ANY (pg_catalog.current_schemas(true)) AND n.nspname <> 'pg_catalog'
-)
-SELECT 'kind' AS problem, d.name, c.relkind::text AS detail
-  FROM pg_catalog.unnest($1::text[]) AS d(name)
-  JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(d.name)
- WHERE c.relkind <> 'r' OR c.relhassubclass OR c.relispartition
-UNION ALL
-SELECT 'resolves', u.written, NULL
-  FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS u(written, qualified)
- WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(u.written)) IS DISTINCT FROM pg_catalog.to_regclass(u.qualified)
-UNION ALL
-SELECT 'function', p.proname::text, NULL
-  FROM pg_catalog.pg_proc p
- WHERE p.pronamespace IN (SELECT oid FROM path) AND p.proname = ANY ($4::text[])
-UNION ALL
-SELECT 'operator', o.oprname::text, NULL
-  FROM pg_catalog.pg_operator o
- WHERE o.oprnamespace IN (SELECT oid FROM path) AND o.oprname = ANY ($5::text[])`;
+/**
+ * The schemas on the search path, pg_catalog aside: where a look-alike of a built-in function or
+ * operator could be found first.
+ */
+const ON_PATH = `(SELECT n.oid FROM pg_catalog.pg_namespace n
+   WHERE n.nspname = ANY (pg_catalog.current_schemas(true)) AND n.nspname <> 'pg_catalog')`;
 
 const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table', S: 'a sequence', r: 'a table with inheritance children or a partition' };
 
-/** The parameters of PREFLIGHT_SQL for one classified statement. */
-function preflightParams(c: SqlClassification): string[][] {
-  const n = c.names;
-  return [
-    c.tables,
-    n.unqualifiedTables.map((t) => t.written),
-    n.unqualifiedTables.map((t) => t.qualified),
-    [...new Set([...n.unqualifiedFunctions, ...n.attributes])],
-    n.operators,
-  ];
+/**
+ * The checks one statement needs, as one query (one round trip; each row is a problem), or none when
+ * there is nothing to check. The guard and the description of its failure are both built here, so they
+ * always ask the same question.
+ *
+ * Only what the statement has to check is sent: each call's session is new, so every catalogue the
+ * query reads is read cold, and planning an arm over an empty list would still cost pg_proc's or
+ * pg_operator's entries (docs/benchmarks.md, total_vs_hops_alone). Tables and unqualified names are
+ * checked one per arm, a lookup by oid and a comparison with no FROM, which PostgreSQL plans in about
+ * half the time of the same checks as joins over unnested arrays; function and operator names, where
+ * a statement may have many, stay one array each. Values travel as parameters, never in the text.
+ */
+function preflightQuery(c: SqlClassification): { text: string; values: Array<string | string[]> } | undefined {
+  const values: Array<string | string[]> = [];
+  const param = (value: string | string[]): string => {
+    values.push(value);
+    return `$${values.length}`;
+  };
+  const arms: string[] = [];
+  for (const table of c.tables) {
+    const t = param(table);
+    arms.push(`SELECT 'kind' AS problem, ${t}::text AS name, c.relkind::text AS detail
+  FROM pg_catalog.pg_class c
+ WHERE c.oid = pg_catalog.to_regclass(${t}::text) AND (c.relkind <> 'r' OR c.relhassubclass OR c.relispartition)`);
+  }
+  for (const name of c.names.unqualifiedTables) {
+    const [written, qualified] = [param(name.written), param(name.qualified)];
+    arms.push(`SELECT 'resolves' AS problem, ${written}::text AS name, NULL AS detail
+ WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(${written}::text)) IS DISTINCT FROM pg_catalog.to_regclass(${qualified}::text)`);
+  }
+  const functions = [...new Set([...c.names.unqualifiedFunctions, ...c.names.attributes])];
+  if (functions.length > 0) {
+    arms.push(`SELECT 'function' AS problem, p.proname::text AS name, NULL AS detail
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace IN ${ON_PATH} AND p.proname = ANY (${param(functions)}::text[])`);
+  }
+  if (c.names.operators.length > 0) {
+    arms.push(`SELECT 'operator' AS problem, o.oprname::text AS name, NULL AS detail
+  FROM pg_catalog.pg_operator o
+ WHERE o.oprnamespace IN ${ON_PATH} AND o.oprname = ANY (${param(c.names.operators)}::text[])`);
+  }
+  return arms.length === 0 ? undefined : { text: arms.join('\nUNION ALL\n'), values };
 }
 
-/** The guard as one step of a call's round trip (connector.ts `inOneRoundTrip`). */
-export function preflightGuard(c: SqlClassification): { text: string; values: string[][]; guard: true } {
-  return { text: PREFLIGHT_GUARD_SQL, values: preflightParams(c), guard: true };
+/** The guard as one step of a call's round trip (connector.ts `inOneRoundTrip`); none when there is nothing to check. */
+export function preflightGuard(c: SqlClassification): Array<{ text: string; values: Array<string | string[]>; guard: true }> {
+  const q = preflightQuery(c);
+  return q ? [{ text: guardOf(q.text), values: q.values, guard: true }] : [];
 }
 
 /**
- * PREFLIGHT_SQL as a guard that fails when any problem row exists (a division by zero on the first one,
- * so that PostgreSQL never folds it away when there is none), so the call's statement can be sent
- * behind it in the same round trip: once the guard fails, the transaction is aborted and PostgreSQL
- * refuses every statement after it unparsed (SQLSTATE 25P02) until the transaction ends.
+ * The checks as a guard that fails when any problem row exists (a division by zero on the first one),
+ * so the call's statement can be sent behind it in the same round trip: once the guard fails, the
+ * transaction is aborted and PostgreSQL refuses every statement after it unparsed (SQLSTATE 25P02)
+ * until the transaction ends. OFFSET 0 keeps the problems a subquery of their own: with one arm,
+ * PostgreSQL would otherwise pull it up, read `problem` as the constant it is there and fold the
+ * division while planning, failing even when there is no problem.
  */
-const PREFLIGHT_GUARD_SQL = `SELECT pg_catalog.length(problems.problem) / 0 AS refused FROM (${PREFLIGHT_SQL}) AS problems LIMIT 1`;
+function guardOf(problems: string): string {
+  return `SELECT pg_catalog.length(problems.problem) / 0 AS refused FROM (${problems}\nOFFSET 0) AS problems LIMIT 1`;
+}
 
 /** Runs the checks on `client` (inside the call's transaction); throws SQL_UNCLASSIFIABLE on the first problem. */
 export async function preflight(client: pg.Client, c: SqlClassification): Promise<void> {
@@ -68,12 +89,14 @@ export async function preflight(client: pg.Client, c: SqlClassification): Promis
 }
 
 /**
- * After PREFLIGHT_GUARD_SQL failed and its transaction ended: the problem, read again on the same
- * session. Resolves with no value when there is none (the guard failed for another reason, or the
- * catalogue changed in between).
+ * After the guard failed and its transaction ended: the problem, read again on the same session.
+ * Resolves with no value when there is none (the guard failed for another reason, or the catalogue
+ * changed in between).
  */
 export async function describePreflightFailure(client: pg.Client, c: SqlClassification): Promise<AppError | undefined> {
-  const result = await queryExtended<{ problem: string; name: string; detail: string | null }>(client, PREFLIGHT_SQL, preflightParams(c));
+  const q = preflightQuery(c);
+  if (!q) return undefined;
+  const result = await queryExtended<{ problem: string; name: string; detail: string | null }>(client, q.text, q.values);
   return result.rows[0] ? preflightRefusal(result.rows[0]) : undefined;
 }
 
