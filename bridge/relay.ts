@@ -64,6 +64,8 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
   let pollTimer: NodeJS.Timeout | undefined;
   let stopped = false;
   let firstAnswer = false;
+  /** "connected to the core" is still to be logged, once the answer the client waits for is passed on. */
+  let announce = false;
   const inflight = new Map<string, Id>();
   const queue: string[] = [];
 
@@ -136,6 +138,13 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       options.mark?.('first answer from the core');
     }
     if (!stopped) options.stdout.write(bytes);
+    announceConnected();
+  }
+
+  function announceConnected(): void {
+    if (!announce) return;
+    announce = false;
+    log('connected to the core');
   }
 
   function onCoreLine(line: string): void {
@@ -152,6 +161,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
         if ('error' in msg) log('the core refused the replayed initialize');
         else if (sawInitialized) socket?.write(encodeLine({ jsonrpc: '2.0', method: 'notifications/initialized' }));
         out({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+        announceConnected();
         return;
       }
       inflight.delete(key(msg.id));
@@ -161,6 +171,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       options.mark?.('first answer from the core');
     }
     outLine(line);
+    announceConnected();
   }
 
   /**
@@ -202,11 +213,15 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     queue.splice(0).forEach((line, i) => forward(line, parseQueued(line), i < alreadySent));
     // after the bookkeeping: with lines sent behind the proof, the core's first answers may already be here
     for (const chunk of leftover) splitter.push(chunk);
-    log('connected to the core');
+    // With the client waiting on an answer, logged once it is passed on: the log's write to stderr and
+    // to its file would hold that answer up.
+    if (inflight.size > 0 || pendingReplay !== undefined) announce = true;
+    else log('connected to the core');
   }
 
   function onDisconnected(s: Socket): void {
     if (socket !== s || stopped) return;
+    announceConnected();
     socket = undefined;
     pendingReplay = undefined;
     log('lost the connection to the core');
