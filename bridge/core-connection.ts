@@ -18,24 +18,11 @@ import {
   type Hmac,
 } from '../common/handshake.ts';
 import { randomHex } from '../common/node/random.ts';
+import { hmacSha256Hex } from './hmac-sha256.ts';
 
 // Built-ins through process.getBuiltinModule, not static imports: see relay.ts.
 const { readFileSync } = process.getBuiltinModule('node:fs');
 const { connect } = process.getBuiltinModule('node:net');
-
-/**
- * HMAC-SHA256 from node:crypto, loaded when first needed: connectOnce asks for it once the hello is
- * written, so the ~1 ms it takes to load (Node 20–24, measured in docs/benchmarks.md) overlaps the
- * core's work on the hello instead of the bridge's start.
- */
-let hmacImpl: Hmac | undefined;
-function hmac(keyHex: string, data: string): string {
-  if (!hmacImpl) {
-    const { createHmac } = process.getBuiltinModule('node:crypto');
-    hmacImpl = (k, d) => createHmac('sha256', Buffer.from(k, 'hex')).update(d).digest('hex');
-  }
-  return hmacImpl(keyHex, data);
-}
 
 /** Why a connection failed; `absent`: nothing listens on the socket (the app may be started). */
 export class ConnectError extends Error {
@@ -46,16 +33,25 @@ export class ConnectError extends Error {
   }
 }
 
-/** Connects and runs the bridge's half of the handshake. */
+/**
+ * Connects and runs the bridge's half of the handshake. `behindProof` gives bytes to send in the same
+ * write as the proof, once the core has proved itself: the first client lines reach the core a round
+ * trip earlier than after its welcome. The core reads them only if the proof passes; if the handshake
+ * fails after all, they went to the core and nowhere else, and the caller still holds them.
+ */
 export function connectOnce(options: {
   socketPath: string;
   secretPath: string;
   mark?: (step: string) => void;
+  behindProof?: () => string;
 }): Promise<{ socket: Socket; leftover: Uint8Array[] }> {
   return new Promise((resolve, reject) => {
     const s = connect(options.socketPath);
     let step: 'challenge' | 'welcome' = 'challenge';
     let secret = '';
+    let keyed: ((data: string) => string) | undefined;
+    // the proofs are computed under the secret keyed once on connect; any other key is keyed afresh
+    const hmac: Hmac = (keyHex, data) => (keyed && keyHex === secret ? keyed : hmacSha256Hex(keyHex))(data);
     const clientNonce = randomHex(32);
     let settled = false;
     const fail = (error: ConnectError): void => {
@@ -80,7 +76,7 @@ export function connectOnce(options: {
             return fail(new ConnectError('the process listening on the socket could not prove it is Countersign; nothing was sent to it', false));
           }
           step = 'welcome';
-          s.write(encodeLine({ t: 'countersign/proof', proof: clientProof(hmac, secret, clientNonce, challenge.nonce) }));
+          s.write(encodeLine({ t: 'countersign/proof', proof: clientProof(hmac, secret, clientNonce, challenge.nonce) }) + (options.behindProof?.() ?? ''));
           return;
         }
         const welcome = parseWelcome(line);
@@ -111,11 +107,11 @@ export function connectOnce(options: {
       options.mark?.('connected');
       try {
         secret = readFileSync(options.secretPath, 'utf8').trim();
+        // while the core works on the hello
+        keyed = hmacSha256Hex(secret);
       } catch {
         fail(new ConnectError('could not read the core secret', false));
       }
-      // While the core answers the hello: node:crypto is ready when the challenge comes.
-      hmac('00', '');
     });
   });
 }

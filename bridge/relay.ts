@@ -28,6 +28,12 @@ import { RESTARTED_MESSAGE, decoder, errorFor, isId, key, offlineAnswer, parseQu
 const REPLAY_ID_PREFIX = 'countersign-bridge/replay/';
 const MAX_QUEUED = 10_000;
 
+/** What went to the core behind the handshake's proof: the replayed initialize's id, how many queued lines. */
+interface SentEarly {
+  replay?: string;
+  lines: number;
+}
+
 export interface BridgeOptions {
   socketPath: string;
   secretPath: string;
@@ -98,12 +104,13 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     if (msg && isId(msg.id)) void attempt({ mayStartApp: true, holdRequests: false });
   }
 
-  function forward(line: string, msg: Json | undefined): void {
+  /** `sent`: the line already went to the core behind the handshake's proof; only the bookkeeping is left. */
+  function forward(line: string, msg: Json | undefined, sent = false): void {
     if (msg && isId(msg.id) && typeof msg.method === 'string') {
       inflight.set(key(msg.id), msg.id);
       if (msg.method === 'initialize') initDelivered = true;
     }
-    socket!.write(line + '\n');
+    if (!sent) socket!.write(line + '\n');
   }
 
   function answerOffline(msg: Json | undefined): void {
@@ -156,7 +163,25 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     outLine(line);
   }
 
-  function onConnected(s: Socket, leftover: Uint8Array[]): void {
+  /**
+   * While the client's requests are held (start-up, reconnect), what onConnected would send first (the
+   * replayed initialize, the queued lines) goes out behind the handshake's proof instead, a round trip
+   * before the core's welcome. The queue keeps the lines until onConnected takes them, so a handshake
+   * that fails after the proof leaves them for the next try.
+   */
+  function behindProof(sent: SentEarly): string {
+    if (state !== 'connecting') return '';
+    let bytes = '';
+    if (initRequest && initDelivered) {
+      sent.replay = `${REPLAY_ID_PREFIX}${++replaySeq}`;
+      bytes += encodeLine({ ...initRequest, id: sent.replay });
+    }
+    sent.lines = queue.length;
+    for (const line of queue) bytes += line + '\n';
+    return bytes;
+  }
+
+  function onConnected(s: Socket, leftover: Uint8Array[], sent?: SentEarly): void {
     if (state === 'connected') {
       s.destroy();
       return;
@@ -168,14 +193,15 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
     s.on('data', (chunk: Buffer) => splitter.push(chunk));
     s.on('error', () => {});
     s.on('close', () => onDisconnected(s));
-    for (const chunk of leftover) splitter.push(chunk);
-    if (initRequest && initDelivered) {
+    if (sent?.replay !== undefined) pendingReplay = sent.replay;
+    else if (initRequest && initDelivered) {
       pendingReplay = `${REPLAY_ID_PREFIX}${++replaySeq}`;
       s.write(encodeLine({ ...initRequest, id: pendingReplay }));
     }
-    for (const line of queue.splice(0)) {
-      forward(line, parseQueued(line));
-    }
+    const alreadySent = sent?.lines ?? 0;
+    queue.splice(0).forEach((line, i) => forward(line, parseQueued(line), i < alreadySent));
+    // after the bookkeeping: with lines sent behind the proof, the core's first answers may already be here
+    for (const chunk of leftover) splitter.push(chunk);
     log('connected to the core');
   }
 
@@ -204,12 +230,13 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       let started = false;
       for (;;) {
         try {
-          const { socket: s, leftover } = await connectOnce(options);
+          const sent: SentEarly = { lines: 0 };
+          const { socket: s, leftover } = await connectOnce({ ...options, behindProof: () => behindProof(sent) });
           if (stopped) {
             s.destroy();
             return;
           }
-          onConnected(s, leftover);
+          onConnected(s, leftover, sent);
           return;
         } catch (error) {
           const absent = error instanceof ConnectError && error.absent;

@@ -8,7 +8,10 @@
  *   core → bridge  {"t":"countersign/welcome","v":1}   or {"t":"countersign/refused","code","message"}
  *
  * The core proves itself first, so a process squatting on the socket path learns only a random nonce
- * and is refused before the bridge sends anything else; the secret itself never travels. The role label
+ * and is refused before the bridge sends anything else; the secret itself never travels. Once the
+ * core has proved itself, the bridge may send its first MCP lines in the same write as its proof,
+ * without waiting for the welcome: the core reads them only after the proof passes, and drops them
+ * with the connection when it does not. The role label
  * in each proof stops a reflected proof from passing. The messages are checked by hand rather than with
  * zod because the bridge must stay dependency-free and fast to start.
  *
@@ -146,6 +149,9 @@ export class LineSplitter {
   #discarded = 0;
   #paused = false;
   #rest: Uint8Array[] = [];
+  /** The chunk being pushed and where its unread part starts, while a callback runs. */
+  #current: Uint8Array | undefined;
+  #currentAt = 0;
 
   /**
    * `onLine` gets each line decoded, without its line ending; `onLineBytes` (for a relay that passes
@@ -169,9 +175,15 @@ export class LineSplitter {
     this.#paused = true;
   }
 
-  /** Everything received and not yet emitted, for the next reader of the same stream. */
+  /**
+   * Everything received and not yet emitted, for the next reader of the same stream. Called from a
+   * line's callback, it includes the rest of the chunk that line came in (a peer may send its next
+   * lines in the same write as the last handshake line), and no further line of it is emitted.
+   */
   takeRest(): Uint8Array[] {
     const rest = [...this.#chunks, ...this.#rest];
+    if (this.#current && this.#currentAt < this.#current.length) rest.push(this.#current.subarray(this.#currentAt));
+    this.#current = undefined;
     this.#chunks = [];
     this.#rest = [];
     this.#pending = 0;
@@ -179,6 +191,15 @@ export class LineSplitter {
   }
 
   push(chunk: Uint8Array): void {
+    this.#current = chunk;
+    try {
+      this.#push(chunk);
+    } finally {
+      this.#current = undefined;
+    }
+  }
+
+  #push(chunk: Uint8Array): void {
     let start = 0;
     while (start < chunk.length) {
       if (this.#paused) {
@@ -188,8 +209,13 @@ export class LineSplitter {
       const nl = chunk.indexOf(10, start);
       if (this.#onBytes && nl !== -1 && this.#pending === 0 && !this.#discarding && nl - start <= this.#maxLineBytes) {
         // The whole line is in this chunk: passed on as a view of it.
-        if (nl > start && !(nl === start + 1 && chunk[start] === 13)) this.#onBytes(chunk.subarray(start, nl + 1));
+        const from = start;
         start = nl + 1;
+        if (nl > from && !(nl === from + 1 && chunk[from] === 13)) {
+          this.#currentAt = start;
+          this.#onBytes(chunk.subarray(from, start));
+          if (this.#current !== chunk) return;
+        }
         continue;
       }
       const end = nl === -1 ? chunk.length : nl;
@@ -207,6 +233,7 @@ export class LineSplitter {
       }
       if (nl === -1) return;
       start = nl + 1;
+      this.#currentAt = start;
       if (this.#discarding) {
         this.#discarding = false;
         this.#onOversize(this.#discarded);
@@ -217,10 +244,12 @@ export class LineSplitter {
         const bytes = this.#join(1);
         bytes[bytes.length - 1] = 10;
         if (bytes.length > 1 && !(bytes.length === 2 && bytes[0] === 13)) this.#onBytes(bytes);
+        if (this.#current !== chunk) return;
         continue;
       }
       const line = this.#decode();
       if (line.trim() !== '') this.#onLine!(line);
+      if (this.#current !== chunk) return;
     }
   }
 

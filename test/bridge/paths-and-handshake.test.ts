@@ -124,6 +124,45 @@ describe('LineSplitter', () => {
     expect(over).toEqual([20]);
     expect(got).toEqual(['ok']);
   });
+
+  it('hands every byte after the last handshake line to the next reader, even those that came in the same chunk, in either mode', () => {
+    const dec = (chunks: Uint8Array[]): string => new TextDecoder().decode(Buffer.concat(chunks));
+    fc.assert(
+      fc.property(
+        fc.array(fc.string().filter((s) => !s.includes('\n') && s.trim() !== ''), { maxLength: 3 }),
+        fc.string({ unit: 'grapheme' }),
+        fc.array(fc.nat(40)),
+        fc.boolean(),
+        (before, after, cuts, byteMode) => {
+          const bytes = new TextEncoder().encode([...before, 'LAST'].map((l) => l + '\n').join('') + after);
+          const seen: string[] = [];
+          let rest: Uint8Array[] | undefined;
+          const onText = (line: string): void => {
+            if (rest) throw new Error('a line was emitted after takeRest');
+            seen.push(line);
+            if (line === 'LAST') {
+              splitter.pause();
+              rest = splitter.takeRest();
+            }
+          };
+          const splitter = byteMode
+            ? new LineSplitter({ maxLineBytes: 1 << 20, onLineBytes: (l) => onText(new TextDecoder().decode(l).replace(/\r?\n$/, '')) })
+            : new LineSplitter({ maxLineBytes: 1 << 20, onLine: onText });
+          let at = 0;
+          for (const cut of cuts) {
+            splitter.push(bytes.subarray(at, Math.min(bytes.length, at + cut)));
+            at = Math.min(bytes.length, at + cut);
+            // what a reader that took over after the handshake gets from later chunks
+            if (rest && at < bytes.length) break;
+          }
+          if (!rest) splitter.push(bytes.subarray(at));
+          else rest.push(bytes.subarray(at));
+          expect(seen.at(-1)).toBe('LAST');
+          expect(dec(rest!)).toBe(after);
+        },
+      ),
+    );
+  });
 });
 
 describe("the bridge's reading of a result's id (resultId)", () => {
