@@ -115,6 +115,8 @@ describe('the catalogue check', () => {
     expect(one).toContain('pg_catalog.pg_class');
     expect(one).not.toContain('quote_ident');
     expect(await guardOf('SELECT 1')).toBeUndefined();
+    // With no guard, EXPLAIN (sent without a cursor) still reads its own answer.
+    expect(await call('query', 'EXPLAIN SELECT 1')).toMatchObject({ ok: true, rows: [{ 'QUERY PLAN': expect.stringContaining('Result') }] });
     const all = await guardOf('SELECT p.id FROM patients p WHERE p.id = 1');
     for (const part of ['pg_class', 'quote_ident', 'pg_proc', 'pg_operator']) expect(all).toContain(part);
     expect(await call('query', 'SELECT p.id, p.full_name FROM patients p WHERE p.id = 1')).toMatchObject({ ok: true, rows: [{ id: 1 }] });
