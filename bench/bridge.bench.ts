@@ -2,7 +2,8 @@
  * Bridge benchmark. Each ratio the issue asks for is measured in the same run:
  * - bridge_cold_start (spawn → `initialize` answered by the core, not by the bridge) against
  *   node_bare_start (`node -e 0`), the two started alternately so that both see the same machine,
- *   and against mcp-remote's cold start to a local HTTP MCP server;
+ *   and against mcp-remote's cold start to a local HTTP MCP server; beside them node_net_start, a
+ *   script that only loads node:net (bench/fixtures/net-floor.mjs): the floor for a socket relay;
  * - relay_overhead (call_via_bridge − call_via_socket, per percentile) against call_via_socket, for
  *   an `echo` tool that does no work (0.1 ms: the strictest reading, where any process hop dominates),
  *   and against mcp-remote's added latency over a direct Streamable HTTP client; beside it the same
@@ -47,6 +48,7 @@ export interface Percentiles {
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MCP_REMOTE = join(ROOT, 'node_modules/mcp-remote/dist/proxy.js');
 const PIPE_RELAY = join(ROOT, 'bench/fixtures/pipe-relay.ts');
+const NET_FLOOR = join(ROOT, 'bench/fixtures/net-floor.mjs');
 const NATIVE_RELAY = join(ROOT, 'bench/fixtures/native-relay.ts');
 const NATIVE_RELAY_C = join(ROOT, 'bench/fixtures/native-relay.c');
 const INIT = (id: number | string) => ({
@@ -263,14 +265,19 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
   const env = { PATH: process.env.PATH ?? '', COUNTERSIGN_HOME: home, COUNTERSIGN_APP_CMD: '[]' };
   const result: Record<string, Percentiles> = {};
   try {
-    // node -e 0, the floor any Node-based bridge starts from, alternating with the bridge's
-    // spawn → initialize answered by the core (the bridge's own offline answer carries other instructions)
+    // node -e 0, the floor any Node-based bridge starts from, and a script that only loads node:net,
+    // alternating with the bridge's spawn → initialize answered by the core (the bridge's own offline
+    // answer carries other instructions)
     const bare: number[] = [];
+    const net: number[] = [];
     const cold: number[] = [];
     for (let i = 0; i < starts; i++) {
       const b0 = performance.now();
       execFileSync(process.execPath, ['-e', '0']);
       bare.push(performance.now() - b0);
+      const n0 = performance.now();
+      execFileSync(process.execPath, [NET_FLOOR]);
+      net.push(performance.now() - n0);
       const t0 = performance.now();
       const child = spawn(process.execPath, [bridgePath], { env, stdio: ['pipe', 'pipe', 'ignore'] });
       const client = lineClient(child.stdout!, child.stdin!);
@@ -281,6 +288,7 @@ export async function benchBridge(options: { starts?: number; calls?: number } =
       await stop(child);
     }
     result.node_bare_start = percentiles(bare);
+    result.node_net_start = percentiles(net);
     result.bridge_cold_start = percentiles(cold);
 
     // The same raw client straight on the core's socket, through the bridge, and through the least a
@@ -398,8 +406,10 @@ export async function bench(): Promise<Figures> {
   const p50 = (k: string): number | undefined => r[k]?.p50;
   const f: Figures = {
     node_bare_start: plain(r.node_bare_start, 'ms', '`node -e 0` from spawn to exit: the floor under any bridge Node starts'),
+    node_net_start: plain(r.node_net_start, 'ms', 'a script that only loads node:net, from spawn to exit (bench/fixtures/net-floor.mjs): the floor under any Node relay to a local socket'),
     bridge_cold_start: plain(r.bridge_cold_start, 'ms', 'the bridge from spawn until the core answers initialize'),
     bridge_cold_start_vs_node_bare: goal(ratioOf(p50('bridge_cold_start'), p50('node_bare_start')), 'ratio', '<=', 1.5, 'bridge cold start over `node -e 0`, started alternately (p50)'),
+    node_net_start_vs_node_bare: plain(ratioOf(p50('node_net_start'), p50('node_bare_start')), 'ratio', 'loading node:net over `node -e 0` (p50): what any Node socket relay starts from, before its own work'),
     call_via_socket: plain(r.call_via_socket, 'ms', 'an echo-tool call straight on the core socket'),
     call_via_bridge: plain(r.call_via_bridge, 'ms', 'the same call through the bridge'),
     call_via_pipe_relay: plain(r.call_via_pipe_relay, 'ms', 'the same call through a relay that only pipes bytes after the handshake (bench/fixtures/pipe-relay.ts): the floor for a relay Node runs'),
