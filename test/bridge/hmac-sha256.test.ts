@@ -8,7 +8,7 @@ import { hmacSha256 } from '../../main/core/mcp/socket-server.ts';
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 const text = (s: string): Buffer => Buffer.from(s, 'utf8');
 
-describe("the bridge's own HMAC-SHA256", () => {
+describe("the bridge's HMAC-SHA256 (@noble/hashes)", () => {
   it('gives the RFC 4231 §4 test vectors', () => {
     const vectors: Array<[Buffer, Buffer, string]> = [
       [hex('0b'.repeat(20)), text('Hi There'), 'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7'],
