@@ -186,7 +186,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   const timedJournal: CallJournal = {
     begin: timed((i, e) => journal.begin(i, e)),
     note: timed((i, u) => journal.note(i, u)),
-    holdCredential: timed((i, t) => journal.holdCredential(i, t)),
+    holdCredential: timed((i, t, k) => journal.holdCredential(i, t, k)),
     end: timed((i) => journal.end(i)),
   };
   const brokerWith = (extra: Partial<Parameters<typeof createBroker>[0]> = {}) =>

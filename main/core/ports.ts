@@ -71,6 +71,6 @@ export interface CallJournal {
   begin(id: string, entry: JournalEntry): void;
   note(id: string, update: { keys?: JoinKeys; tier?: JournalEntry['tier']; target?: string }): void;
   /** Keeps what a restarted core needs to revoke this call's credential, should this run die first. */
-  holdCredential?(id: string, vaultToken: string): void;
+  holdCredential?(id: string, vaultToken: string, keys?: JoinKeys): void;
   end(id: string): void;
 }

@@ -55,15 +55,17 @@ export class SqliteCallJournal implements CallJournal {
     this.#open.set(id, next);
   }
 
-  holdCredential(id: string, vaultToken: string): void {
-    if (!this.#sealKey) return;
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.#sealKey, iv);
-    cipher.setAAD(Buffer.from(id));
-    const sealed = Buffer.concat([iv, cipher.update(vaultToken, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64');
+  /** Seals the call's Vault token into its entry, with the join keys learnt with it (`keys`), in one write. */
+  holdCredential(id: string, vaultToken: string, keys?: JoinKeys): void {
     const entry = this.#open.get(id);
-    if (!entry) return;
-    const next = { ...entry, sealedVaultToken: sealed };
+    if (!entry || (!this.#sealKey && !keys)) return;
+    const next: JournalEntry = { ...entry, ...(keys ? { keys: { ...entry.keys, ...keys } } : {}) };
+    if (this.#sealKey) {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', this.#sealKey, iv);
+      cipher.setAAD(Buffer.from(id));
+      next.sealedVaultToken = Buffer.concat([iv, cipher.update(vaultToken, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64');
+    }
     this.#update.run(JSON.stringify(next), id);
     this.#open.set(id, next);
   }

@@ -152,13 +152,13 @@ export class CallCredential implements AsyncDisposable {
           const l = await this.#s.vault.loginJwt(c.authMount, obo.vaultRole, obo.token);
           trace.secrets.add(l.token);
           this.#vaultToken = l.token;
-          trace.journal((j) => j.holdCredential?.(trace.id, l.token));
+          // The token (sealed) and its accessor, noted in one write.
+          trace.keys.vault_accessor = l.accessor;
+          trace.journal((j) => (j.holdCredential ? j.holdCredential(trace.id, l.token, trace.keys) : j.note(trace.id, { keys: trace.keys })));
           return l;
         },
         (l) => `request_id=${l.requestId} role=${obo.vaultRole}`,
       );
-      trace.keys.vault_accessor = login.accessor;
-      trace.noteKeys();
       trace.keys.vault_request_id = login.requestId;
       signal.throwIfAborted();
       if (c.kind === 'vault-database') {

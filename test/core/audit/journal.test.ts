@@ -93,6 +93,26 @@ describe('the journal of calls in flight', () => {
     stranger.close();
   });
 
+  it('notes the keys learnt with the Vault token in the same write as the sealed token, and notes them without a sealing key too', () => {
+    const sealing = new SqliteCallJournal(dir, { sealKey: new Uint8Array(32).fill(7) });
+    sealing.begin('g', { tool: 'query', startedAt: '2026-11-22T00:00:00Z', user: { sub: 'alice' }, keys: { mcp_request_id: 10, obo_jti: 'jti-g' } });
+    sealing.holdCredential('g', 'hvs.' + 'Z9y8X7w6V5u4T3s2R1q0P9o8', { vault_accessor: 'acc-g' });
+    sealing.close(); // the process dies before any other note
+    const again = new SqliteCallJournal(dir, { sealKey: new Uint8Array(32).fill(7) });
+    const [g] = again.orphans();
+    expect(g!.entry.keys).toEqual({ mcp_request_id: 10, obo_jti: 'jti-g', vault_accessor: 'acc-g' });
+    expect(again.unsealVaultToken(g!.id, g!.entry)).toBe('hvs.' + 'Z9y8X7w6V5u4T3s2R1q0P9o8');
+    again.end('g');
+    again.close();
+    const plain = new SqliteCallJournal(dir);
+    plain.begin('h', { tool: 'query', startedAt: '2026-11-22T00:00:00Z', user: { sub: 'alice' }, keys: {} });
+    plain.holdCredential('h', 'hvs.never-kept-anywhere-5678', { vault_accessor: 'acc-h' });
+    const [h] = plain.orphans();
+    expect(h!.entry.keys).toEqual({ vault_accessor: 'acc-h' });
+    expect(h!.entry.sealedVaultToken).toBeUndefined();
+    plain.close();
+  });
+
   it('holds no token at all without a sealing key', () => {
     const journal = new SqliteCallJournal(dir);
     journal.begin('e', { tool: 'query', startedAt: '2026-11-22T00:00:00Z', user: { sub: 'alice' }, keys: {} });
