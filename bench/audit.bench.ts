@@ -233,7 +233,7 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
  * - `schedule: 'each'`: each append's index rows are written at once, in a transaction of their own:
  *   what a record costs when calls come more than 200 ms apart and every flush holds one record.
  */
-export async function pairedAppendsPerSecond(dir: string, n: number, schedule: 'app' | 'each'): Promise<{ audit: number; raw: number }> {
+async function pairedAppendsPerSecond(dir: string, n: number, schedule: 'app' | 'each'): Promise<{ audit: number; raw: number }> {
   const db = new DatabaseSync(join(dir, `raw-${schedule}.db`));
   db.exec('PRAGMA journal_mode = WAL');
   db.exec('PRAGMA synchronous = FULL');

@@ -1,3 +1,5 @@
+import { setOwnMember } from './own-member.ts';
+
 /**
  * Canonical JSON in the manner of RFC 8785 (JCS): object members sorted by their UTF-16 code units
  * (§3.2.3), no insignificant whitespace, strings and numbers serialised as ECMAScript's JSON.stringify
@@ -39,7 +41,7 @@ function sortedCopy(value: unknown): unknown {
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj).sort();
   // A plain object, not Object.create(null): V8 keeps those in dictionary mode, which JSON.stringify
-  // writes more slowly. A member named __proto__ is defined, so it stays a member.
+  // writes more slowly.
   const out: Record<string, unknown> = {};
   for (const k of keys) {
     if (INTEGER_LIKE.test(k)) return INTEGER_KEY;
@@ -47,8 +49,7 @@ function sortedCopy(value: unknown): unknown {
     if (v === undefined) continue;
     const c = sortedCopy(v);
     if (c === INTEGER_KEY) return INTEGER_KEY;
-    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
-    else out[k] = c;
+    setOwnMember(out, k, c);
   }
   return out;
 }

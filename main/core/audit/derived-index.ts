@@ -29,10 +29,8 @@ export class DerivedIndex {
   readonly #upsertUser: StatementSync | undefined;
   readonly #addCount: StatementSync | undefined;
   /** The index's commits are not synced (see above); the record's are, so the setting goes back after each. */
-  #syncStmts: { normal: StatementSync; full: StatementSync } | undefined;
-  get #sync(): { normal: StatementSync; full: StatementSync } {
-    return (this.#syncStmts ??= { normal: this.#s.db.prepare('PRAGMA synchronous = NORMAL'), full: this.#s.db.prepare('PRAGMA synchronous = FULL') });
-  }
+  readonly #syncNormal: StatementSync | undefined;
+  readonly #syncFull: StatementSync | undefined;
 
   constructor(s: StoreDb, readOnly: boolean) {
     this.#s = s;
@@ -53,6 +51,8 @@ export class DerivedIndex {
     this.#addCount = db.prepare(
       'INSERT INTO facet_counts (key, kind, outcome, tier, tool, user_sub, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET n = n + excluded.n',
     );
+    this.#syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
+    this.#syncFull = db.prepare('PRAGMA synchronous = FULL');
     this.#upsertUser = db.prepare(
       'INSERT INTO users (sub, name, email) VALUES (?, ?, ?) ON CONFLICT (sub) DO UPDATE SET name = coalesce(excluded.name, name), email = coalesce(excluded.email, email)',
     );
@@ -78,7 +78,7 @@ export class DerivedIndex {
     this.#pending = [];
     const fts = this.#insertFts;
     const facets = this.#insertFacets;
-    this.#sync.normal.run();
+    this.#syncNormal!.run();
     try {
       this.#s.tx(() => {
         const items = records.map(indexRow);
@@ -111,7 +111,7 @@ export class DerivedIndex {
       this.#pending = records.concat(this.#pending);
       if (!this.#timer && !this.#s.closed) this.#timer = setTimeout(() => this.flush(), 1_000).unref();
     } finally {
-      this.#sync.full.run();
+      this.#syncFull!.run();
     }
   }
 

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { AppError } from '../../../common/errors.ts';
 import { canonicalJson } from '../../../common/canonical-json.ts';
+import { setOwnMember } from '../../../common/own-member.ts';
 
 /**
  * The one scrubber of what a call records and answers (docs/audit.md "Redaction at write"). A call's own
@@ -134,11 +135,7 @@ export class KnownSecrets implements Iterable<string> {
       if (Array.isArray(v)) return v.map(walk);
       if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
         const out: Record<string, unknown> = {};
-        for (const [k, x] of Object.entries(v)) {
-          const w = walk(x);
-          if (k === '__proto__') Object.defineProperty(out, k, { value: w, enumerable: true, writable: true, configurable: true });
-          else out[k] = w;
-        }
+        for (const [k, x] of Object.entries(v)) setOwnMember(out, k, walk(x));
         return out;
       }
       return v;
@@ -217,9 +214,7 @@ export class Redactor {
         } else {
           scrubbed = this.#walk(v, path, known, redacted);
         }
-        // defineProperty, so a member named __proto__ stays a member of a plain object.
-        if (k === '__proto__') Object.defineProperty(out, k, { value: scrubbed, enumerable: true, writable: true, configurable: true });
-        else out[k] = scrubbed;
+        setOwnMember(out, k, scrubbed);
         path.pop();
       }
       return out;

@@ -135,27 +135,20 @@ export function FilterForm({ fields: f }: { fields: FilterFields }) {
       </label>
       <ChipGroup label="Outcome" options={OUTCOME_CHIPS} selected={f.outcome} onChange={f.setOutcome} />
       <ChipGroup label="Tier" options={TIER_CHIPS} selected={f.tier} onChange={f.setTier} />
-      <label>
-        Tool
-        <input aria-label="Tool" value={f.tool} onChange={(e) => f.setTool(e.target.value)} />
-      </label>
-      <label>
-        User
-        <input aria-label="User" value={f.user} onChange={(e) => f.setUser(e.target.value)} />
-      </label>
-      <label>
-        From
-        <input
-          aria-label="From"
-          type="datetime-local"
-          value={f.from}
-          onChange={(e) => f.setFrom(e.target.value)}
-        />
-      </label>
-      <label>
-        To
-        <input aria-label="To" type="datetime-local" value={f.to} onChange={(e) => f.setTo(e.target.value)} />
-      </label>
+      <LabeledInput label="Tool" value={f.tool} onChange={f.setTool} />
+      <LabeledInput label="User" value={f.user} onChange={f.setUser} />
+      <LabeledInput label="From" type="datetime-local" value={f.from} onChange={f.setFrom} />
+      <LabeledInput label="To" type="datetime-local" value={f.to} onChange={f.setTo} />
     </form>
+  );
+}
+
+/** One text or date field of the form, named by its label. */
+function LabeledInput({ label, value, onChange, type }: { label: string; value: string; onChange: (value: string) => void; type?: 'datetime-local' }) {
+  return (
+    <label>
+      {label}
+      <input aria-label={label} {...(type ? { type } : {})} value={value} onChange={(e) => onChange(e.target.value)} />
+    </label>
   );
 }
