@@ -21,38 +21,48 @@ export const SEARCH_TOKENIZER = `ascii tokenchars '${JOINERS}'`;
 
 const TERM = /[\p{L}\p{N}]+(?:[-_.:/@+]+[\p{L}\p{N}]+)*/gu;
 const ASCII_TERM = /[a-z0-9]+(?:[-_.:/@+]+[a-z0-9]+)*/g;
+/** The parts of every term at once: each term's runs of letters and digits, and nothing outside the terms. */
+const PART = /[\p{L}\p{N}]+/gu;
+const ASCII_PART = /[a-z0-9]+/g;
 const ASCII = /^\p{ASCII}*$/u;
 const NON_ASCII = /\P{ASCII}+/gu;
 const MARKS = /\p{M}+/gu;
 const NOT_WORD = /[^\p{L}\p{N}\p{ASCII}]+/gu;
 const PIECE_SEPARATORS = /[:/@]+/;
-const PART_SEPARATORS = /[-_.:/@+]+/;
 
 /**
- * The whole terms of a text, in order: runs of letters and digits with their joining characters, in
- * lower case without diacritics (`Déjà` is `deja`). Only the non-ASCII stretches are normalised, and
- * a text left with none (an arrow in a summary becomes a space) is cut with an ASCII pattern: the
- * Unicode one costs about ten times as much, and most of what a record holds is ASCII.
+ * A text in lower case without diacritics (`Déjà` is `deja`), and whether it is left with only ASCII.
+ * Only the non-ASCII stretches are normalised, and a text left with none (an arrow in a summary
+ * becomes a space) is cut with the ASCII patterns: the Unicode ones cost about ten times as much, and
+ * most of what a record holds is ASCII.
  */
-function wholeTerms(text: string): string[] {
-  let t = text;
-  if (!ASCII.test(t)) {
-    t = t.replace(NON_ASCII, (run) => run.normalize('NFKD').replace(MARKS, '').replace(NOT_WORD, ' '));
-    if (!ASCII.test(t)) return t.toLowerCase().match(TERM) ?? [];
-  }
-  return t.toLowerCase().match(ASCII_TERM) ?? [];
+function normalised(text: string): { t: string; ascii: boolean } {
+  if (ASCII.test(text)) return { t: text.toLowerCase(), ascii: true };
+  const t = text.replace(NON_ASCII, (run) => run.normalize('NFKD').replace(MARKS, '').replace(NOT_WORD, ' ')).toLowerCase();
+  return { t, ascii: ASCII.test(t) };
 }
 
-/** Each whole term, its pieces between `/`, `:` and `@`, and its parts between any joining characters. */
-function indexTerms(text: string): Set<string> {
-  const out = new Set<string>();
-  for (const term of wholeTerms(text)) {
-    out.add(term);
-    if (!PART_SEPARATORS.test(term)) continue;
-    for (const piece of term.split(PIECE_SEPARATORS)) if (piece) out.add(piece);
-    for (const part of term.split(PART_SEPARATORS)) if (part) out.add(part);
+/** The whole terms of a text, in order: runs of letters and digits with their joining characters. */
+function wholeTerms(text: string): string[] {
+  const { t, ascii } = normalised(text);
+  return t.match(ascii ? ASCII_TERM : TERM) ?? [];
+}
+
+/**
+ * Each whole term, its pieces between `/`, `:` and `@`, and its parts between any joining characters,
+ * each once. The parts are cut from the whole text in one pass (every run of letters and digits lies
+ * in exactly one term), and the lot goes into one Set: per term, two splits and a Set insert each cost
+ * a record about twice as much on the index's path, where the code runs a few times a second, not hot.
+ */
+export function indexTerms(text: string): Set<string> {
+  const { t, ascii } = normalised(text);
+  const terms = t.match(ascii ? ASCII_TERM : TERM) ?? [];
+  const all = terms.concat(t.match(ascii ? ASCII_PART : PART) ?? []);
+  for (const term of terms) {
+    if (!PIECE_SEPARATORS.test(term)) continue;
+    for (const piece of term.split(PIECE_SEPARATORS)) if (piece) all.push(piece);
   }
-  return out;
+  return new Set(all);
 }
 
 /** The text the index holds for a record: its terms, each once. HMAC'd values are left out. */
@@ -100,8 +110,18 @@ export type FacetColumn = 'kind' | 'outcome' | 'tier' | 'tool' | 'user_sub';
  * any tool name or subject is one exact, case-sensitive term.
  */
 export function facetTerm(column: FacetColumn, value: string | number): string {
-  return `§${column}§${Buffer.from(String(value)).toString('hex')}`;
+  const key = `${column}\u0000${value}`;
+  let term = facetTerms.get(key);
+  if (term === undefined) {
+    // A store holds few kinds, outcomes, tiers, tools and users: their terms are kept, up to a bound.
+    if (facetTerms.size >= 4096) facetTerms.clear();
+    term = `§${column}§${Buffer.from(String(value)).toString('hex')}`;
+    facetTerms.set(key, term);
+  }
+  return term;
 }
+
+const facetTerms = new Map<string, string>();
 
 /**
  * FTS5 query from free text (the filter columns are added by the store as facet terms): each whitespace-separated word is cut as the index is, and every term
