@@ -33,6 +33,11 @@ startBridge({
   stdout: process.stdout,
   log,
   mark,
+  // V8's optimising compiler (TurboFan) is left for the core: after a few hundred calls it compiled the
+  // relay's per-message functions for ~4 MB more peak RSS and no call faster than its mid tier gives
+  // (docs/benchmarks.md, "Where the bridge's memory goes"). Set once started, so loading node:v8 is not on the way
+  // to the first answer; V8 takes the flag at its next tier-up decision.
+  afterFirstAnswer: () => process.getBuiltinModule('node:v8').setFlagsFromString('--no-opt'),
   onExit: (code) => {
     process.stdout.write('', () => process.exit(code));
   },

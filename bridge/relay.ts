@@ -49,6 +49,8 @@ export interface BridgeOptions {
   onExit?: (code: number) => void;
   /** Start-up timing marks (COUNTERSIGN_BRIDGE_TIMING=1): a step's name only, never message contents. */
   mark?: (step: string) => void;
+  /** Called once, in a later turn, after the first answer from the core is passed on: off the start's path. */
+  afterFirstAnswer?: () => void;
 }
 
 export function startBridge(options: BridgeOptions): { stop(): void } {
@@ -133,12 +135,16 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       return;
     }
     inflight.delete(key(id));
-    if (!firstAnswer) {
-      firstAnswer = true;
-      options.mark?.('first answer from the core');
-    }
+    if (!firstAnswer) firstAnswered();
     if (!stopped) options.stdout.write(bytes);
     announceConnected();
+  }
+
+  function firstAnswered(): void {
+    firstAnswer = true;
+    options.mark?.('first answer from the core');
+    const after = options.afterFirstAnswer;
+    if (after) setImmediate(after);
   }
 
   function announceConnected(): void {
@@ -166,10 +172,7 @@ export function startBridge(options: BridgeOptions): { stop(): void } {
       }
       inflight.delete(key(msg.id));
     }
-    if (!firstAnswer) {
-      firstAnswer = true;
-      options.mark?.('first answer from the core');
-    }
+    if (!firstAnswer) firstAnswered();
     outLine(line);
     announceConnected();
   }

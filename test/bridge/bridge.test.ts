@@ -193,6 +193,24 @@ describe('bridge, spawned as Claude Desktop spawns it', () => {
   });
 });
 
+describe("the bridge's compiler tiers", () => {
+  it("leave V8's optimising compiler to the core once the bridge has answered: two thousand calls compile nothing with TurboFan", async () => {
+    const { home } = await core();
+    // --trace-opt writes V8's tier-up decisions to stdout, beside the MCP lines (which the client below reads apart)
+    const raw = spawnRawBridge(bridgePath, { COUNTERSIGN_HOME: home.home, COUNTERSIGN_APP_CMD: '[]' }, process.execPath, ['--trace-opt']);
+    cleanups.push(() => raw.stop());
+    raw.send(INIT);
+    await raw.waitFor((m) => m.id === 0);
+    for (let id = 1; id <= 2000; id++) {
+      raw.send({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { text: 'ping' } } });
+      await raw.waitFor((m) => m.id === id);
+    }
+    // the trace is on and the relay's code did move up a tier, to Maglev, and no further
+    expect(raw.lines.filter((l) => l.includes('MAGLEV')).length).toBeGreaterThan(0);
+    expect(raw.lines.filter((l) => l.includes('TURBOFAN'))).toEqual([]);
+  }, 60_000);
+});
+
 describe('bridge start-up timing', () => {
   it('with COUNTERSIGN_BRIDGE_TIMING=1 writes each start-up step to stderr in order, and stdout still carries only MCP', async () => {
     const { home } = await core();

@@ -39,8 +39,8 @@ export interface RawBridge {
   stop(): Promise<void>;
 }
 
-export function spawnRawBridge(bridgePath: string, env: Record<string, string>, node = process.execPath): RawBridge {
-  const child = spawn(node, [bridgePath], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+export function spawnRawBridge(bridgePath: string, env: Record<string, string>, node = process.execPath, nodeArgs: string[] = []): RawBridge {
+  const child = spawn(node, [...nodeArgs, bridgePath], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const messages: Message[] = [];
   const waiters: Array<{ match: (m: Message) => boolean; resolve: (m: Message) => void }> = [];
