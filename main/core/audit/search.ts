@@ -51,8 +51,8 @@ function wholeTerms(text: string): string[] {
 /**
  * Each whole term, its pieces between `/`, `:` and `@`, and its parts between any joining characters,
  * each once. The parts are cut from the whole text in one pass (every run of letters and digits lies
- * in exactly one term), and the lot goes into one Set: per term, two splits and a Set insert each cost
- * a record about twice as much on the index's path, where the code runs a few times a second, not hot.
+ * in exactly one term) and everything goes into one Set, rather than two splits and a Set insert per
+ * term: this runs on the index's path a few records at a time, never hot. Exported for its test.
  */
 export function indexTerms(text: string): Set<string> {
   const { t, ascii } = normalised(text);
