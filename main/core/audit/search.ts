@@ -56,7 +56,7 @@ function wholeTerms(text: string): string[] {
  */
 export function indexTerms(text: string): Set<string> {
   const { t, ascii } = normalised(text);
-  const terms = t.match(ascii ? ASCII_TERM : TERM) ?? [];
+  const terms: string[] = t.match(ascii ? ASCII_TERM : TERM) ?? [];
   const all = terms.concat(t.match(ascii ? ASCII_PART : PART) ?? []);
   for (const term of terms) {
     if (!PIECE_SEPARATORS.test(term)) continue;
