@@ -29,12 +29,17 @@
  *   form, the Vault API, the same statements), no broker, interleaved with the calls;
  * - throughput at concurrency 1, 8 and 32.
  *
+ * `bench()` runs all of this in a process of its own with the core's Node options
+ * (bench/fixtures/broker-child.ts), the lab's IdP and Vault stand-in answering from the bench's process.
+ *
  * Run alone: `BENCH_ONLY=broker node bench/run.ts` (`BENCH_BROKER_SAMPLES`, default 200, calls per mode).
  */
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
 import { SignJWT, exportJWK } from 'jose';
@@ -45,6 +50,7 @@ import { AuditStore } from '../main/core/audit/store.ts';
 import { SqliteCallJournal } from '../main/core/audit/journal.ts';
 import { AuthService } from '../main/core/auth/auth-service.ts';
 import { createBroker } from '../main/core/broker/index.ts';
+import { CORE_NODE_OPTIONS } from '../main/headless/start.ts';
 import { createPostgresConnector } from '../main/core/connectors/postgres/connector.ts';
 import { planPostgresCall } from '../main/core/connectors/postgres/plan.ts';
 import { createTokenExchanger } from '../main/core/idp/token-exchange.ts';
@@ -481,10 +487,30 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   }
 }
 
+const CHILD = fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.url));
+
+/**
+ * `benchBroker` in a process of its own (bench/fixtures/broker-child.ts), started with the core's Node
+ * options: the lab's IdP and Vault stand-in answer from this process, as servers elsewhere would.
+ */
+async function benchBrokerApart(lab: BrokerTarget, samples: number): Promise<Awaited<ReturnType<typeof benchBroker>>> {
+  const target: BrokerTarget = { issuer: lab.issuer, vaultAddr: lab.vaultAddr, pg: { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database } };
+  const child = spawn(process.execPath, [...CORE_NODE_OPTIONS, CHILD], {
+    env: { ...process.env, BENCH_BROKER_TARGET: JSON.stringify(target), BENCH_BROKER_SAMPLES: String(samples) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const last = out.trim().split('\n').pop() ?? '';
+  if (code !== 0 || !last.startsWith('{')) throw new Error(`the broker bench's process exited with ${code}`);
+  return JSON.parse(last) as Awaited<ReturnType<typeof benchBroker>>;
+}
+
 /** The broker's figures for bench/run.ts. */
 export async function bench(ctx: BenchContext): Promise<Figures> {
   // BENCH_BROKER_SAMPLES: more calls per mode narrow the paired interval (it shrinks as 1/√n).
-  const r = await benchBroker(await ctx.lab(), { samples: Number(process.env.BENCH_BROKER_SAMPLES ?? 200) });
+  const r = await benchBrokerApart(await ctx.lab(), Number(process.env.BENCH_BROKER_SAMPLES ?? 200));
   const detail = Object.fromEntries(Object.entries(r.own_by_stage).map(([k, p]) => [k, p.p50]));
   return {
     call_tier1_total: plain(
