@@ -11,6 +11,7 @@ import type { AppConfig } from './config/config.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
 import type { SocketServer } from './mcp/socket-server.ts';
 import type { VaultClient } from './vault/client.ts';
+import { TimeLimit } from './time-limit.ts';
 
 export interface StatusSources {
   host: Status['host'];
@@ -95,7 +96,8 @@ export class VaultHealthWatch {
     return (this.#checking ??= (async () => {
       let next: Status['vault'];
       try {
-        const h = await this.#vault.health(AbortSignal.timeout(5_000));
+        using limit = new TimeLimit(5_000);
+        const h = await this.#vault.health(limit.signal);
         const state = !h.initialized ? 'uninitialized' : h.sealed ? 'sealed' : h.standby ? 'standby' : 'ok';
         next = { address: this.#address, state, initialized: h.initialized, sealed: h.sealed, ...(h.version ? { version: h.version } : {}) };
       } catch {

@@ -16,6 +16,7 @@ import type { Obo, TokenExchanger } from '../idp/token-exchange.ts';
 import type { VaultClient } from '../vault/client.ts';
 import { pathAccessFor, type VaultMode } from '../vault/agent-mode.ts';
 import { delay, type CallTrace } from './call-trace.ts';
+import { TimeLimit } from '../time-limit.ts';
 import { approvedThroughIdp, requireIdpApproval } from './idp-approval.ts';
 
 export interface CredentialOptions {
@@ -250,8 +251,9 @@ export class CallCredential implements AsyncDisposable {
     while (attempts < this.#s.attempts && !revoked) {
       if (attempts > 0) await delay(100 * 3 ** (attempts - 1));
       attempts += 1;
+      using limit = new TimeLimit(this.#s.timeoutMs);
       try {
-        await this.#s.vault.revokeSelf(vaultToken, AbortSignal.timeout(this.#s.timeoutMs));
+        await this.#s.vault.revokeSelf(vaultToken, limit.signal);
         revoked = true;
       } catch (error) {
         lastCode = AppError.from(error).code;
@@ -279,8 +281,9 @@ export class CallCredential implements AsyncDisposable {
     while (attempts < this.#s.attempts) {
       if (attempts > 0) await delay(100 * 3 ** (attempts - 1));
       attempts += 1;
+      using limit = new TimeLimit(this.#s.timeoutMs);
       try {
-        await this.#s.vault.revokeLease(lease.obo, lease.leaseId, AbortSignal.timeout(this.#s.timeoutMs));
+        await this.#s.vault.revokeLease(lease.obo, lease.leaseId, limit.signal);
         this.#trace.record('revoke', 'ok', performance.now() - start, {
           detail: `mode=agent lease revoked with the OBO, attempts=${attempts}`,
         });
@@ -310,9 +313,8 @@ export class CallCredential implements AsyncDisposable {
     let checks = 0;
     while (true) {
       checks += 1;
-      state = await target
-        .verifyRevoked(credential, AbortSignal.timeout(this.#s.timeoutMs))
-        .catch(() => 'unknown' as const);
+      using limit = new TimeLimit(this.#s.timeoutMs);
+      state = await target.verifyRevoked(credential, limit.signal).catch(() => 'unknown' as const);
       if (state === 'gone' || Date.now() >= deadline) break;
       await delay(Math.min(50 * checks, 250));
     }

@@ -24,6 +24,7 @@ import { createIdpJwks, type IdpJwks } from './jwks.ts';
 import { MAX_OBO_LIFETIME_S, OboVerifier } from './obo-verify.ts';
 import { approveByPush } from './verify-push.ts';
 import { onWire } from '../wire-time.ts';
+import { TimeLimit } from '../time-limit.ts';
 
 export type { DelegationProfile, ExchangeClient, ExchangeRequest, Obo, TokenExchanger, TokenExchangerOptions } from './exchange-types.ts';
 export { isNarrowerOrEqual } from './obo-checks.ts';
@@ -33,6 +34,8 @@ export { authorizationDetailsDigest } from './verify-push.ts';
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+/** Answers that carry no body (Fetch, "null body status"). */
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 const isLoopback = (host: string): boolean => host === '127.0.0.1' || host === '[::1]' || host === 'localhost';
 
 export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
@@ -50,19 +53,30 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const pollTimeoutMs = options.stepUp?.timeoutMs ?? 50_000;
   const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
 
-  /** Every request to the IdP carries the call's AbortSignal and a time-out. */
+  /**
+   * Every request to the IdP carries the call's AbortSignal and a time-out. The answer is read here, in
+   * full, within that time-out, which ends with it; what goes back to openid-client is the same answer
+   * held in memory.
+   */
   const fetchWithCallSignal = (url: string, init: RequestInit): Promise<Response> => {
-    const signals = [AbortSignal.timeout(timeoutMs)];
+    const limit = new TimeLimit(timeoutMs);
+    const signals = [limit.signal];
     if (init.signal) signals.push(init.signal);
     const s = callSignal.getStore();
     if (s) signals.push(s);
-    return onWire('idp', () => fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' }));
+    return onWire('idp', async () => {
+      const r = await fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' });
+      const body = NULL_BODY_STATUSES.has(r.status) ? null : await r.arrayBuffer();
+      return new Response(body, { status: r.status, statusText: r.statusText, headers: r.headers });
+    }).finally(() => limit.clear());
   };
 
   const prepare = (c: oidc.Configuration): oidc.Configuration => {
     if (insecure) oidc.allowInsecureRequests(c);
     c[oidc.customFetch] = fetchWithCallSignal;
-    c.timeout = Math.ceil(timeoutMs / 1000);
+    // No timer of openid-client's own (an AbortSignal.timeout per request, left to fire long after):
+    // fetchWithCallSignal bounds each request with a limit that ends with it.
+    c.timeout = 0;
     return c;
   };
 

@@ -7,6 +7,7 @@
  */
 import { Agent } from 'undici';
 import { onWire } from '../wire-time.ts';
+import { TimeLimit } from '../time-limit.ts';
 import { z } from 'zod';
 import { AppError } from '../../../common/errors.ts';
 import { KnownSecrets } from '../audit/redact.ts';
@@ -171,7 +172,9 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     if (options.namespace && !opts.rootNamespace) headers['X-Vault-Namespace'] = options.namespace;
     if (opts.token) headers['X-Vault-Token'] = opts.token;
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
-    const timeout = AbortSignal.timeout(timeoutMs);
+    // Bounds the request and the reading of its answer, and ends with them.
+    using limit = new TimeLimit(timeoutMs);
+    const timeout = limit.signal;
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     let response: Response;
     try {

@@ -248,3 +248,48 @@ describe('an RFC 9470 step-up demand from the target', () => {
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   });
 });
+
+describe("a call's time limits", () => {
+  it('end with their requests: none fires once a call is answered', async () => {
+    // Short limits, so that one left running would fire within the wait below.
+    const limitMs = 3_000;
+    const real = createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection });
+    const signals: Array<{ what: string; signal: AbortSignal }> = [];
+    // The real connector, with the signal of each revocation check noted on its way through.
+    const noting: Connector = {
+      ...real,
+      verifyRevoked(credential, signal) {
+        signals.push({ what: 'revoke_check', signal });
+        return real.verifyRevoked!(credential, signal);
+      },
+    };
+    const { createTokenExchanger } = await import('../../../main/core/idp/token-exchange.ts');
+    const { createVaultClient } = await import('../../../main/core/vault/client.ts');
+    const { createBroker } = await import('../../../main/core/broker/index.ts');
+    const { MemoryAudit } = await import('./fixtures.ts');
+    const idp = createTokenExchanger({ issuer: lab.idp.issuer, clientId: 'countersign-desktop', allowInsecureHttpForLoopbackOnly: true, timeoutMs: limitMs });
+    const vault = createVaultClient({ address: lab.vault.addr, timeoutMs: limitMs });
+    const audit = new MemoryAudit();
+    const broker = createBroker({ connectors: [noting], tokens: lab.alice, idp, vault, audit, revoke: { timeoutMs: limitMs } });
+    // The IdP's discovery, once per process (with openid-client's own 30 s timer), done before.
+    expect((await broker.callTool(call('query', { sql: 'SELECT 1 AS one FROM patients LIMIT 1' }))).isError).toBeFalsy();
+    signals.length = 0;
+    // Every request to the IdP and Vault, with the signal it went out with (the real fetch makes it).
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = (input, init) => {
+      if (init?.signal) signals.push({ what: `fetch ${String(input)}`, signal: init.signal });
+      return realFetch(input, init);
+    };
+    try {
+      const r = await broker.callTool(call('query', { sql: 'SELECT id FROM patients ORDER BY id LIMIT 1' }));
+      expect(r.isError, text(r)).toBeFalsy();
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(signals.map((s) => s.what).join('\n')).toMatch(/token[\s\S]*login[\s\S]*creds[\s\S]*revoke-self[\s\S]*revoke_check/);
+    await new Promise((r) => setTimeout(r, limitMs + 500));
+    expect(signals.filter((s) => s.signal.aborted).map((s) => s.what)).toEqual([]);
+    await broker.close();
+    await vault.close();
+  });
+});
