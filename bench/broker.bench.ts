@@ -27,6 +27,13 @@
  * - own_by_stage: where the own time goes (inside each hop, around the hops, the audit append);
  * - hops_alone_total: the same requests made by hand with the least a client needs (a DPoP proof, a
  *   form, the Vault API, the same statements), no broker, interleaved with the calls;
+ * - duties_alone: what Countersign must do beyond those requests, each duty by the library call that
+ *   does it and nothing around it, timed alone and interleaved with the calls: read the statement
+ *   (libpg-query's parse), check the OBO (jose's jwtVerify against the IdP's keys, fetched once), one
+ *   synced commit of a record-sized row (node:sqlite, WAL, synchronous=FULL) and the journal's two
+ *   least writes (the call in, the call out; WAL, synchronous=NORMAL). own_floor is the hand-made
+ *   path's own time plus these: the least own time any client doing the same requests and duties with
+ *   the same libraries spends on this machine; own_floor_share its share of call_tier1_total;
  * - throughput at concurrency 1, 8 and 32.
  *
  * `bench()` runs all of this in a process of its own with the core's Node options
@@ -42,7 +49,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
-import { SignJWT, exportJWK } from 'jose';
+import { DatabaseSync } from 'node:sqlite';
+import { SignJWT, createLocalJWKSet, exportJWK, jwtVerify, type JSONWebKeySet } from 'jose';
+import { parse as parseSql } from 'libpg-query';
 import pg from 'pg';
 import type { Lab } from '../lab/index.ts';
 import type { AuditRecord } from '../common/audit-record.ts';
@@ -242,6 +251,9 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   });
 
   let wire: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  /** The last call's record as stored, and the last OBO the hand-made path obtained: what the duties below work on. */
+  let lastRecord = '';
+  let lastObo = '';
   /** One call: `total` is until Claude has the answer; the sample ends when the call is recorded. */
   const oneCall = async (b = broker): Promise<Sample> => {
     const mine = (wire = { idp: 0, vault: 0, db: 0 });
@@ -253,6 +265,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const total = performance.now() - start;
     const atAnswer = { ...mine };
     const record = await recorded;
+    lastRecord = JSON.stringify(record);
     wire = { idp: 0, vault: 0, db: 0 };
     // The record's deferred index rows, written now so that their cost is this call's, not hidden
     // in the next call's network wait.
@@ -325,6 +338,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     );
     if (ex.status !== 200) throw new Error(`exchange by hand: ${ex.status} ${String(ex.json.error)}`);
     const obo = String(ex.json.access_token);
+    lastObo = obo;
     const login = (await handWire('vault', () =>
       vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo }),
     )) as { auth: { client_token: string } };
@@ -371,6 +385,34 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     return { total: performance.now() - start, wire: byHand };
   };
 
+  // Countersign's duties beyond the requests, each by its library call alone (see the module comment).
+  const discovery = (await (await fetch(`${lab.issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string };
+  const idpKeys = createLocalJWKSet((await (await fetch(discovery.jwks_uri)).json()) as JSONWebKeySet);
+  const dutyDb = new DatabaseSync(join(work, 'duties.db'));
+  dutyDb.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+  const dutyInsert = dutyDb.prepare('INSERT INTO records (body) VALUES (?)');
+  const dutyJournal = new DatabaseSync(join(work, 'duties-journal.db'));
+  dutyJournal.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE calls (id TEXT PRIMARY KEY, body TEXT NOT NULL)');
+  const journalIn = dutyJournal.prepare('INSERT INTO calls (id, body) VALUES (?, ?)');
+  const journalOut = dutyJournal.prepare('DELETE FROM calls WHERE id = ?');
+  let duty = 0;
+  const dutiesAlone = async (): Promise<Record<'parse' | 'verify' | 'commit' | 'journal' | 'all', number>> => {
+    const t0 = performance.now();
+    await parseSql(SQL);
+    const t1 = performance.now();
+    await jwtVerify(lastObo, idpKeys, { issuer: lab.issuer });
+    const t2 = performance.now();
+    dutyDb.exec('BEGIN');
+    dutyInsert.run(lastRecord);
+    dutyDb.exec('COMMIT');
+    const t3 = performance.now();
+    const id = `duty-${++duty}`;
+    journalIn.run(id, JSON.stringify({ tool: 'query', user: 'alice', requestId: duty }));
+    journalOut.run(id);
+    const t4 = performance.now();
+    return { parse: t1 - t0, verify: t2 - t1, commit: t3 - t2, journal: t4 - t3, all: t4 - t0 };
+  };
+
   observeWire((kind, ms) => (wire[kind] += ms));
   try {
     for (let i = 0; i < 20; i += 1) {
@@ -378,11 +420,13 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       await oneCall(agentBroker);
       await oneCall(onResultBroker);
       await hopsAlone();
+      await dutiesAlone();
     }
     const calls: Sample[] = [];
     const agentCalls: Sample[] = [];
     const onResultCalls: Sample[] = [];
     const alone: Array<{ total: number; wire: Record<WireKind, number> }> = [];
+    const duties: Array<Awaited<ReturnType<typeof dutiesAlone>>> = [];
     for (let i = 0; i < samples; i += 1) {
       // Interleaved so all three see the same machine; the two modes take turns going first, so
       // neither gains from following the other (a connection or cache the previous call warmed).
@@ -395,6 +439,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       }
       onResultCalls.push(await oneCall(onResultBroker));
       alone.push(await hopsAlone());
+      duties.push(await dutiesAlone());
     }
 
     const throughput = async (concurrency: number): Promise<number> => {
@@ -417,6 +462,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const c32 = await throughput(32);
 
     const wireTotal = (s: Sample) => s.wire.idp + s.wire.vault + s.wire.db;
+    const ownOfHand = (a: { total: number; wire: Record<WireKind, number> }): number =>
+      Math.max(0, a.total - a.wire.idp - a.wire.vault - a.wire.db);
     const legs = (s: Sample): number => MODE_HOPS.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const own = calls.map((s) => Math.max(0, s.total - wireTotal(s)));
     const h = (s: Sample, ...names: string[]) => names.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
@@ -466,6 +513,15 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         outside_hops: stage((s) => s.total - Object.values(s.hops).reduce((a, b) => a + b, 0)),
       },
       hops_alone_total: percentiles(alone.map((a) => a.total)),
+      hops_alone_own: percentiles(alone.map(ownOfHand)),
+      duties_alone: {
+        parse: percentiles(duties.map((d) => d.parse)).p50,
+        verify: percentiles(duties.map((d) => d.verify)).p50,
+        commit: percentiles(duties.map((d) => d.commit)).p50,
+        journal: percentiles(duties.map((d) => d.journal)).p50,
+        all: percentiles(duties.map((d) => d.all)).p50,
+      },
+      own_floor: percentiles(alone.map((a, i) => ownOfHand(a) + duties[i]!.all)),
       hops_alone_wire: {
         idp: percentiles(alone.map((a) => a.wire.idp)).p50,
         vault: percentiles(alone.map((a) => a.wire.vault)).p50,
@@ -483,6 +539,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     await auth.signOut().catch(() => {});
     await audit.close();
     journal.close();
+    dutyDb.close();
+    dutyJournal.close();
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -610,6 +668,26 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       r.hops_alone_wire,
       'ms',
       'the same waits in the hand-made path at p50, by kind (to set beside call_tier1_wire: a difference there is a request or a statement the broker makes and the hand-made path does not)',
+    ),
+    hops_alone_own: plain(
+      r.hops_alone_own,
+      'ms',
+      "the hand-made path's own time: its total minus its waits (what any client spends on the same requests outside the network, reading the answers included)",
+    ),
+    duties_alone: plain(
+      r.duties_alone,
+      'ms',
+      "Countersign's duties beyond the requests, each by the library call that does it alone, interleaved with the calls, at p50: the statement's parse (libpg-query), the OBO's check (jose jwtVerify, keys in hand), one synced commit of a record-sized row (node:sqlite, WAL, FULL), the journal's two least writes (in, out)",
+    ),
+    own_floor: plain(
+      r.own_floor,
+      'ms',
+      'hops_alone_own plus duties_alone, per iteration: the least own time any client doing the same requests and duties with the same libraries spends on this machine',
+    ),
+    own_floor_share: plain(
+      ratioOf(r.own_floor.p50, r.call_tier1_total.p50),
+      'share',
+      "own_floor over call_tier1_total (p50): the floor under own_overhead_share_p50 (goal 0.05) on this machine; what lies between the two is the broker's own code",
     ),
     total_vs_hops_alone: goal(
       ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50),
