@@ -72,10 +72,19 @@ export function secretForms(secret: string): string[] {
   return [...forms].filter((f) => f.length >= MIN_FORM || f === secret).sort((a, b) => b.length - a.length);
 }
 
-/** One call's secrets, each with its encoded forms, computed once when the call obtains it. */
+/**
+ * One call's secrets, each with its encoded forms, computed once. A call adds a secret just before it
+ * sends a request (the subject token before the exchange, the OBO before the Vault login, the Vault
+ * token before the credential's request, the password before the database login), so the forms are
+ * worked out in the next turn of the event loop, while that request is on its way; the first mask
+ * before then works them out at once.
+ */
 export class KnownSecrets implements Iterable<string> {
   readonly #forms = new Map<string, string[]>();
-  /** Every form of every secret, longest first, rebuilt when a secret is added. */
+  /** Secrets added whose forms are still to be worked out. */
+  #unworked: string[] = [];
+  #scheduled = false;
+  /** Every form of every secret, longest first, rebuilt when a secret's forms are worked out. */
   #all: string[] = [];
   /** The length of the shortest form (no text shorter can hold one); infinite while there is none. */
   #shortest = Infinity;
@@ -90,7 +99,21 @@ export class KnownSecrets implements Iterable<string> {
   /** Holds a secret from now on; a value too short to mask safely is ignored. */
   add(secret: string | undefined): void {
     if (typeof secret !== 'string' || secret.length < MIN_KNOWN_SECRET || this.#forms.has(secret)) return;
-    this.#forms.set(secret, secretForms(secret));
+    this.#forms.set(secret, []);
+    this.#unworked.push(secret);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#work();
+    });
+  }
+
+  /** Works out the forms of the secrets added since the last time. */
+  #work(): void {
+    if (this.#unworked.length === 0) return;
+    for (const secret of this.#unworked) this.#forms.set(secret, secretForms(secret));
+    this.#unworked = [];
     this.#all = [...this.#forms.values()].flat().sort((a, b) => b.length - a.length);
     this.#shortest = this.#all[this.#all.length - 1]!.length;
   }
@@ -105,6 +128,7 @@ export class KnownSecrets implements Iterable<string> {
 
   /** The text with every form of every secret masked. */
   mask(text: string): string {
+    this.#work();
     // Most of a record's strings (names, codes, outcomes) are shorter than any form: nothing to look for.
     if (text.length < this.#shortest) return text;
     let out = text;
@@ -117,6 +141,7 @@ export class KnownSecrets implements Iterable<string> {
    * value itself when nothing was (one serialisation decides, so a clean result costs no walk).
    */
   maskDeep<T>(value: T): { value: T; masked: boolean } {
+    this.#work();
     if (this.#all.length === 0) return { value, masked: false };
     let text: string | undefined;
     try {

@@ -63,6 +63,23 @@ describe('redaction at write', () => {
     expect(k.mask(`h=${header}`)).toBe(`h=${header}`);
   });
 
+  it('masks a secret in every form whether its forms were worked out in a later turn or at its first use', async () => {
+    const k = new KnownSecrets();
+    k.add(JWT);
+    await new Promise((r) => setImmediate(r));
+    k.add(FAKE_VAULT_TOKEN);
+    const text = `a=${Buffer.from(JWT).toString('base64')} b=${encodeURIComponent(FAKE_VAULT_TOKEN)} c=${Buffer.from(FAKE_VAULT_TOKEN).toString('hex')}`;
+    expect(k.mask(text)).toBe(`a=${MASK} b=${MASK} c=${MASK}`);
+    const later = new KnownSecrets();
+    later.add(FAKE_VAULT_TOKEN);
+    expect(later.maskDeep({ rows: [{ note: FAKE_VAULT_TOKEN.toUpperCase() }, { note: Buffer.from(FAKE_VAULT_TOKEN).toString('base64url') }] })).toEqual({
+      value: { rows: [{ note: FAKE_VAULT_TOKEN.toUpperCase() }, { note: MASK }] },
+      masked: true,
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(later.mask(`x ${FAKE_VAULT_TOKEN} y`)).toBe(`x ${MASK} y`);
+  });
+
   it('ignores values too short to mask safely', () => {
     const k = new KnownSecrets();
     k.add('abc');
