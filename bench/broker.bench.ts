@@ -507,9 +507,11 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         audit_append: stage((s) => h(s, 'audit_append')),
         // the record's deferred index rows (filters, full-text search)
         audit_index: stage((s) => h(s, 'audit_index')),
-        // the in-flight journal's writes (begin, a note per join key learnt, end)
+        // the in-flight journal's writes (begin, a note per join key learnt, end), those made while a
+        // request was on its way included (CallTrace.journalSoon)
         journal: stage((s) => h(s, 'journal')),
-        // everything else outside the hops: the record, the answer, glue
+        // everything else outside the hops: the record, the answer, glue; below zero by as much of the
+        // stages above as was done while a request was on its way
         outside_hops: stage((s) => s.total - Object.values(s.hops).reduce((a, b) => a + b, 0)),
       },
       hops_alone_total: percentiles(alone.map((a) => a.total)),

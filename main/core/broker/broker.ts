@@ -132,7 +132,7 @@ export function createBroker(options: BrokerOptions): Broker {
         (p) => `tier ${p.tier}: ${p.reason}`,
       );
       const p = plan;
-      trace.journal((j) => j.note(trace.id, { tier: p.tier, target: p.target }));
+      trace.journalSoon((j) => j.note(trace.id, { tier: p.tier, target: p.target }));
       if (p.tier === 4) {
         trace.record('approval', 'denied', 0, { code: 'POLICY_BLOCKED' });
         throw new AppError('POLICY_BLOCKED', refusal.blocked(p));

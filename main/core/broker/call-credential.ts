@@ -117,7 +117,10 @@ export class CallCredential implements AsyncDisposable {
       (x) => `request_id=${x.requestId} ttl=${x.leaseDuration}s${detail}`,
     );
     Object.assign(trace.keys, { vault_request_id: r.requestId, lease_id: r.leaseId, db_role: r.username });
-    trace.noteKeys();
+    // In agent mode the lease is what a restarted core must revoke: noted at once. Otherwise the Vault
+    // token, noted at the login, revokes it; these keys only join the record.
+    if (this.#agentMode) trace.noteKeys();
+    else trace.noteKeysSoon();
   }
 
   /** Exchange → Vault (when the plan asks for a credential). Every hop lands in the trace. */
@@ -215,7 +218,7 @@ export class CallCredential implements AsyncDisposable {
     );
     const obo = idpApproval ? await approvedThroughIdp(exchanged, plan, idpApproval) : await exchanged;
     trace.keys.obo_jti = obo.jti;
-    trace.noteKeys();
+    trace.noteKeysSoon();
     if (obo.steppedUp)
       trace.record('step_up', 'ok', obo.stepUpMs ?? 0, { detail: `amr=${(obo.amr ?? []).join(',')}` });
     if (idpApproval) requireIdpApproval(obo, plan, asked, idpApproval);

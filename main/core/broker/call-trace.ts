@@ -47,6 +47,8 @@ export class CallTrace {
   /** What the call obtained that must not leave it: masked from its answer here, from its record by the audit store. */
   readonly secrets = new KnownSecrets();
   readonly #journal: CallJournal | undefined;
+  /** Journal writes due in the next turn (`journalSoon`). */
+  #soon: Array<(j: CallJournal) => void> = [];
   readonly #log: (line: string) => void;
 
   /** Without a journal (a listing, which no restart needs to close) nothing is noted. */
@@ -90,6 +92,8 @@ export class CallTrace {
   /** The journal is a durability aid: a failure to write it is logged, never a reason to fail the call. */
   journal(write: (j: CallJournal) => void): void {
     if (!this.#journal) return;
+    // Notes due in the next turn go first: the journal sees the call's writes in the order they were made.
+    if (this.#soon.length > 0) this.#writeSoon();
     try {
       write(this.#journal);
     } catch (error) {
@@ -97,9 +101,31 @@ export class CallTrace {
     }
   }
 
+  /**
+   * A write that only adds to what a restarted core would show of the call (its tier and target, a
+   * join key), not what it must revoke: made in the next turn of the event loop, while the request
+   * that follows is on its way, or before the call's next write, whichever comes first.
+   */
+  journalSoon(write: (j: CallJournal) => void): void {
+    if (!this.#journal) return;
+    this.#soon.push(write);
+    if (this.#soon.length === 1) setImmediate(() => this.#writeSoon());
+  }
+
+  #writeSoon(): void {
+    const due = this.#soon;
+    this.#soon = [];
+    for (const write of due) this.journal(write);
+  }
+
   /** Notes the join keys learnt so far, so a restarted core can find what this call minted. */
   noteKeys(): void {
     this.journal((j) => j.note(this.id, { keys: this.keys }));
+  }
+
+  /** The same for keys that only join the record (what the call holds is noted already): in the next turn. */
+  noteKeysSoon(): void {
+    this.journalSoon((j) => j.note(this.id, { keys: this.keys }));
   }
 
   /** Removes every secret this call has held from a text, raw and in its encoded forms (audit/redact.ts). */

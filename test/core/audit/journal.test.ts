@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeAbortedCalls } from '../../../main/core/broker/aborted-calls.ts';
 import { JOURNAL_FILE, SqliteCallJournal } from '../../../main/core/audit/journal.ts';
+import type { CallJournal } from '../../../main/core/ports.ts';
 import { AuditStore } from '../../../main/core/audit/store.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
 import { createVaultClient } from '../../../main/core/vault/client.ts';
@@ -143,5 +144,45 @@ describe('the journal of calls in flight', () => {
       await client.close();
       await vault.stop();
     }
+  });
+});
+
+describe("a call's notes made in the next turn (CallTrace.journalSoon)", () => {
+  it('reach the journal file within a turn, or before the next write of the call, in the order they were made', async () => {
+    const { CallTrace } = await import('../../../main/core/broker/call-trace.ts');
+    const journal = new SqliteCallJournal(dir, { sealKey: new Uint8Array(32).fill(7) });
+    const order: string[] = [];
+    const seen: CallJournal = {
+      begin: (i, e) => journal.begin(i, e),
+      note: (i, u) => (order.push(`note ${Object.keys(u).join(',')}`), journal.note(i, u)),
+      holdCredential: (i, t, k) => (order.push('hold'), journal.holdCredential(i, t, k)),
+      end: (i) => (order.push('end'), journal.end(i)),
+    };
+    // What another process would find in the file now (the core killed at this instant).
+    const onDisk = () => {
+      const other = new SqliteCallJournal(dir);
+      try {
+        return other.orphans().map((o) => o.entry);
+      } finally {
+        other.close();
+      }
+    };
+    const trace = new CallTrace(seen);
+    seen.begin(trace.id, { tool: 'query', startedAt: new Date().toISOString(), user: { sub: 'alice' }, keys: { mcp_request_id: 1 } });
+    trace.journalSoon((j) => j.note(trace.id, { tier: 1, target: 'postgres://lab/clinic' }));
+    expect(onDisk()[0]!.tier).toBeUndefined();
+    await new Promise((r) => setImmediate(r));
+    expect(onDisk()[0]).toMatchObject({ tier: 1, target: 'postgres://lab/clinic' });
+
+    trace.keys.obo_jti = 'jti-1';
+    trace.noteKeysSoon();
+    trace.keys.vault_accessor = 'accessor-1';
+    // A write that must be made at once takes the notes due before it along, first.
+    trace.journal((j) => j.holdCredential!(trace.id, 'hvs.sealed-token-value-000000', trace.keys));
+    expect(order).toEqual(['note tier,target', 'note keys', 'hold']);
+    expect(onDisk()[0]).toMatchObject({ keys: { obo_jti: 'jti-1', vault_accessor: 'accessor-1' } });
+    await new Promise((r) => setImmediate(r));
+    expect(order).toHaveLength(3);
+    journal.close();
   });
 });
