@@ -39,10 +39,12 @@ export function createRecordWriter(audit: AuditSink, log: (line: string) => void
         log(`broker: a call's record and its stand-in were both refused (${AppError.from(e).code}); the journal keeps the call`);
         return error;
       }
-      trace.journal((j) => j.end(trace.id));
+      trace.journalSoon((j) => j.end(trace.id));
       return error;
     }
-    trace.journal((j) => j.end(trace.id));
+    // Closed in the next turn, once the answer is on its way: should the core die first, the next
+    // start finds the call's record and closes the entry without another (aborted-calls.ts).
+    trace.journalSoon((j) => j.end(trace.id));
     return undefined;
   }
 
