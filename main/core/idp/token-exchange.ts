@@ -34,8 +34,8 @@ export { authorizationDetailsDigest } from './verify-push.ts';
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-/** Answers that carry no body (Fetch, "null body status"). */
-const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+/** Answers fetch can give that carry no body (Fetch's null body statuses; it never gives a 1xx). */
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 const isLoopback = (host: string): boolean => host === '127.0.0.1' || host === '[::1]' || host === 'localhost';
 
 export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
