@@ -467,11 +467,11 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const c8 = await throughput(8);
     const c32 = await throughput(32);
 
-    const wireTotal = (s: Sample) => s.wire.idp + s.wire.vault + s.wire.db;
-    const ownOfHand = (a: { total: number; wire: Record<WireKind, number> }): number =>
-      Math.max(0, a.total - a.wire.idp - a.wire.vault - a.wire.db);
+    const wireTotal = (s: { wire: Record<WireKind, number> }) => s.wire.idp + s.wire.vault + s.wire.db;
+    /** A call's or the hand-made path's own time: its total minus its waits. */
+    const ownOf = (s: { total: number; wire: Record<WireKind, number> }): number => Math.max(0, s.total - wireTotal(s));
     const legs = (s: Sample): number => MODE_HOPS.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
-    const own = calls.map((s) => Math.max(0, s.total - wireTotal(s)));
+    const own = calls.map(ownOf);
     const h = (s: Sample, ...names: string[]) => names.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const stageOf = (of: Sample[], f: (s: Sample) => number): Percentiles => percentiles(of.map(f));
     const stage = (f: (s: Sample) => number): Percentiles => stageOf(calls, f);
@@ -521,7 +521,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         outside_hops: stage((s) => s.total - Object.values(s.hops).reduce((a, b) => a + b, 0)),
       },
       hops_alone_total: percentiles(alone.map((a) => a.total)),
-      hops_alone_own: percentiles(alone.map(ownOfHand)),
+      hops_alone_own: percentiles(alone.map(ownOf)),
       duties_alone: {
         parse: percentiles(duties.map((d) => d.parse)).p50,
         verify: percentiles(duties.map((d) => d.verify)).p50,
@@ -529,7 +529,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         journal: percentiles(duties.map((d) => d.journal)).p50,
         all: percentiles(duties.map((d) => d.all)).p50,
       },
-      own_floor: percentiles(alone.map((a, i) => ownOfHand(a) + duties[i]!.all)),
+      own_floor: percentiles(alone.map((a, i) => ownOf(a) + duties[i]!.all)),
       hops_alone_wire: {
         idp: percentiles(alone.map((a) => a.wire.idp)).p50,
         vault: percentiles(alone.map((a) => a.wire.vault)).p50,
