@@ -11,9 +11,9 @@ export class TimeLimit implements Disposable {
   readonly #controller = new AbortController();
   readonly #timer: NodeJS.Timeout;
 
-  constructor(ms: number) {
-    // The reason AbortSignal.timeout gives, so that code reading it (a DOMException named TimeoutError) reads the same.
-    this.#timer = setTimeout(() => this.#controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms);
+  /** `reason`: what the signal aborts with; by default what AbortSignal.timeout gives (a DOMException named TimeoutError). */
+  constructor(ms: number, reason: () => unknown = () => new DOMException('The operation was aborted due to timeout', 'TimeoutError')) {
+    this.#timer = setTimeout(() => this.#controller.abort(reason()), ms);
     // Like AbortSignal.timeout's: a limit does not keep the process alive.
     this.#timer.unref();
   }

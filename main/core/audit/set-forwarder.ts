@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { AuditRecord } from '../../../common/audit-record.ts';
+import { TimeLimit } from '../time-limit.ts';
 
 /**
  * Forwards audit records off the machine as Security Event Tokens (RFC 8417), signed with the install's
@@ -202,12 +203,13 @@ export class SetForwarder {
   async #send(record: AuditRecord): Promise<'ok' | 'retry' | 'permanent'> {
     const set = await this.sign(record);
     if (!set) return 'permanent';
+    using limit = new TimeLimit(this.#opts.timeoutMs);
     try {
       const res = await this.#opts.fetch(this.#opts.receiverUrl, {
         method: 'POST',
         headers: { 'content-type': 'application/secevent+jwt', accept: 'application/json' },
         body: set,
-        signal: AbortSignal.timeout(this.#opts.timeoutMs),
+        signal: limit.signal,
       });
       await res.body?.cancel();
       if (res.status === 202 || res.status === 200 || res.status === 204) return 'ok';

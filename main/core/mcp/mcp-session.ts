@@ -22,6 +22,7 @@ import { AppError } from '../../../common/errors.ts';
 import type { ToolHost } from '../connectors/types.ts';
 import { CLAUDE_TOOL_NAME } from '../connectors/mcp-upstream/tool-names.ts';
 import type { PeerIdentity } from './peer.ts';
+import { TimeLimit } from '../time-limit.ts';
 
 export interface SessionInfo {
   sessionId: string;
@@ -116,14 +117,10 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
     if (info.client.pid === undefined) Object.assign(info.client, definedOnly(await withTimeout(lookUpPeer(), 500, {})));
     const progressToken = request.params._meta?.progressToken;
     let progress = 0;
-    const deadline = new AbortController();
     const seconds = Math.round((options.callDeadlineMs ?? CALL_DEADLINE_MS) / 1000);
-    const timer = setTimeout(
-      () =>
-        deadline.abort(
-          new AppError('TIMEOUT', `Countersign stopped this call after ${seconds} s without an answer (Claude stops waiting at 60 s). Nothing was left running; try again.`),
-        ),
+    using deadline = new TimeLimit(
       options.callDeadlineMs ?? CALL_DEADLINE_MS,
+      () => new AppError('TIMEOUT', `Countersign stopped this call after ${seconds} s without an answer (Claude stops waiting at 60 s). Nothing was left running; try again.`),
     );
     try {
       return await toolHost.callTool({
@@ -148,8 +145,6 @@ export async function startMcpSession(options: McpSessionOptions): Promise<McpSe
         throw new McpError(ErrorCode.InvalidParams, appError.message);
       }
       return { isError: true, content: [{ type: 'text', text: appError.message }], _meta: { 'countersign/code': appError.code } };
-    } finally {
-      clearTimeout(timer);
     }
   });
 
