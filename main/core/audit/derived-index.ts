@@ -46,7 +46,7 @@ export class DerivedIndex {
     const db = s.db;
     this.#insertFts = db.prepare('INSERT INTO records_fts (rowid, text) VALUES (?, ?)');
     this.#insertFacets = db.prepare(
-      'INSERT OR REPLACE INTO facets (seq, at_ms, kind, outcome, tier, tool, user_sub) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT OR IGNORE INTO facets (seq, at_ms, kind, outcome, tier, tool, user_sub) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     this.#addCount = db.prepare(
       'INSERT INTO facet_counts (key, kind, outcome, tier, tool, user_sub, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET n = n + excluded.n',
@@ -84,6 +84,9 @@ export class DerivedIndex {
         const items = records.map(indexRow);
         const counts = new Map<string, { i: IndexRow; n: number }>();
         for (const i of items) {
+          // A record whose facets row is already there (a store from schema 4, whose migration wrote
+          // every record's row while the full-text index lagged) is counted once, not again.
+          if (facets.run(i.seq, i.at_ms, i.kind, i.outcome, i.tier, i.tool, i.user_sub).changes === 0) continue;
           const key = JSON.stringify([i.kind, i.outcome, i.tier, i.tool, i.user_sub]);
           const c = counts.get(key);
           if (c) c.n++;
@@ -91,7 +94,6 @@ export class DerivedIndex {
         }
         for (const [key, { i, n }] of counts) this.#addCount!.run(key, i.kind, i.outcome, i.tier, i.tool, i.user_sub, n);
         for (const i of items) {
-          facets.run(i.seq, i.at_ms, i.kind, i.outcome, i.tier, i.tool, i.user_sub);
           fts.run(i.seq, i.text);
           if (i.user) {
             const seen = `${i.user.name ?? ''}\u0000${i.user.email ?? ''}`;
