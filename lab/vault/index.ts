@@ -322,7 +322,11 @@ export async function startVault(options: StartVaultOptions = {}): Promise<LabVa
       if (!res.headersSent) send(res, 500, { errors: ['internal error'] });
     });
   });
-  server.keepAliveTimeout = 1_000;
+  // As Vault's own listener (Go's net/http) answers: no Keep-Alive header, the connection kept for the
+  // next request (Vault closes it after http_idle_timeout, five minutes; clients close theirs sooner).
+  // Node's server sends no such header with the timeout off. With `Keep-Alive: timeout=1` undici (and
+  // so fetch) took every answer as the connection's last and opened a new one for the next request.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
 import pg from 'pg';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres } from '../../lab/postgres.ts';
 import type { LabPostgres } from '../../lab/postgres.ts';
@@ -385,5 +386,29 @@ describe('Vault stand-in configured like the lab', () => {
     for (const n of names) expect(await roleExists(n)).toBe(true);
     await other.stop();
     for (const n of names) expect(await roleExists(n)).toBe(false);
+  });
+});
+
+describe('Vault stand-in on the wire', () => {
+  it("keeps a client's connection for its next requests, as Vault's listener does, and sends no Keep-Alive header", async () => {
+    // undici takes `Keep-Alive: timeout=N` under its 2 s threshold as the connection's last answer and
+    // opens a new one for every request, which no client of a real Vault pays.
+    const agent = new Agent();
+    let connections = 0;
+    agent.on('connect', () => connections++);
+    try {
+      const headers: (string | null)[] = [];
+      for (const path of ['sys/health', 'sys/health', 'auth/token/lookup-self']) {
+        const res = await fetch(`${vault.addr}/v1/${path}`, { headers: { 'x-vault-token': vault.rootToken }, dispatcher: agent } as RequestInit);
+        await res.text();
+        expect(res.status).toBe(200);
+        headers.push(res.headers.get('keep-alive'));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(headers).toEqual([null, null, null]);
+      expect(connections).toBe(1);
+    } finally {
+      await agent.close();
+    }
   });
 });
