@@ -81,9 +81,17 @@ export class DerivedIndex {
     this.#syncNormal!.run();
     try {
       this.#s.tx(() => {
-        const items = records.map(indexRow);
         const counts = new Map<string, { i: IndexRow; n: number }>();
-        for (const i of items) {
+        for (const record of records) {
+          const i = indexRow(record);
+          fts.run(i.seq, i.text);
+          if (i.user) {
+            const seen = `${i.user.name ?? ''}\u0000${i.user.email ?? ''}`;
+            if (this.#knownUsers.get(i.user.sub) !== seen) {
+              this.#upsertUser!.run(i.user.sub, i.user.name ?? null, i.user.email ?? null);
+              this.#knownUsers.set(i.user.sub, seen);
+            }
+          }
           // A record whose facets row is already there (a store from schema 4, whose migration wrote
           // every record's row while the full-text index lagged) is counted once, not again.
           if (facets.run(i.seq, i.at_ms, i.kind, i.outcome, i.tier, i.tool, i.user_sub).changes === 0) continue;
@@ -93,17 +101,7 @@ export class DerivedIndex {
           else counts.set(key, { i, n: 1 });
         }
         for (const [key, { i, n }] of counts) this.#addCount!.run(key, i.kind, i.outcome, i.tier, i.tool, i.user_sub, n);
-        for (const i of items) {
-          fts.run(i.seq, i.text);
-          if (i.user) {
-            const seen = `${i.user.name ?? ''}\u0000${i.user.email ?? ''}`;
-            if (this.#knownUsers.get(i.user.sub) !== seen) {
-              this.#upsertUser!.run(i.user.sub, i.user.name ?? null, i.user.email ?? null);
-              this.#knownUsers.set(i.user.sub, seen);
-            }
-          }
-        }
-        this.#s.setMeta('indexed_through', String(items[items.length - 1]!.seq));
+        this.#s.setMeta('indexed_through', String(records[records.length - 1]!.seq));
       });
     } catch {
       // Kept for the next try (a full disk clears): dropping them would let a later flush move
