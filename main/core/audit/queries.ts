@@ -235,9 +235,10 @@ export class Queries {
     };
     const byOutcome: Record<string, number> = {};
     this.#index.forQuery();
-    const countOutcome = this.#s.db.prepare('SELECT count(*) AS n FROM facets WHERE outcome = ?');
+    // facet_counts holds each combination of filter values with its count: a few thousand rows at any size.
+    const counted = this.#s.db.prepare('SELECT outcome, sum(n) AS n FROM facet_counts GROUP BY outcome').all() as { outcome: string; n: number }[];
     for (const o of OUTCOMES) {
-      const n = (countOutcome.get(o) as { n: number }).n;
+      const n = counted.find((r) => r.outcome === o)?.n ?? 0;
       if (n > 0) byOutcome[o] = n;
     }
     const head = this.#s.headRow();
