@@ -73,6 +73,27 @@ describe('the journal of calls in flight', () => {
     await audit.close();
   });
 
+  it("looks for a dead call's own record among the records written since it started, however many came after it", async () => {
+    let clock = Date.parse('2026-11-22T10:00:00Z');
+    const audit = await AuditStore.open({ dataDir: dir, secrets: new MemorySecretStore('test'), now: () => clock });
+    const call = (id: number, outcome: 'success' | 'aborted') =>
+      audit.append({ kind: 'tool_call', outcome, user: { sub: 'alice' }, tool: 'query', tier: 1, hops: [], keys: { mcp_session_id: 's1', mcp_request_id: id }, summary: 'query' });
+    await call(1, 'success'); // before the window
+    clock += 60_000;
+    const since = clock;
+    await call(2, 'success');
+    await call(3, 'aborted');
+    for (let i = 100; i < 150; i++) await call(i, 'success');
+    expect(audit.hasCallRecord('s1', 2, since)).toBe(true);
+    expect(audit.hasCallRecord('s1', 149, since)).toBe(true);
+    expect(audit.hasCallRecord('s1', 1, since)).toBe(false);
+    expect(audit.hasCallRecord('s1', 1, since - 60_000)).toBe(true);
+    expect(audit.hasCallRecord('s1', 3, since)).toBe(false);
+    expect(audit.hasCallRecord('s2', 2, since)).toBe(false);
+    expect(audit.hasCallRecord('s1', '2', since)).toBe(false);
+    await audit.close();
+  });
+
   it('seals the Vault token it holds: the file has it in no form, the same key opens it, another key does not', async () => {
     const key = new Uint8Array(32).fill(7);
     const token = 'hvs.' + 'A1b2C3d4E5f6G7h8I9j0K1l2';
