@@ -8,7 +8,8 @@
  * - appends: durable appends (validation, redaction, canonical JSON, hash chain, one commit with
  *   synchronous=FULL) and the deferred index rows each one leaves (filters, full-text), written on the
  *   store's own schedule and, as a detail, one flush per record, against a bare node:sqlite insert
- *   loop with the same durability, timed in pairs (see pairedAppendsPerSecond).
+ *   loop with the same durability, timed in pairs (see pairedAppendsPerSecond), in a process of their
+ *   own started with the core's Node options (bench/fixtures/appends-child.ts).
  *
  * The 1M store is filled with `appendMany` in transactions of 10,000 records: the same validation,
  * redaction, canonical JSON and SHA-256 chaining as `append`, one commit per batch, so the chain it
@@ -18,14 +19,17 @@
  * 1,000,000-record stores in <dir> and reuses them in later runs (filling the million takes 20 minutes
  * and more on a loaded machine); a store opened there takes the current schema's migrations first.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DatabaseSync } from 'node:sqlite';
 import type { AuditRecordInput } from '../common/audit-record.ts';
 import type { AuditPageRequest } from '../common/contract.ts';
 import { canonicalJson } from '../common/canonical-json.ts';
 import { AuditStore } from '../main/core/audit/store.ts';
+import { CORE_NODE_OPTIONS } from '../main/headless/start.ts';
 import type { SecretStore } from '../main/core/ports.ts';
 import { goal, percentiles, plain, ratioOf, rng, round, type Figures, type Percentiles } from './figures.ts';
 
@@ -233,7 +237,7 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
  * - `schedule: 'each'`: each append's index rows are written at once, in a transaction of their own:
  *   what a record costs when calls come more than 200 ms apart and every flush holds one record.
  */
-async function pairedAppendsPerSecond(dir: string, n: number, schedule: 'app' | 'each'): Promise<{ audit: number; raw: number }> {
+export async function pairedAppendsPerSecond(dir: string, n: number, schedule: 'app' | 'each'): Promise<{ audit: number; raw: number }> {
   const db = new DatabaseSync(join(dir, `raw-${schedule}.db`));
   db.exec('PRAGMA journal_mode = WAL');
   db.exec('PRAGMA synchronous = FULL');
@@ -263,14 +267,34 @@ async function pairedAppendsPerSecond(dir: string, n: number, schedule: 'app' | 
   return { audit: (n / auditMs) * 1000, raw: (n / rawMs) * 1000 };
 }
 
+const APPENDS_CHILD = fileURLToPath(new URL('./fixtures/appends-child.ts', import.meta.url));
+
+/**
+ * `pairedAppendsPerSecond` in a process of its own started with the core's Node options (its young
+ * generation, its heap limit), as the core appends: not in the bench's process, with V8's defaults and
+ * the million-record store's pages and garbage beside it.
+ */
+async function pairedAppendsApart(dir: string, n: number, schedule: 'app' | 'each'): Promise<{ audit: number; raw: number }> {
+  const child = spawn(process.execPath, [...CORE_NODE_OPTIONS, APPENDS_CHILD], {
+    env: { ...process.env, BENCH_APPENDS: JSON.stringify({ dir, n, schedule }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const last = out.trim().split('\n').pop() ?? '';
+  if (code !== 0 || !last.startsWith('{')) throw new Error(`the appends' process exited with ${code}`);
+  return JSON.parse(last) as { audit: number; raw: number };
+}
+
 export async function benchAudit(o: { big?: number } = {}) {
   const bigN = o.big ?? 1_000_000;
   const root = mkdtempSync(join(tmpdir(), 'cs-audit-bench-'));
   const stores = process.env.BENCH_AUDIT_STORES ?? root;
   try {
     const pairedDir = mkdtempSync(join(root, 'paired-'));
-    const paired = await pairedAppendsPerSecond(pairedDir, 2000, 'app');
-    const pairedEach = await pairedAppendsPerSecond(pairedDir, 2000, 'each');
+    const paired = await pairedAppendsApart(pairedDir, 2000, 'app');
+    const pairedEach = await pairedAppendsApart(pairedDir, 2000, 'each');
     const { store: small } = await filledStore(stores, 'small', 10_000);
     const { store: big, fill_s: fillS } = await filledStore(stores, `big-${bigN}`, bigN);
     const t1 = performance.now();
