@@ -19,7 +19,6 @@
  * 1,000,000-record stores in <dir> and reuses them in later runs (filling the million takes 20 minutes
  * and more on a loaded machine); a store opened there takes the current schema's migrations first.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,8 +28,8 @@ import type { AuditRecordInput } from '../common/audit-record.ts';
 import type { AuditPageRequest } from '../common/contract.ts';
 import { canonicalJson } from '../common/canonical-json.ts';
 import { AuditStore } from '../main/core/audit/store.ts';
-import { CORE_NODE_OPTIONS } from '../main/headless/start.ts';
 import type { SecretStore } from '../main/core/ports.ts';
+import { runApart } from './apart.ts';
 import { goal, percentiles, plain, ratioOf, rng, round, type Figures, type Percentiles } from './figures.ts';
 
 
@@ -275,16 +274,7 @@ const APPENDS_CHILD = fileURLToPath(new URL('./fixtures/appends-child.ts', impor
  * the million-record store's pages and garbage beside it.
  */
 async function pairedAppendsApart(dir: string, n: number, schedule: 'app' | 'each'): Promise<{ audit: number; raw: number }> {
-  const child = spawn(process.execPath, [...CORE_NODE_OPTIONS, APPENDS_CHILD], {
-    env: { ...process.env, BENCH_APPENDS: JSON.stringify({ dir, n, schedule }) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  const last = out.trim().split('\n').pop() ?? '';
-  if (code !== 0 || !last.startsWith('{')) throw new Error(`the appends' process exited with ${code}`);
-  return JSON.parse(last) as { audit: number; raw: number };
+  return runApart(APPENDS_CHILD, { BENCH_APPENDS: JSON.stringify({ dir, n, schedule }) }, 'the paired appends');
 }
 
 export async function benchAudit(o: { big?: number } = {}) {

@@ -41,7 +41,6 @@
  *
  * Run alone: `BENCH_ONLY=broker node bench/run.ts` (`BENCH_BROKER_SAMPLES`, default 200, calls per mode).
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -59,7 +58,6 @@ import { AuditStore } from '../main/core/audit/store.ts';
 import { SqliteCallJournal } from '../main/core/audit/journal.ts';
 import { AuthService } from '../main/core/auth/auth-service.ts';
 import { createBroker } from '../main/core/broker/index.ts';
-import { CORE_NODE_OPTIONS } from '../main/headless/start.ts';
 import { createPostgresConnector } from '../main/core/connectors/postgres/connector.ts';
 import { planPostgresCall } from '../main/core/connectors/postgres/plan.ts';
 import { createTokenExchanger } from '../main/core/idp/token-exchange.ts';
@@ -70,6 +68,7 @@ import { observeWire, type WireKind } from '../main/core/wire-time.ts';
 import type { ToolCallRequest } from '../main/core/connectors/types.ts';
 import type { AuditSink, CallJournal } from '../main/core/ports.ts';
 import { CookieClient, postForm } from '../test/lab/idp-fixtures.ts';
+import { runApart } from './apart.ts';
 import {
   goal,
   medianWithCi,
@@ -561,16 +560,7 @@ const CHILD = fileURLToPath(new URL('./fixtures/broker-child.ts', import.meta.ur
  */
 async function benchBrokerApart(lab: BrokerTarget, samples: number): Promise<Awaited<ReturnType<typeof benchBroker>>> {
   const target: BrokerTarget = { issuer: lab.issuer, vaultAddr: lab.vaultAddr, pg: { host: lab.pg.host, port: lab.pg.port, database: lab.pg.database } };
-  const child = spawn(process.execPath, [...CORE_NODE_OPTIONS, CHILD], {
-    env: { ...process.env, BENCH_BROKER_TARGET: JSON.stringify(target), BENCH_BROKER_SAMPLES: String(samples) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  const last = out.trim().split('\n').pop() ?? '';
-  if (code !== 0 || !last.startsWith('{')) throw new Error(`the broker bench's process exited with ${code}`);
-  return JSON.parse(last) as Awaited<ReturnType<typeof benchBroker>>;
+  return runApart(CHILD, { BENCH_BROKER_TARGET: JSON.stringify(target), BENCH_BROKER_SAMPLES: String(samples) }, 'the broker bench');
 }
 
 /** The broker's figures for bench/run.ts. */
