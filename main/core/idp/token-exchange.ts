@@ -64,11 +64,14 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     if (init.signal) signals.push(init.signal);
     const s = callSignal.getStore();
     if (s) signals.push(s);
+    const signal = AbortSignal.any(signals);
+    // Timed as the IdP's until its answer is read; the copy handed back is Countersign's own work.
     return onWire('idp', async () => {
-      const r = await fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: 'error' });
-      const body = NULL_BODY_STATUSES.has(r.status) ? null : await r.arrayBuffer();
-      return new Response(body, { status: r.status, statusText: r.statusText, headers: r.headers });
-    }).finally(() => limit.clear());
+      const r = await fetch(url, { ...init, signal, redirect: 'error' });
+      return { r, body: NULL_BODY_STATUSES.has(r.status) ? null : await r.arrayBuffer() };
+    })
+      .then(({ r, body }) => new Response(body, { status: r.status, statusText: r.statusText, headers: r.headers }))
+      .finally(() => limit.clear());
   };
 
   const prepare = (c: oidc.Configuration): oidc.Configuration => {

@@ -176,18 +176,18 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     using limit = new TimeLimit(timeoutMs);
     const timeout = limit.signal;
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    // Built before the clock starts: only the request and the reading of its answer are Vault's time.
+    const init = {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      signal,
+      redirect: 'error',
+      ...(dispatcher ? { dispatcher } : {}),
+    } as RequestInit;
     let response: Response;
     try {
-      response = await onWire('vault', () =>
-        fetch(`${root}/v1/${path}`, {
-        method,
-        headers,
-        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        signal,
-        redirect: 'error',
-        ...(dispatcher ? { dispatcher } : {}),
-      } as RequestInit),
-      );
+      response = await onWire('vault', () => fetch(`${root}/v1/${path}`, init));
     } catch (error) {
       throw transportError(error, opts.signal, timeout, opts.op);
     }
