@@ -529,6 +529,9 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         all: percentiles(duties.map((d) => d.all)).p50,
       },
       own_floor: percentiles(alone.map((a, i) => ownOf(a) + duties[i]!.all)),
+      // per iteration, the floor's share of a call made with nothing but the floor's own time: the
+      // hand-made path with the duties added
+      own_floor_share_per_call: percentiles(alone.map((a, i) => (ownOf(a) + duties[i]!.all) / (a.total + duties[i]!.all))),
       hops_alone_wire: {
         idp: percentiles(alone.map((a) => a.wire.idp)).p50,
         vault: percentiles(alone.map((a) => a.wire.vault)).p50,
@@ -686,6 +689,11 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       ratioOf(r.own_floor.p50, r.call_tier1_total.p50),
       'share',
       "own_floor over call_tier1_total (p50): the floor under own_overhead_share_p50 (goal 0.05) on this machine; what lies between the two is the broker's own code",
+    ),
+    own_floor_share_p99: plain(
+      r.own_floor_share_per_call.p99,
+      'share',
+      "per iteration, own_floor over the hand-made path's total with the duties' time added (p99): the floor under own_overhead_share_p99 (goal 0.05) on this machine",
     ),
     total_vs_hops_alone: goal(
       ratioOf(r.call_tier1_total.p50, r.hops_alone_total.p50),
