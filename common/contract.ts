@@ -16,12 +16,12 @@ import { AuditRecordSchema } from './audit-record.ts';
 import { ApprovalsSnapshotSchema, ApprovalViewSchema, CachedApprovalSchema, PendingApprovalSchema } from './contract/approvals.ts';
 import { AuditPageRequestSchema, AuditPageSchema, ExportRequestSchema, ExportResultSchema, SaveExportResultSchema, VerifyResultSchema } from './contract/audit.ts';
 import { Empty, Id, Ok } from './contract/fields.ts';
-import { ClaudeConnectResultSchema, ConfigPath, ConfigViewSchema, DraftConfig, FindingSchema, Fits, SettingsSchema, SetupStateSchema } from './contract/settings.ts';
+import { ClaudeConnectResultSchema, ConfigPath, ConfigViewSchema, DraftConfig, FindingSchema, Fits, SettingsChangeViewSchema, SettingsSchema, SetupStateSchema } from './contract/settings.ts';
 import { StatusSchema, UserSchema } from './contract/status.ts';
 
 export * from './contract/approvals.ts';
 export * from './contract/audit.ts';
-export { ClaudeConnectResultSchema, ConfigViewSchema, FindingSchema, SettingsSchema, SetupStateSchema, type ConfigView, type FindingView, type Settings, type SetupState } from './contract/settings.ts';
+export { ClaudeConnectResultSchema, ConfigViewSchema, FindingSchema, SettingsChangeViewSchema, SettingsSchema, SetupStateSchema, type ConfigView, type FindingView, type Settings, type SettingsChangeView, type SetupState } from './contract/settings.ts';
 export * from './contract/status.ts';
 
 interface ChannelSpec<Req extends z.ZodType, Res extends z.ZodType> {
@@ -107,6 +107,8 @@ export const SHELL_CHANNELS = {
     request: z.object({ url: z.string().max(65_536).regex(/^https?:\/\//, 'Only http(s) URLs open in the browser.') }).strict(),
     response: Ok,
   },
+  /** A native dialog before a settings change is written: `apply` only when the person applies it. */
+  'shell.confirmSettings': { request: SettingsChangeViewSchema, response: z.enum(['apply', 'cancel']) },
 } as const;
 
 /** What the shell asks of the core beyond the UI's channels (which it forwards). */

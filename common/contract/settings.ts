@@ -54,6 +54,24 @@ export type ConfigView = z.infer<typeof ConfigViewSchema>;
 /** A field of the configuration by dotted path (`vault.address`): letters and digits only, so no `__proto__`. */
 export const ConfigPath = z.string().max(100).regex(/^[a-zA-Z][a-zA-Z0-9]*(\.[a-zA-Z][a-zA-Z0-9]*){0,3}$/);
 
+/** The longest value a settings change shows: a 2,000-character string as JSON, escapes included, fits. */
+export const SHOWN_VALUE_CHARS = 16_000;
+
+/**
+ * A settings change as the desktop shell's native dialog shows it before anything is written: each
+ * field with its value in the file and the value asked for, as JSON (null: not in the file, or removed).
+ */
+export const SettingsChangeViewSchema = z
+  .object({
+    file: z.string().max(4096),
+    changes: z
+      .array(z.object({ path: ConfigPath, from: z.string().max(SHOWN_VALUE_CHARS).nullable(), to: z.string().max(SHOWN_VALUE_CHARS).nullable() }).strict())
+      .min(1)
+      .max(100),
+  })
+  .strict();
+export type SettingsChangeView = z.infer<typeof SettingsChangeViewSchema>;
+
 export const ClaudeConnectResultSchema = z.object({
   configured: z.boolean(),
   configPath: z.string(),

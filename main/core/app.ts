@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { ContractHandlers, EventName, EventOf, EventSubscribe, Status } from '../../common/contract.ts';
+import type { ContractHandlers, EventName, EventOf, EventSubscribe, SettingsChangeView, Status } from '../../common/contract.ts';
 import { AppError } from '../../common/errors.ts';
 import { resolvePaths, type CountersignPaths } from '../../common/paths.ts';
 import { ApprovalService } from './approvals/approval-service.ts';
@@ -61,6 +61,12 @@ export interface CoreOptions {
    * they cancel. Hosts without one leave it out and `audit.saveExport` is refused.
    */
   chooseExportFile?: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined>;
+  /**
+   * Shows a settings change to the person before it is written (the desktop shell's native dialog);
+   * true only when they apply it. Hosts without one leave it out and save without asking
+   * (main/core/setup/settings-edit.ts).
+   */
+  confirmSettings?: (view: SettingsChangeView) => Promise<boolean>;
   /**
    * Brings the app in front of the person, who is needed now (a call arrived before sign-in): the
    * desktop shell shows its window, the headless host opens the web UI in the browser.
@@ -302,6 +308,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     broker,
     openExternal: options.openExternal,
     ...(options.chooseExportFile ? { chooseExportFile: options.chooseExportFile } : {}),
+    ...(options.confirmSettings ? { confirmSettings: options.confirmSettings } : {}),
     ...(options.managed ? { managed: options.managed } : {}),
     ...(options.configFile ? { configFile: options.configFile } : {}),
     policyText,

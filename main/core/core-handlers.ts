@@ -4,7 +4,7 @@
  * channels are main/core/setup/settings-edit.ts.
  */
 import { isAbsolute } from 'node:path';
-import type { ContractHandlers, Status } from '../../common/contract.ts';
+import type { ContractHandlers, SettingsChangeView, Status } from '../../common/contract.ts';
 import { AppError } from '../../common/errors.ts';
 import type { CountersignPaths } from '../../common/paths.ts';
 import type { ApprovalService } from './approvals/approval-service.ts';
@@ -29,6 +29,8 @@ export interface CoreHandlerDeps {
   openExternal: OpenExternal;
   /** The host's save dialog (CoreOptions.chooseExportFile); absent, `audit.saveExport` is refused. */
   chooseExportFile?: (suggested: { filename: string; format: 'jsonl' | 'csv' }) => Promise<string | undefined>;
+  /** The host's confirmation of a settings change (CoreOptions.confirmSettings); absent, none is asked. */
+  confirmSettings?: (view: SettingsChangeView) => Promise<boolean>;
   managed?: { where: string; fields: string[] };
   /** The person's configuration file; absent, the settings screen cannot change it. */
   configFile?: string;
@@ -129,7 +131,7 @@ export function coreHandlers(d: CoreHandlerDeps): ContractHandlers {
     'setup.check': alreadyConfigured,
     'setup.save': alreadyConfigured,
     ...(d.configFile
-      ? settingsEditHandlers({ file: d.configFile, platform: process.platform, env: process.env })
+      ? settingsEditHandlers({ file: d.configFile, platform: process.platform, env: process.env, ...(d.confirmSettings ? { confirm: d.confirmSettings } : {}) })
       : { 'settings.config': noConfigFile, 'settings.save': noConfigFile }),
   };
 }

@@ -8,7 +8,7 @@ import { channelClient, serveChannel, type Served } from '../../common/channel.t
 import { PortRpc, type PortLike } from '../../common/port-rpc.ts';
 import type { Core, CoreOptions } from './app.ts';
 
-export type ShellCapabilities = Required<Pick<CoreOptions, 'prompter' | 'openExternal' | 'present' | 'openUi' | 'chooseExportFile'>>;
+export type ShellCapabilities = Required<Pick<CoreOptions, 'prompter' | 'openExternal' | 'present' | 'openUi' | 'chooseExportFile' | 'confirmSettings'>>;
 
 export interface ShellLink {
   /** What the core is given to reach the person through the shell. */
@@ -32,6 +32,7 @@ export function linkShell(port: PortLike): ShellLink {
         return {};
       },
       chooseExportFile: async (suggested) => (await shell.call('shell.chooseExportFile', suggested)).path,
+      confirmSettings: async (view) => (await shell.call('shell.confirmSettings', view)) === 'apply',
     },
     serve(core) {
       const desktop = Object.fromEntries(channelsFor('electron').map((c) => [c, core.handlers[c]])) as Pick<ContractHandlers, Channel>;

@@ -27,6 +27,7 @@ import { startCoreProcess, type CoreHost } from './core-host.ts';
 import { APP_URL, hardenContents, hardenSession, webPreferences } from './hardening.ts';
 import { EVENT_CHANNEL, registerIpcHandlers } from './ipc.ts';
 import { chooseExportFile } from './save-dialog.ts';
+import { confirmSettings } from './settings-dialog.ts';
 import { promptNatively } from './native-prompter.ts';
 import { trayMenu, trayTooltip } from './tray.ts';
 
@@ -99,6 +100,10 @@ async function start(): Promise<void> {
       'shell.chooseExportFile': async (suggested) => {
         showWindow();
         return chooseExportFile({ dialog, parent: () => mainWindow, downloads: app.getPath('downloads') }, suggested);
+      },
+      'shell.confirmSettings': async (view) => {
+        showWindow();
+        return confirmSettings({ dialog, parent: () => mainWindow }, view);
       },
       // The core needs the person (a call before sign-in, `countersign open`): the window comes to the front.
       'shell.present': async () => {

@@ -8,9 +8,10 @@
  * saves, and the app runs on the saved file: sign-in goes out through the shell's openExternal (here
  * Chromium plays the system browser) and the core reports the signed-in user. Live events are not
  * carried to the page in this test (the double's window does not deliver them); the page reloads its
- * status after saving, as it does in the app.
+ * status after saving, as it does in the app. Once configured, a settings change reaches the file only
+ * through the shell's native dialog (the double's showMessageBox, answered per test).
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
@@ -138,3 +139,51 @@ it('opens the setup screen when nothing is configured, and runs on what it saves
   await expect.poll(async () => ((await invoke('status.get', {})) as { user: { sub: string } | null }).user?.sub, { timeout: 30_000 }).toBeTruthy();
   await page.close();
 }, 180_000);
+
+it("writes a settings change only once the person applies it in the shell's native dialog, whoever asked for it", async () => {
+  // A page that can call the channel (here the test, as a compromised renderer would) asks to point
+  // Vault elsewhere: the shell shows the change, Cancel is the default, and nothing is written.
+  const file = join(dataDir, 'config.json');
+  const before = await readFile(file, 'utf8');
+  const address = (JSON.parse(before) as { vault: { address: string } }).vault.address;
+  const shown = double.recorded.messageBoxes.length;
+  await expect(invoke('settings.save', { changes: { 'vault.address': 'https://vault.elsewhere.example:8200' } })).rejects.toMatchObject({ code: 'CANCELLED' });
+  expect(await readFile(file, 'utf8')).toBe(before);
+  const dialog = double.recorded.messageBoxes.at(-1)!.at(-1) as { detail: string; buttons: string[]; defaultId: number; cancelId: number };
+  expect(double.recorded.messageBoxes.length).toBe(shown + 1);
+  expect(dialog.detail).toContain(`vault.address: ${JSON.stringify(address)} → "https://vault.elsewhere.example:8200"`);
+  expect(dialog.buttons[dialog.defaultId]).toBe('Cancel');
+  expect(dialog.cancelId).toBe(dialog.defaultId);
+
+  // Applied in the dialog, the change is written, the rest of the file kept.
+  double.recorded.messageBoxAnswers.push(1);
+  await expect(invoke('settings.save', { changes: { 'approvals.timeoutSeconds': 30 } })).resolves.toMatchObject({ appliesAt: 'next-start' });
+  const after = JSON.parse(await readFile(file, 'utf8')) as { approvals: { timeoutSeconds: number }; vault: { address: string } };
+  expect(after).toMatchObject({ approvals: { timeoutSeconds: 30 }, vault: { address } });
+
+  // The file edited while the dialog was open (by hand, or by another window): what was confirmed is
+  // not written over the edit.
+  const edited = JSON.stringify({ ...after, approvals: { ...after.approvals, timeoutSeconds: 35 } }, null, 2);
+  const showMessageBox = double.electron.dialog.showMessageBox;
+  double.electron.dialog.showMessageBox = async (...args: unknown[]) => {
+    await writeFile(file, edited);
+    return showMessageBox(...args).then(() => ({ response: 1, checkboxChecked: false }));
+  };
+  try {
+    await expect(invoke('settings.save', { changes: { 'approvals.timeoutSeconds': 40 } })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringContaining('changed while the change was being confirmed'),
+    });
+  } finally {
+    double.electron.dialog.showMessageBox = showMessageBox;
+  }
+  expect(await readFile(file, 'utf8')).toBe(edited);
+
+  // A change too long for one dialog is not offered: the second button is not Apply, and nothing is written.
+  const written = await readFile(file, 'utf8');
+  double.recorded.messageBoxAnswers.push(1);
+  const long = { 'vault.namespace': 'n'.repeat(2000), 'vault.authMount': 'm'.repeat(2000), 'idp.clientId': 'c'.repeat(2000) };
+  await expect(invoke('settings.save', { changes: long })).rejects.toMatchObject({ code: 'CANCELLED' });
+  expect(await readFile(file, 'utf8')).toBe(written);
+  expect((double.recorded.messageBoxes.at(-1)!.at(-1) as { message: string; buttons: string[] })).toMatchObject({ message: expect.stringContaining('too long to show'), buttons: ['OK'] });
+}, 60_000);

@@ -5,9 +5,16 @@
  * organisation's fields laid over it exactly as a start would, and writes it owner-only and atomically
  * (setup.ts's writeOwnerOnly). A refused save writes nothing and names the field; the screen keeps what
  * the person typed. The running app takes the new file at its next start, and says so.
+ *
+ * On the desktop every save is shown in a native dialog (`confirm`, the shell's `shell.confirmSettings`)
+ * before it is written, field by field, old value and new: these fields say which identity provider,
+ * Vault and databases the person's calls trust, so a page that could call the channel (a compromised
+ * renderer) cannot point them elsewhere unseen, as it cannot approve a call. The headless host has no
+ * such dialog; its web UI is the host's own.
  */
 import { readFile } from 'node:fs/promises';
-import type { ContractHandlers } from '../../../common/contract.ts';
+import type { ContractHandlers, SettingsChangeView } from '../../../common/contract.ts';
+import { SHOWN_VALUE_CHARS } from '../../../common/contract/settings.ts';
 import { AppError } from '../../../common/errors.ts';
 import { AppConfigSchema, parseAppConfig } from '../config/config.ts';
 import { applyManaged, isManaged, readManagedConfig } from '../config/managed.ts';
@@ -20,6 +27,8 @@ export interface SettingsEditOptions {
   file: string;
   platform: NodeJS.Platform;
   env: Readonly<Record<string, string | undefined>>;
+  /** The desktop shell's native confirmation: true only when the person applies the change. Absent: none is asked. */
+  confirm?: (view: SettingsChangeView) => Promise<boolean>;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -71,10 +80,38 @@ export function settingsEditHandlers(o: SettingsEditOptions): Pick<ContractHandl
       for (const [p, value] of Object.entries(changes)) setPath(next, p, value);
       const merged = managed ? applyManaged(next, managed.values).merged : next;
       parseAppConfig(merged, 'The configuration'); // names the field at fault; nothing is written then
+      if (o.confirm) {
+        const view = { file: o.file, changes: paths.map((p) => ({ path: p, from: shown(getPath(person, p)), to: shown(changes[p]) })) };
+        if (!(await o.confirm(view))) {
+          throw new AppError('CANCELLED', "The change was not applied in Countersign's confirmation dialog; nothing was saved.");
+        }
+        // What was confirmed is written over the file as it was shown: an edit made meanwhile is not lost unseen.
+        if (JSON.stringify(await own()) !== JSON.stringify(person)) {
+          throw new AppError('CONFIG_INVALID', `${o.file} changed while the change was being confirmed; nothing was saved. Open the settings again and retry.`);
+        }
+      }
       await writeOwnerOnly(o.file, `${JSON.stringify(next, null, 2)}\n`);
       return { file: o.file, appliesAt: 'next-start' as const };
     },
   };
+}
+
+/** The value at a dotted path, or undefined. */
+function getPath(source: Record<string, unknown>, dotted: string): unknown {
+  let at: unknown = source;
+  for (const k of dotted.split('.')) at = isObject(at) && Object.hasOwn(at, k) ? at[k] : undefined;
+  return at;
+}
+
+/**
+ * A value as the confirmation shows it: JSON; null when absent or removed. A value asked for is a
+ * string of at most 2,000 characters, a number or a boolean, so only an old value (a whole section the
+ * change replaces) can be cut to the limit.
+ */
+function shown(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  const text = JSON.stringify(value);
+  return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS - 1)}…` : text;
 }
 
 /** Sets (or with null, removes) a dotted path, making the objects on the way. */
