@@ -178,6 +178,15 @@ function timePagePair(small: AuditStore, big: AuditStore, q: AuditPageRequest, r
   return { at_10k: timed(0), at_1m: timed(1) };
 }
 
+type PagePairs = Record<string, { at_10k: Timed; at_1m: Timed }>;
+
+/** Every page of PAGES at both sizes (timePagePair), 100 samples each. */
+export function timePages(small: AuditStore, big: AuditStore): PagePairs {
+  const pages: PagePairs = {};
+  for (const [name, q] of Object.entries(PAGES)) pages[name] = timePagePair(small, big, q, 100);
+  return pages;
+}
+
 /** Install keys kept in a file beside a store the bench reuses, so it reopens with the keys it was filled with. */
 function fileSecrets(path: string): SecretStore {
   const read = (): Record<string, string> => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, string>) : {});
@@ -268,15 +277,6 @@ export async function pairedAppendsPerSecond(dir: string, n: number, schedule: '
 
 const APPENDS_CHILD = fileURLToPath(new URL('./fixtures/appends-child.ts', import.meta.url));
 const PAGES_CHILD = fileURLToPath(new URL('./fixtures/pages-child.ts', import.meta.url));
-
-type PagePairs = Record<string, { at_10k: Timed; at_1m: Timed }>;
-
-/** Every page of PAGES at both sizes (timePagePair), 100 samples each. */
-export function timePages(small: AuditStore, big: AuditStore): PagePairs {
-  const pages: PagePairs = {};
-  for (const [name, q] of Object.entries(PAGES)) pages[name] = timePagePair(small, big, q, 100);
-  return pages;
-}
 
 /**
  * `pairedAppendsPerSecond` in a process of its own started with the core's Node options (its young

@@ -15,6 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ContractHandlers, SettingsChangeView } from '../../../common/contract.ts';
 import { SHOWN_VALUE_CHARS } from '../../../common/contract/settings.ts';
+import { valueAt } from '../../../common/dotted-path.ts';
 import { AppError } from '../../../common/errors.ts';
 import { AppConfigSchema, parseAppConfig } from '../config/config.ts';
 import { applyManaged, isManaged, readManagedConfig } from '../config/managed.ts';
@@ -81,7 +82,7 @@ export function settingsEditHandlers(o: SettingsEditOptions): Pick<ContractHandl
       const merged = managed ? applyManaged(next, managed.values).merged : next;
       parseAppConfig(merged, 'The configuration'); // names the field at fault; nothing is written then
       if (o.confirm) {
-        const view = { file: o.file, changes: paths.map((p) => ({ path: p, from: shown(getPath(person, p)), to: shown(changes[p]) })) };
+        const view = { file: o.file, changes: paths.map((p) => ({ path: p, from: shown(valueAt(person, p)), to: shown(changes[p]) })) };
         if (!(await o.confirm(view))) {
           throw new AppError('CANCELLED', "The change was not applied in Countersign's confirmation dialog; nothing was saved.");
         }
@@ -94,13 +95,6 @@ export function settingsEditHandlers(o: SettingsEditOptions): Pick<ContractHandl
       return { file: o.file, appliesAt: 'next-start' as const };
     },
   };
-}
-
-/** The value at a dotted path, or undefined. */
-function getPath(source: Record<string, unknown>, dotted: string): unknown {
-  let at: unknown = source;
-  for (const k of dotted.split('.')) at = isObject(at) && Object.hasOwn(at, k) ? at[k] : undefined;
-  return at;
 }
 
 /**

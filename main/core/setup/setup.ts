@@ -10,6 +10,7 @@ import { chmod, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ContractHandlers, FindingView } from '../../../common/contract.ts';
 import { AppError } from '../../../common/errors.ts';
+import { valueAt } from '../../../common/dotted-path.ts';
 import { loadConfiguration, parseAppConfig, type LoadedConfig } from '../config/config.ts';
 import { applyManaged, readManagedConfig } from '../config/managed.ts';
 import { checkIdentityProvider, runDoctor } from '../doctor/doctor.ts';
@@ -92,7 +93,7 @@ function withoutFields(draft: Record<string, unknown>, fields: readonly string[]
   const copy = structuredClone(draft);
   for (const field of fields) {
     const keys = field.split('.');
-    const parent = keys.slice(0, -1).reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), copy);
+    const parent = keys.length > 1 ? valueAt(copy, keys.slice(0, -1).join('.')) : copy;
     if (parent && typeof parent === 'object') delete (parent as Record<string, unknown>)[keys.at(-1)!];
   }
   return copy;

@@ -1,5 +1,6 @@
 import { useState } from 'react';
 import type { ConfigView } from '../../../common/contract.ts';
+import { valueAt } from '../../../common/dotted-path.ts';
 import { Badge, ErrorNote } from '../components/common.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 
@@ -19,9 +20,6 @@ const FIELDS: { path: string; label: string; kind: 'text' | 'number' | 'delegati
   { path: 'approvals.timeoutSeconds', label: 'Approval time-out (seconds)', kind: 'number' },
   { path: 'approvals.tier2CacheMinutes', label: 'A write approval covers the same writes for (minutes)', kind: 'number' },
 ];
-
-const valueAt = (config: Record<string, unknown>, path: string): unknown =>
-  path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), config);
 
 const managedField = (view: ConfigView, path: string): boolean =>
   (view.managed?.fields ?? []).some((f) => path === f || path.startsWith(`${f}.`));

@@ -1,5 +1,6 @@
 import { useState, type ReactNode } from 'react';
 import type { FindingView, SetupState } from '../../../common/contract.ts';
+import { valueAt } from '../../../common/dotted-path.ts';
 import { Badge, ErrorNote } from '../components/common.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 
@@ -230,5 +231,5 @@ export function SetupScreen({ onSaved }: { onSaved(): void }) {
 /** The organisation's value for a field the form shows, when it manages it (or anything above it). */
 function managedValue(managed: SetupState['managed'], key: string): unknown {
   if (!managed || !managed.fields.some((f) => key === f || key.startsWith(`${f}.`))) return undefined;
-  return key.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), managed.values);
+  return valueAt(managed.values, key);
 }
