@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +23,14 @@ export interface TestKeyring {
   unlock(): Promise<void>;
   /** Kills the keyring daemon with SIGKILL (the Secret Service goes away from the bus); `unlock()` starts it again. */
   kill(): Promise<void>;
+  /**
+   * Runs `body`. gnome-keyring-daemon 42 can abort on its own when a client leaves the bus with a call
+   * of its still in flight (a NULL client record, gnome-keyring#195; `secret-tool` is such a short-lived
+   * client). If `body` fails and the daemon died meanwhile without being asked to, this prints the
+   * daemon's log, starts it again unlocked and runs `body` once more. A failure while the daemon stayed
+   * up, or a second failure, is the test's own.
+   */
+  retryIfDaemonDied<T>(body: () => Promise<T>): Promise<T>;
   /** Stops the daemon and the bus, removes the temp directory, restores the environment. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -64,7 +73,8 @@ async function stopActivated(address: string): Promise<void> {
   }
 }
 
-function stopChild(child: ChildProcess | undefined): Promise<void> {
+function stopChild(child: ChildProcess | undefined, asked?: WeakSet<ChildProcess>): Promise<void> {
+  if (child) asked?.add(child);
   if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());
@@ -86,6 +96,7 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
       dataDir: '',
       env: { DBUS_SESSION_BUS_ADDRESS: existing, XDG_DATA_HOME: process.env.XDG_DATA_HOME ?? '', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '' },
       relock: () => Promise.reject(new Error('relock needs a private keyring')),
+      retryIfDaemonDied: (body) => body(),
       kill: () => Promise.reject(new Error('kill needs a private keyring')),
       unlock: () => Promise.reject(new Error('unlock needs a private keyring')),
       stop: async () => {},
@@ -103,10 +114,20 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
 
   const bus = spawn('dbus-daemon', ['--session', '--nofork', `--address=${address}`], { stdio: 'ignore' });
   let daemon: ChildProcess | undefined;
+  /** Daemons that exited without being asked to (by `stop`, `relock`, `unlock` or `kill`), with how they ended. */
+  const diedUnasked: string[] = [];
+  const asked = new WeakSet<ChildProcess>();
+  const logFile = join(root, 'daemon.log');
+  const log = createWriteStream(logFile, { flags: 'a' });
   const startDaemon = async (unlocked: boolean) => {
-    daemon = spawn('gnome-keyring-daemon', ['--components=secrets', '--foreground', ...(unlocked ? ['--unlock'] : [])], {
+    const child = spawn('gnome-keyring-daemon', ['--components=secrets', '--foreground', ...(unlocked ? ['--unlock'] : [])], {
       env: { ...process.env, ...env },
-      stdio: ['pipe', 'ignore', 'ignore'],
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    daemon = child;
+    child.stderr!.pipe(log, { end: false });
+    child.once('exit', (code, signal) => {
+      if (!asked.has(child)) diedUnasked.push(`pid ${child.pid} ${signal ? `killed by ${signal}` : `exited with ${code}`}`);
     });
     if (unlocked) daemon.stdin!.end(KEYRING_PASSWORD);
     else daemon.stdin!.end();
@@ -116,8 +137,9 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    await stopChild(daemon);
+    await stopChild(daemon, asked);
     await stopChild(bus);
+    log.end();
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
@@ -137,22 +159,51 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
     dataDir,
     env,
     async relock() {
-      await stopChild(daemon);
+      await stopChild(daemon, asked);
       await stopActivated(address);
       await startDaemon(false);
     },
     async unlock() {
-      await stopChild(daemon);
+      await stopChild(daemon, asked);
       await stopActivated(address);
       await startDaemon(true);
     },
     async kill() {
       const d = daemon;
       if (!d || d.exitCode !== null || d.signalCode !== null) return;
+      asked.add(d);
       await new Promise<void>((resolve) => {
         d.once('exit', () => resolve());
         d.kill('SIGKILL');
       });
+    },
+    async retryIfDaemonDied(body) {
+      const before = diedUnasked.length;
+      try {
+        return await body();
+      } catch (error) {
+        // The failed call can see the daemon leave the bus before this process sees it exit.
+        const d = daemon;
+        if (diedUnasked.length === before && d && d.exitCode === null && d.signalCode === null) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, 500);
+            d.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          });
+        }
+        if (diedUnasked.length === before) throw error;
+        const text = await readFile(logFile, 'utf8').catch(() => '');
+        console.warn(
+          `gnome-keyring-daemon died on its own (${diedUnasked.slice(before).join('; ')}) during a test, which then failed with: ${String(error)}\n` +
+            `daemon log:\n${text.trim() || '(empty)'}\nStarting it again unlocked and running the test once more.`,
+        );
+        await stopChild(daemon, asked);
+        await stopActivated(address);
+        await startDaemon(true);
+        return body();
+      }
     },
     stop,
   };

@@ -30,25 +30,27 @@ afterAll(async () => {
 });
 
 describe('the keychain secret store on Secret Service', () => {
-  it('keeps a secret under the service "Countersign" where secret-tool can read it, and in no plaintext file', async () => {
-    const store = await KeychainSecretStore.open();
-    const secret = `planted-${Math.random().toString(36).slice(2)}`;
-    await store.set('test-entry', secret);
-    expect(await store.get('test-entry')).toBe(secret);
-    const { stdout } = await run('secret-tool', ['lookup', 'service', 'Countersign', 'username', 'test-entry'], { env: { ...process.env, ...keyring.env } });
-    expect(stdout).toBe(secret);
-    for (const file of await filesUnder(keyring.dataDir)) {
-      expect((await readFile(file)).includes(Buffer.from(secret))).toBe(false);
-    }
-    await store.delete('test-entry');
-    expect(await store.get('test-entry')).toBeNull();
-  });
+  it('keeps a secret under the service "Countersign" where secret-tool can read it, and in no plaintext file', () =>
+    keyring.retryIfDaemonDied(async () => {
+      const store = await KeychainSecretStore.open();
+      const secret = `planted-${Math.random().toString(36).slice(2)}`;
+      await store.set('test-entry', secret);
+      expect(await store.get('test-entry')).toBe(secret);
+      const { stdout } = await run('secret-tool', ['lookup', 'service', 'Countersign', 'username', 'test-entry'], { env: { ...process.env, ...keyring.env } });
+      expect(stdout).toBe(secret);
+      for (const file of await filesUnder(keyring.dataDir)) {
+        expect((await readFile(file)).includes(Buffer.from(secret))).toBe(false);
+      }
+      await store.delete('test-entry');
+      expect(await store.get('test-entry')).toBeNull();
+    }));
 
-  it('answers null for an entry that was never written and deletes a missing entry quietly', async () => {
-    const store = await KeychainSecretStore.open();
-    expect(await store.get('never-written')).toBeNull();
-    await expect(store.delete('never-written')).resolves.toBeUndefined();
-  });
+  it('answers null for an entry that was never written and deletes a missing entry quietly', () =>
+    keyring.retryIfDaemonDied(async () => {
+      const store = await KeychainSecretStore.open();
+      expect(await store.get('never-written')).toBeNull();
+      await expect(store.delete('never-written')).resolves.toBeUndefined();
+    }));
 
   it('fails closed with KEYCHAIN_UNAVAILABLE when no Secret Service can be reached, and falls back to memory saying why', async () => {
     // The keyring library keeps its bus connection for the life of a process, so a fresh process
@@ -73,21 +75,22 @@ describe('the keychain secret store on Secret Service', () => {
     expect(String(out.status.reason)).toContain('sign in each time');
   });
 
-  it('fails closed with KEYCHAIN_LOCKED when the keyring is locked, and writes no plaintext anywhere', async () => {
-    const store = await KeychainSecretStore.open();
-    await keyring.relock();
-    try {
-      const error = await store.set('while-locked', 'must-not-be-written-anywhere').catch((e: unknown) => e);
-      expect(AppError.is(error, 'KEYCHAIN_LOCKED')).toBe(true);
-      const opened = await openSecretStore();
-      expect(opened.store.kind).toBe('memory');
-      expect(opened.status).toMatchObject({ persistent: false, code: 'KEYCHAIN_LOCKED' });
-      for (const file of await filesUnder(keyring.dataDir)) {
-        expect((await readFile(file)).includes(Buffer.from('must-not-be-written-anywhere'))).toBe(false);
+  it('fails closed with KEYCHAIN_LOCKED when the keyring is locked, and writes no plaintext anywhere', () =>
+    keyring.retryIfDaemonDied(async () => {
+      const store = await KeychainSecretStore.open();
+      await keyring.relock();
+      try {
+        const error = await store.set('while-locked', 'must-not-be-written-anywhere').catch((e: unknown) => e);
+        expect(AppError.is(error, 'KEYCHAIN_LOCKED')).toBe(true);
+        const opened = await openSecretStore();
+        expect(opened.store.kind).toBe('memory');
+        expect(opened.status).toMatchObject({ persistent: false, code: 'KEYCHAIN_LOCKED' });
+        for (const file of await filesUnder(keyring.dataDir)) {
+          expect((await readFile(file)).includes(Buffer.from('must-not-be-written-anywhere'))).toBe(false);
+        }
+      } finally {
+        await keyring.unlock();
       }
-    } finally {
-      await keyring.unlock();
-    }
-    await expect(KeychainSecretStore.open()).resolves.toBeInstanceOf(KeychainSecretStore);
-  });
+      await expect(KeychainSecretStore.open()).resolves.toBeInstanceOf(KeychainSecretStore);
+    }));
 });
