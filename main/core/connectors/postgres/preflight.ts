@@ -30,7 +30,10 @@ const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p
  * pg_operator's entries (docs/benchmarks.md, total_vs_hops_alone). Tables and unqualified names are
  * checked one per arm, a lookup by oid and a comparison with no FROM, which PostgreSQL plans in about
  * half the time of the same checks as joins over unnested arrays; function and operator names, where
- * a statement may have many, stay one array each. Values travel as parameters, never in the text.
+ * a statement may have many, stay one array each. Both compare plain oids (`regclass` cast to `oid`,
+ * the same value): PostgreSQL has no `=` between `oid` and `regclass` or between two `regclass`, so it
+ * would otherwise go through every `=` operator for one it can coerce to, in a session whose catalogue
+ * cache is cold (about 0.45 ms a call on the lab). Values travel as parameters, never in the text.
  */
 function preflightQuery(c: SqlClassification): { text: string; values: Array<string | string[]> } | undefined {
   const values: Array<string | string[]> = [];
@@ -43,12 +46,12 @@ function preflightQuery(c: SqlClassification): { text: string; values: Array<str
     const t = param(table);
     arms.push(`SELECT 'kind' AS problem, ${t}::text AS name, c.relkind::text AS detail
   FROM pg_catalog.pg_class c
- WHERE c.oid = pg_catalog.to_regclass(${t}::text) AND (c.relkind <> 'r' OR c.relhassubclass OR c.relispartition)`);
+ WHERE c.oid = pg_catalog.to_regclass(${t}::text)::pg_catalog.oid AND (c.relkind <> 'r' OR c.relhassubclass OR c.relispartition)`);
   }
   for (const name of c.names.unqualifiedTables) {
     const [written, qualified] = [param(name.written), param(name.qualified)];
     arms.push(`SELECT 'resolves' AS problem, ${written}::text AS name, NULL AS detail
- WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(${written}::text)) IS DISTINCT FROM pg_catalog.to_regclass(${qualified}::text)`);
+ WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(${written}::text))::pg_catalog.oid IS DISTINCT FROM pg_catalog.to_regclass(${qualified}::text)::pg_catalog.oid`);
   }
   const functions = [...new Set([...c.names.unqualifiedFunctions, ...c.names.attributes])];
   if (functions.length > 0) {
