@@ -71,8 +71,8 @@ describe('one core per user: the start lock', () => {
       cleanups.push(() => void (child.exitCode === null && child.kill('SIGKILL')));
       let out = '';
       const ready = new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => ((out += d.toString()), out.startsWith('ready\n') && resolve())));
-      const result = new Promise<string[]>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice('ready\n'.length)) as string[]) : reject(new Error(`a racer exited with ${code}`)))),
+      const result = new Promise<Array<{ said: string; held?: [number, number] }>>((resolve, reject) =>
+        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice('ready\n'.length)) as Array<{ said: string; held?: [number, number] }>) : reject(new Error(`a racer exited with ${code}`)))),
       );
       return { child, ready, result };
     });
@@ -83,14 +83,21 @@ describe('one core per user: the start lock', () => {
     const byRacer = await Promise.all(racers.map((r) => r.result));
     let full = 0;
     for (let round = 0; round < rounds; round++) {
-      const said = byRacer.map((r) => r[round]!);
-      // Never two winners. Exactly one when every racer ran on time; a racer marked `late` may be the
-      // previous round's winner still closing on a loaded machine, which rightly refuses the others.
+      const said = byRacer.map((r) => r[round]!.said);
+      // Exactly one winner when every racer ran on time. A racer marked `late` did not race (the
+      // machine ran it late, or ran its attempt past the winner's close); it may even have won after
+      // the round's winner closed, which the check below tells apart from two cores at once.
       const winners = said.filter((w) => w === 'won');
       if (said.includes('late')) expect(winners.length, `round ${round}: ${said.join(', ')}`).toBeLessThanOrEqual(1);
       else expect(winners, `round ${round}: ${said.join(', ')}`).toHaveLength(1);
       expect(said.every((w) => ['won', 'ALREADY_RUNNING', 'late'].includes(w)), said.join(', ')).toBe(true);
       if (!said.includes('late')) full += 1;
+    }
+    // Never two cores at once, late racers included: no two spans in which a core surely held the lock overlap.
+    const held = byRacer.flatMap((r, racer) => r.flatMap((e, round) => (e.held ? [{ racer, round, from: e.held[0], to: e.held[1] }] : []))).sort((a, b) => a.from - b.from);
+    for (let i = 1; i < held.length; i++) {
+      const [before, after] = [held[i - 1]!, held[i]!];
+      expect(after.from, `racer ${after.racer} (round ${after.round}) started while racer ${before.racer} (round ${before.round}) held the lock`).toBeGreaterThan(before.to);
     }
     // most rounds had all four racing (a round with a racer the machine ran late has fewer)
     expect(full).toBeGreaterThanOrEqual(10);
