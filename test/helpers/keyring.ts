@@ -133,6 +133,12 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
     else daemon.stdin!.end();
     await waitForName(address, 'org.freedesktop.secrets');
   };
+  /** Stops this helper's daemon and any the bus activated meanwhile, then starts one, unlocked or not. */
+  const restart = async (unlocked: boolean) => {
+    await stopChild(daemon, asked);
+    await stopActivated(address);
+    await startDaemon(unlocked);
+  };
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -158,16 +164,8 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
     private: true,
     dataDir,
     env,
-    async relock() {
-      await stopChild(daemon, asked);
-      await stopActivated(address);
-      await startDaemon(false);
-    },
-    async unlock() {
-      await stopChild(daemon, asked);
-      await stopActivated(address);
-      await startDaemon(true);
-    },
+    relock: () => restart(false),
+    unlock: () => restart(true),
     async kill() {
       const d = daemon;
       if (!d || d.exitCode !== null || d.signalCode !== null) return;
@@ -199,9 +197,7 @@ export async function startTestKeyring(options: { private?: boolean } = {}): Pro
           `gnome-keyring-daemon died on its own (${diedUnasked.slice(before).join('; ')}) during a test, which then failed with: ${String(error)}\n` +
             `daemon log:\n${text.trim() || '(empty)'}\nStarting it again unlocked and running the test once more.`,
         );
-        await stopChild(daemon, asked);
-        await stopActivated(address);
-        await startDaemon(true);
+        await restart(true);
         return body();
       }
     },
