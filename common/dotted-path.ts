@@ -10,3 +10,8 @@ export function valueAt(source: unknown, dotted: string): unknown {
   }
   return at;
 }
+
+/** Whether a dotted path is one of `fields` or lies inside one (`vault` covers `vault.address`): how a managed field is told. */
+export function isManaged(fields: readonly string[], path: string): boolean {
+  return fields.some((f) => path === f || path.startsWith(`${f}.`));
+}

@@ -22,26 +22,23 @@ export async function confirmSettings(deps: SettingsDialogDeps, view: SettingsCh
   const lines = view.changes.map((c) => `${c.path}: ${c.from ?? '(not set)'} → ${c.to ?? '(removed)'}`);
   const detail = lines.join('\n');
   const fits = detail.length <= SETTINGS_DIALOG_CHARS;
+  const base = { type: 'warning', title: 'Countersign', noLink: true } as const;
   const options: MessageBoxOptions = fits
     ? {
-        type: 'warning',
-        title: 'Countersign',
+        ...base,
         message: 'Change Countersign’s configuration?',
         detail: `${detail}\n\nCountersign's configuration decides which identity provider, Vault and services your calls trust, and how calls are approved. This is written to ${view.file} and applies when Countersign next starts.`,
         buttons: ['Cancel', 'Apply at next start'],
         defaultId: CANCEL_BUTTON,
         cancelId: CANCEL_BUTTON,
-        noLink: true,
       }
     : {
-        type: 'warning',
-        title: 'Countersign',
+        ...base,
         message: 'This change is too long to show here, so it was not saved.',
         detail: `Edit ${view.file} instead, then restart Countersign.`,
         buttons: ['OK'],
         defaultId: 0,
         cancelId: 0,
-        noLink: true,
       };
   const parent = deps.parent();
   const { response } = parent ? await deps.dialog.showMessageBox(parent, options) : await deps.dialog.showMessageBox(options);

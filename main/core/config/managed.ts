@@ -116,7 +116,5 @@ export function applyManaged(
   return { merged: merge(person, managed, ''), fields };
 }
 
-/** Whether a setting's path is the organisation's: itself or anything above it is managed. */
-export function isManaged(fields: readonly string[], path: string): boolean {
-  return fields.some((f) => path === f || path.startsWith(`${f}.`));
-}
+// Whether a setting's path is the organisation's: itself or anything above it is managed.
+export { isManaged } from '../../../common/dotted-path.ts';

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import type { ConfigView } from '../../../common/contract.ts';
-import { valueAt } from '../../../common/dotted-path.ts';
+import { isManaged, valueAt } from '../../../common/dotted-path.ts';
 import { Badge, ErrorNote } from '../components/common.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 
@@ -21,8 +21,7 @@ const FIELDS: { path: string; label: string; kind: 'text' | 'number' | 'delegati
   { path: 'approvals.tier2CacheMinutes', label: 'A write approval covers the same writes for (minutes)', kind: 'number' },
 ];
 
-const managedField = (view: ConfigView, path: string): boolean =>
-  (view.managed?.fields ?? []).some((f) => path === f || path.startsWith(`${f}.`));
+const managedField = (view: ConfigView, path: string): boolean => isManaged(view.managed?.fields ?? [], path);
 
 /** What the form sends: only the fields changed; a number field's digits as a number, an emptied field removed. */
 function changesOf(edits: Record<string, string>, view: ConfigView): Record<string, string | number | null> {

@@ -1,15 +1,12 @@
+import { isManaged } from '../../../common/dotted-path.ts';
 import { Badge, ErrorNote } from '../components/common.tsx';
 import { ConfigEditor } from './config-editor.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 import type { Theme } from '../lib/theme.ts';
 
-/** A setting is the organisation's when it, or a section above it, is in the managed configuration. */
-function managedField(fields: readonly string[] | undefined, path: string): boolean {
-  return (fields ?? []).some((f) => path === f || path.startsWith(`${f}.`));
-}
 
 function Managed({ fields, path }: { fields: readonly string[] | undefined; path: string }) {
-  return managedField(fields, path) ? (
+  return isManaged(fields ?? [], path) ? (
     <>
       {' '}
       <Badge tone="info">Managed by your organisation</Badge>

@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from 'react';
 import type { FindingView, SetupState } from '../../../common/contract.ts';
-import { valueAt } from '../../../common/dotted-path.ts';
+import { isManaged, valueAt } from '../../../common/dotted-path.ts';
 import { Badge, ErrorNote } from '../components/common.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 
@@ -230,6 +230,6 @@ export function SetupScreen({ onSaved }: { onSaved(): void }) {
 
 /** The organisation's value for a field the form shows, when it manages it (or anything above it). */
 function managedValue(managed: SetupState['managed'], key: string): unknown {
-  if (!managed || !managed.fields.some((f) => key === f || key.startsWith(`${f}.`))) return undefined;
+  if (!managed || !isManaged(managed.fields, key)) return undefined;
   return valueAt(managed.values, key);
 }
