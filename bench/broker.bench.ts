@@ -29,9 +29,11 @@
  *   form, the Vault API, the same statements), no broker, interleaved with the calls;
  * - duties_alone: what Countersign must do beyond those requests, each duty by the library call that
  *   does it and nothing around it, timed alone and interleaved with the calls: read the statement
- *   (libpg-query's parse), check the OBO (jose's jwtVerify against the IdP's keys, fetched once), one
- *   synced commit of a record-sized row (node:sqlite, WAL, synchronous=FULL) and the journal's two
- *   least writes (the call in, the call out; WAL, synchronous=NORMAL). own_floor is the hand-made
+ *   (libpg-query's parse), check the OBO (jose's jwtVerify against the IdP's keys, fetched once),
+ *   chain the record (node:crypto's SHA-256 of it, one synced commit: node:sqlite, WAL,
+ *   synchronous=FULL), make it searchable (an FTS5 row over its text and a row under the filter
+ *   indexes, one commit at synchronous=NORMAL) and the journal's three least writes (the call in, its
+ *   Vault token sealed with AES-256-GCM, the call out; WAL, synchronous=NORMAL). own_floor is the hand-made
  *   path's own time plus these: the least own time any client doing the same requests and duties with
  *   the same libraries spends on this machine; own_floor_share its share of call_tier1_total;
  * - throughput at concurrency 1, 8 and 32.
@@ -41,7 +43,7 @@
  *
  * Run alone: `BENCH_ONLY=broker node bench/run.ts` (`BENCH_BROKER_SAMPLES`, default 200, calls per mode).
  */
-import { randomUUID } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -253,6 +255,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   /** The last call's record as stored, and the last OBO the hand-made path obtained: what the duties below work on. */
   let lastRecord = '';
   let lastObo = '';
+  let lastVaultToken = '';
   /** One call: `total` is until Claude has the answer; the sample ends when the call is recorded. */
   const oneCall = async (b = broker): Promise<Sample> => {
     const mine = (wire = { idp: 0, vault: 0, db: 0 });
@@ -348,6 +351,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo }),
     )) as { auth: { client_token: string } };
     const token = login.auth.client_token;
+    lastVaultToken = token;
     const creds = await handWire(
       'vault',
       async () =>
@@ -394,28 +398,60 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   const discovery = (await (await fetch(`${lab.issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string };
   const idpKeys = createLocalJWKSet((await (await fetch(discovery.jwks_uri)).json()) as JSONWebKeySet);
   const dutyDb = new DatabaseSync(join(work, 'duties.db'));
-  dutyDb.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)');
-  const dutyInsert = dutyDb.prepare('INSERT INTO records (body) VALUES (?)');
+  dutyDb.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL)');
+  const dutyInsert = dutyDb.prepare('INSERT INTO records (body, hash) VALUES (?, ?)');
+  // The record's search rows: FTS5 with its own tokenizer over the record's text, and a row of its
+  // filter columns under the indexes the store's filters read, in one transaction that is not synced
+  // (as the store writes them).
+  const dutyIndex = new DatabaseSync(join(work, 'duties-index.db'));
+  dutyIndex.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+    CREATE VIRTUAL TABLE fts USING fts5 (text, content = '');
+    CREATE TABLE facets (seq INTEGER PRIMARY KEY, at_ms INTEGER, kind TEXT, outcome TEXT, tier INTEGER, tool TEXT, user_sub TEXT);
+    CREATE INDEX facets_outcome ON facets (outcome, seq, tool, tier, kind, user_sub);
+    CREATE INDEX facets_tool ON facets (tool, seq, outcome, tier, kind, user_sub);
+    CREATE INDEX facets_user ON facets (user_sub, seq, outcome, tool, tier, kind);
+    CREATE INDEX facets_tier ON facets (tier, seq, outcome, tool, kind, user_sub);
+    CREATE INDEX facets_kind ON facets (kind, seq, outcome, tool, tier, user_sub);
+    CREATE INDEX facets_at ON facets (at_ms);`);
+  const ftsInsert = dutyIndex.prepare('INSERT INTO fts (rowid, text) VALUES (?, ?)');
+  const facetInsert = dutyIndex.prepare('INSERT INTO facets (seq, at_ms, kind, outcome, tier, tool, user_sub) VALUES (?, ?, ?, ?, ?, ?, ?)');
   const dutyJournal = new DatabaseSync(join(work, 'duties-journal.db'));
   dutyJournal.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE calls (id TEXT PRIMARY KEY, body TEXT NOT NULL)');
   const journalIn = dutyJournal.prepare('INSERT INTO calls (id, body) VALUES (?, ?)');
+  const journalHold = dutyJournal.prepare('UPDATE calls SET body = ? WHERE id = ?');
   const journalOut = dutyJournal.prepare('DELETE FROM calls WHERE id = ?');
+  const sealKey = randomBytes(32);
   let duty = 0;
-  const dutiesAlone = async (): Promise<Record<'parse' | 'verify' | 'commit' | 'journal' | 'all', number>> => {
+  const dutiesAlone = async (): Promise<Record<'parse' | 'verify' | 'commit' | 'index' | 'journal' | 'all', number>> => {
     const t0 = performance.now();
     await parseSql(SQL);
     const t1 = performance.now();
     await jwtVerify(lastObo, idpKeys, { issuer: lab.issuer });
     const t2 = performance.now();
+    // The chained record: its SHA-256, then one synced commit.
+    const hash = createHash('sha256').update(lastRecord).digest('hex');
     dutyDb.exec('BEGIN');
-    dutyInsert.run(lastRecord);
+    const seq = Number(dutyInsert.run(lastRecord, hash).lastInsertRowid);
     dutyDb.exec('COMMIT');
     const t3 = performance.now();
+    const r = JSON.parse(lastRecord) as AuditRecord;
+    dutyIndex.exec('BEGIN');
+    ftsInsert.run(seq, lastRecord);
+    facetInsert.run(seq, Date.parse(r.at), r.kind, r.outcome, r.tier ?? null, r.tool ?? null, r.user?.sub ?? null);
+    dutyIndex.exec('COMMIT');
+    const t4 = performance.now();
+    // The journal's least writes: the call in, its Vault token sealed (AES-256-GCM) so a restarted
+    // core can revoke it, the call out.
     const id = `duty-${++duty}`;
     journalIn.run(id, JSON.stringify({ tool: 'query', user: 'alice', requestId: duty }));
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', sealKey, iv);
+    cipher.setAAD(Buffer.from(id));
+    const sealed = Buffer.concat([iv, cipher.update(lastVaultToken, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64');
+    journalHold.run(JSON.stringify({ tool: 'query', user: 'alice', requestId: duty, sealedVaultToken: sealed }), id);
     journalOut.run(id);
-    const t4 = performance.now();
-    return { parse: t1 - t0, verify: t2 - t1, commit: t3 - t2, journal: t4 - t3, all: t4 - t0 };
+    const t5 = performance.now();
+    return { parse: t1 - t0, verify: t2 - t1, commit: t3 - t2, index: t4 - t3, journal: t5 - t4, all: t5 - t0 };
   };
 
   observeWire((kind, ms) => (wire[kind] += ms));
@@ -525,6 +561,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         parse: percentiles(duties.map((d) => d.parse)).p50,
         verify: percentiles(duties.map((d) => d.verify)).p50,
         commit: percentiles(duties.map((d) => d.commit)).p50,
+        index: percentiles(duties.map((d) => d.index)).p50,
         journal: percentiles(duties.map((d) => d.journal)).p50,
         all: percentiles(duties.map((d) => d.all)).p50,
       },
@@ -681,7 +718,7 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
     duties_alone: plain(
       r.duties_alone,
       'ms',
-      "Countersign's duties beyond the requests, each by the library call that does it alone, interleaved with the calls, at p50: the statement's parse (libpg-query), the OBO's check (jose jwtVerify, keys in hand), one synced commit of a record-sized row (node:sqlite, WAL, FULL), the journal's two least writes (in, out)",
+      "Countersign's duties beyond the requests, each by the library call that does it alone, interleaved with the calls, at p50: the statement's parse (libpg-query), the OBO's check (jose jwtVerify, keys in hand), the chain (the record's SHA-256 and one synced commit of it: node:sqlite, WAL, FULL), its search rows (FTS5 over its text and a row under the filter indexes, one unsynced commit), the journal's three least writes (in, the Vault token sealed with AES-256-GCM, out)",
     ),
     own_floor: plain(
       r.own_floor,
