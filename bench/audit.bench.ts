@@ -16,8 +16,8 @@
  * leaves verifies like any other.
  *
  * Run alone: `BENCH_ONLY=audit node bench/run.ts`. BENCH_AUDIT_STORES=<dir> keeps the 10,000 and the
- * 1,000,000-record stores in <dir> and reuses them in later runs (filling the million takes 20 minutes
- * and more on a loaded machine); a store opened there takes the current schema's migrations first.
+ * 1,000,000-record stores in <dir> and reuses them in later runs (filling the million takes minutes,
+ * up to 48 on a loaded machine: docs/benchmarks.md); a store opened there takes the current schema's migrations first.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
