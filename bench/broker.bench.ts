@@ -401,8 +401,9 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   dutyDb.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE records (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL)');
   const dutyInsert = dutyDb.prepare('INSERT INTO records (body, hash) VALUES (?, ?)');
   // The record's search rows: FTS5 with its own tokenizer over the record's text, and a row of its
-  // filter columns under the indexes the store's filters read, in one transaction that is not synced
-  // (as the store writes them).
+  // filter columns under the indexes the store's filters read (those of `facets` in
+  // main/core/audit/schema.ts, to be kept alike), in one transaction that is not synced (as the store
+  // writes them).
   const dutyIndex = new DatabaseSync(join(work, 'duties-index.db'));
   dutyIndex.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
     CREATE VIRTUAL TABLE fts USING fts5 (text, content = '');
