@@ -445,12 +445,13 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     // The journal's least writes: the call in, its Vault token sealed (AES-256-GCM) so a restarted
     // core can revoke it, the call out.
     const id = `duty-${++duty}`;
-    journalIn.run(id, JSON.stringify({ tool: 'query', user: 'alice', requestId: duty }));
+    const entry = { tool: 'query', user: 'alice', requestId: duty };
+    journalIn.run(id, JSON.stringify(entry));
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', sealKey, iv);
     cipher.setAAD(Buffer.from(id));
     const sealed = Buffer.concat([iv, cipher.update(lastVaultToken, 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64');
-    journalHold.run(JSON.stringify({ tool: 'query', user: 'alice', requestId: duty, sealedVaultToken: sealed }), id);
+    journalHold.run(JSON.stringify({ ...entry, sealedVaultToken: sealed }), id);
     journalOut.run(id);
     const t5 = performance.now();
     return { parse: t1 - t0, verify: t2 - t1, commit: t3 - t2, index: t4 - t3, journal: t5 - t4, all: t5 - t0 };

@@ -4,7 +4,6 @@ import { ConfigEditor } from './config-editor.tsx';
 import { useAction, useQuery, useTransport } from '../lib/use-app.ts';
 import type { Theme } from '../lib/theme.ts';
 
-
 function Managed({ fields, path }: { fields: readonly string[] | undefined; path: string }) {
   return isManaged(fields ?? [], path) ? (
     <>

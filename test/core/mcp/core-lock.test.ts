@@ -8,6 +8,7 @@ import { LOCK_FILE, acquireCoreLock, bootTime, parseProcStatStart, startTimeOf }
 import { startSocketServer, type SocketServer } from '../../../main/core/mcp/socket-server.ts';
 import { ROOT, quietLog, tempHome } from '../../bridge/helpers.ts';
 import { fixtureToolHost } from './fixtures/tool-host.ts';
+import type { RacerRound } from './fixtures/racing-core.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -71,8 +72,8 @@ describe('one core per user: the start lock', () => {
       cleanups.push(() => void (child.exitCode === null && child.kill('SIGKILL')));
       let out = '';
       const ready = new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => ((out += d.toString()), out.startsWith('ready\n') && resolve())));
-      const result = new Promise<Array<{ said: string; held?: [number, number] }>>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice('ready\n'.length)) as Array<{ said: string; held?: [number, number] }>) : reject(new Error(`a racer exited with ${code}`)))),
+      const result = new Promise<RacerRound[]>((resolve, reject) =>
+        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.slice('ready\n'.length)) as RacerRound[]) : reject(new Error(`a racer exited with ${code}`)))),
       );
       return { child, ready, result };
     });
