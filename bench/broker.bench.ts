@@ -48,7 +48,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { SignJWT, createLocalJWKSet, exportJWK, jwtVerify, type JSONWebKeySet } from 'jose';
@@ -122,6 +122,8 @@ interface Sample {
   hops: Record<string, number>;
   /** Requests the call made to Vault: its login, creds and revocation hops. */
   vaultRequests: number;
+  /** When the call started and its sample ended (performance.now()), to set V8's collections against. */
+  span: [number, number];
 }
 
 const VAULT_HOPS = new Set(['vault_login', 'vault_creds', 'revoke']);
@@ -284,7 +286,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const hops: Record<string, number> = { audit_append: appendMs, journal: journalMs, audit_index: indexMs };
     for (const h of record.hops) hops[h.name] = (hops[h.name] ?? 0) + h.ms;
     const vaultRequests = record.hops.filter((h) => VAULT_HOPS.has(h.name)).length;
-    return { total: total + afterAnswerMs + indexMs, wire: atAnswer, hops, vaultRequests };
+    return { total: total + afterAnswerMs + indexMs, wire: atAnswer, hops, vaultRequests, span: [start, performance.now()] };
   };
 
   // The same requests by hand, with what any client of these services must do and nothing else.
@@ -458,6 +460,12 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   };
 
   observeWire((kind, ms) => (wire[kind] += ms));
+  // V8's collections in this process, each as [start, end] (performance.now()), set against the calls below.
+  const collections: Array<[number, number]> = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) collections.push([e.startTime, e.startTime + e.duration]);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   try {
     for (let i = 0; i < 20; i += 1) {
       await oneCall();
@@ -513,6 +521,10 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const h = (s: Sample, ...names: string[]) => names.reduce((a, n) => a + (s.hops[n] ?? 0), 0);
     const stageOf = (of: Sample[], f: (s: Sample) => number): Percentiles => percentiles(of.map(f));
     const stage = (f: (s: Sample) => number): Percentiles => stageOf(calls, f);
+    for (const e of gcObserver.takeRecords()) collections.push([e.startTime, e.startTime + e.duration]);
+    const collected = calls.map(({ span: [from, to] }) =>
+      collections.reduce((a, [gs, ge]) => a + Math.max(0, Math.min(ge, to) - Math.max(gs, from)), 0),
+    );
     return {
       samples,
       call_tier1_total: percentiles(calls.map((s) => s.total)),
@@ -581,8 +593,14 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         db: percentiles(alone.map((a) => a.wire.db)).p50,
       },
       throughput_calls_per_s: { c1, c8, c32 },
+      gc_in_call: {
+        share_of_calls: round(collected.filter((ms) => ms > 0).length / collected.length, 3),
+        mean_ms: round(collected.reduce((a, ms) => a + ms, 0) / collected.length, 3),
+        p99_ms: percentiles(collected).p99,
+      },
     };
   } finally {
+    gcObserver.disconnect();
     observeWire(undefined);
     unsubscribe();
     await broker.close();
@@ -754,6 +772,11 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       r.throughput_calls_per_s,
       'per_s',
       'completed tier-1 calls per second at concurrency 1, 8 and 32 (each mints and drops a PostgreSQL role)',
+    ),
+    gc_in_call: plain(
+      r.gc_in_call,
+      'ms',
+      "V8's collections in the broker's process during the call_tier1_total calls (with the core's Node options): the share of calls one overlapped, and the time they overlapped a call, mean and p99 (a detail: a collection during a network wait costs the call nothing)",
     ),
   };
 }
