@@ -88,7 +88,13 @@ export class OboVerifier {
       );
     }
     const jti = payload.jti as string;
-    for (const [seen, until] of this.#seenJtis) if (until < now - skew) this.#seenJtis.delete(seen);
+    // Oldest first (a Map keeps insertion order, which follows `exp` under one IdP's lifetime); stops at
+    // the first still alive, so a call walks only what has just expired. One that expired behind a
+    // longer-lived one stays until it goes: remembered a little longer, refused a little longer.
+    for (const [seen, until] of this.#seenJtis) {
+      if (until >= now - skew) break;
+      this.#seenJtis.delete(seen);
+    }
     if (this.#seenJtis.has(jti)) throw new AppError('OBO_INVALID', 'The identity provider returned an OBO token already used (repeated jti).');
     this.#seenJtis.set(jti, exp);
     // Okta's custom authorization servers put the login in an access token's `sub` and the user id (the ID token's `sub`) in `uid`.

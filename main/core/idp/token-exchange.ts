@@ -74,6 +74,21 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       .finally(() => limit.clear());
   };
 
+  /**
+   * What the exchange reads of a configuration's metadata, read once: openid-client's `serverMetadata()`
+   * hands out a deep copy at every call.
+   */
+  const metadata = new WeakMap<oidc.Configuration, { issuer: string; jwksUri: string | undefined }>();
+  const metadataOf = (c: oidc.Configuration): { issuer: string; jwksUri: string | undefined } => {
+    let m = metadata.get(c);
+    if (!m) {
+      const { issuer, jwks_uri: jwksUri } = c.serverMetadata();
+      m = { issuer, jwksUri };
+      metadata.set(c, m);
+    }
+    return m;
+  };
+
   const prepare = (c: oidc.Configuration): oidc.Configuration => {
     if (insecure) oidc.allowInsecureRequests(c);
     c[oidc.customFetch] = fetchWithCallSignal;
@@ -131,7 +146,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
 
   let jwks: IdpJwks | undefined;
   const keys = (c: oidc.Configuration): IdpJwks => {
-    const uri = c.serverMetadata().jwks_uri;
+    const uri = metadataOf(c).jwksUri;
     if (!uri) throw new AppError('IDP_BAD_RESPONSE', 'The identity provider publishes no JWKS.');
     jwks ??= createIdpJwks(uri, {
       cooldownMs: options.jwksCooldownMs ?? 1_000,
@@ -173,7 +188,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     const tokenType = String(response.token_type).toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
     if (request.dpopKeyPair && tokenType !== 'DPoP') throw new AppError('OBO_INVALID', 'The identity provider did not bind the OBO to the DPoP key.');
     return verifier.verify(
-      { token: response.access_token, tokenType, issuer: c.serverMetadata().issuer, clientId, keys: () => keys(c), steppedUp },
+      { token: response.access_token, tokenType, issuer: metadataOf(c).issuer, clientId, keys: () => keys(c), steppedUp },
       request,
       (fn) => callSignal.run(request.signal, fn),
     );
@@ -225,7 +240,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       // IBM Verify style: the answer is a challenge token; push, poll, then jwt-bearer with the RAR (or scope) again.
       const started = Date.now();
       const assertion = await approveByPush({
-        issuer: c.serverMetadata().issuer,
+        issuer: metadataOf(c).issuer,
         challenge: first.access_token,
         fetch: (url, init) => callSignal.run(request.signal, () => fetchWithCallSignal(url, init)),
         message: request.approvalMessage ?? 'Approve a Countersign call',
