@@ -69,7 +69,7 @@ import { createVaultClient } from '../main/core/vault/client.ts';
 import { observeWire, type WireKind } from '../main/core/wire-time.ts';
 import type { ToolCallRequest } from '../main/core/connectors/types.ts';
 import type { AuditSink, CallJournal } from '../main/core/ports.ts';
-import { CookieClient, postForm } from '../test/lab/idp-fixtures.ts';
+import { CookieClient } from '../test/lab/idp-fixtures.ts';
 import { runApart } from './apart.ts';
 import {
   goal,
@@ -299,17 +299,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     throw new Error('the benchmark statement should need a database credential');
   const cred = plan.credential;
   const vaultUrl = lab.vaultAddr.replace(/\/+$/, '');
-  const vaultPost = async (path: string, body: unknown, token?: string) => {
-    const res = await fetch(`${vaultUrl}/v1/${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { 'x-vault-token': token } : {}) },
-      body: JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (res.status >= 400) throw new Error(`vault ${path}: ${res.status}`);
-    return text ? (JSON.parse(text) as Record<string, unknown>) : {};
-  };
-  // The hand-made path's own waits by kind, as call_tier1_wire splits the broker's.
+  // The hand-made path's own waits by kind, as call_tier1_wire splits the broker's: a request until its
+  // answer is read, as main/core/wire-time.ts times the broker's; reading the JSON is the client's own.
   let byHand: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
   const handWire = async <T>(kind: WireKind, f: () => Promise<T>): Promise<T> => {
     const t = performance.now();
@@ -319,9 +310,34 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       byHand[kind] += performance.now() - t;
     }
   };
-  const hopsAlone = async (): Promise<{ total: number; wire: Record<WireKind, number> }> => {
+  const handRequest = async (kind: 'idp' | 'vault', url: string, init: RequestInit = {}): Promise<Record<string, unknown>> => {
+    const { status, text } = await handWire(kind, async () => {
+      const res = await fetch(url, init);
+      return { status: res.status, text: await res.text() };
+    });
+    const json = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+    if (status >= 400) throw new Error(`${url}: ${status} ${String(json.error ?? '')}`);
+    return json;
+  };
+  const vaultPost = (path: string, body: unknown, token?: string) =>
+    handRequest('vault', `${vaultUrl}/v1/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { 'x-vault-token': token } : {}) },
+      body: JSON.stringify(body),
+    });
+  // The hand-made path's time by the kind of request it was working on (its waits included), so each
+  // kind's own time can be set beside the broker's stage for it.
+  let handSpan: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  let spanFrom = 0;
+  const spanEnd = (kind: WireKind): void => {
+    const now = performance.now();
+    handSpan[kind] += now - spanFrom;
+    spanFrom = now;
+  };
+  const hopsAlone = async (): Promise<{ total: number; wire: Record<WireKind, number>; span: Record<WireKind, number> }> => {
     byHand = { idp: 0, vault: 0, db: 0 };
-    const start = performance.now();
+    handSpan = { idp: 0, vault: 0, db: 0 };
+    const start = (spanFrom = performance.now());
     const subject = await auth.getAccessToken();
     const proof =
       keyPair && publicJwk
@@ -330,39 +346,31 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
             .setIssuedAt()
             .sign(keyPair.privateKey)
         : undefined;
-    const ex = await handWire('idp', () =>
-      postForm(
-        tokenEndpoint,
-        {
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          client_id: clientId,
-          subject_token: subject,
-          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-          requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-          authorization_details: JSON.stringify(plan.authorizationDetails),
-          ...(plan.audience ? { audience: plan.audience } : {}),
-          ...(plan.resource ? { resource: plan.resource } : {}),
-        },
-        proof ? { dpop: proof } : {},
-      ),
-    );
-    if (ex.status !== 200) throw new Error(`exchange by hand: ${ex.status} ${String(ex.json.error)}`);
-    const obo = String(ex.json.access_token);
+    const form = new URLSearchParams({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      client_id: clientId,
+      subject_token: subject,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      authorization_details: JSON.stringify(plan.authorizationDetails),
+      ...(plan.audience ? { audience: plan.audience } : {}),
+      ...(plan.resource ? { resource: plan.resource } : {}),
+    });
+    const ex = await handRequest('idp', tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...(proof ? { dpop: proof } : {}) },
+      body: form,
+    });
+    const obo = String(ex.access_token);
     lastObo = obo;
-    const login = (await handWire('vault', () =>
-      vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo }),
-    )) as { auth: { client_token: string } };
+    spanEnd('idp');
+    const login = (await vaultPost(`auth/${cred.authMount}/login`, { role: cred.role, jwt: obo })) as { auth: { client_token: string } };
     const token = login.auth.client_token;
     lastVaultToken = token;
-    const creds = await handWire(
-      'vault',
-      async () =>
-        (await (
-          await fetch(`${vaultUrl}/v1/${cred.dbMount}/creds/${cred.dbRole}`, {
-            headers: { 'x-vault-token': token },
-          })
-        ).json()) as { data: { username: string; password: string } },
-    );
+    const creds = (await handRequest('vault', `${vaultUrl}/v1/${cred.dbMount}/creds/${cred.dbRole}`, {
+      headers: { 'x-vault-token': token },
+    })) as { data: { username: string; password: string } };
+    spanEnd('vault');
     const client = new pg.Client({
       ...connection,
       user: creds.data.username,
@@ -381,7 +389,9 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       ]);
       await client.end();
     });
-    await handWire('vault', () => vaultPost('auth/token/revoke-self', {}, token));
+    spanEnd('db');
+    await vaultPost('auth/token/revoke-self', {}, token);
+    spanEnd('vault');
     const check = new pg.Client({ ...connection, user: creds.data.username, password: creds.data.password });
     check.on('error', () => {});
     const gone = await handWire('db', async () => {
@@ -393,7 +403,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       return g;
     });
     if (!gone) throw new Error('the role outlived its revocation');
-    return { total: performance.now() - start, wire: byHand };
+    spanEnd('db');
+    return { total: performance.now() - start, wire: byHand, span: handSpan };
   };
 
   // Countersign's duties beyond the requests, each by its library call alone (see the module comment).
@@ -477,7 +488,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const calls: Sample[] = [];
     const agentCalls: Sample[] = [];
     const onResultCalls: Sample[] = [];
-    const alone: Array<{ total: number; wire: Record<WireKind, number> }> = [];
+    const alone: Array<Awaited<ReturnType<typeof hopsAlone>>> = [];
     const duties: Array<Awaited<ReturnType<typeof dutiesAlone>>> = [];
     for (let i = 0; i < samples; i += 1) {
       // Interleaved so all three see the same machine; the two modes take turns going first, so
@@ -572,6 +583,11 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       },
       hops_alone_total: percentiles(alone.map((a) => a.total)),
       hops_alone_own: percentiles(alone.map(ownOf)),
+      hops_alone_own_by_kind: {
+        idp: percentiles(alone.map((a) => a.span.idp - a.wire.idp)).p50,
+        vault: percentiles(alone.map((a) => a.span.vault - a.wire.vault)).p50,
+        db: percentiles(alone.map((a) => a.span.db - a.wire.db)).p50,
+      },
       duties_alone: {
         parse: percentiles(duties.map((d) => d.parse)).p50,
         verify: percentiles(duties.map((d) => d.verify)).p50,
@@ -735,6 +751,11 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       r.hops_alone_own,
       'ms',
       "the hand-made path's own time: its total minus its waits (what any client spends on the same requests outside the network, reading the answers included)",
+    ),
+    hops_alone_own_by_kind: plain(
+      r.hops_alone_own_by_kind,
+      'ms',
+      "hops_alone_own at p50 by the kind of request the hand-made path was working on: the IdP (the subject token, the DPoP proof, the form, reading the answer), Vault (login, creds, revoke-self) and PostgreSQL (the session, its statements, the role check); to set beside own_by_stage's exchange (less the OBO's check in duties_alone.verify), vault and db",
     ),
     duties_alone: plain(
       r.duties_alone,
