@@ -58,10 +58,14 @@ export class Verifier {
     // Records up to indexed_through must have a facets row that agrees with them: the timeline's
     // filters read facets, so an edit there would hide a record from a filtered view.
     const indexedThrough = Number(readMeta(db, 'indexed_through') ?? 0);
+    // 500 rows a batch, about 10 ms of checking: a call that arrives meanwhile waits no longer than
+    // that, and a batch's rows die young. At 5,000 a batch the core's event loop was held up to ~175 ms
+    // at a time and its RSS rose by ~58 MB over a million-record check, against ~28 ms and ~5 MB
+    // (docs/benchmarks.md, `audit_verify_1m_s`).
     const batch = db.prepare(
       `SELECT r.seq, r.at_ms, r.kind, r.outcome, r.tier, r.tool, r.user_sub, r.body, r.hash, c.seq AS c_seq, c.at_ms AS c_at_ms,
               c.kind AS c_kind, c.outcome AS c_outcome, c.tier AS c_tier, c.tool AS c_tool, c.user_sub AS c_user_sub
-       FROM records r LEFT JOIN facets c ON c.seq = r.seq WHERE r.seq > ? ORDER BY r.seq LIMIT 5000`,
+       FROM records r LEFT JOIN facets c ON c.seq = r.seq WHERE r.seq > ? ORDER BY r.seq LIMIT 500`,
     );
     let after = Number.MIN_SAFE_INTEGER;
     while (!problem) {
