@@ -386,7 +386,7 @@ export async function bench(): Promise<Figures> {
     'rss_mb.audit_verify_1m': plain(
       { before: round(r.verified.rss_before_mb, 1), peak: round(r.verified.rss_peak_mb, 1) },
       'MB',
-      "that process's RSS with the 1,000,000-record store open, before the verification and at its peak (a detail: Node and the store alone, without the rest of the core; the difference is what a verification adds while it runs)",
+      "that process's RSS with the 1,000,000-record store open, before the verification and at its peak (a detail: Node, the bench's own modules and the store, without the rest of the core; the difference is what a verification adds while it runs)",
     ),
     audit_db_bytes_1m: plain(r.db_bytes, 'bytes', 'the 1,000,000-record store on disk (a detail)'),
   });
