@@ -32,6 +32,8 @@ export interface FaultProxy {
   setFault(fault: ProxyFault | null): void;
   /** Connections accepted since the start, for a test that wants proof the fault was met. */
   readonly accepted: number;
+  /** Bytes the part has sent back through the proxy since the start: how much of an answer was read. */
+  readonly answeredBytes: number;
   /** Closes every connection (faulted ones included) and stops listening. */
   stop(): Promise<void>;
 }
@@ -39,6 +41,7 @@ export interface FaultProxy {
 export async function startFaultProxy(target: { host: string; port: number }, opts: { port?: number } = {}): Promise<FaultProxy> {
   let fault: ProxyFault | null = null;
   let accepted = 0;
+  let answeredBytes = 0;
   const sockets = new Set<Socket>();
   const track = (s: Socket): void => {
     sockets.add(s);
@@ -88,6 +91,7 @@ export async function startFaultProxy(target: { host: string; port: number }, op
     });
 
     upstream.on('data', (chunk: Buffer) => {
+      answeredBytes += chunk.length;
       switch (mode?.kind) {
         case 'half-open':
         case 'hang':
@@ -108,7 +112,11 @@ export async function startFaultProxy(target: { host: string; port: number }, op
           return;
         }
         default:
-          client.write(chunk);
+          // Flow control, as a network path has: what the client has not read holds the part back.
+          if (!client.write(chunk)) {
+            upstream.pause();
+            client.once('drain', () => upstream.resume());
+          }
       }
     });
   });
@@ -126,6 +134,9 @@ export async function startFaultProxy(target: { host: string; port: number }, op
     },
     get accepted() {
       return accepted;
+    },
+    get answeredBytes() {
+      return answeredBytes;
     },
     async stop() {
       for (const s of sockets) s.destroy();

@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../common/errors.ts';
+import { MAX_MESSAGE_BYTES } from '../../../common/handshake.ts';
 import type { Hop } from '../../../common/audit-record.ts';
 import type { AuditSink, CallJournal } from '../ports.ts';
 import type { CallPlan, Connector, ToolCallRequest, ToolHost } from '../connectors/types.ts';
@@ -46,6 +47,13 @@ export interface BrokerOptions extends CredentialOptions {
    */
   answer?: 'after-record' | 'on-result';
 }
+
+/**
+ * The largest result the broker answers with: the bridge drops a line over MAX_MESSAGE_BYTES, and the
+ * client would wait for an answer that never comes; room is left for the JSON-RPC envelope and its id.
+ * (Claude Desktop itself refuses a tool result over 1 MB, with its own message.)
+ */
+const MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
 
 /** The answer to a call made before sign-in: at once, saying what to do. */
 const SIGN_IN_FIRST =
@@ -284,6 +292,12 @@ export function createBroker(options: BrokerOptions): Broker {
         ),
       (a) => (a.masked ? "the result carried this call's own credential; masked in the answer" : undefined),
     );
+    const bytes = Buffer.byteLength(JSON.stringify(answer.value));
+    if (bytes > MAX_ANSWER_BYTES)
+      throw new AppError(
+        'RESULT_TOO_LARGE',
+        `The tool's result is ${bytes} bytes, more than the ${MAX_ANSWER_BYTES} Countersign can pass to Claude in one answer, so it was withheld. Ask for less (fewer rows or columns, a narrower search).`,
+      );
     onResult?.(answer.value);
     return answer.value;
   }

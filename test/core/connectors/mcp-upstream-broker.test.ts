@@ -404,8 +404,11 @@ describe('the broker as the connectors’ credential source', () => {
  * A misbehaving upstream: a real MCP server (SDK, Streamable HTTP) with honest RFC 9728 metadata that
  * lists its tools normally, then answers calls with garbage, never, or not at all (stopped).
  */
-async function startFlaky(): Promise<{ url: string; mode: { value: 'ok' | 'garbage' | 'slow' }; stop(): Promise<void> }> {
-  const mode = { value: 'ok' as 'ok' | 'garbage' | 'slow' };
+type FlakyMode = 'ok' | 'garbage' | 'slow' | 'huge-json' | 'huge-sse';
+async function startFlaky(): Promise<{ url: string; mode: { value: FlakyMode }; hugeCut: () => number; stop(): Promise<void> }> {
+  const mode = { value: 'ok' as FlakyMode };
+  /** Oversized answers the client hung up on before they were all sent. */
+  let hugeCut = 0;
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   const server: Server = createServer((req, res) => {
     void (async () => {
@@ -422,6 +425,14 @@ async function startFlaky(): Promise<{ url: string; mode: { value: 'ok' | 'garba
         return;
       }
       if (body?.method === 'tools/call' && mode.value === 'slow') return; // never answers
+      if (body?.method === 'tools/call' && mode.value.startsWith('huge')) {
+        // 12 MiB of text, more than one message of the bridge, as JSON or as an SSE event.
+        const answer = JSON.stringify({ jsonrpc: '2.0', id: (body as { id?: unknown }).id, result: { content: [{ type: 'text', text: 'z'.repeat(12 * 1024 * 1024) }] } });
+        const sse = mode.value === 'huge-sse';
+        res.once('close', () => void (res.writableFinished || (hugeCut += 1)));
+        res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/json' }).end(sse ? `event: message\ndata: ${answer}\n\n` : answer);
+        return;
+      }
       const id = req.headers['mcp-session-id'];
       let transport = typeof id === 'string' ? sessions.get(id) : undefined;
       if (!transport) {
@@ -440,6 +451,7 @@ async function startFlaky(): Promise<{ url: string; mode: { value: 'ok' | 'garba
   return {
     url,
     mode,
+    hugeCut: () => hugeCut,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -459,7 +471,7 @@ describe('an upstream that is down, slow or answers garbage', () => {
     expect(text(await s.broker.callTool(call('flaky__echo', { text: 'hi' })))).toBe('hi');
 
     const outcomes: Array<[string, string, number]> = [];
-    for (const m of ['garbage', 'slow', 'down'] as const) {
+    for (const m of ['garbage', 'slow', 'huge-json', 'huge-sse', 'down'] as const) {
       if (m === 'down') await flaky.stop();
       else flaky.mode.value = m;
       const before = s.audit.records.filter((r) => r.kind === 'tool_call').length;
@@ -476,8 +488,12 @@ describe('an upstream that is down, slow or answers garbage', () => {
     expect(outcomes.map(([m, o]) => [m, o])).toEqual([
       ['garbage', 'error UPSTREAM_BAD_RESPONSE'],
       ['slow', 'timeout TIMEOUT'],
+      ['huge-json', 'error RESULT_TOO_LARGE'],
+      ['huge-sse', 'error RESULT_TOO_LARGE'],
       ['down', 'error UPSTREAM_UNAVAILABLE'],
     ]);
+    // Neither oversized answer was read to its end: Countersign hung up on both.
+    expect(flaky.hugeCut()).toBe(2);
 
     // A fresh listing while it is down leaves its tools out and keeps the database's; the reason is logged.
     const gone = lab.credentials({ tokens: alice });

@@ -12,6 +12,7 @@ import { McpError, ErrorCode as RpcCode } from '@modelcontextprotocol/sdk/types.
 import { calculateJwkThumbprint, decodeJwt, exportJWK, SignJWT } from 'jose';
 import type { JWK } from 'jose';
 import { AppError } from '../../../../common/errors.ts';
+import { MAX_MESSAGE_BYTES } from '../../../../common/handshake.ts';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -26,7 +27,15 @@ export interface WireNotes {
   challenge?: Challenge;
   network?: boolean;
   requestId?: string;
+  /** An answer passed MAX_UPSTREAM_ANSWER_BYTES and was cut off unread. */
+  tooLarge?: boolean;
 }
+
+/**
+ * The most an upstream may send in answer to one request: what the bridge carries in one message.
+ * A larger answer could not reach Claude, and read in full it would hold the core's memory.
+ */
+const MAX_UPSTREAM_ANSWER_BYTES = MAX_MESSAGE_BYTES;
 
 export interface Challenge {
   scheme: string;
@@ -129,7 +138,13 @@ export async function openSession(
         notes.status = response.status;
         notes.challenge = parseChallenge(response.headers.get('www-authenticate'));
       }
-      return response;
+      // The server-to-client stream (GET) lives as long as the session; each request's answer is bounded.
+      if (method === 'GET' || !response.body) return response;
+      return bounded(response, MAX_UPSTREAM_ANSWER_BYTES, () => {
+        notes.tooLarge = true;
+        // Ends the call at once: the client's requests reject instead of waiting for their time-out.
+        void transport.close();
+      });
     },
   });
   const client = new Client({ name: 'countersign', version: '0.1.0' });
@@ -154,12 +169,33 @@ export async function openSession(
   };
 }
 
+/** `response` with a body that errors once more than `limit` bytes have come (which cancels the rest). */
+function bounded(response: Response, limit: number, onPassed: () => void): Response {
+  let received = 0;
+  const body = response.body!.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        received += chunk.byteLength;
+        if (received > limit) {
+          onPassed();
+          controller.error(new Error(`the answer passed ${limit} bytes`));
+          return;
+        }
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
 /**
  * Turns whatever a call to an upstream threw into an AppError, from what was seen on the wire and the
  * error's type. The upstream's own texts (error descriptions, JSON-RPC messages) are not copied.
  */
 export function classify(error: unknown, notes: WireNotes, upstream: string, reason: 'cancelled' | 'timeout' | undefined): AppError {
   if (error instanceof AppError) return error;
+  if (notes.tooLarge)
+    return new AppError('RESULT_TOO_LARGE', `The upstream ${upstream} sent an answer of more than ${MAX_UPSTREAM_ANSWER_BYTES} bytes, more than Countersign can pass to Claude; it was not read further. Ask for less.`, { cause: error });
   if (reason === 'cancelled') return new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
   if (reason === 'timeout') return new AppError('TIMEOUT', `The upstream ${upstream} did not answer in time.`, { cause: error });
   const challenge = notes.challenge;

@@ -177,6 +177,7 @@ export async function runStatement(
   };
   signal.addEventListener('abort', onAbort, { once: true });
   let connected = false;
+  let overBudget: (() => boolean) | undefined;
   try {
     try {
       await onWire('db', () => client.connect());
@@ -191,15 +192,49 @@ export async function runStatement(
       throw error;
     }
     signal.throwIfAborted();
-    if (details.readOnly) return await runRead(client, details);
-    return await runWrite(client, details);
+    overBudget = resultBudget(client, details.limits.maxResultBytes);
+    const result = details.readOnly ? await runRead(client, details) : await runWrite(client, details);
+    // The last chunk may pass the limit and complete the answer at once: it is refused all the same.
+    if (overBudget()) throw resultTooLarge(details, undefined);
+    return result;
   } catch (error) {
     if (signal.aborted) throw new AppError('CANCELLED', 'The call was cancelled while the database was working.', { cause: error });
+    if (overBudget?.()) throw resultTooLarge(details, error);
     throw toAppError(error, password, user);
   } finally {
     signal.removeEventListener('abort', onAbort);
     if (connected || !signal.aborted) await onWire('db', () => client.end()).catch(() => {});
   }
+}
+
+/**
+ * Bounds what the call's statements may send back: past `limit` bytes on the session's socket it is
+ * closed, so a value of hundreds of megabytes (`repeat('x', 3e8)`, a large bytea) is neither read into
+ * the core nor passed on. pg's parser sees each chunk before this listener, so at most the limit and
+ * one chunk are held. A write's COMMIT is only sent once its answers are in, so a closed session rolls
+ * it back. Returns whether the limit was passed.
+ */
+function resultBudget(client: pg.Client, limit: number): () => boolean {
+  const socket = client.connection.stream;
+  let received = 0;
+  let passed = false;
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > limit && !passed) {
+      passed = true;
+      socket.destroy();
+    }
+  });
+  return () => passed;
+}
+
+function resultTooLarge(d: PostgresCallDetails, cause: unknown): AppError {
+  // A write's COMMIT goes out only after its answers are read, which the closed session refuses.
+  return new AppError(
+    'RESULT_TOO_LARGE',
+    `The statement's result passed ${d.limits.maxResultBytes} bytes (the policy's maxResultBytes), so it was not read further${d.readOnly ? '' : ' and the statement was rolled back'}. Select fewer or shorter columns (substr, LIMIT) and ask again.`,
+    { cause },
+  );
 }
 
 /** Where and as whom a call's session connects, named in PostgreSQL's log by `applicationName`. */

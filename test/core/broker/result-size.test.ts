@@ -1,0 +1,119 @@
+/**
+ * Results too large to answer, through the broker against the lab's real PostgreSQL, IdP and Vault
+ * stand-in: a statement whose answer passes the policy's maxResultBytes is cut off after about that
+ * many bytes (counted by a proxy between the core and PostgreSQL, i.e. what PostgreSQL actually sent),
+ * a write behind such an answer is rolled back (PostgreSQL's own rows say so), and a result larger
+ * than one message of the bridge is withheld with a reason instead of being dropped on the way.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFaultProxy, type FaultProxy } from '../../../lab/fault-proxy.ts';
+import { MAX_MESSAGE_BYTES } from '../../../common/handshake.ts';
+import { AppError } from '../../../common/errors.ts';
+import { createPostgresConnector } from '../../../main/core/connectors/postgres/connector.ts';
+import type { Connector } from '../../../main/core/connectors/types.ts';
+import { parsePolicy, type PostgresPolicy } from '../../../main/core/policy/policy.ts';
+import { call, DEMO_POLICY, settled, startBrokerLab, type BrokerLab } from './lab.ts';
+
+let lab: BrokerLab;
+let proxy: FaultProxy;
+beforeAll(async () => {
+  lab = await startBrokerLab();
+  proxy = await startFaultProxy({ host: lab.connection.host, port: lab.connection.port });
+});
+afterAll(async () => {
+  await proxy?.stop();
+  await lab?.stop();
+});
+
+const text = (r: { content?: unknown[] }): string => (r.content ?? []).map((c) => (c as { text?: string }).text ?? '').join('\n');
+const MiB = 1024 * 1024;
+
+/** A broker on the PostgreSQL connector (through the proxy), approving whatever it is asked. */
+function through(policy: PostgresPolicy = DEMO_POLICY) {
+  const connectors = [createPostgresConnector({ policy, connection: { ...lab.connection, port: proxy.port } })];
+  return lab.broker({ connectors, approver: { approve: async () => ({ outcome: 'approved' }) } });
+}
+
+describe('a statement whose result passes maxResultBytes', () => {
+  it('is refused with RESULT_TOO_LARGE after about that many bytes of a 64 MB value', async () => {
+    const { broker, audit } = through();
+    const before = proxy.answeredBytes;
+    const r = await broker.callTool(call('query', { sql: "SELECT repeat('x', 64000000) AS big" }));
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/passed 1048576 bytes \(the policy's maxResultBytes\), so it was not read further\. .*\[RESULT_TOO_LARGE\]$/);
+    // What PostgreSQL sent before the session was closed: the limit and what the sockets' buffers held, not 64 MB.
+    const sent = proxy.answeredBytes - before;
+    console.log(`PostgreSQL sent ${sent} bytes of a 64 MB answer before the session was closed`);
+    expect(sent).toBeLessThan(16 * MiB);
+    expect(audit.records).toHaveLength(1);
+    expect(audit.records[0]).toMatchObject({ outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
+    expect(audit.records[0]!.hops!.find((h) => h.name === 'execute')).toMatchObject({ outcome: 'error', code: 'RESULT_TOO_LARGE' });
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it('rolls a write back when its RETURNING passes the limit: PostgreSQL still holds the old value', async () => {
+    const { broker, audit } = through();
+    const [row] = await lab.admin<{ reason: string }>('SELECT reason FROM appointments WHERE id = 3');
+    const r = await broker.callTool(
+      call('execute', { sql: "UPDATE appointments SET reason = 'changed by an oversized call' WHERE id = $1 RETURNING repeat('x', 3000000) AS big", params: [3] }),
+    );
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/and the statement was rolled back\. .*\[RESULT_TOO_LARGE\]$/);
+    expect(await lab.admin<{ reason: string }>('SELECT reason FROM appointments WHERE id = 3')).toEqual([row]);
+    expect(audit.records[0]).toMatchObject({ tier: 2, outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it('answers a result under the limit in full, and a policy can tighten the limit for a table', async () => {
+    const ok = await through().broker.callTool(call('query', { sql: "SELECT repeat('x', 300000) AS big" }));
+    expect(ok.isError, text(ok)).toBeFalsy();
+    expect((ok.structuredContent as { rows: Array<{ big: string }> }).rows[0]!.big).toHaveLength(300_000);
+
+    const tight = parsePolicy(
+      JSON.stringify({ version: 1, postgres: { ...DEMO_POLICY, tables: { ...DEMO_POLICY.tables, notes: { sensitiveRows: true, limits: { maxResultBytes: 4096 } } } } }),
+    ).postgres as PostgresPolicy;
+    const { broker } = through(tight);
+    const small = await broker.callTool(call('query', { sql: 'SELECT id FROM notes ORDER BY id LIMIT 1' }));
+    expect(small.isError, text(small)).toBeFalsy();
+    const big = await broker.callTool(call('query', { sql: "SELECT repeat('x', 8000) AS big FROM notes LIMIT 1" }));
+    expect(text(big)).toMatch(/passed 4096 bytes .*\[RESULT_TOO_LARGE\]$/);
+    // A write whose whole answer came in the chunk that passed the limit is rolled back all the same.
+    const [note] = await lab.admin<{ id: number; body: string }>('SELECT id, body FROM notes ORDER BY id LIMIT 1');
+    const write = await broker.callTool(call('execute', { sql: "UPDATE notes SET body = 'changed by an oversized call' WHERE id = $1 RETURNING repeat('x', 8000) AS big", params: [note!.id] }));
+    expect(text(write)).toMatch(/passed 4096 bytes .*rolled back\. .*\[RESULT_TOO_LARGE\]$/);
+    expect(await lab.admin<{ id: number; body: string }>('SELECT id, body FROM notes WHERE id = $1', [note!.id])).toEqual([note]);
+    // Other tables keep the connector's limit.
+    const other = await broker.callTool(call('query', { sql: "SELECT repeat('x', 8000) AS big FROM patients LIMIT 1" }));
+    expect(other.isError, text(other)).toBeFalsy();
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it('is not configurable past what the bridge carries in one message', () => {
+    const policy = (n: number) => JSON.stringify({ version: 1, postgres: { ...DEMO_POLICY, limits: { ...DEMO_POLICY.limits, maxResultBytes: n } } });
+    expect(() => parsePolicy(policy(8 * MiB))).not.toThrow();
+    expect(() => parsePolicy(policy(8 * MiB + 1))).toThrow(AppError);
+  });
+});
+
+describe('a result larger than one message of the bridge', () => {
+  it('is withheld with RESULT_TOO_LARGE and recorded, the call’s credential revoked as always', async () => {
+    const real = createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection });
+    // A connector whose target answers more than the bridge would relay: the bridge drops such a line, and
+    // Claude would wait for an answer that never comes.
+    const huge: Connector = {
+      ...real,
+      async execute(ctx) {
+        await real.execute(ctx);
+        return { content: [{ type: 'text', text: 'y'.repeat(MAX_MESSAGE_BYTES) }] };
+      },
+    };
+    const { broker, audit } = lab.broker({ connectors: [huge] });
+    const r = await broker.callTool(call('query', { sql: 'SELECT id FROM patients LIMIT 1' }));
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/^The tool's result is \d+ bytes, more than the \d+ Countersign can pass to Claude in one answer, so it was withheld\..*\[RESULT_TOO_LARGE\]$/);
+    expect(Buffer.byteLength(JSON.stringify(r))).toBeLessThan(1_000);
+    expect(audit.records[0]).toMatchObject({ outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
+    expect(audit.records[0]!.hops!.map((h) => h.name)).toEqual(expect.arrayContaining(['execute', 'revoke', 'revoke_check']));
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+});
