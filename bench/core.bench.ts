@@ -5,6 +5,8 @@
  * - rss_mb.core_after_warmup / core_after_10k_calls / core_peak: the core process's resident memory
  *   (VmRSS, VmHWM) after 500 calls, after BENCH_CORE_CALLS calls (10,000), and its peak over the run;
  * - rss_mb.core_samples: VmRSS every 1,000 calls, so "flat" can be seen, and core_growth_after_warmup;
+ * - rss_mb.core_peak_after_oversized_results: VmHWM after four concurrent calls whose statement answers
+ *   64 MB each, which the core refuses (core.oversized_results_refused) after reading about its maxResultBytes (512 KiB);
  * - tier1_call_via_socket / tier1_call_via_bridge: the same real call straight on the socket and through
  *   the bridge, alternating (the bridge's third goal).
  *
@@ -30,6 +32,8 @@ import { goal, plain, ratioOf, type BenchContext, type Figures } from './figures
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SQL = 'SELECT id, full_name FROM patients ORDER BY id LIMIT 5';
 const WARMUP = 500;
+const OVERSIZED_SQL = "SELECT repeat('x', 64000000) AS big";
+const OVERSIZED_CALLS = 4;
 const RSS_GOAL_MB = 150;
 
 /** The reliability suite's core fixture, bundled with the options of the shipped core bundles. */
@@ -134,6 +138,13 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
     await run(calls - warm);
     const afterCalls = vm(c.pid!, 'VmRSS');
     const peak = vm(c.pid!, 'VmHWM');
+    // Then calls whose statement answers 64 MB each, four at a time: the core reads about its
+    // maxResultBytes of each and refuses it, so its peak stays where the ordinary calls left it.
+    const oversized = await Promise.all(
+      Array.from({ length: OVERSIZED_CALLS }, () => request('tools/call', { name: 'query', arguments: { sql: OVERSIZED_SQL } })),
+    );
+    const refused = oversized.filter((r) => JSON.stringify(r.result ?? {}).includes('[RESULT_TOO_LARGE]')).length;
+    const peakAfterOversized = vm(c.pid!, 'VmHWM');
     socket.destroy();
     // The bridge's relay in front of this real tier-1 call (the whole core against the lab).
     const tier1 = await relayAgainstCore({
@@ -151,6 +162,14 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       'rss_mb.core_after_10k_calls': after10k,
       ...(tenK ? {} : { 'rss_mb.core_after_calls': plain(afterCalls, 'MB', `the core's VmRSS after ${calls} calls`) }),
       'rss_mb.core_peak': goal(peak, 'MB', '<=', RSS_GOAL_MB, `the core's peak VmRSS (VmHWM) from its start to the last of ${calls} calls`),
+      'rss_mb.core_peak_after_oversized_results': goal(
+        peakAfterOversized,
+        'MB',
+        '<=',
+        RSS_GOAL_MB,
+        `the core's peak VmRSS (VmHWM) after ${OVERSIZED_CALLS} concurrent calls whose statement answers 64 MB each (${OVERSIZED_SQL}), following the ${calls} calls above`,
+      ),
+      'core.oversized_results_refused': goal(refused, 'count', '>=', OVERSIZED_CALLS, `of those ${OVERSIZED_CALLS} calls, the ones answered RESULT_TOO_LARGE`),
       'rss_mb.core_growth_after_warmup': goal(ratioOf(afterCalls, afterWarmup), 'ratio', '<=', 1.1, `VmRSS after ${calls} calls over VmRSS after the warm-up: flat is 1`),
       'rss_mb.core_samples': plain(samples, 'MB', 'VmRSS of the core every 1,000 calls (a detail)'),
       'rss_mb.type_stripping': plain(await typeStrippingMb(work), 'MB', "what a core run from its TypeScript sources adds (Node's type stripping: a bare Node importing one .ts module over one .mjs, median of 3); not in the figures above"),

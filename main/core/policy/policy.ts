@@ -23,8 +23,9 @@ const LimitsSchema = z
     maxAffectedRows: z.number().int().positive().optional(),
     /**
      * Bytes a call's statement may send back (PostgreSQL's wire bytes, after the login): past them
-     * the session is closed, nothing more is read, and a write is rolled back. At most 8 MiB, the
-     * largest message the bridge carries; Claude Desktop refuses a tool result over 1 MB.
+     * the session is closed, nothing more is read, and a write is rolled back. 512 KiB by default:
+     * Claude Desktop refuses a tool result over 1 MB, and an answer carries each value twice (the
+     * table Claude reads and the structured rows). At most 8 MiB, the largest message the bridge carries.
      */
     maxResultBytes: z.number().int().positive().max(8 * 1024 * 1024).optional(),
   })
@@ -90,7 +91,7 @@ export type Policy = z.infer<typeof PolicySchema>;
 export type PostgresPolicy = z.infer<typeof PostgresConnectorSchema>;
 export type Limits = z.infer<typeof LimitsSchema>;
 
-const DEFAULT_LIMITS: Required<Limits> = { rowCap: 200, statementTimeoutMs: 5_000, maxAffectedRows: 100, maxResultBytes: 1024 * 1024 };
+const DEFAULT_LIMITS: Required<Limits> = { rowCap: 200, statementTimeoutMs: 5_000, maxAffectedRows: 100, maxResultBytes: 512 * 1024 };
 
 /** Parses policy text (JSON with comments); every problem names its line, column and field. */
 export function parsePolicy(text: string, source = 'policy'): Policy {
