@@ -193,6 +193,15 @@ describe('PostgreSQL failing', () => {
       expect(await r.admin("SELECT 1 FROM pg_stat_activity WHERE usename LIKE 'v-%'")).toEqual([]);
     });
   });
+
+  it('an answer far larger than the policy allows: RESULT_TOO_LARGE, the session closed, and the next call answered', async () => {
+    await fault('PostgreSQL answering 64 MB to one statement', async () => {
+      const broker = r.broker();
+      await expectAnswered(() => broker.callTool(call('query', { sql: "SELECT repeat('x', 64000000) AS big" })), 'RESULT_TOO_LARGE');
+      expect(await r.admin("SELECT 1 FROM pg_stat_activity WHERE usename LIKE 'v-%'")).toEqual([]);
+      await expectAnswered(() => broker.callTool(readCall()), null);
+    });
+  });
 });
 
 describe('the identity provider rotating its signing key mid-run (last: the rotation outlives the test)', () => {
