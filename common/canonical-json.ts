@@ -17,6 +17,25 @@ export function canonicalJson(value: unknown): string {
   return sorted === INTEGER_KEY ? canonicalJsonReference(value) : JSON.stringify(sorted);
 }
 
+/**
+ * How deeply a value given from outside (a tool call's arguments) may nest. Real arguments nest a few
+ * levels; the record of a call is validated, redacted and serialised by code that recurses, and a value
+ * thousands of levels deep would exhaust its stack.
+ */
+export const MAX_NESTING = 64;
+
+/** Whether `value` nests arrays and objects more than `max` levels deep, found without recursion. */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 const INTEGER_KEY = Symbol('integer-like key');
 const INTEGER_LIKE = /^(?:0|[1-9][0-9]*)$/;
 

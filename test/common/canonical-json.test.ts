@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, canonicalJsonReference } from '../../common/canonical-json.ts';
+import { canonicalJson, canonicalJsonReference, nestsDeeperThan } from '../../common/canonical-json.ts';
 
 describe('canonical JSON (RFC 8785 style)', () => {
   it('orders members by UTF-16 code units, as the RFC 8785 §3.2.3 example does', () => {
@@ -38,5 +38,28 @@ describe('canonical JSON (RFC 8785 style)', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('nestsDeeperThan', () => {
+  /** The depth by its definition, recursively: a scalar 0, a container 1 + its deepest child. */
+  const depth = (v: unknown): number =>
+    v === null || typeof v !== 'object' ? 0 : 1 + Math.max(0, ...(Array.isArray(v) ? v : Object.values(v as object)).map(depth));
+
+  it('agrees with the recursive definition on any JSON value', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 0, max: 9 }), (v, max) => {
+        expect(nestsDeeperThan(v, max)).toBe(depth(v) > max);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('answers for a value far deeper than the stack allows a recursive walk', () => {
+    const deep = JSON.parse(`${'['.repeat(200_000)}1${']'.repeat(200_000)}`) as unknown;
+    expect(() => canonicalJson(deep)).toThrow(RangeError);
+    expect(nestsDeeperThan(deep, 64)).toBe(true);
+    expect(nestsDeeperThan({ a: [{ b: [1] }] }, 4)).toBe(false);
+    expect(nestsDeeperThan({ a: [{ b: [1] }] }, 3)).toBe(true);
   });
 });

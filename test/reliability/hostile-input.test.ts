@@ -172,6 +172,38 @@ describe('the core socket after the handshake', () => {
   });
 });
 
+describe('arguments nested past any real call', () => {
+  it('refuses the call with INPUT_INVALID and one record per request id, without the arguments, and keeps recording the calls after it', { timeout: 60_000 }, async () => {
+    const { socket } = await connectOnce(paths);
+    sockets.add(socket);
+    const client = lineClient(socket, socket);
+    await client.request(INITIALIZE('init-deep'));
+    client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    // Written as text: 10,000 and 65 levels of arrays, a 20 KB and a 150-byte line a model could send.
+    const ids: string[] = [];
+    for (const depth of [10_000, 65]) {
+      const id = nextId();
+      ids.push(id);
+      client.sendRaw(`{"jsonrpc":"2.0","id":"${id}","method":"tools/call","params":{"name":"query","arguments":{"sql":"SELECT 1","params":${'['.repeat(depth)}1${']'.repeat(depth)}}}}\n`);
+      badInputs += 1;
+      const answer = (await client.response(id, 30_000)) as { result?: { isError?: boolean; content?: Array<{ text?: string }> } };
+      expect(answer.result?.isError).toBe(true);
+      expect(answer.result?.content?.[0]?.text).toMatch(/nest more than 64 levels deep.*\[INPUT_INVALID\]$/);
+    }
+    const after = nextId();
+    ids.push(after);
+    const ok = (await client.request({ jsonrpc: '2.0', id: after, method: 'tools/call', params: { name: 'query', arguments: { sql: 'SELECT id FROM patients ORDER BY id LIMIT 1' } } }, 30_000)) as { result?: { isError?: boolean } };
+    expect(ok.result?.isError).toBeFalsy();
+    // Counted by request id: each of the three has exactly one record, the refused two without arguments.
+    const records = r.audit.page({ limit: 200 }).records.filter((rec) => ids.includes(String(rec.keys?.mcp_request_id)));
+    expect(records.map((rec) => String(rec.keys?.mcp_request_id)).sort()).toEqual([...ids].sort());
+    for (const rec of records.filter((x) => x.keys?.mcp_request_id !== after)) expect(rec).toMatchObject({ outcome: 'error', error: { code: 'INPUT_INVALID' } });
+    expect(records.filter((x) => x.args === undefined).length).toBe(2);
+    expect((await r.audit.verify()).ok).toBe(true);
+    socket.destroy();
+  });
+});
+
 describe("the bridge's stdin", () => {
   it('relays an answer to every request in any sequence of hostile lines and stays up', { timeout: LONG ? 600_000 : 150_000 }, async () => {
     const child = spawn(process.execPath, [bridgePath], {

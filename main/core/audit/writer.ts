@@ -123,12 +123,12 @@ export class Writer {
     if (!this.#insert || !this.#redactor) {
       throw new AppError('AUDIT_READ_ONLY', 'This audit store was opened for reading only.');
     }
-    const parsed = AuditRecordInputSchema.safeParse(input);
+    const parsed = serialisable(() => AuditRecordInputSchema.safeParse(input));
     if (!parsed.success) {
       const where = parsed.error.issues.map((i) => i.path.join('.') || '(record)').join(', ');
       throw new AppError('INPUT_INVALID', `The audit record is malformed at: ${where}.`);
     }
-    const { value, redacted } = this.#redactor.scrubRecord(parsed.data as Record<string, unknown>, options.knownSecrets);
+    const { value, redacted } = serialisable(() => this.#redactor!.scrubRecord(parsed.data as Record<string, unknown>, options.knownSecrets));
     const head = this.#s.headRow();
     const base = head ?? this.#s.boundary() ?? { seq: 0, hash: GENESIS_HASH, at_ms: 0 };
     const seq = base.seq + 1;
@@ -140,7 +140,7 @@ export class Writer {
       prev_hash: base.hash,
       ...(redacted.length > 0 ? { redacted } : {}),
     } as Omit<StoredAuditRecord, 'hash'>;
-    const body = canonicalJson(unhashed);
+    const body = serialisable(() => canonicalJson(unhashed));
     const hash = sha256(body);
     this.#insert.run(
       seq,
@@ -179,5 +179,19 @@ export class Writer {
         // a listener's failure must not undo or block a committed record
       }
     }
+  }
+}
+
+/**
+ * Runs a step that walks the record (validation, redaction, serialisation): a record it cannot walk (nested past
+ * the stack, a value JSON has no form for) is refused as malformed, like one that does not validate,
+ * rather than failing the batch it was in. Each such step runs before the record's row is written.
+ */
+function serialisable<T>(step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw new AppError('INPUT_INVALID', 'The audit record could not be serialised (it nests too deeply, or holds a value JSON has no form for).', { cause: error });
   }
 }

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../common/errors.ts';
 import { MAX_MESSAGE_BYTES } from '../../../common/handshake.ts';
+import { MAX_NESTING, nestsDeeperThan } from '../../../common/canonical-json.ts';
 import type { Hop } from '../../../common/audit-record.ts';
 import type { AuditSink, CallJournal } from '../ports.ts';
 import type { CallPlan, Connector, ToolCallRequest, ToolHost } from '../connectors/types.ts';
@@ -89,6 +90,9 @@ export function createBroker(options: BrokerOptions): Broker {
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;
     const user = options.tokens.user();
+    // Arguments nested deeper than any real call's are neither run nor kept: the record's validation,
+    // redaction and serialisation recurse into them.
+    const argsTooDeep = nestsDeeperThan(request.args, MAX_NESTING);
     // The journal is on the audit store's disk: when it cannot be written, nothing the call would
     // do could be recorded either, so the call is refused before any token is exchanged.
     let unjournaled: AppError | undefined;
@@ -120,6 +124,8 @@ export function createBroker(options: BrokerOptions): Broker {
       if (unjournaled) throw unjournaled;
       const connector = await trace.hop('validate', async () => {
         signal.throwIfAborted();
+        if (argsTooDeep)
+          throw new AppError('INPUT_INVALID', `The call's arguments nest more than ${MAX_NESTING} levels deep, so Countersign neither ran nor recorded them. Send flatter arguments.`);
         const c = connectorFor(request.name);
         if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${request.name}.`);
         // Nothing below can work without the person's token: answer now rather than after a listing,
@@ -218,7 +224,7 @@ export function createBroker(options: BrokerOptions): Broker {
       client: request.client,
       tool: request.name,
       ...(plan ? { plan } : {}),
-      args: request.args,
+      ...(argsTooDeep ? {} : { args: request.args }),
       ...(failure ? { failure } : {}),
       summary: (outcome) => summary(request.name, plan, outcome, revokeUnproven),
       delegation: credentials.delegation,
@@ -233,10 +239,12 @@ export function createBroker(options: BrokerOptions): Broker {
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
     if (refused && !failure) {
       return errorResult(
-        new AppError(
-          'AUDIT_REDACTION_REFUSED',
-          `${refused.message} This installation's audit policy refuses to store such a record, so the call was recorded without its arguments and its result is withheld.`,
-        ),
+        refused.code === 'AUDIT_REDACTION_REFUSED'
+          ? new AppError(
+              'AUDIT_REDACTION_REFUSED',
+              `${refused.message} This installation's audit policy refuses to store such a record, so the call was recorded without its arguments and its result is withheld.`,
+            )
+          : new AppError('AUDIT_FAILED', "The call ran, but its record could be stored only without its arguments and details, so its result is withheld."),
       );
     }
     if (!audited) {

@@ -1,7 +1,8 @@
 /**
  * Writes each call's record, in order: a record the audit store could not take (a full disk) is held and
  * written before the next one, so each call still gets exactly one record once there is room; a record
- * the redaction policy refuses is replaced by a stand-in. A core that dies first leaves the held calls in
+ * the redaction policy refuses, or one the store cannot take as it is (INPUT_INVALID: it does not
+ * validate or serialise), is replaced by a stand-in, so it never holds up the records behind it. A core that dies first leaves the held calls in
  * the journal, closed as aborted on the next start.
  */
 import { AppError } from '../../../common/errors.ts';
@@ -13,8 +14,9 @@ const UNWRITTEN_MAX = 10_000;
 
 export interface RecordWriter {
   /**
-   * `audited`: the record (or its stand-in) is in the store. `refused`: the redaction policy's refusal
-   * of the call's own record, which was recorded without anything that could carry the secret.
+   * `audited`: the record (or its stand-in) is in the store. `refused`: why the call's own record was
+   * not taken (the redaction policy's refusal, or INPUT_INVALID), recorded instead without anything
+   * that could carry a secret or the fault.
    */
   write(record: AuditRecordInput, trace: CallTrace, requestId: string): Promise<{ audited: boolean; refused?: AppError }>;
 }
@@ -24,17 +26,17 @@ export function createRecordWriter(audit: AuditSink, log: (line: string) => void
 
   /**
    * Appends a call's record and closes its journal entry. A record the policy refuses for carrying a
-   * secret (`redaction.onSecret: 'refuse'`) can never be written: the call is recorded instead without
-   * anything that could carry one, and the refusal returned. Should even that be refused, the journal
-   * keeps the call, closed as aborted on the next start.
+   * secret (`redaction.onSecret: 'refuse'`), or one that does not validate or serialise, can never be
+   * written: the call is recorded instead without anything that could carry one, and the refusal
+   * returned. Should even that be refused, the journal keeps the call, closed as aborted on the next start.
    */
   async function appendOrRefusal(record: AuditRecordInput, trace: CallTrace): Promise<AppError | undefined> {
     try {
       await audit.append(record, { knownSecrets: trace.secrets });
     } catch (error) {
-      if (!AppError.is(error, 'AUDIT_REDACTION_REFUSED')) throw error;
+      if (!AppError.is(error, 'AUDIT_REDACTION_REFUSED') && !AppError.is(error, 'INPUT_INVALID')) throw error;
       try {
-        await audit.append(refusedRecord(record), { knownSecrets: trace.secrets });
+        await audit.append(standInRecord(record, error), { knownSecrets: trace.secrets });
       } catch (e) {
         log(`broker: a call's record and its stand-in were both refused (${AppError.from(e).code}); the journal keeps the call`);
         return error;
@@ -72,10 +74,12 @@ export function createRecordWriter(audit: AuditSink, log: (line: string) => void
 }
 
 /**
- * The record of a call whose own record the redaction policy refused: who, what tool, where, each hop's
- * outcome and the join keys, but no arguments, hop details or other free text that could carry the secret.
+ * The record of a call whose own record was refused (by the redaction policy, or as malformed): who,
+ * what tool, where, each hop's outcome and the join keys, but no arguments, hop details or other free
+ * text that could carry the secret or the fault.
  */
-function refusedRecord(r: AuditRecordInput): AuditRecordInput {
+function standInRecord(r: AuditRecordInput, why: AppError): AuditRecordInput {
+  const redaction = why.code === 'AUDIT_REDACTION_REFUSED';
   return {
     kind: r.kind,
     outcome: 'error',
@@ -88,12 +92,13 @@ function refusedRecord(r: AuditRecordInput): AuditRecordInput {
     ...(r.authorization_details ? { authorization_details: r.authorization_details } : {}),
     hops: (r.hops ?? []).map(({ detail: _, ...h }) => h),
     keys: r.keys,
-    error: {
-      code: 'AUDIT_REDACTION_REFUSED',
-      message: 'The record of this call carried something that looks like a secret and the audit policy refuses such records.',
-    },
+    error: redaction
+      ? { code: 'AUDIT_REDACTION_REFUSED', message: 'The record of this call carried something that looks like a secret and the audit policy refuses such records.' }
+      : { code: 'AUDIT_FAILED', message: 'The record of this call could not be stored as it was (it did not validate or could not be serialised); it is kept without its arguments and details.' },
     delegation: r.delegation,
-    summary: `${r.tool ?? 'call'} → record refused: it carried something that looks like a secret`,
+    summary: redaction
+      ? `${r.tool ?? 'call'} → record refused: it carried something that looks like a secret`
+      : `${r.tool ?? 'call'} → recorded without its arguments and details: its record could not be stored as it was`,
     ...(r.demo ? { demo: true } : {}),
     ...(r.duration_ms !== undefined ? { duration_ms: r.duration_ms } : {}),
   };
