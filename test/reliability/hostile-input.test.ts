@@ -5,6 +5,7 @@
  * stays up, and every refusal is an AppError with a known code.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -172,7 +173,7 @@ describe('the core socket after the handshake', () => {
   });
 });
 
-describe('arguments nested past any real call', () => {
+describe('arguments nested deeper or larger than any real call', () => {
   it('refuses the call with INPUT_INVALID and one record per request id, without the arguments, and keeps recording the calls after it', { timeout: 60_000 }, async () => {
     const { socket } = await connectOnce(paths);
     sockets.add(socket);
@@ -190,15 +191,26 @@ describe('arguments nested past any real call', () => {
       expect(answer.result?.isError).toBe(true);
       expect(answer.result?.content?.[0]?.text).toMatch(/nest more than 64 levels deep.*\[INPUT_INVALID\]$/);
     }
+    // 2 MB of values: a record of that size would be written, indexed and carried by every timeline page.
+    const large = nextId();
+    ids.push(large);
+    const values = Array.from({ length: 4 }, () => 'v'.repeat(500_000));
+    const json = JSON.stringify({ sql: 'SELECT $1::text', params: values });
+    client.sendRaw(`{"jsonrpc":"2.0","id":"${large}","method":"tools/call","params":{"name":"query","arguments":${json}}}\n`);
+    badInputs += 1;
+    const refused = (await client.response(large, 30_000)) as { result?: { isError?: boolean; content?: Array<{ text?: string }> } };
+    expect(refused.result?.content?.[0]?.text).toBe(
+      `The call's arguments are ${json.length} bytes of JSON (sha256:${createHash('sha256').update(json).digest('hex')}), more than the 262144 Countersign runs and records, so it neither ran nor recorded them. Send less in one call. [INPUT_INVALID]`,
+    );
     const after = nextId();
     ids.push(after);
     const ok = (await client.request({ jsonrpc: '2.0', id: after, method: 'tools/call', params: { name: 'query', arguments: { sql: 'SELECT id FROM patients ORDER BY id LIMIT 1' } } }, 30_000)) as { result?: { isError?: boolean } };
     expect(ok.result?.isError).toBeFalsy();
-    // Counted by request id: each of the three has exactly one record, the refused two without arguments.
+    // Counted by request id: each of the four has exactly one record, the refused three without arguments.
     const records = r.audit.page({ limit: 200 }).records.filter((rec) => ids.includes(String(rec.keys?.mcp_request_id)));
     expect(records.map((rec) => String(rec.keys?.mcp_request_id)).sort()).toEqual([...ids].sort());
     for (const rec of records.filter((x) => x.keys?.mcp_request_id !== after)) expect(rec).toMatchObject({ outcome: 'error', error: { code: 'INPUT_INVALID' } });
-    expect(records.filter((x) => x.args === undefined).length).toBe(2);
+    expect(records.filter((x) => x.args === undefined).length).toBe(3);
     expect((await r.audit.verify()).ok).toBe(true);
     socket.destroy();
   });

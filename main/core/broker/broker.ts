@@ -4,6 +4,7 @@
  * Vault, revoked when its scope ends) → execute → one audit record → answer. One AbortSignal runs
  * through every hop; what a hop mints is revoked whatever happens after it, cancellation included.
  */
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../common/errors.ts';
@@ -56,6 +57,22 @@ export interface BrokerOptions extends CredentialOptions {
  */
 const MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
 
+/** The most a call's arguments may take as JSON: SQL of 100,000 characters and its values fit many times. */
+const MAX_ARGS_BYTES = 256 * 1024;
+
+/** Why a call's arguments are neither run nor recorded (too deep, too large), or undefined when they are fit. */
+function unfitArguments(args: Record<string, unknown>): AppError | undefined {
+  if (nestsDeeperThan(args, MAX_NESTING))
+    return new AppError('INPUT_INVALID', `The call's arguments nest more than ${MAX_NESTING} levels deep, so Countersign neither ran nor recorded them. Send flatter arguments.`);
+  const json = JSON.stringify(args);
+  const bytes = Buffer.byteLength(json);
+  if (bytes <= MAX_ARGS_BYTES) return undefined;
+  return new AppError(
+    'INPUT_INVALID',
+    `The call's arguments are ${bytes} bytes of JSON (sha256:${createHash('sha256').update(json).digest('hex')}), more than the ${MAX_ARGS_BYTES} Countersign runs and records, so it neither ran nor recorded them. Send less in one call.`,
+  );
+}
+
 /** The answer to a call made before sign-in: at once, saying what to do. */
 const SIGN_IN_FIRST =
   'You are not signed in to Countersign, so this call was not run. Sign in in the Countersign window that has just opened (or run `npx countersign open`), then ask again.';
@@ -90,9 +107,10 @@ export function createBroker(options: BrokerOptions): Broker {
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;
     const user = options.tokens.user();
-    // Arguments nested deeper than any real call's are neither run nor kept: the record's validation,
-    // redaction and serialisation recurse into them.
-    const argsTooDeep = nestsDeeperThan(request.args, MAX_NESTING);
+    // Arguments nested deeper or larger than any real call's are neither run nor kept: the record's
+    // validation, redaction and serialisation recurse into them, and every page of the timeline that
+    // shows the record would carry them.
+    const unfit = unfitArguments(request.args);
     // The journal is on the audit store's disk: when it cannot be written, nothing the call would
     // do could be recorded either, so the call is refused before any token is exchanged.
     let unjournaled: AppError | undefined;
@@ -124,8 +142,7 @@ export function createBroker(options: BrokerOptions): Broker {
       if (unjournaled) throw unjournaled;
       const connector = await trace.hop('validate', async () => {
         signal.throwIfAborted();
-        if (argsTooDeep)
-          throw new AppError('INPUT_INVALID', `The call's arguments nest more than ${MAX_NESTING} levels deep, so Countersign neither ran nor recorded them. Send flatter arguments.`);
+        if (unfit) throw unfit;
         const c = connectorFor(request.name);
         if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${request.name}.`);
         // Nothing below can work without the person's token: answer now rather than after a listing,
@@ -224,7 +241,7 @@ export function createBroker(options: BrokerOptions): Broker {
       client: request.client,
       tool: request.name,
       ...(plan ? { plan } : {}),
-      ...(argsTooDeep ? {} : { args: request.args }),
+      ...(unfit ? {} : { args: request.args }),
       ...(failure ? { failure } : {}),
       summary: (outcome) => summary(request.name, plan, outcome, revokeUnproven),
       delegation: credentials.delegation,
