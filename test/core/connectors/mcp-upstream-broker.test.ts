@@ -426,11 +426,22 @@ async function startFlaky(): Promise<{ url: string; mode: { value: FlakyMode }; 
       }
       if (body?.method === 'tools/call' && mode.value === 'slow') return; // never answers
       if (body?.method === 'tools/call' && mode.value.startsWith('huge')) {
-        // 12 MiB of text, more than one message of the bridge, as JSON or as an SSE event.
-        const answer = JSON.stringify({ jsonrpc: '2.0', id: (body as { id?: unknown }).id, result: { content: [{ type: 'text', text: 'z'.repeat(12 * 1024 * 1024) }] } });
+        // 64 MiB of text, far more than one message of the bridge, as JSON or as an SSE event, written
+        // a MiB at a time as the client reads it: a client that hangs up stops it before the end.
         const sse = mode.value === 'huge-sse';
+        const head = `${sse ? 'event: message\ndata: ' : ''}{"jsonrpc":"2.0","id":${JSON.stringify((body as { id?: unknown }).id)},"result":{"content":[{"type":"text","text":"`;
+        const MiB = 'z'.repeat(1024 * 1024);
+        let sent = 0;
         res.once('close', () => void (res.writableFinished || (hugeCut += 1)));
-        res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/json' }).end(sse ? `event: message\ndata: ${answer}\n\n` : answer);
+        res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/json' }).write(head);
+        const pump = (): void => {
+          while (sent < 64) {
+            sent += 1;
+            if (!res.write(MiB)) return void res.once('drain', pump);
+          }
+          res.end(`"}]}}${sse ? '\n\n' : ''}`);
+        };
+        pump();
         return;
       }
       const id = req.headers['mcp-session-id'];
