@@ -216,6 +216,25 @@ describe('arguments nested deeper or larger than any real call', () => {
   });
 });
 
+describe('a tool name longer than any tool has', () => {
+  it('is refused as unknown with the name cut in the answer and the record', { timeout: 60_000 }, async () => {
+    const { socket } = await connectOnce(paths);
+    sockets.add(socket);
+    const client = lineClient(socket, socket);
+    await client.request(INITIALIZE('init-name'));
+    client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const id = nextId();
+    const answer = (await client.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'q'.repeat(1_000_000), arguments: {} } }, 30_000)) as { error?: { message?: string } };
+    badInputs += 1;
+    expect(answer.error?.message).toMatch(/There is no tool named q{64}… \(1000000 characters\)\./);
+    expect(answer.error!.message!.length).toBeLessThan(300);
+    const [record] = r.audit.page({ limit: 200 }).records.filter((rec) => rec.keys?.mcp_request_id === id);
+    expect(record).toMatchObject({ tool: `${'q'.repeat(64)}… (1000000 characters)`, error: { code: 'TOOL_UNKNOWN' } });
+    expect(JSON.stringify(record).length).toBeLessThan(4_000);
+    socket.destroy();
+  });
+});
+
 describe("the bridge's stdin", () => {
   it('relays an answer to every request in any sequence of hostile lines and stays up', { timeout: LONG ? 600_000 : 150_000 }, async () => {
     const child = spawn(process.execPath, [bridgePath], {

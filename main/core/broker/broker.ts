@@ -57,6 +57,8 @@ export interface BrokerOptions extends CredentialOptions {
  */
 const MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
 
+const MAX_TOOL_NAME = 64;
+
 /** The most a call's arguments may take as JSON: SQL of 100,000 characters and its values fit many times. */
 const MAX_ARGS_BYTES = 256 * 1024;
 
@@ -111,12 +113,15 @@ export function createBroker(options: BrokerOptions): Broker {
     // validation, redaction and serialisation recurse into them, and every page of the timeline that
     // shows the record would carry them.
     const unfit = unfitArguments(request.args);
+    // The tool's name as the journal, the record, the log and a refusal give it: no tool Countersign
+    // lists has a longer one (Claude Desktop accepts 64 characters), so a longer name is cut.
+    const name = request.name.length <= MAX_TOOL_NAME ? request.name : `${request.name.slice(0, MAX_TOOL_NAME)}… (${request.name.length} characters)`;
     // The journal is on the audit store's disk: when it cannot be written, nothing the call would
     // do could be recorded either, so the call is refused before any token is exchanged.
     let unjournaled: AppError | undefined;
     try {
       options.journal?.begin(trace.id, {
-        tool: request.name,
+        tool: name,
         startedAt: new Date().toISOString(),
         user,
         client: request.client,
@@ -144,7 +149,7 @@ export function createBroker(options: BrokerOptions): Broker {
         signal.throwIfAborted();
         if (unfit) throw unfit;
         const c = connectorFor(request.name);
-        if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${request.name}.`);
+        if (!c) throw new AppError('TOOL_UNKNOWN', `There is no tool named ${name}.`);
         // Nothing below can work without the person's token: answer now rather than after a listing,
         // an approval or an exchange that can only fail.
         if (!user) throw new AppError('NOT_SIGNED_IN', SIGN_IN_FIRST);
@@ -239,18 +244,18 @@ export function createBroker(options: BrokerOptions): Broker {
       trace,
       user,
       client: request.client,
-      tool: request.name,
+      tool: name,
       ...(plan ? { plan } : {}),
       ...(unfit ? {} : { args: request.args }),
       ...(failure ? { failure } : {}),
-      summary: (outcome) => summary(request.name, plan, outcome, revokeUnproven),
+      summary: (outcome) => summary(name, plan, outcome, revokeUnproven),
       delegation: credentials.delegation,
       ...(options.demo ? { demo: true } : {}),
       durationMs,
     });
     const { audited, refused } = await records.write(record, trace, String(request.requestId));
     log(
-      `broker: ${request.name} tier=${plan?.tier ?? '-'} outcome=${record.outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
+      `broker: ${name} tier=${plan?.tier ?? '-'} outcome=${record.outcome}${failure ? ` code=${failure.code}` : ''} jti=${trace.keys.obo_jti ?? '-'} role=${trace.keys.db_role ?? '-'} ms=${durationMs}`,
     );
     if (failure?.code === 'NOT_SIGNED_IN') options.onSignInNeeded?.();
     if (failure?.code === 'TOOL_UNKNOWN') throw failure; // a JSON-RPC error (-32602) at the MCP layer
