@@ -216,8 +216,8 @@ describe('arguments nested deeper or larger than any real call', () => {
   });
 });
 
-describe('a tool name longer than any tool has', () => {
-  it('is refused as unknown with the name cut in the answer and the record', { timeout: 60_000 }, async () => {
+describe('a tool name or a request id longer than any real one', () => {
+  it('is cut in the answer (the name) and in the record (both)', { timeout: 60_000 }, async () => {
     const { socket } = await connectOnce(paths);
     sockets.add(socket);
     const client = lineClient(socket, socket);
@@ -231,6 +231,16 @@ describe('a tool name longer than any tool has', () => {
     const [record] = r.audit.page({ limit: 200 }).records.filter((rec) => rec.keys?.mcp_request_id === id);
     expect(record).toMatchObject({ tool: `${'q'.repeat(64)}… (1000000 characters)`, error: { code: 'TOOL_UNKNOWN' } });
     expect(JSON.stringify(record).length).toBeLessThan(4_000);
+
+    // The same for a request id of a megabyte: the answer must carry it (JSON-RPC), the record keeps its start and digest.
+    const long = `i${'d'.repeat(999_999)}`;
+    const again = (await client.request({ jsonrpc: '2.0', id: long, method: 'tools/call', params: { name: 'query', arguments: { sql: 'SELECT 1' } } }, 30_000)) as { id?: string };
+    badInputs += 1;
+    expect(again.id).toBe(long);
+    const kept = `${long.slice(0, 64)}… (1000000 characters, sha256:${createHash('sha256').update(long).digest('hex')})`;
+    const records = r.audit.page({ limit: 200 }).records.filter((rec) => rec.keys?.mcp_request_id === kept);
+    expect(records).toHaveLength(1);
+    expect(JSON.stringify(records[0]).length).toBeLessThan(6_000);
     socket.destroy();
   });
 });

@@ -59,6 +59,15 @@ const MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
 
 const MAX_TOOL_NAME = 64;
 
+/**
+ * A JSON-RPC request id as the journal and the record keep it. The client chooses it, and may make it
+ * a string of megabytes; past 128 characters it is kept as its start and its SHA-256, still unique.
+ */
+function recordedId(id: string | number): string | number {
+  if (typeof id === 'number' || id.length <= 128) return id;
+  return `${id.slice(0, 64)}… (${id.length} characters, sha256:${createHash('sha256').update(id).digest('hex')})`;
+}
+
 /** The most a call's arguments may take as JSON: SQL of 100,000 characters and its values fit many times. */
 const MAX_ARGS_BYTES = 256 * 1024;
 
@@ -105,7 +114,7 @@ export function createBroker(options: BrokerOptions): Broker {
   async function callTool(request: ToolCallRequest, onResult?: (result: CallToolResult) => void): Promise<CallToolResult> {
     const started = performance.now();
     const trace = new CallTrace(options.journal, log);
-    trace.keys.mcp_request_id = request.requestId;
+    trace.keys.mcp_request_id = recordedId(request.requestId);
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;
     const user = options.tokens.user();
