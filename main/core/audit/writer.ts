@@ -183,9 +183,9 @@ export class Writer {
 }
 
 /**
- * Runs a step that walks the record (validation, redaction, serialisation): a record it cannot walk (nested past
- * the stack, a value JSON has no form for) is refused as malformed, like one that does not validate,
- * rather than failing the batch it was in. Each such step runs before the record's row is written.
+ * Runs a step that walks the record (validation, redaction, serialisation): a record it cannot walk
+ * (nested past the stack, a value JSON has no form for) is refused as malformed, like one that does not
+ * validate, rather than failing the batch it was in. Each such step runs before its row is written.
  */
 function serialisable<T>(step: () => T): T {
   try {

@@ -4,18 +4,16 @@
  * Vault, revoked when its scope ends) → execute → one audit record → answer. One AbortSignal runs
  * through every hop; what a hop mints is revoked whatever happens after it, cancellation included.
  */
-import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { AppError } from '../../../common/errors.ts';
-import { MAX_MESSAGE_BYTES } from '../../../common/handshake.ts';
-import { MAX_NESTING, nestsDeeperThan } from '../../../common/canonical-json.ts';
 import type { Hop } from '../../../common/audit-record.ts';
 import type { AuditSink, CallJournal } from '../ports.ts';
 import type { CallPlan, Connector, ToolCallRequest, ToolHost } from '../connectors/types.ts';
 import { hopOutcome, lets, refusal, refusalError, via } from '../approvals/decision.ts';
 import { tierOneOnlyApprover, type Approver } from './approver.ts';
 import type { CredentialOptions } from './call-credential.ts';
+import { recordedId, shownToolName, unanswerable, unfitArguments } from './call-bounds.ts';
 import { auditRecord } from './call-record.ts';
 import { CallTrace, round } from './call-trace.ts';
 import { createRecordWriter } from './record-writer.ts';
@@ -48,40 +46,6 @@ export interface BrokerOptions extends CredentialOptions {
    * longer turns the answer into AUDIT_FAILED. Measured in docs/benchmarks.md ("When to answer").
    */
   answer?: 'after-record' | 'on-result';
-}
-
-/**
- * The largest result the broker answers with: the bridge drops a line over MAX_MESSAGE_BYTES, and the
- * client would wait for an answer that never comes; room is left for the JSON-RPC envelope and its id.
- * (Claude Desktop itself refuses a tool result over 1 MB, with its own message.)
- */
-const MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
-
-const MAX_TOOL_NAME = 64;
-
-/**
- * A JSON-RPC request id as the journal and the record keep it. The client chooses it, and may make it
- * a string of megabytes; past 128 characters it is kept as its start and its SHA-256, still unique.
- */
-function recordedId(id: string | number): string | number {
-  if (typeof id === 'number' || id.length <= 128) return id;
-  return `${id.slice(0, 64)}… (${id.length} characters, sha256:${createHash('sha256').update(id).digest('hex')})`;
-}
-
-/** The most a call's arguments may take as JSON: SQL of 100,000 characters and its values fit many times. */
-const MAX_ARGS_BYTES = 256 * 1024;
-
-/** Why a call's arguments are neither run nor recorded (too deep, too large), or undefined when they are fit. */
-function unfitArguments(args: Record<string, unknown>): AppError | undefined {
-  if (nestsDeeperThan(args, MAX_NESTING))
-    return new AppError('INPUT_INVALID', `The call's arguments nest more than ${MAX_NESTING} levels deep, so Countersign neither ran nor recorded them. Send flatter arguments.`);
-  const json = JSON.stringify(args);
-  const bytes = Buffer.byteLength(json);
-  if (bytes <= MAX_ARGS_BYTES) return undefined;
-  return new AppError(
-    'INPUT_INVALID',
-    `The call's arguments are ${bytes} bytes of JSON (sha256:${createHash('sha256').update(json).digest('hex')}), more than the ${MAX_ARGS_BYTES} Countersign runs and records, so it neither ran nor recorded them. Send less in one call.`,
-  );
 }
 
 /** The answer to a call made before sign-in: at once, saying what to do. */
@@ -118,13 +82,9 @@ export function createBroker(options: BrokerOptions): Broker {
     trace.keys.mcp_session_id = request.sessionId;
     const signal = request.signal;
     const user = options.tokens.user();
-    // Arguments nested deeper or larger than any real call's are neither run nor kept: the record's
-    // validation, redaction and serialisation recurse into them, and every page of the timeline that
-    // shows the record would carry them.
+    // What the client chose, as far as the call runs and is recorded (call-bounds.ts).
     const unfit = unfitArguments(request.args);
-    // The tool's name as the journal, the record, the log and a refusal give it: no tool Countersign
-    // lists has a longer one (Claude Desktop accepts 64 characters), so a longer name is cut.
-    const name = request.name.length <= MAX_TOOL_NAME ? request.name : `${request.name.slice(0, MAX_TOOL_NAME)}… (${request.name.length} characters)`;
+    const name = shownToolName(request.name);
     // The journal is on the audit store's disk: when it cannot be written, nothing the call would
     // do could be recorded either, so the call is refused before any token is exchanged.
     let unjournaled: AppError | undefined;
@@ -331,12 +291,8 @@ export function createBroker(options: BrokerOptions): Broker {
         ),
       (a) => (a.masked ? "the result carried this call's own credential; masked in the answer" : undefined),
     );
-    const bytes = Buffer.byteLength(JSON.stringify(answer.value));
-    if (bytes > MAX_ANSWER_BYTES)
-      throw new AppError(
-        'RESULT_TOO_LARGE',
-        `The tool's result is ${bytes} bytes, more than the ${MAX_ANSWER_BYTES} Countersign can pass to Claude in one answer, so it was withheld. Ask for less (fewer rows or columns, a narrower search).`,
-      );
+    const tooLarge = unanswerable(answer.value);
+    if (tooLarge) throw tooLarge;
     onResult?.(answer.value);
     return answer.value;
   }

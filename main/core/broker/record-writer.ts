@@ -2,8 +2,8 @@
  * Writes each call's record, in order: a record the audit store could not take (a full disk) is held and
  * written before the next one, so each call still gets exactly one record once there is room; a record
  * the redaction policy refuses, or one the store cannot take as it is (INPUT_INVALID: it does not
- * validate or serialise), is replaced by a stand-in, so it never holds up the records behind it. A core that dies first leaves the held calls in
- * the journal, closed as aborted on the next start.
+ * validate or serialise), is replaced by a stand-in, so it never holds up the records behind it. A core
+ * that dies first leaves the held calls in the journal, closed as aborted on the next start.
  */
 import { AppError } from '../../../common/errors.ts';
 import type { AuditRecordInput } from '../../../common/audit-record.ts';
