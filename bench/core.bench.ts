@@ -6,7 +6,8 @@
  *   (VmRSS, VmHWM) after 500 calls, after BENCH_CORE_CALLS calls (10,000), and its peak over the run;
  * - rss_mb.core_samples: VmRSS every 1,000 calls, so "flat" can be seen, and core_growth_after_warmup;
  * - rss_mb.core_peak_after_oversized_results: VmHWM after four concurrent calls whose statement answers
- *   64 MB each, which the core refuses (core.oversized_results_refused) after reading about its maxResultBytes (512 KiB);
+ *   64 MB each, which the core refuses (core.oversized_results_refused) after reading about its
+ *   maxResultBytes (512 KiB);
  * - tier1_call_via_socket / tier1_call_via_bridge: the same real call straight on the socket and through
  *   the bridge, alternating (the bridge's third goal).
  *

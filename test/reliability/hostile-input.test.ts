@@ -57,6 +57,16 @@ afterAll(async () => {
 let seq = 0;
 const nextId = (): string => `fz-${++seq}`;
 
+/** A new connection to the core's socket with an initialized MCP session on it, closed after the file. */
+async function initializedSession(label: string): Promise<{ socket: Socket; client: LineClient }> {
+  const { socket } = await connectOnce(paths);
+  sockets.add(socket);
+  const client = lineClient(socket, socket);
+  await client.request(INITIALIZE(label));
+  client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  return { socket, client };
+}
+
 const TOOL_NAMES = ['query', 'execute', 'list_tables', 'describe_table'];
 const SQL_FRAGMENTS = [
   'SELECT',
@@ -149,11 +159,7 @@ async function batchIsAnswered(client: LineClient, batch: Array<{ line: string; 
 describe('the core socket after the handshake', () => {
   it('answers every request in any sequence of hostile lines and keeps serving', { timeout: LONG ? 600_000 : 150_000 }, async () => {
     const recordsBefore = r.audit.count();
-    const { socket } = await connectOnce(paths);
-    sockets.add(socket);
-    const client = lineClient(socket, socket);
-    await client.request(INITIALIZE('init'));
-    client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const { socket, client } = await initializedSession('init');
     await fc.assert(
       fc.asyncProperty(hostileBatch, (batch) => batchIsAnswered(client, batch)),
       { numRuns: RUNS },
@@ -175,11 +181,7 @@ describe('the core socket after the handshake', () => {
 
 describe('arguments nested deeper or larger than any real call', () => {
   it('refuses the call with INPUT_INVALID and one record per request id, without the arguments, and keeps recording the calls after it', { timeout: 60_000 }, async () => {
-    const { socket } = await connectOnce(paths);
-    sockets.add(socket);
-    const client = lineClient(socket, socket);
-    await client.request(INITIALIZE('init-deep'));
-    client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const { socket, client } = await initializedSession('init-deep');
     // Written as text: 10,000 and 65 levels of arrays, a 20 KB and a 150-byte line a model could send.
     const ids: string[] = [];
     for (const depth of [10_000, 65]) {
@@ -218,11 +220,7 @@ describe('arguments nested deeper or larger than any real call', () => {
 
 describe('a tool name or a request id longer than any real one', () => {
   it('is cut in the answer (the name) and in the record (both)', { timeout: 60_000 }, async () => {
-    const { socket } = await connectOnce(paths);
-    sockets.add(socket);
-    const client = lineClient(socket, socket);
-    await client.request(INITIALIZE('init-name'));
-    client.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const { socket, client } = await initializedSession('init-name');
     const id = nextId();
     const answer = (await client.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'q'.repeat(1_000_000), arguments: {} } }, 30_000)) as { error?: { message?: string } };
     badInputs += 1;
