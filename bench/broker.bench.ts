@@ -60,7 +60,7 @@ import { AuditStore } from '../main/core/audit/store.ts';
 import { SqliteCallJournal } from '../main/core/audit/journal.ts';
 import { AuthService } from '../main/core/auth/auth-service.ts';
 import { createBroker } from '../main/core/broker/index.ts';
-import { createPostgresConnector } from '../main/core/connectors/postgres/connector.ts';
+import { createPostgresConnector, leaveSession } from '../main/core/connectors/postgres/connector.ts';
 import { planPostgresCall } from '../main/core/connectors/postgres/plan.ts';
 import { createTokenExchanger } from '../main/core/idp/token-exchange.ts';
 import { parsePolicy, type PostgresPolicy } from '../main/core/policy/policy.ts';
@@ -396,7 +396,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         client.query(`FETCH ${details.limits.rowCap + 1} FROM c`),
         client.query('COMMIT'),
       ]);
-      await client.end();
+      // Terminate, without waiting for the backend to exit: as libpq's PQfinish and the connector end theirs.
+      leaveSession(client);
     });
     spanEnd('db');
     await vaultPost('auth/token/revoke-self', {}, token);
@@ -408,7 +409,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         () => false,
         () => true,
       );
-      await check.end().catch(() => {});
+      leaveSession(check);
       return g;
     });
     if (!gone) throw new Error('the role outlived its revocation');

@@ -22,7 +22,13 @@ export type ProxyFault =
   /** The request reaches the part; its answer never comes back and the connection is never closed. */
   | { kind: 'half-open' }
   /** The request reaches the part; after `afterBytes` bytes of its answer the connection is closed (FIN). */
-  | { kind: 'truncate'; afterBytes: number };
+  | { kind: 'truncate'; afterBytes: number }
+  /**
+   * Both ways as usual, the client's FIN passed on to the part; the part's close of the connection
+   * reaches the client `ms` later (a server slow to end its sessions: a PostgreSQL backend closes its
+   * socket only once its process has exited).
+   */
+  | { kind: 'slow-close'; ms: number };
 
 export interface FaultProxy {
   /** `127.0.0.1:<port>` as a host and port pair, and as an `http://` URL. */
@@ -49,7 +55,8 @@ export async function startFaultProxy(target: { host: string; port: number }, op
     s.on('error', () => {});
   };
 
-  const server: Server = createServer((client) => {
+  // Half-open allowed, so a client's FIN can be passed on as it is under 'slow-close'.
+  const server: Server = createServer({ allowHalfOpen: true }, (client) => {
     accepted += 1;
     track(client);
     const upstream = connect({ host: target.host, port: target.port });
@@ -68,7 +75,12 @@ export async function startFaultProxy(target: { host: string; port: number }, op
     };
     client.on('close', () => upstream.destroy());
     // Delayed chunks still on their way are delivered before the close.
-    upstream.on('close', () => void toClient.then(close));
+    upstream.on('close', () => void toClient.then(() => (mode?.kind === 'slow-close' ? setTimeout(close, mode.ms) : close())));
+    client.on('end', () => {
+      if (mode?.kind === 'slow-close') upstream.end();
+      // Otherwise as a socket that does not allow half-open: the client's FIN is answered with one.
+      else client.end();
+    });
 
     client.on('data', (chunk: Buffer) => {
       if (mode?.kind !== 'hang' && mode?.kind !== 'half-open') {

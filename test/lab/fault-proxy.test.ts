@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../../lab/fault-proxy.ts';
 
@@ -85,5 +85,41 @@ describe('the fault proxy', () => {
   it('truncates the response: exactly the bytes set, then a FIN', async () => {
     proxy.setFault({ kind: 'truncate', afterBytes: 100 });
     expect(await raw()).toMatchObject({ bytes: 100, ended: 'fin' });
+  });
+
+  it("slow-close: the whole answer comes back at once, the part's close only the time set later", async () => {
+    proxy.setFault({ kind: 'slow-close', ms: 400 });
+    const r = await raw();
+    expect(r).toMatchObject({ bytes: expect.any(Number), ended: 'fin' });
+    expect(r.bytes).toBeGreaterThan(BODY.length);
+    expect(r.ms).toBeGreaterThanOrEqual(400);
+    proxy.setFault(null);
+    expect((await raw()).ms).toBeLessThan(400);
+  });
+
+  it("slow-close: the client's FIN reaches the part, which can still answer after it", async () => {
+    // A part that answers once the client has said all it will say (its FIN), then closes.
+    const part = createNetServer({ allowHalfOpen: true }, (s) => {
+      let heard = '';
+      s.on('data', (d) => (heard += d));
+      s.on('end', () => s.end(`heard ${heard.length} bytes, then the FIN`));
+    });
+    await new Promise<void>((r) => part.listen(0, '127.0.0.1', r));
+    const halfProxy = await startFaultProxy({ host: '127.0.0.1', port: (part.address() as AddressInfo).port });
+    try {
+      halfProxy.setFault({ kind: 'slow-close', ms: 100 });
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = connect({ port: halfProxy.port, host: '127.0.0.1', allowHalfOpen: true });
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+        s.end('goodbye');
+      });
+      expect(answer).toBe('heard 7 bytes, then the FIN');
+    } finally {
+      await halfProxy.stop();
+      await new Promise((r) => part.close(r));
+    }
   });
 });
