@@ -20,6 +20,8 @@
  *   https://github.com/anthropics/claude-ai-mcp/issues/960 , https://github.com/anthropics/claude-code/issues/50339
  * - It declares the elicitation capability but never shows an elicitation to the person; the request
  *   stays unanswered until the tool call times out: https://github.com/anthropics/claude-code/issues/88901
+ * - A tool result over 1 MB is refused, after the call ran: "Tool result is too large. Maximum size is
+ *   1MB.": https://github.com/anthropics/claude-code/issues/66519 (measured here on the result's JSON).
  * - Every request times out at 60 s (the SDK's DEFAULT_REQUEST_TIMEOUT_MSEC, not configurable there):
  *   https://github.com/anthropics/claude-code/issues/22542 , https://github.com/anthropics/claude-code/issues/43791
  */
@@ -38,6 +40,7 @@ export const CLAUDE_TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export const CLAUDE_PROTOCOL_VERSION = '2025-11-25';
 export const CLAUDE_CLIENT_INFO = { name: 'claude-ai', version: '0.1.0' } as const;
 export const CLAUDE_REQUEST_TIMEOUT_MS = 60_000;
+export const CLAUDE_MAX_RESULT_BYTES = 1_000_000;
 
 /** What Claude Desktop's checks find wrong with a tool list; empty when it accepts it. */
 export function claudeListProblems(tools: readonly Tool[]): string[] {
@@ -124,7 +127,9 @@ export class ClaudeDesktopLikeSession {
   /** A call the model can make: only to a tool of the session's first listing (otherwise "Tool not found"). */
   async call(name: string, args: Record<string, unknown> = {}): Promise<CallToolResult> {
     if (!this.tools.some((t) => t.name === name)) throw new Error(`Tool not found: ${name} is not in this session's first listing`);
-    return (await this.client.callTool({ name, arguments: args }, CallToolResultSchema, { timeout: CLAUDE_REQUEST_TIMEOUT_MS })) as CallToolResult;
+    const result = (await this.client.callTool({ name, arguments: args }, CallToolResultSchema, { timeout: CLAUDE_REQUEST_TIMEOUT_MS })) as CallToolResult;
+    if (Buffer.byteLength(JSON.stringify(result)) > CLAUDE_MAX_RESULT_BYTES) throw new Error('Tool result is too large. Maximum size is 1MB.');
+    return result;
   }
 
   /** Claude Desktop killing this server's process (a crash, or one of the two spawns going away). */

@@ -173,6 +173,16 @@ describe('Claude Desktop, as it behaves, before and after sign-in', () => {
     expect(a.elicitationsSeen).toBe(0);
   }, 120_000);
 
+  it('is told why a result over the 1 MB Claude Desktop accepts was withheld, and the record says so', async () => {
+    // 500,000 characters: under what PostgreSQL may send for one call, but the answer holds them twice.
+    const query = a.tools.find((t) => ownName(t) === 'query')!.name;
+    const result = await a.call(query, { sql: "SELECT repeat('x', 500000) AS big" });
+    expect(result.isError).toBe(true);
+    expect(resultText(result)).toMatch(/more than the 1000000 Claude Desktop accepts in one answer, so Countersign withheld it\. Ask for less.*\[RESULT_TOO_LARGE\]$/);
+    const page = await core.handlers['audit.page']({ filter: {}, offset: 0, limit: 1 });
+    expect(page.records[0]).toMatchObject({ tool: 'query', outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
+  });
+
   it('keeps the other session working when Claude Desktop kills one bridge', async () => {
     a.kill();
     const result = await b.call(listedAs(b, 'get_weather'), { city: 'Nice' });

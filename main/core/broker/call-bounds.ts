@@ -1,14 +1,13 @@
 /**
  * What a client sends and what a call answers, bounded: a tool call's arguments, tool name and request
  * id are chosen by the client (a model can make any of them megabytes long, or thousands of levels
- * deep), and the record, the journal and the log keep them; a result larger than the bridge carries
- * would be dropped on its way, and Claude would wait for an answer that never comes.
+ * deep), and the record, the journal and the log keep them; a result larger than Claude Desktop
+ * accepts would be refused there, after the call ran, with nothing said of why.
  */
 import { createHash } from 'node:crypto';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { MAX_NESTING, nestsDeeperThan } from '../../../common/canonical-json.ts';
 import { AppError } from '../../../common/errors.ts';
-import { MAX_MESSAGE_BYTES } from '../../../common/handshake.ts';
 
 /** The most a call's arguments may take as JSON: SQL of 100,000 characters and its values fit many times. */
 const MAX_ARGS_BYTES = 256 * 1024;
@@ -17,11 +16,13 @@ const MAX_TOOL_NAME = 64;
 /** Request ids longer than this are kept as their start and their digest. */
 const MAX_REQUEST_ID = 128;
 /**
- * The largest result the broker answers with: the bridge drops a line over MAX_MESSAGE_BYTES; room is
- * left for the JSON-RPC envelope and its id. (Claude Desktop itself refuses a tool result over 1 MB,
- * with its own message.)
+ * The largest result the broker answers with, as JSON: Claude Desktop refuses a tool result over 1 MB
+ * ("Tool result is too large. Maximum size is 1MB.", https://github.com/anthropics/claude-code/issues/66519),
+ * after the call has run, and the model is told nothing it can act on. JSON bytes bound every measure
+ * Claude could take of the result (characters, bytes of its text). The bridge's own limit on a line
+ * (MAX_MESSAGE_BYTES) lies well above.
  */
-const MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
+export const MAX_ANSWER_BYTES = 1_000_000;
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -53,12 +54,12 @@ export function recordedId(id: string | number): string | number {
   return `${id.slice(0, 64)}… (${id.length} characters, sha256:${sha256(id)})`;
 }
 
-/** Why a tool's result cannot be answered (larger than one message of the bridge), or undefined when it can. */
+/** Why a tool's result cannot be answered (larger than Claude Desktop accepts), or undefined when it can. */
 export function unanswerable(result: CallToolResult): AppError | undefined {
   const bytes = Buffer.byteLength(JSON.stringify(result));
   if (bytes <= MAX_ANSWER_BYTES) return undefined;
   return new AppError(
     'RESULT_TOO_LARGE',
-    `The tool's result is ${bytes} bytes, more than the ${MAX_ANSWER_BYTES} Countersign can pass to Claude in one answer, so it was withheld. Ask for less (fewer rows or columns, a narrower search).`,
+    `The tool's result is ${bytes} bytes, more than the ${MAX_ANSWER_BYTES} Claude Desktop accepts in one answer, so Countersign withheld it. Ask for less (fewer rows or columns, a narrower search).`,
   );
 }

@@ -25,9 +25,10 @@ const LimitsSchema = z
      * Bytes a call's statement may send back (PostgreSQL's wire bytes, after the login): past them
      * the session is closed, nothing more is read, and a write is rolled back. 512 KiB by default:
      * Claude Desktop refuses a tool result over 1 MB, and an answer carries each value twice (the
-     * table Claude reads and the structured rows). At most 8 MiB, the largest message the bridge carries.
+     * table Claude reads and the structured rows). At most 1 MiB: the broker withholds any answer over
+     * the 1 MB Claude Desktop accepts (main/core/broker/call-bounds.ts), so reading more is for nothing.
      */
-    maxResultBytes: z.number().int().positive().max(8 * 1024 * 1024).optional(),
+    maxResultBytes: z.number().int().positive().max(1024 * 1024).optional(),
   })
   .strict();
 

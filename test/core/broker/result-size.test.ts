@@ -3,11 +3,11 @@
  * stand-in: a statement whose answer passes the policy's maxResultBytes is cut off after about that
  * many bytes (counted by a proxy between the core and PostgreSQL, i.e. what PostgreSQL actually sent),
  * a write behind such an answer is rolled back (PostgreSQL's own rows say so), and a result larger
- * than one message of the bridge is withheld with a reason instead of being dropped on the way.
+ * than Claude Desktop accepts (1 MB) is withheld with a reason instead of being refused there.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../../../lab/fault-proxy.ts';
-import { MAX_MESSAGE_BYTES } from '../../../common/handshake.ts';
+import { MAX_ANSWER_BYTES } from '../../../main/core/broker/call-bounds.ts';
 import { AppError } from '../../../common/errors.ts';
 import { createPostgresConnector } from '../../../main/core/connectors/postgres/connector.ts';
 import type { Connector } from '../../../main/core/connectors/types.ts';
@@ -90,32 +90,42 @@ describe('a statement whose result passes maxResultBytes', () => {
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   });
 
-  it('is not configurable past what the bridge carries in one message', () => {
+  it('is not configurable past 1 MiB, since a longer answer than Claude Desktop accepts is withheld anyway', () => {
     const policy = (n: number) => JSON.stringify({ version: 1, postgres: { ...DEMO_POLICY, limits: { ...DEMO_POLICY.limits, maxResultBytes: n } } });
-    expect(() => parsePolicy(policy(8 * MiB))).not.toThrow();
-    expect(() => parsePolicy(policy(8 * MiB + 1))).toThrow(AppError);
+    expect(() => parsePolicy(policy(MiB))).not.toThrow();
+    expect(() => parsePolicy(policy(MiB + 1))).toThrow(AppError);
   });
 });
 
-describe('a result larger than one message of the bridge', () => {
+describe('a result larger than the 1 MB Claude Desktop accepts', () => {
   it('is withheld with RESULT_TOO_LARGE and recorded, the call’s credential revoked as always', async () => {
     const real = createPostgresConnector({ policy: DEMO_POLICY, connection: lab.connection });
-    // A connector whose target answers more than the bridge would relay: the bridge drops such a line, and
-    // Claude would wait for an answer that never comes.
+    // A connector whose target answers just over what Claude Desktop accepts: Claude would refuse it
+    // after the call ran, and the record would say the call succeeded.
     const huge: Connector = {
       ...real,
       async execute(ctx) {
         await real.execute(ctx);
-        return { content: [{ type: 'text', text: 'y'.repeat(MAX_MESSAGE_BYTES) }] };
+        return { content: [{ type: 'text', text: 'y'.repeat(MAX_ANSWER_BYTES) }] };
       },
     };
     const { broker, audit } = lab.broker({ connectors: [huge] });
     const r = await broker.callTool(call('query', { sql: 'SELECT id FROM patients LIMIT 1' }));
     expect(r.isError).toBe(true);
-    expect(text(r)).toMatch(/^The tool's result is \d+ bytes, more than the \d+ Countersign can pass to Claude in one answer, so it was withheld\..*\[RESULT_TOO_LARGE\]$/);
+    expect(text(r)).toMatch(/^The tool's result is \d+ bytes, more than the 1000000 Claude Desktop accepts in one answer, so Countersign withheld it\..*\[RESULT_TOO_LARGE\]$/);
     expect(Buffer.byteLength(JSON.stringify(r))).toBeLessThan(1_000);
     expect(audit.records[0]).toMatchObject({ outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
     expect(audit.records[0]!.hops!.map((h) => h.name)).toEqual(expect.arrayContaining(['execute', 'revoke', 'revoke_check']));
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it('is withheld when a statement under maxResultBytes renders to more than that, its value being in the table and in the rows', async () => {
+    // 500,000 characters are under the default 512 KiB PostgreSQL may send; the answer holds them twice.
+    const { broker, audit } = through();
+    const r = await broker.callTool(call('query', { sql: "SELECT repeat('x', 500000) AS big" }));
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/more than the 1000000 Claude Desktop accepts .*\[RESULT_TOO_LARGE\]$/);
+    expect(audit.records[0]).toMatchObject({ outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   });
 });
