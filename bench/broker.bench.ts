@@ -5,10 +5,10 @@
  * IdP, Vault stand-in and PostgreSQL are the lab's, over loopback sockets.
  *
  * Time is split at the network call only (main/core/wire-time.ts): an HTTP request to the IdP or Vault
- * until its answer is read, a PostgreSQL connect, query or close. Everything else inside a call is
- * Countersign's own: validation, parsing and classifying the statement (twice), the checks on the OBO
- * (signature, claims, DPoP binding), building requests, rendering rows, the journal, the audit append
- * and its fsync, and glue.
+ * until its answer is read, a PostgreSQL connect (less the SCRAM proof pg computes in it) or query.
+ * Everything else inside a call is Countersign's own: validation, parsing and classifying the
+ * statement (twice), the checks on the OBO (signature, claims, DPoP binding), the SCRAM proofs of its
+ * two logins, building requests, rendering rows, the journal, the audit append and its fsync, and glue.
  * - call_tier1_total: one tier-1 `query` end to end through `broker.callTool`;
  * - call_tier1_total_agent_mode: the same call in Vault's native agent mode (the OBO is the Vault
  *   token: no login hop; the lease revoked with the OBO), interleaved with the others, the two modes
@@ -60,7 +60,7 @@ import { AuditStore } from '../main/core/audit/store.ts';
 import { SqliteCallJournal } from '../main/core/audit/journal.ts';
 import { AuthService } from '../main/core/auth/auth-service.ts';
 import { createBroker } from '../main/core/broker/index.ts';
-import { createPostgresConnector, leaveSession } from '../main/core/connectors/postgres/connector.ts';
+import { createPostgresConnector, leaveSession, timeScramProof } from '../main/core/connectors/postgres/connector.ts';
 import { planPostgresCall } from '../main/core/connectors/postgres/plan.ts';
 import { createTokenExchanger } from '../main/core/idp/token-exchange.ts';
 import { parsePolicy, type PostgresPolicy } from '../main/core/policy/policy.ts';
@@ -388,6 +388,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       // The same statements in one round trip, as the connector sends them (pg's pipeline mode).
       pipeline: true,
     } as pg.ClientConfig);
+    // The SCRAM proof pg computes while logging in is the client's own work, as in the broker's call.
+    timeScramProof(client, (ms) => (byHand.db -= ms));
     await handWire('db', async () => {
       await client.connect();
       await Promise.all([
@@ -404,6 +406,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     spanEnd('vault');
     const check = new pg.Client({ ...connection, user: creds.data.username, password: creds.data.password });
     check.on('error', () => {});
+    timeScramProof(check, (ms) => (byHand.db -= ms));
     const gone = await handWire('db', async () => {
       const g = await check.connect().then(
         () => false,
@@ -588,7 +591,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         // inside the Vault hops and revoke-self: building requests, reading the answers (the journal's
         // hold of the Vault token, made in the login hop, is the journal's)
         vault: stage((s) => h(s, 'vault_login', 'vault_creds', 'revoke') - s.wire.vault - s.holdInHop),
-        // inside execute and the revoke check: the second parse and plan, rendering rows
+        // inside execute and the revoke check: the second parse and plan, the two logins' SCRAM proofs, rendering rows
         db: stage((s) => h(s, 'execute', 'revoke_check') - s.wire.db),
         // validate, classify, approval
         before: stage((s) => h(s, 'validate', 'classify', 'approval')),
@@ -734,7 +737,7 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
     call_tier1_wire: plain(
       Object.fromEntries(Object.entries(r.call_tier1_wire).map(([k, p]) => [k, p.p50])),
       'ms',
-      'the network waits inside that call at p50, by kind: HTTP to the IdP and to Vault until the answer is in, PostgreSQL connect, queries and close',
+      'the network waits inside that call at p50, by kind: HTTP to the IdP and to Vault until the answer is in, PostgreSQL connect (less the SCRAM proof pg computes in it, which is own time) and queries',
     ),
     own_overhead: plain(
       r.own_overhead,

@@ -8,7 +8,7 @@
  * pg errors become AppErrors by SQLSTATE, in one place (`toAppError`).
  */
 import pg from 'pg';
-import { onWire } from '../../wire-time.ts';
+import { observingWire, onWire, ownInWait } from '../../wire-time.ts';
 import { canonicalJson } from '../../../../common/canonical-json.ts';
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
@@ -98,6 +98,7 @@ async function roleStillLogsIn(
 ): Promise<'gone' | 'present' | 'unknown'> {
   const client = new pg.Client(sessionConfig(connection, user, password, 'countersign-revoke-check'));
   client.on('error', () => {});
+  if (observingWire()) timeScramProof(client, (ms) => ownInWait('db', ms));
   const onAbort = (): void => void client.end().catch(() => {});
   signal.addEventListener('abort', onAbort, { once: true });
   try {
@@ -170,6 +171,7 @@ export async function runStatement(
   } as pg.ClientConfig);
   // A connection error after connect would otherwise be an unhandled 'error' event.
   client.on('error', () => {});
+  if (observingWire()) timeScramProof(client, (ms) => ownInWait('db', ms));
   const onAbort = (): void => {
     // Closing the socket ends the backend; the role's revocation also terminates its sessions. The
     // socket itself: in pipeline mode pg's end() waits for the statements already sent to finish.
@@ -203,6 +205,26 @@ export async function runStatement(
     signal.removeEventListener('abort', onAbort);
     leaveSession(client);
   }
+}
+
+/**
+ * Tells `onOwn` how long pg spends computing the SCRAM proof as it logs in (PBKDF2 over the password,
+ * 4,096 rounds at PostgreSQL's default, then the proof; about 1.5 ms on the lab's machine, twice a
+ * call): work of this process inside `connect()`, not a wait on PostgreSQL. pg does it in its handler
+ * of the server's SCRAM challenge (`Client#_handleAuthSASLContinue`, pg 8.23), which is timed here;
+ * a test checks it is still called (test/core/connectors/postgres/scram-time.test.ts).
+ */
+export function timeScramProof(client: pg.Client, onOwn: (ms: number) => void): void {
+  const c = client as unknown as { _handleAuthSASLContinue(message: unknown): Promise<void> };
+  const original = c._handleAuthSASLContinue;
+  c._handleAuthSASLContinue = async function (this: unknown, message: unknown): Promise<void> {
+    const started = performance.now();
+    try {
+      await original.call(this, message);
+    } finally {
+      onOwn(performance.now() - started);
+    }
+  };
 }
 
 /** How long a session whose goodbye cannot be written (a stopped server, a full socket) is kept before it is dropped. */
