@@ -33,6 +33,12 @@ export const AuditPageRequestSchema = z
     /** Rows to skip after `before` and the filter applied, newest first (random access for a virtual list). */
     offset: z.number().int().nonnegative().max(10_000_000).default(0),
     limit: z.number().int().min(1).max(500).default(100),
+    /**
+     * `row`: each record as a timeline row needs it, without its arguments and authorization details,
+     * which the client chose and may each take 256 KiB (a page of 100 could carry 50 MB); `audit.get`
+     * gives the whole record. `all` by default.
+     */
+    fields: z.enum(['all', 'row']).default('all'),
   })
   .strict();
 export type AuditPageRequest = z.input<typeof AuditPageRequestSchema>;

@@ -10,6 +10,7 @@ import type { CountersignPaths } from '../../common/paths.ts';
 import type { ApprovalService } from './approvals/approval-service.ts';
 import type { AuditStore } from './audit/store.ts';
 import { exportLines, exportFilename, EXPORT_MEDIA_TYPES, writeExportFile } from './audit/export.ts';
+import { auditPage } from './audit/timeline-page.ts';
 import type { CoreAuth } from './auth/auth-service.ts';
 import type { Broker } from './broker/index.ts';
 import { findNodeOnPath, installClaudeDesktopEntry, mcpConfigEntry } from './claude-desktop/config.ts';
@@ -54,10 +55,7 @@ export function coreHandlers(d: CoreHandlerDeps): ContractHandlers {
       approvals.clear();
       return { ok: true as const };
     },
-    'audit.page': async (request) => {
-      const page = audit.page(request);
-      return { records: page.records, total: page.total ?? page.records.length, total_capped: page.total_capped ?? false, head: page.head };
-    },
+    'audit.page': async (request) => auditPage(audit, request),
     'audit.get': async ({ seq }) => {
       const record = audit.get(seq);
       if (!record) throw new AppError('NOT_FOUND', `There is no audit record ${seq}.`);

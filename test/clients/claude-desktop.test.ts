@@ -179,8 +179,26 @@ describe('Claude Desktop, as it behaves, before and after sign-in', () => {
     const result = await a.call(query, { sql: "SELECT repeat('x', 500000) AS big" });
     expect(result.isError).toBe(true);
     expect(resultText(result)).toMatch(/more than the 1000000 Claude Desktop accepts in one answer, so Countersign withheld it\. Ask for less.*\[RESULT_TOO_LARGE\]$/);
-    const page = await core.handlers['audit.page']({ filter: {}, offset: 0, limit: 1 });
+    const page = await core.handlers['audit.page']({ filter: {}, offset: 0, limit: 1, fields: 'all' });
     expect(page.records[0]).toMatchObject({ tool: 'query', outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
+  });
+
+  it("shows the timeline a call's row without the arguments the model chose, and the whole record on demand", async () => {
+    const query = a.tools.find((t) => ownName(t) === 'query')!.name;
+    const value = 'v'.repeat(200_000);
+    const result = await a.call(query, { sql: 'SELECT length($1::text) AS n', params: [value] });
+    expect(result.isError, resultText(result)).toBeFalsy();
+    // The timeline's request: a page of rows. 200 KB of arguments recorded, a few hundred bytes shown.
+    const rows = await core.handlers['audit.page']({ filter: {}, offset: 0, limit: 1, fields: 'row' });
+    expect(rows.records[0]).toMatchObject({ tool: 'query', outcome: 'success' });
+    expect(rows.records[0]!.args).toBeUndefined();
+    expect(Buffer.byteLength(JSON.stringify(rows.records[0]))).toBeLessThan(4_096);
+    const whole = await core.handlers['audit.get']({ seq: rows.records[0]!.seq });
+    expect(whole.args).toEqual({ sql: 'SELECT length($1::text) AS n', params: [value] });
+    expect(whole.hash).toBe(rows.records[0]!.hash);
+    // Asked for everything (an export's or a test's page), the record comes whole.
+    const all = await core.handlers['audit.page']({ filter: {}, offset: 0, limit: 1, fields: 'all' });
+    expect(all.records[0]!.args).toEqual(whole.args);
   });
 
   it('keeps the other session working when Claude Desktop kills one bridge', async () => {

@@ -13,6 +13,7 @@ import { AuditRecordInputSchema } from '../../common/audit-record.ts';
 import { AppError } from '../../common/errors.ts';
 import type { AuditStore } from '../../main/core/audit/store.ts';
 import { exportFilename, exportLines, EXPORT_MEDIA_TYPES } from '../../main/core/audit/export.ts';
+import { auditPage } from '../../main/core/audit/timeline-page.ts';
 import type { SecretStore } from '../../main/core/ports.ts';
 import type {
   AuditFilter,
@@ -342,10 +343,7 @@ export function memorySecrets(): SecretStore & { values(): string[] } {
  * export come from SQLite, and appends reach the UI as `audit.appended` events. Returns the unsubscribe.
  */
 export function backWithStore(app: FixtureApp, store: AuditStore): () => void {
-  app.handlers['audit.page'] = async (request) => {
-    const page = store.page(request);
-    return { records: page.records, total: page.total ?? 0, total_capped: page.total_capped ?? false, head: page.head };
-  };
+  app.handlers['audit.page'] = async (request) => auditPage(store, request);
   app.handlers['audit.get'] = async ({ seq }) => {
     const r = store.get(seq);
     if (!r) throw new AppError('NOT_FOUND', `No record ${seq}.`);

@@ -49,6 +49,7 @@ export function useAuditPages(transport: RendererTransport, filterKey: string) {
           filter: JSON.parse(filterKey) as AuditFilter,
           offset: 0,
           limit: PAGE,
+          fields: 'row',
         });
         // A page read for a filter the person has since changed is dropped; the reload below reads the new one.
         if (filterKey !== currentFilter.current) return;
@@ -102,6 +103,7 @@ export function useVisiblePages(
           before: current.before,
           offset: page * PAGE,
           limit: PAGE,
+          fields: 'row',
         })
         .then(
           (res) => {
