@@ -129,6 +129,8 @@ interface Sample {
   holdInHop: number;
   /** When the call started and its sample ended (performance.now()), to set V8's collections against. */
   span: [number, number];
+  /** The SCRAM proofs of the call's logins, taken out of its database wait as own time (wire-time.ts `ownInWait`). */
+  scram: number;
 }
 
 const VAULT_HOPS = new Set(['vault_login', 'vault_creds', 'revoke']);
@@ -263,6 +265,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   });
 
   let wire: Record<WireKind, number> = { idp: 0, vault: 0, db: 0 };
+  let scram = 0;
   /** The last call's record as stored, and the last OBO the hand-made path obtained: what the duties below work on. */
   let lastRecord = '';
   let lastObo = '';
@@ -270,6 +273,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
   /** One call: `total` is until Claude has the answer; the sample ends when the call is recorded. */
   const oneCall = async (b = broker): Promise<Sample> => {
     const mine = (wire = { idp: 0, vault: 0, db: 0 });
+    scram = 0;
     appendMs = journalMs = holdMs = 0;
     const request = req();
     const recorded = recordOf(request.requestId as number);
@@ -295,7 +299,7 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     const hops: Record<string, number> = { audit_append: appendMs, journal: journalMs, audit_index: indexMs };
     for (const h of record.hops) hops[h.name] = (hops[h.name] ?? 0) + h.ms;
     const vaultRequests = record.hops.filter((h) => VAULT_HOPS.has(h.name)).length;
-    return { total: total + afterAnswerMs + indexMs, wire: atAnswer, hops, vaultRequests, holdInHop: holdMs, span: [start, performance.now()] };
+    return { total: total + afterAnswerMs + indexMs, wire: atAnswer, hops, vaultRequests, holdInHop: holdMs, span: [start, performance.now()], scram };
   };
 
   // The same requests by hand, with what any client of these services must do and nothing else.
@@ -494,7 +498,10 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
     return { parse: t1 - t0, verify: t2 - t1, commit: t3 - t2, index: t4 - t3, journal: t5 - t4, all: t5 - t0, signatureByHand: t6 - t5 };
   };
 
-  observeWire((kind, ms) => (wire[kind] += ms));
+  observeWire((kind, ms) => {
+    wire[kind] += ms;
+    if (ms < 0) scram -= ms;
+  });
   // V8's collections in this process, each as [start, end] (performance.now()), set against the calls below.
   const collections: Array<[number, number]> = [];
   const gcObserver = new PerformanceObserver((list) => {
@@ -544,6 +551,18 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
       );
       return round(n / ((performance.now() - start) / 1000), 1);
     };
+    // What a session's end waited for before the connector stopped waiting (docs/benchmarks.md, "How a
+    // session ends"): from Terminate to PostgreSQL's close of a refused login, i.e. the backend's exit,
+    // with pg's end(), which waits for it.
+    const closeWaits: number[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      const refused = new pg.Client({ ...connection, user: 'countersign-bench-nobody', password: 'not-a-password' });
+      refused.on('error', () => {});
+      await refused.connect().catch(() => {});
+      const t = performance.now();
+      await refused.end().catch(() => {});
+      closeWaits.push(performance.now() - t);
+    }
     const c1 = await throughput(1);
     const c8 = await throughput(8);
     const c32 = await throughput(32);
@@ -634,6 +653,8 @@ export async function benchBroker(lab: BrokerTarget, o: { samples?: number } = {
         vault: percentiles(alone.map((a) => a.wire.vault)).p50,
         db: percentiles(alone.map((a) => a.wire.db)).p50,
       },
+      scram_in_call: percentiles(calls.map((c) => c.scram)),
+      pg_close_wait: percentiles(closeWaits.slice(5)),
       throughput_calls_per_s: { c1, c8, c32 },
       gc_in_call: {
         share_of_calls: round(collected.filter((ms) => ms > 0).length / collected.length, 3),
@@ -819,6 +840,16 @@ export async function bench(ctx: BenchContext): Promise<Figures> {
       r.total_floor_vs_hops_alone_per_call.p50,
       'ratio',
       "per iteration, the hand-made path with Countersign's duties and the database wait the broker adds (its catalogue check) over the hand-made path (p50): the floor under total_vs_hops_alone (goal 1.1) on this machine; what lies between the two is the broker's own code",
+    ),
+    scram_in_call: plain(
+      r.scram_in_call,
+      'ms',
+      "the SCRAM proofs pg computes for a call's two logins (PBKDF2 and the proof), timed in pg's handler of the server's challenge: own time, in own_by_stage.db, not in call_tier1_wire.db (a detail)",
+    ),
+    pg_close_wait: plain(
+      r.pg_close_wait,
+      'ms',
+      "from Terminate to PostgreSQL's close of a refused login's session (the backend's exit), waited for with pg's end(), 35 sessions: what each of a call's two session ends waited for before the connector ended sessions without waiting (a detail; no call waits for it now)",
     ),
     throughput_calls_per_s: plain(
       r.throughput_calls_per_s,

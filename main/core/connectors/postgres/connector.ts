@@ -96,9 +96,7 @@ async function roleStillLogsIn(
   password: string,
   signal: AbortSignal,
 ): Promise<'gone' | 'present' | 'unknown'> {
-  const client = new pg.Client(sessionConfig(connection, user, password, 'countersign-revoke-check'));
-  client.on('error', () => {});
-  if (observingWire()) timeScramProof(client, (ms) => ownInWait('db', ms));
+  const client = newSession(sessionConfig(connection, user, password, 'countersign-revoke-check'));
   const onAbort = (): void => void client.end().catch(() => {});
   signal.addEventListener('abort', onAbort, { once: true });
   try {
@@ -161,7 +159,7 @@ export async function runStatement(
   signal: AbortSignal,
 ): Promise<QueryResultContent> {
   signal.throwIfAborted();
-  const client = new pg.Client({
+  const client = newSession({
     ...sessionConfig(connection, user, password, applicationName),
     statement_timeout: details.limits.statementTimeoutMs,
     options: SESSION_OPTIONS,
@@ -169,9 +167,6 @@ export async function runStatement(
     // mode, each with its own Sync), so a call's transaction costs one round trip: see runRead.
     pipeline: true,
   } as pg.ClientConfig);
-  // A connection error after connect would otherwise be an unhandled 'error' event.
-  client.on('error', () => {});
-  if (observingWire()) timeScramProof(client, (ms) => ownInWait('db', ms));
   const onAbort = (): void => {
     // Closing the socket ends the backend; the role's revocation also terminates its sessions. The
     // socket itself: in pipeline mode pg's end() waits for the statements already sent to finish.
@@ -278,6 +273,17 @@ function resultTooLarge(d: PostgresCallDetails, cause: unknown): AppError {
     `The statement's result passed ${d.limits.maxResultBytes} bytes (the policy's maxResultBytes), so it was not read further${d.readOnly ? '' : ' and the statement was rolled back'}. Select fewer or shorter columns (substr, LIMIT) and ask again.`,
     { cause },
   );
+}
+
+/**
+ * A session of a call, not yet connected. A connection error after connect would otherwise be an
+ * unhandled 'error' event; when the wait on the network is timed, pg's SCRAM proof is counted as own time.
+ */
+function newSession(config: pg.ClientConfig): pg.Client {
+  const client = new pg.Client(config);
+  client.on('error', () => {});
+  if (observingWire()) timeScramProof(client, (ms) => ownInWait('db', ms));
+  return client;
 }
 
 /** Where and as whom a call's session connects, named in PostgreSQL's log by `applicationName`. */
