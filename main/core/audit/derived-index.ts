@@ -28,9 +28,6 @@ export class DerivedIndex {
   readonly #insertFacets: StatementSync | undefined;
   readonly #upsertUser: StatementSync | undefined;
   readonly #addCount: StatementSync | undefined;
-  /** The index's commits are not synced (see above); the record's are, so the setting goes back after each. */
-  readonly #syncNormal: StatementSync | undefined;
-  readonly #syncFull: StatementSync | undefined;
 
   constructor(s: StoreDb, readOnly: boolean) {
     this.#s = s;
@@ -51,8 +48,6 @@ export class DerivedIndex {
     this.#addCount = db.prepare(
       'INSERT INTO facet_counts (key, kind, outcome, tier, tool, user_sub, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET n = n + excluded.n',
     );
-    this.#syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
-    this.#syncFull = db.prepare('PRAGMA synchronous = FULL');
     this.#upsertUser = db.prepare(
       'INSERT INTO users (sub, name, email) VALUES (?, ?, ?) ON CONFLICT (sub) DO UPDATE SET name = coalesce(excluded.name, name), email = coalesce(excluded.email, email)',
     );
@@ -78,8 +73,11 @@ export class DerivedIndex {
     this.#pending = [];
     const fts = this.#insertFts;
     const facets = this.#insertFacets;
-    this.#syncNormal!.run();
+    // The index's commits are not synced (see above); the record's are, so the setting goes back after
+    // each. Set with exec, never a prepared statement: SQLite applies `PRAGMA synchronous = …` when the
+    // statement is compiled, and running a prepared one again changes nothing.
     try {
+      this.#s.db.exec('PRAGMA synchronous = NORMAL');
       this.#s.tx(() => {
         const counts = new Map<string, { i: IndexRow; n: number }>();
         for (const record of records) {
@@ -111,7 +109,7 @@ export class DerivedIndex {
       this.#pending = records.concat(this.#pending);
       if (!this.#timer && !this.#s.closed) this.#timer = setTimeout(() => this.flush(), 1_000).unref();
     } finally {
-      this.#syncFull!.run();
+      this.#s.db.exec('PRAGMA synchronous = FULL');
     }
   }
 

@@ -7,6 +7,7 @@ import { AppError } from '../../../common/errors.ts';
 import { MIGRATIONS } from '../../../main/core/audit/schema.ts';
 import { AUDIT_COUNT_CAP, AuditStore, DB_FILE, GENESIS_HASH, sha256 } from '../../../main/core/audit/store.ts';
 import { canonicalJson } from '../../../common/canonical-json.ts';
+import { StoreDb } from '../../../main/core/audit/db.ts';
 import { memorySecretStore, tempDir, toolCall } from './fixtures.ts';
 
 describe('appending and reading', () => {
@@ -169,6 +170,31 @@ describe('the database on disk', () => {
     expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: MIGRATIONS.length });
     db.close();
+  });
+
+  it("commits each record with synchronous=FULL and the deferred index rows with NORMAL, as SQLite reports the setting", async () => {
+    // SQLite applies `PRAGMA synchronous = …` when the statement is compiled: a prepared one run again
+    // changes nothing, so the level is read from SQLite at the start of each write transaction.
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    const levels: string[] = [];
+    const tx = StoreDb.prototype.tx;
+    StoreDb.prototype.tx = function (this: StoreDb, fn: () => void) {
+      levels.push(String((this.db.prepare('PRAGMA synchronous').get() as { synchronous: number }).synchronous));
+      tx.call(this, fn);
+    };
+    try {
+      await s.append(toolCall(1));
+      s.flushIndex();
+      await s.append(toolCall(2));
+      s.flushIndex();
+      await s.append(toolCall(3));
+    } finally {
+      StoreDb.prototype.tx = tx;
+    }
+    // 2 is FULL, 1 NORMAL: record, index, record, index, record
+    expect(levels).toEqual(['2', '1', '2', '1', '2']);
+    await s.close();
   });
 
   it('migrates a store created at an older schema version', async () => {
