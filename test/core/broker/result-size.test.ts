@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../../../lab/fault-proxy.ts';
 import { MAX_ANSWER_BYTES } from '../../../main/core/broker/call-bounds.ts';
 import { AppError } from '../../../common/errors.ts';
-import { createPostgresConnector } from '../../../main/core/connectors/postgres/connector.ts';
+import { createPostgresConnector, runStatement } from '../../../main/core/connectors/postgres/connector.ts';
+import { planPostgresCall } from '../../../main/core/connectors/postgres/plan.ts';
 import type { Connector } from '../../../main/core/connectors/types.ts';
 import { parsePolicy, type PostgresPolicy } from '../../../main/core/policy/policy.ts';
 import { call, DEMO_POLICY, settled, startBrokerLab, type BrokerLab } from './lab.ts';
@@ -62,6 +63,49 @@ describe('a statement whose result passes maxResultBytes', () => {
     expect(await lab.admin<{ reason: string }>('SELECT reason FROM appointments WHERE id = 3')).toEqual([row]);
     expect(audit.records[0]).toMatchObject({ tier: 2, outcome: 'error', error: { code: 'RESULT_TOO_LARGE' } });
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
+  it("never calls a committed write rolled back: with the limit at every byte around the write's answers, PostgreSQL's rows agree with the answer", async () => {
+    // The answer to COMMIT is not the result: counted with it, a limit a few bytes over the result
+    // refused a write PostgreSQL had committed, and told the model it was rolled back.
+    await lab.admin('CREATE TABLE IF NOT EXISTS budget_probe (body text NOT NULL)');
+    await lab.admin("DO $$ BEGIN CREATE ROLE cs_budget_probe LOGIN PASSWORD 'budget-probe-pw'; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+    await lab.admin('GRANT USAGE ON SCHEMA public TO cs_budget_probe');
+    await lab.admin('GRANT INSERT, SELECT ON budget_probe TO cs_budget_probe');
+    let probes = 0;
+    const write = async (limit: number): Promise<{ answer: string; rows: number }> => {
+      const body = `probe-${limit}-${probes++}`;
+      const policy = parsePolicy(JSON.stringify({ version: 1, postgres: { ...DEMO_POLICY, limits: { ...DEMO_POLICY.limits, maxResultBytes: limit } } })).postgres as PostgresPolicy;
+      const { details } = await planPostgresCall(policy, 'execute', { sql: 'INSERT INTO budget_probe (body) VALUES ($1) RETURNING body', params: [body] });
+      let answer = 'ok';
+      try {
+        await runStatement(lab.connection, 'cs_budget_probe', 'budget-probe-pw', 'budget-probe', details, new AbortController().signal);
+      } catch (e) {
+        answer = AppError.is(e, 'RESULT_TOO_LARGE') ? 'RESULT_TOO_LARGE' : String(e);
+      }
+      const [{ n }] = await lab.admin<{ n: number }>('SELECT count(*)::int AS n FROM budget_probe WHERE body = $1', [body]);
+      return { answer, rows: n };
+    };
+    // The least limit the write is answered under, found by bisection; the answer to COMMIT is at most
+    // a few dozen bytes, so every limit up to 64 bytes below it is tried.
+    let lo = 1;
+    let hi = 64 * 1024;
+    expect((await write(hi)).answer).toBe('ok');
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if ((await write(mid)).answer === 'ok') hi = mid;
+      else lo = mid;
+    }
+    const disagreements: string[] = [];
+    const outcomes = new Set<string>();
+    for (let limit = hi - 64; limit <= hi + 2; limit++) {
+      const { answer, rows } = await write(limit);
+      outcomes.add(answer);
+      if ((answer === 'ok') !== (rows === 1)) disagreements.push(`maxResultBytes ${limit}: answered ${answer}, ${rows} row(s) in PostgreSQL`);
+    }
+    // The sweep crossed the limit: both answers were given.
+    expect([...outcomes].sort()).toEqual(['RESULT_TOO_LARGE', 'ok']);
+    expect(disagreements).toEqual([]);
   });
 
   it('answers a result under the limit in full, and a policy can tighten the limit for a table', async () => {

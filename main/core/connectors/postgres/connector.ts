@@ -173,7 +173,7 @@ export async function runStatement(
     client.connection.stream.destroy();
   };
   signal.addEventListener('abort', onAbort, { once: true });
-  let overBudget: (() => boolean) | undefined;
+  let budget: ReturnType<typeof resultBudget> | undefined;
   try {
     try {
       await onWire('db', () => client.connect());
@@ -187,14 +187,14 @@ export async function runStatement(
       throw error;
     }
     signal.throwIfAborted();
-    overBudget = resultBudget(client, details.limits.maxResultBytes);
-    const result = details.readOnly ? await runRead(client, details) : await runWrite(client, details);
+    budget = resultBudget(client, details.limits.maxResultBytes);
+    const result = details.readOnly ? await runRead(client, details) : await runWrite(client, details, budget);
     // The last chunk may pass the limit and complete the answer at once: it is refused all the same.
-    if (overBudget()) throw resultTooLarge(details, undefined);
+    if (budget.passed()) throw resultTooLarge(details, undefined);
     return result;
   } catch (error) {
     if (signal.aborted) throw new AppError('CANCELLED', 'The call was cancelled while the database was working.', { cause: error });
-    if (overBudget?.()) throw resultTooLarge(details, error);
+    if (budget?.passed()) throw resultTooLarge(details, error);
     throw toAppError(error, password, user);
   } finally {
     signal.removeEventListener('abort', onAbort);
@@ -250,20 +250,22 @@ export function leaveSession(client: pg.Client): void {
  * closed, so a value of hundreds of megabytes (`repeat('x', 3e8)`, a large bytea) is neither read into
  * the core nor passed on. pg's parser sees each chunk before this listener, so at most the limit and
  * one chunk are held. A write's COMMIT is only sent once its answers are in, so a closed session rolls
- * it back. Returns whether the limit was passed.
+ * it back; and the count ends there (`close()`), so the answer to COMMIT, which is not the result, can
+ * never pass the limit after the write has committed. `passed()` says whether the limit was passed.
  */
-function resultBudget(client: pg.Client, limit: number): () => boolean {
+function resultBudget(client: pg.Client, limit: number): { passed: () => boolean; close: () => void } {
   const socket = client.connection.stream;
   let received = 0;
   let passed = false;
-  socket.on('data', (chunk: Buffer) => {
+  const count = (chunk: Buffer): void => {
     received += chunk.length;
     if (received > limit && !passed) {
       passed = true;
       socket.destroy();
     }
-  });
-  return () => passed;
+  };
+  socket.on('data', count);
+  return { passed: () => passed, close: () => void socket.off('data', count) };
 }
 
 function resultTooLarge(d: PostgresCallDetails, cause: unknown): AppError {
@@ -369,7 +371,7 @@ async function runRead(client: pg.Client, d: PostgresCallDetails): Promise<Query
 const ROWS_CHANGED_SQL =
   'SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS changed FROM pg_catalog.pg_stat_xact_user_tables';
 
-async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<QueryResultContent> {
+async function runWrite(client: pg.Client, d: PostgresCallDetails, budget: ReturnType<typeof resultBudget>): Promise<QueryResultContent> {
   // The count is read before the transaction ends, so COMMIT or ROLLBACK takes a second round trip.
   const answers = await inOneRoundTrip(
     client,
@@ -386,6 +388,11 @@ async function runWrite(client: pg.Client, d: PostgresCallDetails): Promise<Quer
       `The statement would change ${affected} rows, more than the ${d.limits.maxAffectedRows} allowed per call; it was rolled back. Narrow the WHERE clause.`,
     );
   }
+  // The last chunk of the answers may have passed the limit and closed the session: COMMIT is never sent.
+  if (budget.passed()) throw resultTooLarge(d, undefined);
+  // The result is in and within the limit: what comes back from here on is COMMIT's answer, which is
+  // not the result and must not refuse a write that has committed.
+  budget.close();
   await run(client, 'COMMIT');
   const cap = d.limits.rowCap;
   const rows = (result!.rows ?? []).slice(0, cap);
