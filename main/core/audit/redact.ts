@@ -160,7 +160,12 @@ export class KnownSecrets implements Iterable<string> {
       if (Array.isArray(v)) return v.map(walk);
       if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
         const out: Record<string, unknown> = {};
-        for (const [k, x] of Object.entries(v)) setOwnMember(out, k, walk(x));
+        for (const [k, x] of Object.entries(v)) {
+          // A member's name is text the result carries too (a column named by the statement).
+          const name = this.mask(k);
+          if (name !== k) masked = true;
+          setOwnMember(out, freeName(name, k, out, v), walk(x));
+        }
         return out;
       }
       return v;
@@ -231,7 +236,11 @@ export class Redactor {
       const out: Record<string, unknown> = {};
       for (const k of Object.keys(value)) {
         const v = (value as Record<string, unknown>)[k];
-        path.push(k);
+        // A member's name is masked as its value would be: arguments are the model's to name.
+        const found = redacted.length;
+        const name = freeName(scrubString(k, path, known, redacted), k, out, value);
+        for (let i = found; i < redacted.length; i++) redacted[i] += ' (in a member name)';
+        path.push(name);
         let scrubbed: unknown;
         if (SECRET_FIELD.test(k) && v !== null && v !== undefined && v !== '') {
           redacted.push(`${pointer(path)}: secret field`);
@@ -239,7 +248,7 @@ export class Redactor {
         } else {
           scrubbed = this.#walk(v, path, known, redacted);
         }
-        setOwnMember(out, k, scrubbed);
+        setOwnMember(out, name, scrubbed);
         path.pop();
       }
       return out;
@@ -270,6 +279,18 @@ function scrubString(s: string, path: string[], known: KnownSecrets, redacted: s
     }
   }
   return out;
+}
+
+/**
+ * The name a member keeps in a masked copy: `name`, the original `key` masked, unless that is taken in
+ * the copy or the original (two names that mask alike, or a member already named `[redacted]`), then
+ * `name (2)`, `name (3)`…, so no member is lost.
+ */
+function freeName(name: string, key: string, out: object, source: object): string {
+  if (name === key) return name;
+  let free = name;
+  for (let n = 2; Object.hasOwn(out, free) || Object.hasOwn(source, free); n++) free = `${name} (${n})`;
+  return free;
 }
 
 /** JSON Pointer (RFC 6901) of a path, built only when something was masked. */

@@ -99,6 +99,43 @@ describe('redaction at write', () => {
     expect(value).toEqual(rec);
   });
 
+  it("masks a call's secret in the member names of what it answers (a column the statement named), and says so", () => {
+    const k = new KnownSecrets();
+    k.add(FAKE_VAULT_TOKEN);
+    const { value, masked } = k.maskDeep({ rows: [{ [FAKE_VAULT_TOKEN]: 1, id: 7 }], columns: [FAKE_VAULT_TOKEN, 'id'] });
+    expect(masked).toBe(true);
+    expect(JSON.stringify(value)).not.toContain(FAKE_VAULT_TOKEN);
+    expect(value).toEqual({ rows: [{ [MASK]: 1, id: 7 }], columns: [MASK, 'id'] });
+  });
+
+  it("masks a secret used as a member's name, at any depth, and keeps every member", async () => {
+    const pw = 'S3cr3t-P@ss-w0rd!';
+    const record = {
+      args: {
+        jwt_as_key: { [JWT]: 1 },
+        vault_as_key: { nested: { [FAKE_VAULT_TOKEN]: 'x' } },
+        known_as_key: { [pw]: true, [`${pw}!`]: 2, [MASK]: 'already named so' },
+      },
+    };
+    const { value, redacted } = r.scrubRecord(record, [pw]);
+    const text = JSON.stringify(value);
+    const hits = await scanForSecrets({ pw, jwt: JWT, vault: FAKE_VAULT_TOKEN }, [{ kind: 'text', name: 'record', text }]);
+    expect(hits, describeHits(hits)).toEqual([]);
+    expect(redacted.join(' ')).not.toContain(pw);
+    expect(redacted).toContain('/args/jwt_as_key: jwt (in a member name)');
+    const args = value.args as Record<string, Record<string, unknown>>;
+    // Three names that mask alike are all kept, beside the one already named so.
+    expect(Object.values(args.known_as_key!).sort()).toEqual([2, 'already named so', true].sort());
+    expect(Object.keys(args.known_as_key!)).toHaveLength(3);
+    expect(Object.values((args.vault_as_key!.nested as Record<string, unknown>) ?? {})).toEqual(['x']);
+  });
+
+  it("refuses in refuse mode a record whose only secret is a member's name", () => {
+    const strict = new Redactor({ onSecret: 'refuse' });
+    expect(strict.refusals({ args: { [JWT]: 1 } })).toEqual(['/args: jwt (in a member name)']);
+    expect(() => strict.scrubRecord({ args: { [JWT]: 1 } })).toThrow(expect.objectContaining({ code: 'AUDIT_REDACTION_REFUSED' }));
+  });
+
   it('refuses the record in refuse mode instead of masking', () => {
     const strict = new Redactor({ onSecret: 'refuse' });
     expect(() => strict.scrubRecord({ summary: JWT })).toThrow(expect.objectContaining({ code: 'AUDIT_REDACTION_REFUSED' }));

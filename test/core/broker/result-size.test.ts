@@ -83,8 +83,8 @@ describe('a statement whose result passes maxResultBytes', () => {
       } catch (e) {
         answer = AppError.is(e, 'RESULT_TOO_LARGE') ? 'RESULT_TOO_LARGE' : String(e);
       }
-      const [{ n }] = await lab.admin<{ n: number }>('SELECT count(*)::int AS n FROM budget_probe WHERE body = $1', [body]);
-      return { answer, rows: n };
+      const [count] = await lab.admin<{ n: number }>('SELECT count(*)::int AS n FROM budget_probe WHERE body = $1', [body]);
+      return { answer, rows: count!.n };
     };
     // The least limit the write is answered under, found by bisection; the answer to COMMIT is at most
     // a few dozen bytes, so every limit up to 64 bytes below it is tried.
