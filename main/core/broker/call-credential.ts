@@ -316,10 +316,13 @@ export class CallCredential implements AsyncDisposable {
     let checks = 0;
     while (true) {
       checks += 1;
-      using limit = new TimeLimit(this.#s.timeoutMs);
+      // Each login ends with the bound, not its own time-out: a PostgreSQL that never answers the
+      // login would otherwise hold the call's answer for the whole of it.
+      using limit = new TimeLimit(Math.max(1, Math.min(this.#s.timeoutMs, deadline - Date.now())));
       state = await target.verifyRevoked(credential, limit.signal).catch(() => 'unknown' as const);
-      if (state === 'gone' || Date.now() >= deadline) break;
-      await delay(Math.min(50 * checks, 250));
+      const left = deadline - Date.now();
+      if (state === 'gone' || left <= 0) break;
+      await delay(Math.min(50 * checks, 250, left));
     }
     this.#trace.record('revoke_check', state === 'gone' ? 'ok' : 'error', performance.now() - checkStart, {
       ...(state === 'gone' ? {} : { code: 'VAULT_REVOKE_FAILED' }),

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '../../../lab/fault-proxy.ts';
 import { createPostgresConnector } from '../../../main/core/connectors/postgres/connector.ts';
+import type { Connector } from '../../../main/core/connectors/types.ts';
 import { call, DEMO_POLICY, settled, startBrokerLab, type BrokerLab } from './lab.ts';
 
 let lab: BrokerLab;
@@ -91,5 +92,36 @@ describe("a call's PostgreSQL sessions", () => {
     await backendsGone('pid = $1', [pid]);
     const after = await sessions();
     expect(after.abandoned).toBe(before.abandoned + 1);
+  }, 30_000);
+});
+
+describe('the revocation check', () => {
+  it('gives up within its 2 s when PostgreSQL never answers its login, and records that the role is unknown', async () => {
+    const real = createPostgresConnector({ policy: DEMO_POLICY, connection: { ...lab.connection, port: proxy.port } });
+    // The statement's session goes through; the check's login meets a PostgreSQL that accepts and never answers.
+    const connector: Connector = {
+      ...real,
+      verifyRevoked: (credential, signal) => {
+        proxy.setFault({ kind: 'hang' });
+        return real.verifyRevoked!(credential, signal);
+      },
+    };
+    const { broker, audit } = lab.broker({ connectors: [connector] });
+    try {
+      const started = performance.now();
+      const r = await broker.callTool(call('query', { sql: 'SELECT 1 AS one' }));
+      const took = performance.now() - started;
+      expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
+      const check = audit.records.at(-1)!.hops!.find((h) => h.name === 'revoke_check')!;
+      expect(check).toMatchObject({ outcome: 'error', code: 'VAULT_REVOKE_FAILED' });
+      expect(check.detail).toMatch(/^role unknown after \d+ check\(s\)$/);
+      // The bound is the check's, 2 s; each login's own 5 s limit used to run past it.
+      expect(check.ms).toBeLessThan(2_300);
+      expect(took).toBeLessThan(3_000);
+    } finally {
+      proxy.setFault(null);
+    }
+    // Vault's revocation, not the check, is what dropped the role.
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   }, 30_000);
 });

@@ -97,7 +97,9 @@ async function roleStillLogsIn(
   signal: AbortSignal,
 ): Promise<'gone' | 'present' | 'unknown'> {
   const client = newSession(sessionConfig(connection, user, password, 'countersign-revoke-check'));
-  const onAbort = (): void => void client.end().catch(() => {});
+  // The socket itself, as for a statement: pg's end() during a login that gets no answer leaves
+  // connect() waiting.
+  const onAbort = (): void => void client.connection.stream.destroy();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     await onWire('db', () => client.connect());
