@@ -105,10 +105,15 @@ export class CallCredential implements AsyncDisposable {
     hold?: (creds: { leaseId: string; leaseDuration: number }) => void,
   ): Promise<void> {
     const trace = this.#trace;
+    // In agent mode nothing but the lease's id revokes it (there is no Vault token whose revocation
+    // takes its leases), so a lease that comes back after the call stopped waiting is revoked then.
+    const late = this.#agentMode
+      ? (c: { leaseId: string }) => this.#revokeLate(`lease ${c.leaseId}`, (signal) => this.#s.vault.revokeLease(token, c.leaseId, signal))
+      : undefined;
     const r = await trace.hop(
       'vault_creds',
       async () => {
-        const creds = await this.#s.vault.databaseCreds(token, mount, role);
+        const creds = await this.#s.vault.databaseCreds(token, mount, role, undefined, late);
         trace.secrets.add(creds.password);
         this.#credential = { kind: 'database', username: creds.username, password: creds.password };
         hold?.(creds);
@@ -153,7 +158,10 @@ export class CallCredential implements AsyncDisposable {
       const login = await trace.hop(
         'vault_login',
         async () => {
-          const l = await this.#s.vault.loginJwt(c.authMount, obo.vaultRole, obo.token);
+          // A token that comes back after the call stopped waiting is revoked then: it could mint.
+          const l = await this.#s.vault.loginJwt(c.authMount, obo.vaultRole, obo.token, undefined, (late) =>
+            this.#revokeLate(`the Vault token (accessor ${late.accessor})`, (signal) => this.#s.vault.revokeSelf(late.token, signal)),
+          );
           trace.secrets.add(l.token);
           this.#vaultToken = l.token;
           // The token (sealed) and its accessor, noted in one write.
@@ -303,6 +311,28 @@ export class CallCredential implements AsyncDisposable {
     this.#s.log(
       `broker: lease revocation with the OBO failed (${lastCode}); the lease expires within ${lease.ttl} s`,
     );
+  }
+
+  /**
+   * Revokes what Vault minted after the call stopped waiting for it, with the call's bounded retries.
+   * The call's record may be written by then, so the outcome goes to the log.
+   */
+  #revokeLate(what: string, revoke: (signal: AbortSignal) => Promise<unknown>): void {
+    void (async () => {
+      let lastCode: string | undefined;
+      for (let attempt = 0; attempt < this.#s.attempts; attempt++) {
+        if (attempt > 0) await delay(100 * 3 ** (attempt - 1));
+        using limit = new TimeLimit(this.#s.timeoutMs);
+        try {
+          await revoke(limit.signal);
+          this.#s.log(`broker: ${what}, minted after the call stopped waiting for it, was revoked`);
+          return;
+        } catch (error) {
+          lastCode = AppError.from(error).code;
+        }
+      }
+      this.#s.log(`broker: ${what}, minted after the call stopped waiting for it, was not revoked (${lastCode}); it expires at its TTL`);
+    })();
   }
 
   /** Proves at the target that a database credential is dead (the role is gone), within a bound. */

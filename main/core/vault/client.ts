@@ -120,9 +120,17 @@ export interface TokenInfo {
   requestId: string;
 }
 
+/**
+ * Told what a minting request brought back after its caller stopped waiting (`VAULT_UNAVAILABLE` at
+ * the client's time limit): a token or lease nothing else knows of, to revoke.
+ */
+export type LateAnswer<T> = (minted: T) => void;
+
 export interface VaultClient {
-  loginJwt(mount: string, role: string, jwt: string, signal?: AbortSignal): Promise<VaultLogin>;
-  databaseCreds(token: string, mount: string, role: string, signal?: AbortSignal): Promise<DatabaseCreds>;
+  /** With `late`, the request is not cut at the time limit but left to finish (see `LATE_ANSWER_MS`). */
+  loginJwt(mount: string, role: string, jwt: string, signal?: AbortSignal, late?: LateAnswer<VaultLogin>): Promise<VaultLogin>;
+  /** With `late`, the request is not cut at the time limit but left to finish (see `LATE_ANSWER_MS`). */
+  databaseCreds(token: string, mount: string, role: string, signal?: AbortSignal, late?: LateAnswer<DatabaseCreds>): Promise<DatabaseCreds>;
   kvRead(token: string, mount: string, path: string, signal?: AbortSignal): Promise<KvSecret>;
   /**
    * `sys/leases/revoke` with `sync:true`; needs a token whose policy grants it (not the per-call token).
@@ -152,10 +160,33 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const dispatcher = options.caCert ? new Agent({ connect: { ca: options.caCert } }) : undefined;
 
+  /**
+   * A request that mints (a login, a credential) whose caller can revoke what it mints only from the
+   * answer: the caller stops waiting at the time limit, as for any request, but the request goes on
+   * for up to LATE_ANSWER_MS, and what it brings back then goes to `late` rather than being lost with
+   * the cut connection, live until its TTL.
+   */
+  async function minting<T>(request: (limitMs: number) => Promise<T>, op: string, late: LateAnswer<T> | undefined): Promise<T> {
+    if (!late) return request(timeoutMs);
+    const work = request(LATE_ANSWER_MS);
+    using wait = new TimeLimit(timeoutMs);
+    const gaveUp = new Promise<never>((_, reject) =>
+      wait.signal.addEventListener('abort', () => reject(new AppError('VAULT_UNAVAILABLE', `Vault did not answer ${op} in time.`)), { once: true }),
+    );
+    try {
+      return await Promise.race([work, gaveUp]);
+    } catch (error) {
+      if (wait.signal.aborted) work.then(late, () => {});
+      throw error;
+    }
+  }
+
   async function call<T>(
     method: 'GET' | 'POST',
     path: string,
     opts: {
+      /** The request's own bound, when it is not the client's time limit (a minting request's). */
+      limitMs?: number;
       token?: string;
       body?: unknown;
       schema?: z.ZodType<T>;
@@ -173,7 +204,7 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     if (opts.token) headers['X-Vault-Token'] = opts.token;
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
     // Bounds the request and the reading of its answer, and ends with them.
-    using limit = new TimeLimit(timeoutMs);
+    using limit = new TimeLimit(opts.limitMs ?? timeoutMs);
     const timeout = limit.signal;
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     // Built before the clock starts: only the request and the reading of its answer are Vault's time.
@@ -218,37 +249,42 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
   }
 
   return {
-    async loginJwt(mount, role, jwt, signal) {
-      const r = await call('POST', `auth/${segment(mount, 'auth mount')}/login`, {
-        body: { role, jwt },
-        schema: LoginResponse,
-        signal,
-        op: 'the JWT login',
-        secrets: [jwt],
-      });
-      const a = r!.auth;
-      return {
-        token: a.client_token,
-        accessor: a.accessor,
-        requestId: r!.request_id,
-        leaseDuration: a.lease_duration,
-        policies: a.token_policies ?? a.policies ?? [],
-      };
+    async loginJwt(mount, role, jwt, signal, late) {
+      const path = `auth/${segment(mount, 'auth mount')}/login`;
+      const op = 'the JWT login';
+      return minting(
+        async (limitMs) => {
+          const r = await call('POST', path, { body: { role, jwt }, schema: LoginResponse, signal, op, secrets: [jwt], limitMs });
+          const a = r!.auth;
+          return {
+            token: a.client_token,
+            accessor: a.accessor,
+            requestId: r!.request_id,
+            leaseDuration: a.lease_duration,
+            policies: a.token_policies ?? a.policies ?? [],
+          };
+        },
+        op,
+        late,
+      );
     },
-    async databaseCreds(token, mount, role, signal) {
-      const r = await call('GET', `${segment(mount, 'database mount')}/creds/${segment(role, 'database role')}`, {
-        token,
-        schema: DbCredsResponse,
-        signal,
-        op: 'the database credential request',
-      });
-      return {
-        username: r!.data.username,
-        password: r!.data.password,
-        leaseId: r!.lease_id,
-        leaseDuration: r!.lease_duration,
-        requestId: r!.request_id,
-      };
+    async databaseCreds(token, mount, role, signal, late) {
+      const path = `${segment(mount, 'database mount')}/creds/${segment(role, 'database role')}`;
+      const op = 'the database credential request';
+      return minting(
+        async (limitMs) => {
+          const r = await call('GET', path, { token, schema: DbCredsResponse, signal, op, limitMs });
+          return {
+            username: r!.data.username,
+            password: r!.data.password,
+            leaseId: r!.lease_id,
+            leaseDuration: r!.lease_duration,
+            requestId: r!.request_id,
+          };
+        },
+        op,
+        late,
+      );
     },
     async kvRead(token, mount, path, signal) {
       const r = await call('GET', `${segment(mount, 'KV mount')}/data/${segment(path, 'secret path')}`, {
@@ -282,6 +318,12 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     },
   };
 }
+
+/**
+ * How long a minting request whose caller stopped waiting is left to finish: a token or credential it
+ * brings back later than this is left to its TTL.
+ */
+export const LATE_ANSWER_MS = 60_000;
 
 function transportError(error: unknown, caller: AbortSignal | undefined, timeout: AbortSignal, op: string): AppError {
   if (caller?.aborted) return new AppError('CANCELLED', `The call was cancelled during ${op}.`, { cause: error });

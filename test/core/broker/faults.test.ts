@@ -1,9 +1,17 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startBrokerLab, call, settled, DEMO_POLICY, type BrokerLab } from './lab.ts';
 import { FaultProxy, type MemoryAudit } from './fixtures.ts';
 import { createTokenExchanger } from '../../../main/core/idp/token-exchange.ts';
 import { createVaultClient } from '../../../main/core/vault/client.ts';
+
+interface VaultAuditLine {
+  type: string;
+  error?: string;
+  request?: { path?: string };
+  auth?: { client_token?: string };
+}
 import { createPostgresConnector } from '../../../main/core/connectors/postgres/connector.ts';
 import type { Connector } from '../../../main/core/connectors/types.ts';
 import type { Approver } from '../../../main/core/broker/index.ts';
@@ -95,6 +103,35 @@ describe('Vault failing', () => {
     } finally {
       lab.vault.setLatency(0);
       await slowClient.close();
+    }
+  });
+
+  it('a login Vault answers after the call stopped waiting → VAULT_UNAVAILABLE, and the token it minted is revoked then', async () => {
+    // Vault mints the token at once; its answer reaches the client 1.2 s later, past its 400 ms.
+    vaultProxy.set(/\/v1\/auth\/jwt\/login/, { kind: 'late-answer', ms: 1_200 });
+    const vault = createVaultClient({ address: vaultProxy.url, timeoutMs: 400 });
+    const auditLines = () => readFileSync(lab.vaultAuditLogPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as VaultAuditLine);
+    const before = auditLines().length;
+    try {
+      const { broker, audit } = lab.broker({ vault });
+      await expectCleanFailure(await broker.callTool(readCall()), audit, 'VAULT_UNAVAILABLE');
+      expect(audit.records[0]!.hops!.find((h) => h.name === 'vault_login')).toMatchObject({ outcome: 'error', code: 'VAULT_UNAVAILABLE' });
+      // Vault's audit log: the token in its answer to the login (HMAC'd as Vault logs it) is the one
+      // that asks revoke-self, and Vault accepts.
+      let minted: string | undefined;
+      let revoked = false;
+      const deadline = Date.now() + 6_000;
+      while (!revoked && Date.now() < deadline) {
+        const lines = auditLines().slice(before);
+        minted ??= lines.find((l) => l.type === 'response' && l.request?.path === 'auth/jwt/login' && l.auth?.client_token)?.auth!.client_token;
+        revoked = minted !== undefined && lines.some((l) => l.type === 'response' && l.request?.path === 'auth/token/revoke-self' && l.auth?.client_token === minted && !l.error);
+        if (!revoked) await new Promise((w) => setTimeout(w, 50));
+      }
+      expect(minted).toBeDefined();
+      expect(revoked).toBe(true);
+    } finally {
+      vaultProxy.clear();
+      await vault.close();
     }
   });
 

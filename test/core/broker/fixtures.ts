@@ -52,6 +52,8 @@ export class MemoryAudit implements AuditSink {
 export type Fault =
   | { kind: 'status'; status: number; body: string; contentType?: string }
   | { kind: 'delay'; ms: number }
+  /** The request goes through at once; its answer is held back `ms`: the part did the work, the answer is late. */
+  | { kind: 'late-answer'; ms: number }
   | { kind: 'garbage' }
   | { kind: 'drop' }
   | { kind: 'rewrite'; body: (original: string) => string };
@@ -129,6 +131,7 @@ export class FaultProxy {
       delete h['content-length'];
       delete h['transfer-encoding'];
       if (f?.kind === 'rewrite') text = f.body(text);
+      if (f?.kind === 'late-answer') await new Promise((r) => setTimeout(r, f.ms));
       if (!res.destroyed) res.writeHead(up.statusCode ?? 502, h).end(text);
     });
     upstream.on('error', () => {

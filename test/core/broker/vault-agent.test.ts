@@ -17,6 +17,7 @@ import type { ExchangeRequest, TokenExchanger } from '../../../main/core/idp/tok
 import type { TokenSource } from '../../../main/core/ports.ts';
 import { MemorySecretStore } from '../../../main/core/secrets/memory-store.ts';
 import { leaseRevocationFor, pathAccessFor } from '../../../main/core/vault/agent-mode.ts';
+import { createVaultClient, type VaultClient } from '../../../main/core/vault/client.ts';
 
 // Vault Enterprise native agent mode through the broker, against the lab: the OBO goes straight to
 // Vault as X-Vault-Token, scoped by its vault:path_access entries; no login, no Vault token.
@@ -135,6 +136,44 @@ async function refused(o: Parameters<BrokerLab['broker']>[0], code: string): Pro
   expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   return record;
 }
+
+describe('agent mode when Vault answers the credential request after the call stopped waiting', () => {
+  it('fails the call with VAULT_UNAVAILABLE in its time, then revokes the lease Vault minted: no lease or role is left', async () => {
+    const slow = createVaultClient({ address: lab.vault.addr, timeoutMs: 400 });
+    // Only the credential request is slow: Vault holds it 1.2 s, then mints and answers.
+    const vault: VaultClient = {
+      ...slow,
+      databaseCreds(token, mount, role, signal, late) {
+        lab.vault.setLatency(1_200);
+        setTimeout(() => lab.vault.setLatency(0), 150);
+        return slow.databaseCreds(token, mount, role, signal, late);
+      },
+    };
+    const logged = lab.logs.core.length;
+    try {
+      const { broker, audit } = lab.broker({ vaultMode: 'agent', vault });
+      const started = performance.now();
+      const r = await broker.callTool(call('query', { sql: 'SELECT 1 AS one' }));
+      expect(performance.now() - started).toBeLessThan(1_200);
+      expect(r.isError).toBe(true);
+      expect(audit.records).toHaveLength(1);
+      expect(audit.records[0]).toMatchObject({ outcome: 'error', error: { code: 'VAULT_UNAVAILABLE' } });
+      expect(audit.records[0]!.hops!.find((h) => h.name === 'vault_creds')).toMatchObject({ outcome: 'error', code: 'VAULT_UNAVAILABLE' });
+      // Once Vault has answered (its audit log's response to the OBO's credential request), its own
+      // lease count and PostgreSQL's roles: the lease it minted late is revoked, its role dropped.
+      const jti = audit.records[0]!.keys!.obo_jti!;
+      const deadline = Date.now() + 5_000;
+      while (!vaultLinesFor(jti).some((l) => l.request?.path === 'database/creds/clinic-read') && Date.now() < deadline) await new Promise((w) => setTimeout(w, 50));
+      expect(vaultLinesFor(jti).map((l) => l.request?.path)).toContain('database/creds/clinic-read');
+      expect(await settled(lab, 6_000)).toEqual({ roles: [], leases: 0 });
+      expect(vaultLinesFor(jti).map((l) => l.request?.path)).toEqual(['database/creds/clinic-read', 'sys/leases/revoke']);
+      expect(lab.logs.core.slice(logged).join('\n')).toMatch(/lease database\/creds\/clinic-read\/\S+, minted after the call stopped waiting for it, was revoked/);
+    } finally {
+      lab.vault.setLatency(0);
+      await slow.close();
+    }
+  });
+});
 
 describe('agent mode fails closed, nothing minted', () => {
   it('refuses an OBO without act (an IdP that does not name the agent) before Vault: OBO_INVALID', async () => {
