@@ -44,6 +44,9 @@ export type CoreAuth = Pick<AuthService, 'getAccessToken' | 'stepUp' | 'user' | 
 
 const EXPIRY_MARGIN_MS = 30_000;
 
+const SESSION_OF_OLD_CLIENT =
+  'This Countersign install registered anew with your identity provider (its registration was no longer in the keychain), and the sign-in kept for the old registration was dropped.';
+
 const CLIENT_FORGOTTEN =
   'Your identity provider no longer knows this Countersign install (its registration was removed or expired). Sign in again: the install registers anew.';
 
@@ -60,6 +63,8 @@ export class AuthService implements TokenSource {
   readonly #events: SessionEvents;
   readonly #idp: DiscoveredIdp;
   #session: StoredSession | undefined;
+  /** The session as read from the keychain at start, before the discovery that settles the client. */
+  #readAtStart: StoredSession | undefined;
   #access: { token: string; expiresAt: number } | undefined;
   #refreshing: Promise<string> | undefined;
   #signInAbort: AbortController | undefined;
@@ -239,6 +244,7 @@ export class AuthService implements TokenSource {
     if (!stored) return;
     if (stored === 'unreadable') return void (await this.#keychain.delete('session'));
     this.#session = stored;
+    this.#readAtStart = stored;
     await this.getAccessToken().catch(() => undefined);
   }
 
@@ -265,7 +271,14 @@ export class AuthService implements TokenSource {
     const session = this.#session!;
     let tokens: Awaited<ReturnType<typeof refreshGrant>>;
     try {
-      tokens = await refreshGrant(await this.#idp.grants(), session.refresh_token);
+      const grants = await this.#idp.grants();
+      // A discovery that had to register this install anew dropped the session kept for the old
+      // client (./install-client.ts): its refresh token is never sent as the new client.
+      if (session === this.#readAtStart && (await this.#keychain.session()) === null) {
+        this.#session = undefined;
+        throw new AppError('NOT_SIGNED_IN', SESSION_OF_OLD_CLIENT);
+      }
+      tokens = await refreshGrant(grants, session.refresh_token);
     } catch (error) {
       if (isClientRejected(error) && this.#idp.client?.authMethod === 'private_key_jwt' && this.#session === session) {
         await this.clientRejected();

@@ -82,10 +82,17 @@ async function restoredClient(keychain: AuthKeychain, log: (line: string) => voi
       // a key that does not import is as unreadable as one that does not parse
     }
   }
-  if (stored === null) return null;
-  // Unreadable (damaged or from an older format): register again. A session signed in as the old
-  // client cannot be refreshed by the new one, so it goes too and the person signs in again.
-  log('auth: the client registration kept in the keychain is unreadable; registering this install again');
+  if (stored === null) {
+    // None kept: a first start, or the entry was deleted. Only a deleted one leaves a session behind,
+    // signed in as the client that is gone, and it goes as with an unreadable entry.
+    if ((await keychain.session()) === null) return null;
+    log('auth: no client registration is kept in the keychain, but a session is; registering this install again and dropping the session');
+  } else {
+    // Unreadable (damaged or from an older format): register again.
+    log('auth: the client registration kept in the keychain is unreadable; registering this install again');
+  }
+  // A session signed in as the old client cannot be refreshed by the new one (its refresh token is not
+  // the new client's to send), so it goes too and the person signs in again.
   await keychain.delete('session');
   return null;
 }

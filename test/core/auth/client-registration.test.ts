@@ -218,6 +218,33 @@ describe('a per-install client registered with the lab IdP (RFC 7591, private_ke
     expect(logs.some((l) => l.includes('registration kept in the keychain is unreadable'))).toBe(true);
   });
 
+  it('registers again when the client entry was deleted, and drops the session signed in as the deleted client without sending its refresh token', async () => {
+    const store = new MemorySecretStore('an install whose client entry was deleted');
+    const first = await create(config(idp.issuer), chromiumSignsIn, store);
+    await first.signIn();
+    const oldId = (await first.client()).clientId;
+    expect(JSON.parse((await store.get(keyFor(idp.issuer, 'session')))!)).toMatchObject({ refresh_token: expect.any(String) });
+    await store.delete(keyFor(idp.issuer, 'client'));
+    const registered = () => logs.filter((l) => l.startsWith('auth: registered this install')).length;
+    const registeredBefore = registered();
+    const idpSeen = idpLogs.length;
+
+    const restarted = await create(config(idp.issuer), noBrowser, store);
+    const client = await restarted.client();
+    expect(client.authMethod).toBe('private_key_jwt');
+    expect(client.clientId).not.toBe(oldId);
+    expect(registered()).toBe(registeredBefore + 1);
+    expect(JSON.parse((await store.get(keyFor(idp.issuer, 'client')))!).client_id).toBe(client.clientId);
+    expect(await store.get(keyFor(idp.issuer, 'session'))).toBeNull();
+    expect(logs.some((l) => l.includes('no client registration is kept in the keychain, but a session is'))).toBe(true);
+    // The person signs in again; the old client's refresh token never reached the token endpoint as the
+    // new client (the lab would have refused it invalid_grant: it was issued to another client).
+    expect(restarted.user()).toBeNull();
+    expect(restarted.status()).toMatchObject({ state: 'needs_sign_in', code: 'NOT_SIGNED_IN', reason: expect.stringContaining('Sign in again') });
+    await expect(restarted.getAccessToken()).rejects.toMatchObject({ code: 'NOT_SIGNED_IN' });
+    expect(idpLogs.slice(idpSeen).filter((l) => l.includes('grant error'))).toEqual([]);
+  });
+
   it('registers a new client for another install (another keychain), never sharing the first one', async () => {
     const other = await create(config(idp.issuer), noBrowser, new MemorySecretStore('another install in this test'));
     const client = await other.client();
