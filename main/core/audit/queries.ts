@@ -55,13 +55,16 @@ export class Queries {
    */
   page(request: AuditPageRequest = {}, options: PageOptions = {}): AuditPage {
     const q = parseOr(AuditPageRequestSchema, request);
+    // Before the filter becomes SQL: a user is looked up in users, a time window in facets.
+    this.#index.flush();
     const headSeq = this.#s.head()?.seq ?? 0;
     const where = filterWhere(this.#s.db, q.filter, q.before);
     if (where === null) return { records: [], ...(options.withTotal === false ? {} : { total: 0, total_capped: false }), head: headSeq, next_before: null };
     const withTotal = options.withTotal !== false;
     const unfiltered = !where.fts && where.clauses.length === (q.before === undefined ? 0 : 1);
-    if (unfiltered && !withTotal) this.#index.flush();
-    else this.#index.forQuery();
+    // An unfiltered page and its total read records alone (its count is arithmetic on seq), so the
+    // plain timeline still answers, whole, while a full disk holds the derived tables back.
+    if (!unfiltered) this.#index.forQuery();
     if (where.fts) {
       const found = this.#search(where, q.before ?? headSeq + 1, q.offset, q.limit, withTotal);
       return { records: found.rows.map(toRecord), ...found.total, head: headSeq, next_before: found.rows.length === q.limit ? found.rows[found.rows.length - 1]!.seq : null };
@@ -155,9 +158,12 @@ export class Queries {
   /** Records matching the filter (all of them when it is empty). */
   count(filter: AuditFilter = {}): number {
     const f = parseOr(AuditFilterSchema, filter);
+    this.#index.flush();
     const where = filterWhere(this.#s.db, f, undefined);
-    this.#index.forQuery();
-    return where === null ? 0 : this.#count(where);
+    if (where === null) return 0;
+    // The count of everything is arithmetic on seq (see #count), right while the derived tables are behind.
+    if (where.fts || where.clauses.length > 0) this.#index.forQuery();
+    return this.#count(where);
   }
 
   /**
@@ -240,9 +246,17 @@ export class Queries {
       a1: number | null;
     };
     const byOutcome: Record<string, number> = {};
-    this.#index.forQuery();
-    // facet_counts holds each combination of filter values with its count: a few thousand rows at any size.
-    const counted = this.#s.db.prepare('SELECT outcome, sum(n) AS n FROM facet_counts GROUP BY outcome').all() as { outcome: string; n: number }[];
+    this.#index.flush();
+    // facet_counts holds each combination of filter values with its count: a few thousand rows at any
+    // size. It counts the records with a facets row, a prefix of seq; the records past it (those a
+    // full disk kept from the derived tables, or a read-only open that did not catch up) are counted
+    // from their own rows, so stats answer whole while the index is behind.
+    const counted = this.#s.db
+      .prepare(
+        `SELECT outcome, sum(n) AS n FROM (SELECT outcome, n FROM facet_counts UNION ALL
+           SELECT outcome, 1 FROM records WHERE seq > (SELECT coalesce(max(seq), 0) FROM facets)) GROUP BY outcome`,
+      )
+      .all() as { outcome: string; n: number }[];
     for (const o of OUTCOMES) {
       const n = counted.find((r) => r.outcome === o)?.n ?? 0;
       if (n > 0) byOutcome[o] = n;

@@ -432,6 +432,41 @@ describe('filter and full-text indexing after the durable commit', () => {
     expect(again.count({ kind: ['tool_call'] })).toBe(10);
     await again.close();
   });
+
+  it('answers the unfiltered timeline whole while a refused index write holds the filters back', async () => {
+    using dir = tempDir();
+    const s = await AuditStore.open({ dataDir: dir.path, secrets: memorySecretStore() });
+    for (let i = 0; i < 5; i++) await s.append(toolCall(i));
+    s.flushIndex();
+    // As a full disk refuses it: the records commit, the index transaction behind them does not.
+    const disk = new DatabaseSync(join(dir.path, DB_FILE));
+    disk.exec("CREATE TRIGGER full_disk BEFORE INSERT ON facets BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+    for (let i = 5; i < 12; i++) await s.append(toolCall(i, i === 9 ? { user: { sub: 'late-sub', name: 'Late Comer' } } : {}));
+    s.flushIndex();
+    const behind = expect.objectContaining({ code: 'AUDIT_FAILED', message: expect.stringContaining('7 record(s) behind') });
+    expect(() => s.page({ filter: { outcome: ['denied'] } })).toThrow(behind);
+
+    // The timeline's own request: unfiltered, with its total.
+    const page = s.page();
+    expect(page.records.map((r) => r.seq)).toEqual(Array.from({ length: 12 }, (_, i) => 12 - i));
+    expect(page).toMatchObject({ total: 12, total_capped: false, head: 12 });
+    expect(s.page({ before: 10, offset: 2, limit: 3 })).toMatchObject({ total: 9, next_before: 5 });
+    expect(s.count()).toBe(12);
+    expect(s.stats()).toMatchObject({ count: 12, by_outcome: { success: 8, denied: 2, error: 1, cancelled: 1 } });
+    expect(() => s.page({ filter: { search: 'jti-7' } })).toThrow(behind);
+    expect(() => s.count({ kind: ['tool_call'] })).toThrow(behind);
+
+    disk.exec('DROP TRIGGER full_disk');
+    disk.close();
+    // A user first seen in a record the refused write held back is found by the query that writes it.
+    expect(s.page({ filter: { user: 'late comer' } }).records.map((r) => r.seq)).toEqual([10]);
+    const denied = s.page({ filter: { outcome: ['denied'] } });
+    expect(denied.records.map((r) => r.seq)).toEqual([12, 4]);
+    expect(denied.total).toBe(2);
+    expect(s.page({ filter: { search: 'jti-7' } }).records.map((r) => r.seq)).toEqual([8]);
+    expect(s.count({ kind: ['tool_call'] })).toBe(12);
+    await s.close();
+  });
 });
 
 describe('retention', () => {
