@@ -134,6 +134,14 @@ const FORGERIES: Record<Exclude<LabIdpProfile, 'lab'>, Forgery[]> = {
       reason: /grants authorization details other than those asked for/,
     },
     {
+      name: 'the entry asked for with a field it did not ask for (a privilege)',
+      change: (c) => ({
+        ...c,
+        authorization_details: (c.authorization_details as object[]).map((d) => ({ ...d, privileges: ['sensitive'] })),
+      }),
+      reason: /grants authorization details other than those asked for/,
+    },
+    {
       name: 'another actor in act',
       change: (c) => ({ ...c, act: { sub: 'someone-else' } }),
       reason:

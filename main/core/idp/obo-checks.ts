@@ -64,7 +64,9 @@ export function fitsScopes(
 
 /**
  * RFC 9396 §7: the AS may narrow what was asked. Each granted entry must match one requested entry of
- * the same type in which every requested field is present and granted equal or as a subset (arrays).
+ * the same type in which every requested field is present and granted equal or as a subset (arrays),
+ * and no field is granted that was not asked: a field the call did not ask for (`privileges`,
+ * `functions`) can only widen what the entry allows.
  */
 export function isNarrowerOrEqual(granted: AuthorizationDetail[], requested: AuthorizationDetail[]): boolean {
   if (granted.length === 0 || granted.length > requested.length) return false;
@@ -72,6 +74,7 @@ export function isNarrowerOrEqual(granted: AuthorizationDetail[], requested: Aut
 }
 
 function covers(requested: Record<string, unknown>, granted: Record<string, unknown>): boolean {
+  if (Object.keys(granted).some((key) => !Object.hasOwn(requested, key))) return false;
   for (const [key, want] of Object.entries(requested)) {
     if (!(key in granted)) return false;
     const got = granted[key];

@@ -236,4 +236,8 @@ describe('authorization details comparison (RFC 9396 §7)', () => {
     expect(isNarrowerOrEqual(read({ locations: ['postgres://other/db'] }), asked)).toBe(false);
   });
   it('refuses an empty grant', () => expect(isNarrowerOrEqual([], asked)).toBe(false));
+  it('refuses a grant that adds a field the call did not ask for (a privilege, a function)', () => {
+    expect(isNarrowerOrEqual(read({ privileges: ['sensitive'] }), asked)).toBe(false);
+    expect(isNarrowerOrEqual(read({ functions: ['pg_read_file'] }), asked)).toBe(false);
+  });
 });
