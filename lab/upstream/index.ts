@@ -51,6 +51,8 @@ export interface Upstream {
   apiKey: string;
   seen(): SeenToken[];
   calls(): SeenCall[];
+  /** Calls whose handler the client cancelled (notifications/cancelled), with the reason it gave. */
+  cancelled(): Array<{ tool: string; reason: string }>;
   /** Requests the API-key upstream answered (the key itself is never recorded). */
   apiKeyRequests(): number;
   /** Adds a read-only echo tool to every session, which sends `notifications/tools/list_changed`. */
@@ -72,6 +74,7 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
   const apiKey = options.apiKey ?? randomBytes(24).toString('base64url');
   const seen: SeenToken[] = [];
   const calls: SeenCall[] = [];
+  const cancellations: Array<{ tool: string; reason: string }> = [];
   const extraTools: string[] = [];
   const usedJtis = new Map<string, number>();
   const identitySessions = new Map<string, Session>();
@@ -122,7 +125,7 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
       if (usedJtis.has(token.jti)) throw checker.invalid('the token was already used', token.dpopBound ? 'DPoP' : 'Bearer');
       usedJtis.set(token.jti, token.exp);
       session = newSession(identitySessions, (server) => {
-        registerIdentityTools(server, () => token.sub);
+        registerIdentityTools(server, () => token.sub, (tool, reason) => cancellations.push({ tool, reason }));
         for (const name of extraTools) registerEchoTool(server, name);
       });
       session.jti = token.jti;
@@ -215,6 +218,7 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     apiKey,
     seen: () => seen.map((s) => ({ ...s })),
     calls: () => calls.map((c) => ({ ...c })),
+    cancelled: () => cancellations.map((c) => ({ ...c })),
     apiKeyRequests: () => apiKeyRequests,
     addTool(name) {
       extraTools.push(name);

@@ -6,7 +6,10 @@ import { z } from 'zod';
 export const MFA_TOOLS: ReadonlySet<string> = new Set(['approve_payment']);
 export const ACR_MFA = 'urn:countersign:acr:mfa';
 
-export function registerIdentityTools(server: McpServer, who: () => string): void {
+/** Told when a call's handler is cancelled by the client (`notifications/cancelled`, its reason given). */
+export type OnCancelled = (tool: string, reason: string) => void;
+
+export function registerIdentityTools(server: McpServer, who: () => string, onCancelled: OnCancelled = () => {}): void {
   let tickets = 0;
   server.registerTool(
     'get_weather',
@@ -51,6 +54,9 @@ export function registerIdentityTools(server: McpServer, who: () => string): voi
       annotations: { readOnlyHint: true },
     },
     async ({ steps, step_ms }, extra) => {
+      // The SDK aborts a handler on the client's notifications/cancelled (with its reason) and when
+      // the session's transport closes (without one, which the session's end here never does mid-call).
+      extra.signal.addEventListener('abort', () => onCancelled('generate_report', String(extra.signal.reason ?? '')), { once: true });
       const progressToken = extra._meta?.progressToken;
       for (let i = 1; i <= steps; i++) {
         await sleep(step_ms, undefined, { signal: extra.signal });

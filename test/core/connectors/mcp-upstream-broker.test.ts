@@ -249,6 +249,7 @@ describe('an identity-protected upstream through the broker', () => {
   it("passes the upstream's progress to the client and cancels the upstream call when the client cancels, with one record", async () => {
     const controller = new AbortController();
     const progress: string[] = [];
+    const cancelled = lab.upstream.cancelled().length;
     const t0 = performance.now();
     const result = await main.broker.callTool(
       call('lab__generate_report', { steps: 20, step_ms: 100 }, { signal: controller.signal, progress: (m) => (progress.push(m), controller.abort()) }),
@@ -259,6 +260,8 @@ describe('an identity-protected upstream through the broker', () => {
     expect(progress[0]).toBe('step 1 of 20');
     const records = main.audit.records.filter((r) => r.tool === 'lab__generate_report');
     expect(records).toMatchObject([{ kind: 'tool_call', outcome: 'cancelled', error: { code: 'CANCELLED' } }]);
+    // The upstream's own handler heard it: the report stops there.
+    expect(lab.upstream.cancelled().slice(cancelled)).toMatchObject([{ tool: 'generate_report' }]);
   });
 
   it('re-logs in with the acr_values the upstream demands (RFC 9470) and succeeds on one retry with a fresh exchange; the upstream refuses the used jti again', async () => {

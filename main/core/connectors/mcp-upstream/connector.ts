@@ -273,7 +273,7 @@ export class McpUpstreamConnector implements Connector {
     } finally {
       clearTimeout(timer);
       outer.removeEventListener('abort', onAbort);
-      await session?.close({ terminate: reason === undefined });
+      await session?.close({ terminate: reason === undefined, cancelled: reason !== undefined });
     }
   }
 

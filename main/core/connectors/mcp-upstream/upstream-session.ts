@@ -100,8 +100,11 @@ export interface UpstreamSession {
   listening(waitMs: number): Promise<void>;
   /** Drops the credential: later requests (reconnects) go out without it and fail closed. */
   forget(): void;
-  /** Ends the session at the upstream (DELETE, best effort) and closes the connection. */
-  close(options?: { terminate?: boolean }): Promise<void>;
+  /**
+   * Ends the session at the upstream (DELETE, best effort) and closes the connection. `cancelled`: a
+   * call was cut short, and closing waits (a little) for the SDK's notifications/cancelled to go out.
+   */
+  close(options?: { terminate?: boolean; cancelled?: boolean }): Promise<void>;
 }
 
 export async function openSession(
@@ -113,6 +116,10 @@ export async function openSession(
   let credential: UpstreamAccess | undefined = access;
   let heardGet: () => void = () => {};
   const getSent = new Promise<void>((resolve) => (heardGet = resolve));
+  // The SDK sends notifications/cancelled on its own when a request is aborted, but as a request the
+  // transport's close aborts: closing waits for it, so the upstream's tool is told to stop.
+  let cancelSent: () => void = () => {};
+  const cancelGone = new Promise<void>((resolve) => (cancelSent = resolve));
 
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     reconnectionOptions: { maxRetries: 0, initialReconnectionDelay: 1000, maxReconnectionDelay: 1000, reconnectionDelayGrowFactor: 1 },
@@ -124,6 +131,7 @@ export async function openSession(
         headers.set('authorization', `DPoP ${credential.token}`);
         headers.set('dpop', await dpopProof(credential, method, url));
       } else if (credential?.kind === 'api-key') headers.set(credential.header, credential.value);
+      const cancelling = typeof init?.body === 'string' && init.body.includes('"notifications/cancelled"');
       let response: Response;
       try {
         response = await fetch(input, { ...init, headers, redirect: 'error' });
@@ -132,6 +140,7 @@ export async function openSession(
         throw error;
       } finally {
         if (method === 'GET') heardGet();
+        if (cancelling) cancelSent();
       }
       notes.requestId = response.headers.get('x-request-id') ?? notes.requestId;
       if (!response.ok && response.status !== 405) {
@@ -161,13 +170,17 @@ export async function openSession(
     forget: () => {
       credential = undefined;
     },
-    async close({ terminate = true } = {}) {
+    async close({ terminate = true, cancelled = false } = {}) {
+      if (cancelled) await Promise.race([cancelGone, new Promise<void>((r) => setTimeout(r, CANCEL_WAIT_MS).unref())]);
       if (terminate && credential) await transport.terminateSession().catch(() => {});
       credential = undefined;
       await client.close().catch(() => {});
     },
   };
 }
+
+/** How long closing a session whose call was cut short waits for the cancellation to reach the upstream. */
+const CANCEL_WAIT_MS = 1_000;
 
 /** `response` with a body that errors once more than `limit` bytes have come (which cancels the rest). */
 function bounded(response: Response, limit: number, onPassed: () => void): Response {
