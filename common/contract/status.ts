@@ -19,6 +19,18 @@ export type BridgeSession = z.infer<typeof BridgeSessionSchema>;
 
 const Reachability = z.enum(['ok', 'unreachable', 'sealed', 'unknown']);
 
+/**
+ * Where secrets live, as the host found the OS keychain at start (main/core/secrets/open-secret-store.ts).
+ * `persistent: false` is the in-memory fallback: nothing is kept between starts, `code` says which
+ * failure (`KEYCHAIN_UNAVAILABLE`: no keychain service reached; `KEYCHAIN_LOCKED`: it refused access)
+ * and `reason` is the sentence the person can act on.
+ */
+export const KeychainStateSchema = z.discriminatedUnion('persistent', [
+  z.object({ persistent: z.literal(true) }),
+  z.object({ persistent: z.literal(false), code: z.enum(['KEYCHAIN_UNAVAILABLE', 'KEYCHAIN_LOCKED']), reason: z.string().max(1000) }),
+]);
+export type KeychainState = z.infer<typeof KeychainStateSchema>;
+
 export const StatusSchema = z.object({
   host: z.enum(['electron', 'headless']),
   version: z.string(),
@@ -35,10 +47,15 @@ export const StatusSchema = z.object({
       url: z.string().max(4000).optional(),
       userCode: z.string().max(100).optional(),
       reason: z.string().max(1000).optional(),
-      /** False when no keychain is usable: the sign-in lasts until the app stops. */
+      /**
+       * False when the sign-in lasts until the app stops: no keychain is usable (`keychain` says why),
+       * or the IdP issued no refresh token.
+       */
       persistent: z.boolean().optional(),
     })
     .default({ state: 'signed_out' }),
+  /** The OS keychain as found at start; absent where the host has not opened it (the setup screen, an older core). */
+  keychain: KeychainStateSchema.optional(),
   /** `delegation`: the profile every exchange runs under (`rar` or `scopes`), shown so none reads as stronger than it is. */
   idp: z.object({ issuer: z.string(), state: Reachability, delegation: z.enum(['rar', 'scopes']).default('rar') }),
   /** Vault as its `sys/health` says it is (`unknown` only until the first answer). */

@@ -37,6 +37,7 @@ import { AuthService, type CoreAuth } from './auth/auth-service.ts';
 import { coreHandlers } from './core-handlers.ts';
 import { coreStatus, VaultHealthWatch } from './core-status.ts';
 import type { OpenExternal, SecretStore } from './ports.ts';
+import type { SecretStoreStatus } from './secrets/open-secret-store.ts';
 import { createVaultClient, type VaultClient } from './vault/client.ts';
 
 export type { CoreAuth } from './auth/auth-service.ts';
@@ -50,6 +51,8 @@ export interface CoreOptions {
   host: 'electron' | 'headless';
   version: string;
   secrets: SecretStore;
+  /** What `openSecretStore` said about `secrets` (the host's caller sets it): the status's `keychain`, so the UI can say why nothing is kept. */
+  keychain?: SecretStoreStatus;
   prompter: Prompter;
   openExternal: OpenExternal;
   /** Builds sign-in once the audit store exists (it records sign-in and sign-out); AuthService by default. */
@@ -272,6 +275,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
       claudeDesktop: { configured: claudeDesktop.configured, restartNeeded: catalogue.stale() > 0 },
       approvals,
       audit,
+      ...(options.keychain ? { keychain: options.keychain } : {}),
     });
   }
 

@@ -10,6 +10,7 @@ import type { AuthStatus } from './auth/auth-service.ts';
 import type { AppConfig } from './config/config.ts';
 import type { SessionInfo } from './mcp/mcp-session.ts';
 import type { SocketServer } from './mcp/socket-server.ts';
+import type { SecretStoreStatus } from './secrets/open-secret-store.ts';
 import type { VaultClient } from './vault/client.ts';
 import { TimeLimit } from './time-limit.ts';
 
@@ -25,6 +26,8 @@ export interface StatusSources {
   claudeDesktop: { configured: boolean; restartNeeded: boolean };
   approvals: Pick<ApprovalService, 'pending'>;
   audit: Pick<AuditStore, 'count'>;
+  /** What `openSecretStore` found at start (the host opened it); absent, the status has no `keychain`. */
+  keychain?: SecretStoreStatus;
 }
 
 export function coreStatus(s: StatusSources): Status {
@@ -46,6 +49,9 @@ export function coreStatus(s: StatusSources): Status {
           : a.state === 'signed_in'
             ? { state: a.state, persistent: a.persistent }
             : { state: a.state },
+    ...(s.keychain
+      ? { keychain: s.keychain.persistent ? { persistent: true as const } : { persistent: false as const, code: s.keychain.code, reason: s.keychain.reason } }
+      : {}),
     idp: {
       issuer: s.config.idp.issuer,
       delegation: s.config.idp.delegation,

@@ -14,6 +14,7 @@ import { startCore, type Core } from './app.ts';
 import { loadConfiguration, type LoadedConfig } from './config/config.ts';
 import type { Log } from './mcp/socket-server.ts';
 import type { SecretStore } from './ports.ts';
+import type { SecretStoreStatus } from './secrets/open-secret-store.ts';
 import { untilConfigured } from './setup/until-configured.ts';
 import { linkShell } from './shell-link.ts';
 
@@ -22,6 +23,8 @@ export interface DesktopCoreOptions {
   dataDir: string;
   paths: CountersignPaths;
   secrets: SecretStore;
+  /** What `openSecretStore` said about `secrets`: the status's `keychain`. */
+  keychain?: SecretStoreStatus;
   version: string;
   log: Log;
   platform?: NodeJS.Platform;
@@ -38,7 +41,7 @@ export async function startDesktopCore(port: PortLike, o: DesktopCoreOptions): P
   });
   const shell = linkShell(port);
   const launch = ({ config, managed }: LoadedConfig) =>
-    startCore({ config, ...(managed ? { managed } : {}), configFile: file, host: 'electron', version: o.version, secrets: o.secrets, ...shell.capabilities, paths: o.paths, log: o.log });
+    startCore({ config, ...(managed ? { managed } : {}), configFile: file, host: 'electron', version: o.version, secrets: o.secrets, ...(o.keychain ? { keychain: o.keychain } : {}), ...shell.capabilities, paths: o.paths, log: o.log });
   if (loaded) {
     const core = await launch(loaded);
     shell.serve(core);

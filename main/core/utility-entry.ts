@@ -44,11 +44,12 @@ parentPort.once('message', (message) => {
 
 async function run(port: PortLike): Promise<void> {
   const paths = hostPaths();
-  const { store: secrets } = await openSecretStore({ log: (l) => log.info(l) });
+  const { store: secrets, status: keychain } = await openSecretStore({ log: (l) => log.info(l) });
   await startDesktopCore(port, {
     dataDir: typeof values['data-dir'] === 'string' ? values['data-dir'] : paths.dataDir,
     paths,
     secrets,
+    keychain,
     version: (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
     log,
   });

@@ -79,7 +79,7 @@ export async function serve(options: {
   if (!existsSync(path.join(staticDir, 'index.html'))) {
     throw new AppError('CONFIG_MISSING', 'The web UI is not built yet: run `npm run build` first.');
   }
-  const { store: secrets } = await openSecretStore({ log: (line) => log.info(line) });
+  const { store: secrets, status: keychain } = await openSecretStore({ log: (line) => log.info(line) });
   const openUi = options.openUi ?? openExternal;
   const openSignIn = options.openExternal ?? openExternal;
   const ref: { web?: WebServer } = {};
@@ -109,6 +109,7 @@ export async function serve(options: {
       host: 'headless',
       version: version(),
       secrets,
+      keychain,
       prompter: waitForUi,
       openExternal: openSignIn,
       paths,

@@ -458,6 +458,37 @@ describe('the renderer against the headless host', () => {
     }
   });
 
+  it('says on the sign-in screen why no sign-in will be kept when the OS keychain is locked, and what to do, in the status’s own words', async () => {
+    const reason =
+      'The OS keychain (Secret Service) is locked or refused access. Unlock it and try again. Nothing is kept between starts: you will sign in each time the app starts. Countersign looks for the keychain when it starts: restart it once the keychain is usable.';
+    const user = app.status.user;
+    app.status.user = null;
+    app.status.keychain = { persistent: false, code: 'KEYCHAIN_LOCKED', reason };
+    const page = watch(await browser.context.newPage());
+    try {
+      await page.goto(server.issueLaunchUrl());
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+      const note = page.getByRole('note', { name: 'OS keychain' });
+      await poll(() => note.textContent()).toBe(reason);
+      await page.screenshot({ path: await screenshotPath('sign-in-keychain-locked') });
+    } finally {
+      await page.close();
+      app.status.keychain = { persistent: true };
+      app.status.user = user;
+    }
+    // The keychain usable: no such note.
+    app.status.user = null;
+    const again = watch(await browser.context.newPage());
+    try {
+      await again.goto(server.issueLaunchUrl());
+      await again.getByRole('heading', { name: 'Sign in' }).waitFor();
+      expect(await again.getByRole('note', { name: 'OS keychain' }).count()).toBe(0);
+    } finally {
+      await again.close();
+      app.status.user = user;
+    }
+  });
+
   it('asks to sign in when nobody is, and signs in through the app', async () => {
     app.status.user = null;
     const page = watch(await browser.context.newPage());

@@ -2,6 +2,19 @@ import type { Status } from '../../../common/contract.ts';
 import { ErrorNote } from '../components/common.tsx';
 import { useAction, useTransport } from '../lib/use-app.ts';
 
+/**
+ * Why no sign-in will be kept: the keychain's own reason (what the host found at start, and what to
+ * do). The screen is shown while nobody is signed in, so it says this before the sign-in, not after.
+ */
+function NotKept({ status }: { status: Status }) {
+  if (status.keychain?.persistent !== false) return null;
+  return (
+    <p role="note" aria-label="OS keychain" className="muted" data-code={status.keychain.code}>
+      {status.keychain.reason}
+    </p>
+  );
+}
+
 export function SignInScreen({ status }: { status: Status }) {
   const transport = useTransport();
   const signIn = useAction();
@@ -45,9 +58,7 @@ export function SignInScreen({ status }: { status: Status }) {
       ) : (
         signIn.busy && <p className="muted">Finish signing in in the browser window that opened.</p>
       )}
-      {status.session.state === 'signed_in' && status.session.persistent === false && (
-        <p className="muted">No OS keychain is usable, so this sign-in lasts until Countersign stops.</p>
-      )}
+      <NotKept status={status} />
       <ErrorNote error={signIn.error} />
     </section>
   );
