@@ -162,10 +162,15 @@ describe('agent mode when Vault answers the credential request after the call st
       // Once Vault has answered (its audit log's response to the OBO's credential request), its own
       // lease count and PostgreSQL's roles: the lease it minted late is revoked, its role dropped.
       const jti = audit.records[0]!.keys!.obo_jti!;
-      const deadline = Date.now() + 5_000;
-      while (!vaultLinesFor(jti).some((l) => l.request?.path === 'database/creds/clinic-read') && Date.now() < deadline) await new Promise((w) => setTimeout(w, 50));
+      const answered = async (path: string): Promise<void> => {
+        // Vault writes a response's audit line after it has answered: polled, not read once.
+        const deadline = Date.now() + 6_000;
+        while (!vaultLinesFor(jti).some((l) => l.request?.path === path) && Date.now() < deadline) await new Promise((w) => setTimeout(w, 50));
+      };
+      await answered('database/creds/clinic-read');
       expect(vaultLinesFor(jti).map((l) => l.request?.path)).toContain('database/creds/clinic-read');
       expect(await settled(lab, 6_000)).toEqual({ roles: [], leases: 0 });
+      await answered('sys/leases/revoke');
       expect(vaultLinesFor(jti).map((l) => l.request?.path)).toEqual(['database/creds/clinic-read', 'sys/leases/revoke']);
       expect(lab.logs.core.slice(logged).join('\n')).toMatch(/lease database\/creds\/clinic-read\/\S+, minted after the call stopped waiting for it, was revoked/);
     } finally {
