@@ -46,12 +46,20 @@ export function claudeDesktopConfigPath(input: { platform: string; env: Readonly
 }
 
 /**
- * The bundled bridge (dist/bridge.mjs, built by `npm run build:bridge`), found from this module whether
- * it runs from main/core/claude-desktop/ or bundled into dist/core/.
+ * The bundled bridge (dist/bridge.mjs, built by `npm run build:bridge`), found from this module
+ * (`moduleUrl`) whether it runs from main/core/claude-desktop/ or bundled into dist/core/. In the
+ * packaged desktop app the core runs from inside app.asar, which a plain `node` cannot read: there the
+ * bridge is the copy electron-builder ships beside it, `<resources>/bridge/bridge.mjs`
+ * (electron-builder.yml's extraResources), `resourcesPath` being Electron's `process.resourcesPath`.
  */
-function defaultBridgePath(): string {
-  const here = new URL('.', import.meta.url);
+export function bridgePathFor(moduleUrl: string, resourcesPath: string | undefined): string {
+  const here = new URL('.', moduleUrl);
+  if (resourcesPath && /\.asar\//.test(here.pathname)) return join(resourcesPath, 'bridge', 'bridge.mjs');
   return fileURLToPath(new URL(here.pathname.endsWith('/dist/core/') ? '../bridge.mjs' : '../../../dist/bridge.mjs', here));
+}
+
+function defaultBridgePath(): string {
+  return bridgePathFor(import.meta.url, (process as { resourcesPath?: string }).resourcesPath);
 }
 
 export interface EntryOptions {
@@ -177,16 +185,23 @@ function timestamp(): string {
 export async function findNodeOnPath(env: Readonly<Record<string, string | undefined>> = process.env): Promise<string | undefined> {
   const { access } = await import('node:fs/promises');
   const { constants } = await import('node:fs');
+  const { execFile } = await import('node:child_process');
   const names = process.platform === 'win32' ? ['node.exe'] : ['node'];
+  // What the bridge needs of its Node (bridge/node-check.ts: Node 20.16, or 22.3 on), asked of the
+  // binary itself: an older one first on PATH (nvm's 18, 22.0) would write an entry that cannot start.
+  const canRunBridge = (node: string): Promise<boolean> =>
+    new Promise((resolve) =>
+      execFile(node, ['-e', "process.exit(typeof process.getBuiltinModule === 'function' ? 0 : 3)"], { timeout: 10_000, env: {} }, (error) => resolve(!error)),
+    );
   for (const dir of (env.PATH ?? '').split(process.platform === 'win32' ? ';' : ':').filter(Boolean)) {
     for (const name of names) {
       const candidate = join(dir, name);
       try {
         await access(candidate, constants.X_OK);
-        return candidate;
       } catch {
-        // not here
+        continue; // not here
       }
+      if (await canRunBridge(candidate)) return candidate;
     }
   }
   return undefined;

@@ -7,7 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../../common/errors.ts';
 import { runMcpConfig } from '../../../main/core/claude-desktop/command.ts';
 import {
+  bridgePathFor,
   claudeDesktopConfigPath,
+  findNodeOnPath,
   installClaudeDesktopEntry,
   mcpConfigEntry,
   removeClaudeDesktopEntry,
@@ -49,6 +51,31 @@ describe('Claude Desktop configuration', () => {
     expect(entry).toEqual({ command: '/usr/bin/node', args: ['/opt/countersign/dist/bridge.mjs'], env: { COUNTERSIGN_HOME: '/home/u/.cs' } });
     const plain = mcpConfigEntry({ bridgePath: '/b.mjs' });
     expect(plain).toEqual({ command: process.execPath, args: ['/b.mjs'] });
+  });
+
+  it('points the packaged app at the bridge electron-builder ships beside app.asar, which a plain node can read', () => {
+    // Electron's process.resourcesPath, which cannot exist here (no Electron binary): a stand-in value.
+    const resources = '/opt/Countersign/resources';
+    const packaged = bridgePathFor('file:///opt/Countersign/resources/app.asar/dist/core/core.mjs', resources);
+    expect(packaged).toBe('/opt/Countersign/resources/bridge/bridge.mjs');
+    // The same place electron-builder.yml copies dist/bridge.mjs to.
+    const builder = readFileSync(join(import.meta.dirname, '../../../electron-builder.yml'), 'utf8');
+    const shipped = /- from: dist\/bridge\.mjs\s+to: (\S+)/.exec(builder)?.[1];
+    expect(shipped).toBeDefined();
+    expect(packaged).toBe(join(resources, shipped!));
+    // Unpackaged: the built bridge next to the source tree or the bundled core, as before.
+    expect(bridgePathFor('file:///src/countersign/main/core/claude-desktop/config.ts', undefined)).toBe('/src/countersign/dist/bridge.mjs');
+    expect(bridgePathFor('file:///src/countersign/dist/core/core.mjs', resources)).toBe('/src/countersign/dist/bridge.mjs');
+  });
+
+  it('takes for the entry the first Node on PATH that can run the bridge, passing over an older one', async () => {
+    // A stand-in for a Node older than 20.16 (none is installed here): the check asks the binary for
+    // process.getBuiltinModule, which such a Node lacks, and this one answers as it would.
+    const old = dir();
+    writeFileSync(join(old, 'node'), '#!/bin/sh\nexit 3\n', { mode: 0o755 });
+    const real = join(process.execPath, '..');
+    expect(await findNodeOnPath({ PATH: `${old}:${real}` })).toBe(join(real, 'node'));
+    expect(await findNodeOnPath({ PATH: old })).toBeUndefined();
   });
 
   it('creates the file with only our entry when Claude Desktop has none yet', async () => {
