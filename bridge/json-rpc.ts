@@ -8,7 +8,13 @@ export type Id = string | number;
 
 export const BRIDGE_VERSION = '0.1.0';
 export const OFFLINE_MESSAGE = 'Countersign is not running. Open Countersign and sign in, then try again.';
-export const RESTARTED_MESSAGE = 'Countersign restarted while this call was running, so it did not finish. Try the call again.';
+/**
+ * Said for each call in flight when the core's connection drops: the core may have finished the call
+ * (a write commits before its credential is revoked and its record written), so the model is not told
+ * to repeat it blindly.
+ */
+export const RESTARTED_MESSAGE =
+  "Countersign stopped while this call was running, so its answer was lost; the call may have completed. Before repeating a change, ask the person to check this call in Countersign's timeline.";
 /** JSON-RPC error code the bridge uses for "the app is not there" (implementation-defined server error range). */
 export const APP_NOT_RUNNING_RPC = -32001;
 
