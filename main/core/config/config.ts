@@ -74,7 +74,9 @@ export const AppConfigSchema = z
     approvals: z
       .object({
         tier2CacheMinutes: z.number().positive().max(24 * 60).default(30),
-        timeoutSeconds: z.number().positive().max(59).default(45),
+        // An approval must time out before the call's 55 s deadline (mcp-session.ts) with room for the
+        // exchange, Vault and the statement after it: at 59 the deadline answered first.
+        timeoutSeconds: z.number().positive().max(50).default(45),
         /**
          * Who asks the person for a tier-3 call. `local`: Countersign's own prompt, every call.
          * `idp-when-offered`: the identity provider's push (IBM Verify style, the call digest as

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApprovalService } from '../../../main/core/approvals/approval-service.ts';
+import { CALL_DEADLINE_MS } from '../../../main/core/mcp/mcp-session.ts';
 import { callDigest } from '../../../main/core/approvals/prompt-view.ts';
 import { ScriptedPrompterForTests } from '../../../main/core/approvals/prompter.ts';
 import { AuditStore } from '../../../main/core/audit/store.ts';
@@ -315,6 +316,12 @@ describe('approvals.tier3 in the configuration', () => {
     expect(parseAppConfig(base).approvals.tier3).toBe('local');
     expect(parseAppConfig({ ...base, approvals: { tier3: 'idp-when-offered' } }).approvals).toMatchObject({ tier3: 'idp-when-offered', timeoutSeconds: 45 });
     expect(() => parseAppConfig({ ...base, approvals: { tier3: 'none' } })).toThrow(/approvals\.tier3/);
+  });
+
+  it("keeps the approval's time-out inside the call's 55 s deadline: at most 50 s, a longer one refused by name", () => {
+    expect(CALL_DEADLINE_MS).toBe(55_000);
+    expect(parseAppConfig({ ...base, approvals: { timeoutSeconds: 50 } }).approvals.timeoutSeconds).toBe(50);
+    expect(() => parseAppConfig({ ...base, approvals: { timeoutSeconds: 51 } })).toThrow(/approvals\.timeoutSeconds/);
   });
 
   it('with idp-when-offered, does not prompt for a tier-3 call that asks the IdP for a privilege, and still prompts for tier 2', async () => {
