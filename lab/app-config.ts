@@ -15,7 +15,6 @@ export function labAppConfig(lab: Lab, overrides: Partial<AppConfigInput> = {}):
       issuer: lab.issuer,
       clientId: lab.idp.nativeClientId,
       resource: 'urn:countersign:app',
-      vaultAudience: lab.idp.vaultAudience,
       // The lab offers open registration to private_key_jwt clients: each install becomes its own client.
       // Speaking as Okta it does not (an administrator's API): the native app signs in, and the
       // service app an administrator set up with this install's key makes the exchange, its OBO

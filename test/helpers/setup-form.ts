@@ -10,7 +10,6 @@ export async function fillSetupTargets(page: Page, lab: Lab, delegation: 'rar' |
   const form = page.getByRole('form', { name: 'Client, Vault and targets' });
   await form.getByLabel('Client ID').fill(lab.idp.nativeClientId);
   await form.getByLabel('Delegation profile').selectOption(delegation);
-  await form.getByLabel('Audience of the tokens for Vault').fill(lab.idp.vaultAudience);
   await form.getByLabel('Resource of your own sign-in token (optional)').fill('urn:countersign:app');
   await form.getByLabel('Vault address').fill(lab.vaultAddr);
   await form.getByLabel('Policy file').fill(DEMO_POLICY_FILE);

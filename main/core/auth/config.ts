@@ -15,8 +15,11 @@ export const IdpConfigSchema = z
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be scope tokens without spaces')).min(1).default(['openid', 'profile', 'email', 'offline_access']),
     /** RFC 8707 resource for the user's own access token. */
     resource: z.url({ error: 'must be an absolute URI' }).or(z.string().regex(/^urn:[a-z0-9][a-z0-9-]*:\S+$/i, 'must be an absolute URI')).optional(),
-    /** RFC 8693 `audience` for OBO tokens meant for Vault. */
-    vaultAudience: z.string().min(1, 'must not be empty').default('countersign-vault'),
+    /**
+     * Accepted, for configurations written before, and not read: the audience a call asks for and its
+     * OBO is checked against is the policy's (`postgres.audience`, an upstream's `apiKey.audience`).
+     */
+    vaultAudience: z.string().min(1, 'must not be empty').optional(),
     /**
      * How the identity provider decides each call (docs/identity-providers.md). `rar`: the exchange
      * carries the call's RFC 9396 authorization details and the OBO must grant them (the lab, IBM

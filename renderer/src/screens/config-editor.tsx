@@ -10,7 +10,6 @@ const FIELDS: { path: string; label: string; kind: 'text' | 'number' | 'delegati
   { path: 'idp.clientId', label: 'Client ID', kind: 'text' },
   { path: 'idp.delegation', label: 'Delegation profile', kind: 'delegation' },
   { path: 'idp.exchangeClientId', label: 'Token-exchange client (optional)', kind: 'text' },
-  { path: 'idp.vaultAudience', label: 'Audience of the tokens for Vault', kind: 'text' },
   { path: 'vault.address', label: 'Vault address', kind: 'text' },
   { path: 'vault.authMount', label: 'JWT auth mount', kind: 'text' },
   { path: 'policyFile', label: 'Policy file', kind: 'text' },

@@ -10,7 +10,6 @@ interface Draft {
   'idp.clientId': string;
   'idp.delegation': 'rar' | 'scopes';
   'idp.dynamicRegistration': boolean;
-  'idp.vaultAudience': string;
   'idp.resource': string;
   'vault.address': string;
   'vault.authMount': string;
@@ -25,7 +24,6 @@ const EMPTY: Draft = {
   'idp.clientId': '',
   'idp.delegation': 'rar',
   'idp.dynamicRegistration': false,
-  'idp.vaultAudience': 'countersign-vault',
   'idp.resource': '',
   'vault.address': '',
   'vault.authMount': 'jwt',
@@ -52,7 +50,6 @@ function toConfig(d: Draft): Record<string, unknown> {
       clientId: d['idp.clientId'].trim(),
       delegation: d['idp.delegation'],
       dynamicRegistration: d['idp.dynamicRegistration'] ? 'when-offered' : 'off',
-      vaultAudience: d['idp.vaultAudience'].trim(),
       ...(d['idp.resource'].trim() ? { resource: d['idp.resource'].trim() } : {}),
       ...(isLoopbackHttp(d['idp.issuer']) ? { allowInsecureHttpForLoopbackOnly: true } : {}),
     },
@@ -181,7 +178,6 @@ export function SetupScreen({ onSaved }: { onSaved(): void }) {
             />{' '}
             Register this install as its own client when the identity provider offers registration
           </label>
-          {field('idp.vaultAudience', 'Audience of the tokens for Vault')}
           {field('idp.resource', 'Resource of your own sign-in token (optional)')}
           <h2>3. Vault</h2>
           {field('vault.address', 'Vault address')}

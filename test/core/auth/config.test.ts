@@ -15,11 +15,10 @@ function errorOf(input: unknown): AppError {
 }
 
 describe('IdP configuration', () => {
-  it('fills safe defaults: sign-in scopes, Vault audience, rar delegation, no insecure http, static client, DPoP when offered', () => {
+  it('fills safe defaults: sign-in scopes, rar delegation, no insecure http, static client, DPoP when offered', () => {
     expect(parseIdpConfig(good)).toEqual({
       ...good,
       scopes: ['openid', 'profile', 'email', 'offline_access'],
-      vaultAudience: 'countersign-vault',
       delegation: 'rar',
       delegationScopePrefix: 'vault:',
       allowInsecureHttpForLoopbackOnly: false,
