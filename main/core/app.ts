@@ -58,6 +58,11 @@ export interface CoreOptions {
   /** Builds sign-in once the audit store exists (it records sign-in and sign-out); AuthService by default. */
   createAuth?(deps: { config: AppConfig; secrets: SecretStore; openExternal: OpenExternal; audit: AuditStore; log: Log }): Promise<CoreAuth>;
   paths?: CountersignPaths;
+  /**
+   * The COUNTERSIGN_HOME `paths` were resolved under, when the host gave one (`serve --home`, the
+   * demo): the entry the core writes for Claude passes it to the bridge, which must find this core.
+   */
+  countersignHome?: string;
   log: Log;
   /**
    * Asks the person where to save an export (the desktop shell's native save dialog); undefined when
@@ -315,6 +320,7 @@ async function startLockedCore(options: CoreOptions, paths: CountersignPaths, lo
     ...(options.confirmSettings ? { confirmSettings: options.confirmSettings } : {}),
     ...(options.managed ? { managed: options.managed } : {}),
     ...(options.configFile ? { configFile: options.configFile } : {}),
+    countersignHome: options.countersignHome ?? (process.env.COUNTERSIGN_HOME || undefined),
     policyText,
     vaultRoles,
     claudeDesktop,

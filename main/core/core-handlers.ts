@@ -35,6 +35,8 @@ export interface CoreHandlerDeps {
   managed?: { where: string; fields: string[] };
   /** The person's configuration file; absent, the settings screen cannot change it. */
   configFile?: string;
+  /** The COUNTERSIGN_HOME this core runs under (CoreOptions.countersignHome). */
+  countersignHome?: string;
   /** The policy file as written, shown read-only. */
   policyText: string;
   /** The Vault roles this configuration logs in to. */
@@ -111,7 +113,7 @@ export function coreHandlers(d: CoreHandlerDeps): ContractHandlers {
       await broker.warm();
       const tools = (await broker.listTools()).filter(claudeAccepts).length;
       const entry = mcpConfigEntry({
-        countersignHome: process.env.COUNTERSIGN_HOME || undefined,
+        countersignHome: d.countersignHome,
         nodePath: process.versions.electron ? await findNodeOnPath() : undefined,
       });
       await installClaudeDesktopEntry(d.claudeDesktop.path, entry);

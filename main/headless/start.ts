@@ -113,6 +113,7 @@ export async function serve(options: {
       prompter: waitForUi,
       openExternal: openSignIn,
       paths,
+      ...(env.COUNTERSIGN_HOME ? { countersignHome: env.COUNTERSIGN_HOME } : {}),
       log,
       vaultHealthEveryMs: options.vaultHealthEveryMs,
       present: summon,

@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,7 +28,12 @@ let entry: DemoEntry;
 beforeAll(async () => {
   [keyring, home, browser] = await Promise.all([startTestKeyring(), mkdtemp(path.join(tmpdir(), 'cs-demo-home-')), launchBrowser()]);
   started = performance.now();
-  demo = await startDemo({ command: process.execPath, args: ['lab/demo.ts', '--no-open', '--home', home], env: { ...process.env, ...keyring.env } });
+  // Where Claude Desktop's configuration is on Linux: "Connect Claude Desktop" writes it there.
+  demo = await startDemo({
+    command: process.execPath,
+    args: ['lab/demo.ts', '--no-open', '--home', home],
+    env: { ...process.env, ...keyring.env, XDG_CONFIG_HOME: path.join(home, 'xdg-config') },
+  });
   output = demo.output();
   entry = demo.entry;
 });
@@ -91,6 +96,23 @@ describe('npm run demo', () => {
       expect(second.isError ?? false).toBe(false);
       expect(await card.count()).toBe(0);
       await ui.getByRole('button', { name: /Revoke approval for execute/ }).waitFor();
+
+      // The README's other way in: "Connect Claude Desktop" in the demo's Settings writes Claude
+      // Desktop's configuration, and Claude Desktop starts the bridge from that entry. It must reach
+      // this demo (its COUNTERSIGN_HOME), not start another Countersign with no configuration.
+      await ui.getByRole('tab', { name: 'Settings' }).click();
+      await ui.getByRole('button', { name: 'Connect Claude Desktop' }).click();
+      const written = path.join(home, 'xdg-config', 'Claude', 'claude_desktop_config.json');
+      await expect.poll(() => readFile(written, 'utf8').catch(() => ''), { timeout: 20_000 }).toContain('countersign');
+      const connected = (JSON.parse(await readFile(written, 'utf8')) as { mcpServers: Record<string, DemoEntry> }).mcpServers.countersign!;
+      expect(connected.env?.COUNTERSIGN_HOME).toBe(home);
+      const viaButton = await connectThroughEntry({ ...connected, env: { ...connected.env, COUNTERSIGN_APP_CMD: '[]' } });
+      try {
+        const r = await viaButton.callTool({ name: 'query', arguments: { sql: 'SELECT count(*) AS n FROM patients' } });
+        expect(r.isError ?? false, JSON.stringify(r.content)).toBe(false);
+      } finally {
+        await viaButton.close();
+      }
     } finally {
       await client.close();
     }
