@@ -59,6 +59,18 @@ function preflightQuery(c: SqlClassification): { text: string; values: Array<str
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace IN ${ON_PATH} AND p.proname = ANY (${param(functions)}::text[])`);
   }
+  if (c.names.attributes.length > 0) {
+    // PostgreSQL reads `x.f` as the call `f(x)` when x has no column f, built-in functions included
+    // (`('…'::text).ts_stat`, `(7::bigint).pg_advisory_lock`): a call written as a field, which the
+    // description does not name. A name that is a column of a table the statement names is a column;
+    // any other that names a function, anywhere, is refused.
+    arms.push(`SELECT 'attribute' AS problem, a.name::text AS name, NULL AS detail
+  FROM pg_catalog.unnest(${param(c.names.attributes)}::text[]) AS a(name)
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.proname = a.name)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute col
+                    WHERE col.attrelid = ANY (SELECT pg_catalog.to_regclass(t)::pg_catalog.oid FROM pg_catalog.unnest(${param(c.tables)}::text[]) AS t)
+                      AND col.attname = a.name AND col.attnum > 0 AND NOT col.attisdropped)`);
+  }
   if (c.names.operators.length > 0) {
     arms.push(`SELECT 'operator' AS problem, o.oprname::text AS name, NULL AS detail
   FROM pg_catalog.pg_operator o
@@ -111,6 +123,8 @@ function preflightRefusal(first: { problem: string; name: string; detail: string
         ? `The table name ${first.name} does not resolve to the table the call was described with; qualify it with its schema.`
         : first.problem === 'function'
           ? `A schema on the search path holds a function named ${first.name}, which PostgreSQL could call instead of the built-in one the call was described with; write pg_catalog.${first.name}(…) or rename the column reference.`
+          : first.problem === 'attribute'
+            ? `.${first.name} is not a column of a table the statement names, and PostgreSQL would read it as a call of the function ${first.name}, which the call's description does not name; call functions by name, and select columns of the tables in FROM.`
           : `A schema on the search path holds an operator ${first.name}, which PostgreSQL could use instead of the built-in one; write OPERATOR(pg_catalog.${first.name}).`;
   return new AppError('SQL_UNCLASSIFIABLE', message);
 }

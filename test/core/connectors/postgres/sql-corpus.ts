@@ -347,6 +347,23 @@ export const CORPUS: OracleStatement[] = [
     'SELECT patients.id FROM patients',
   ),
   ...by(
+    // PostgreSQL reads `x.f` as `f(x)` when x has no column f, built-in functions included: a call
+    // written as a field, which the description would not name.
+    'functional-notation',
+    "SELECT ('SELECT to_tsvector(t::text) FROM oracle.touch_notes() t'::text).ts_stat",
+    "SELECT ('SELECT to_tsvector(upper(1))'::text).ts_stat",
+    ['SELECT ($1::text).ts_stat', ["SELECT to_tsvector('simple', body) FROM notes"]],
+    "SELECT (('SELECT to_tsvector(''simple'', body) FROM other.notes')::text).ts_stat",
+    'SELECT (42::bigint).pg_advisory_lock',
+    'SELECT (7::bigint).pg_advisory_xact_lock',
+    "UPDATE kv SET v = (7::bigint).pg_advisory_xact_lock::text WHERE k = 'a'",
+    'SELECT (NULL::int).pg_stat_get_activity',
+    "SELECT ('oracle_seq'::regclass).nextval",
+    'SELECT (0).pg_terminate_backend',
+    'SELECT p.full_name, p.mrn FROM patients p WHERE p.id = 1',
+    'SELECT n.body FROM notes n',
+  ),
+  ...by(
     'relation-kinds',
     'SELECT * FROM patient_names',
     'SELECT * FROM public.patient_names WHERE id = 1',
