@@ -278,7 +278,7 @@ describe('identity-protected upstream', () => {
     expect(error.code).toBe('CANCELLED');
     expect(Date.now() - started).toBeLessThan(2_000);
     // The upstream's own handler was told (notifications/cancelled): the tool does not run on.
-    expect(upstream.cancelled().slice(cancelled)).toMatchObject([{ tool: 'generate_report' }]);
+    await expect.poll(() => upstream.cancelled().slice(cancelled), { timeout: 5_000 }).toMatchObject([{ tool: 'generate_report' }]);
   });
 
   it('gives up on a slow upstream with TIMEOUT, and tells the upstream to stop', async () => {
@@ -288,7 +288,7 @@ describe('identity-protected upstream', () => {
     const error = await failure(run(c, 'lab__generate_report', { steps: 2, step_ms: 5_000 }));
     expect(error.code).toBe('TIMEOUT');
     expect(Date.now() - started).toBeLessThan(1_500);
-    expect(upstream.cancelled().slice(cancelled)).toMatchObject([{ tool: 'generate_report' }]);
+    await expect.poll(() => upstream.cancelled().slice(cancelled), { timeout: 5_000 }).toMatchObject([{ tool: 'generate_report' }]);
   });
 
   it("does not announce the list a client's own listing hands out, and announces one that differs from it", async () => {
