@@ -18,7 +18,15 @@ import type { SqlClassification } from './sql-classify.ts';
 const ON_PATH = `(SELECT n.oid FROM pg_catalog.pg_namespace n
    WHERE n.nspname = ANY (pg_catalog.current_schemas(true)) AND n.nspname <> 'pg_catalog')`;
 
-const KINDS: Record<string, string> = { v: 'a view', m: 'a materialized view', p: 'a partitioned table', f: 'a foreign table', S: 'a sequence', r: 'a table with inheritance children or a partition' };
+const KINDS: Record<string, string> = {
+  v: 'a view',
+  m: 'a materialized view',
+  p: 'a partitioned table',
+  f: 'a foreign table',
+  S: 'a sequence',
+  r: 'a table with inheritance children or a partition',
+  code: 'a table with a trigger or a rule, code that runs on a write',
+};
 
 /**
  * The checks one statement needs, as one query (one round trip; each row is a problem), or none when
@@ -42,11 +50,16 @@ function preflightQuery(c: SqlClassification): { text: string; values: Array<str
     return `$${values.length}`;
   };
   const arms: string[] = [];
+  // A statement that writes also reaches what a trigger or a rule on its tables runs (the trigger's
+  // function, the rule's own statement); a constraint's internal triggers are the constraint's.
+  const code = c.readOnly
+    ? ''
+    : ` OR c.relhasrules OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal)`;
   for (const table of c.tables) {
     const t = param(table);
-    arms.push(`SELECT 'kind' AS problem, ${t}::text AS name, c.relkind::text AS detail
+    arms.push(`SELECT 'kind' AS problem, ${t}::text AS name, CASE WHEN c.relkind = 'r' AND NOT (c.relhassubclass OR c.relispartition) THEN 'code' ELSE c.relkind::text END AS detail
   FROM pg_catalog.pg_class c
- WHERE c.oid = pg_catalog.to_regclass(${t}::text)::pg_catalog.oid AND (c.relkind <> 'r' OR c.relhassubclass OR c.relispartition)`);
+ WHERE c.oid = pg_catalog.to_regclass(${t}::text)::pg_catalog.oid AND (c.relkind <> 'r' OR c.relhassubclass OR c.relispartition${code})`);
   }
   for (const name of c.names.unqualifiedTables) {
     const [written, qualified] = [param(name.written), param(name.qualified)];
@@ -118,7 +131,9 @@ export async function describePreflightFailure(client: pg.Client, c: SqlClassifi
 function preflightRefusal(first: { problem: string; name: string; detail: string | null }): AppError {
   const message =
     first.problem === 'kind'
-      ? `${first.name} is ${KINDS[first.detail ?? ''] ?? `a relation of kind ${first.detail}`}: reading it reaches tables or code the call's description does not name. Query the underlying tables.`
+      ? first.detail === 'code'
+        ? `${first.name} is ${KINDS.code}: writing it reaches tables or functions the call's description does not name. Ask the database's owner to make this change.`
+        : `${first.name} is ${KINDS[first.detail ?? ''] ?? `a relation of kind ${first.detail}`}: reading it reaches tables or code the call's description does not name. Query the underlying tables.`
       : first.problem === 'resolves'
         ? `The table name ${first.name} does not resolve to the table the call was described with; qualify it with its schema.`
         : first.problem === 'function'

@@ -364,6 +364,14 @@ export const CORPUS: OracleStatement[] = [
     'SELECT n.body FROM notes n',
   ),
   ...by(
+    // A plain table whose trigger or rule runs code on a write: the write reaches what it does.
+    'trigger-or-rule',
+    "UPDATE kv_triggered SET v = 'z' WHERE k = 'a'",
+    "DELETE FROM kv_ruled WHERE k = 'a'",
+    'SELECT * FROM kv_triggered',
+    'SELECT * FROM kv_ruled',
+  ),
+  ...by(
     'relation-kinds',
     'SELECT * FROM patient_names',
     'SELECT * FROM public.patient_names WHERE id = 1',

@@ -57,7 +57,8 @@ export interface OracleOutcome extends OracleStatement {
 /**
  * Objects the corpus plays tricks with, in a cluster of its own: tracked functions that read and write,
  * a look-alike overload of a built-in, a function reachable as an attribute (`p.leak`), an operator
- * in public, a view, an inheritance pair, a sequence, a schema with a table named like a public one.
+ * in public, a view, an inheritance pair, a sequence, a schema with a table named like a public one,
+ * plain tables with a trigger and with a rule that write elsewhere.
  */
 export const ORACLE_FIXTURE = `
 CREATE SCHEMA oracle;
@@ -81,6 +82,13 @@ CREATE TABLE other.notes (id int PRIMARY KEY, body text);
 INSERT INTO other.notes VALUES (1, 'other'), (2, 'other 2');
 CREATE TABLE public.kv (k text PRIMARY KEY, v text);
 INSERT INTO public.kv VALUES ('a', '1'), ('b', '2'), ('c', '3');
+CREATE FUNCTION oracle.audit_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE public.notes SET body = body WHERE id = 1; RETURN NEW; END $$;
+CREATE TABLE public.kv_triggered (k text PRIMARY KEY, v text);
+INSERT INTO public.kv_triggered VALUES ('a', '1');
+CREATE TRIGGER kv_triggered_audit AFTER UPDATE ON public.kv_triggered FOR EACH ROW EXECUTE FUNCTION oracle.audit_row();
+CREATE TABLE public.kv_ruled (k text PRIMARY KEY, v text);
+INSERT INTO public.kv_ruled VALUES ('a', '1');
+CREATE RULE kv_ruled_also AS ON DELETE TO public.kv_ruled DO ALSO UPDATE public.kv SET v = 'ruled';
 ANALYZE;
 `;
 
