@@ -7,7 +7,7 @@
 import type { StatementKind } from './sql-classify.ts';
 import { DML_NODES, visit } from './sql-walk.ts';
 import type { TreeFacts } from './sql-facts.ts';
-import { declareTable, functionName } from './sql-resolve.ts';
+import { declareTable, functionName, operatorName } from './sql-resolve.ts';
 
 export const SCHEMA_CHANGE_KINDS: Record<string, StatementKind> = {
   CreateStmt: 'DDL',
@@ -29,6 +29,8 @@ export const SCHEMA_CHANGE_KINDS: Record<string, StatementKind> = {
   CreateRoleStmt: 'GRANT',
 };
 
+const RELATION_KEYS = new Set(['relation', 'rel', 'view', 'pktable']);
+
 const RELATION_OBJECTS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE']);
 
 /** Names every table and function a schema change mentions; queries inside it are walked strictly. */
@@ -47,11 +49,30 @@ export function scanSchemaChange(stmt: Record<string, unknown>, f: TreeFacts): v
         visit({ [key]: value }, undefined, f);
         continue;
       }
-      if (key === 'RangeVar' || ((key === 'relation' || key === 'rel' || key === 'view') && value && typeof value === 'object' && 'relname' in value)) {
+      // pktable: the table a foreign key references, which the constraint reads and locks rows of.
+      if (key === 'RangeVar' || (RELATION_KEYS.has(key) && value && typeof value === 'object' && 'relname' in value)) {
         declareTable(value as Record<string, unknown>, f);
         continue;
       }
       if (key === 'FuncCall') f.functions.add(functionName((value as { funcname?: unknown }).funcname, f));
+      // An expression in the change (USING, CHECK, DEFAULT) runs too: its operators and the names
+      // written as fields (`x.f`, a call of f when x has no column f) go to the preflight, as a query's do.
+      if (key === 'A_Expr') {
+        const e = value as { kind?: unknown; name?: unknown };
+        if (String(e.kind).includes('BETWEEN')) ['>=', '<='].forEach((o) => f.operators.add(o));
+        else operatorName(e.name, f);
+      }
+      if (key === 'ColumnRef') {
+        const parts = ((value as { fields?: unknown[] }).fields ?? []) as Array<{ String?: { sval?: unknown } }>;
+        parts.forEach((p, i) => {
+          if (i > 0 && typeof p.String?.sval === 'string') f.attributes.add(p.String.sval);
+        });
+      }
+      if (key === 'A_Indirection') {
+        for (const p of ((value as { indirection?: unknown[] }).indirection ?? []) as Array<{ String?: { sval?: unknown } }>) {
+          if (typeof p.String?.sval === 'string') f.attributes.add(p.String.sval);
+        }
+      }
       if (key === 'DropStmt' || key === 'TruncateStmt') dropped(value as Record<string, unknown>, f);
       scan(value);
     }

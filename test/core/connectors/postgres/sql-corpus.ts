@@ -372,6 +372,19 @@ export const CORPUS: OracleStatement[] = [
     'SELECT * FROM kv_ruled',
   ),
   ...by(
+    // A schema change runs its expressions (USING, CHECK, DEFAULT) and a foreign key reads the table
+    // it references: what they reach must be named, or refused.
+    'ddl-expressions',
+    "ALTER TABLE kv ALTER COLUMN v TYPE text USING v ## 'x'",
+    "ALTER TABLE kv ALTER COLUMN v TYPE text USING (v OPERATOR(public.##) 'x')",
+    "ALTER TABLE kv ADD CONSTRAINT c_chk CHECK ((v ## 'x') IS NOT NULL)",
+    "ALTER TABLE kv ADD COLUMN w text DEFAULT ('a' ## 'b')",
+    'ALTER TABLE patients ADD CONSTRAINT c_leak CHECK (patients.leak IS NOT NULL)',
+    'ALTER TABLE patients ADD CONSTRAINT c_leak2 CHECK ((patients).leak IS NOT NULL)',
+    'ALTER TABLE notes ADD CONSTRAINT f_appt FOREIGN KEY (patient_id) REFERENCES appointments (id)',
+    "ALTER TABLE kv ADD CONSTRAINT c_ok CHECK (v <> 'x')",
+  ),
+  ...by(
     'relation-kinds',
     'SELECT * FROM patient_names',
     'SELECT * FROM public.patient_names WHERE id = 1',
