@@ -74,6 +74,7 @@ export function scanSchemaChange(stmt: Record<string, unknown>, f: TreeFacts): v
         }
       }
       if (key === 'DropStmt' || key === 'TruncateStmt') dropped(value as Record<string, unknown>, f);
+      if (key === 'CommentStmt') commented(value as Record<string, unknown>, f);
       scan(value);
     }
   };
@@ -89,4 +90,19 @@ function dropped(body: Record<string, unknown>, f: TreeFacts): void {
     if (parts.length === 0) continue;
     declareTable({ relname: parts[parts.length - 1], ...(parts.length > 1 ? { schemaname: parts[parts.length - 2] } : {}) }, f);
   }
+}
+
+/**
+ * COMMENT ON names its object as a list of identifiers: a table (`[schema,] table`), or a column
+ * (`[schema,] table, column`), whose table it changes.
+ */
+function commented(body: Record<string, unknown>, f: TreeFacts): void {
+  const type = String(body.objtype);
+  if (type !== 'OBJECT_COLUMN' && !RELATION_OBJECTS.has(type)) return;
+  const items = ((body.object as { List?: { items?: Array<{ String?: { sval?: string } }> } } | undefined)?.List?.items ?? [])
+    .map((i) => i.String?.sval)
+    .filter((x): x is string => typeof x === 'string');
+  const names = type === 'OBJECT_COLUMN' ? items.slice(0, -1) : items;
+  if (names.length === 0) return;
+  declareTable({ relname: names[names.length - 1], ...(names.length > 1 ? { schemaname: names[names.length - 2] } : {}) }, f);
 }

@@ -23,6 +23,14 @@ describe('classifySql', () => {
     expect(c.readOnly).toBe(true);
   });
 
+  it('names the table a COMMENT ON changes, for the table itself or one of its columns', async () => {
+    for (const sql of ["COMMENT ON TABLE patients IS 'x'", "COMMENT ON COLUMN patients.mrn IS 'x'", "COMMENT ON COLUMN public.patients.mrn IS 'x'"]) {
+      const c = await classifySql(sql);
+      expect(c.kind, sql).toBe('DDL');
+      expect(c.tables, sql).toEqual(['public.patients']);
+    }
+  });
+
   it('finds a DELETE hidden in a data-modifying CTE of a SELECT and marks it not read-only', async () => {
     const c = await classifySql('WITH gone AS (DELETE FROM notes RETURNING *) SELECT count(*) FROM gone');
     expect(c.actions).toEqual(['DELETE', 'SELECT']);
