@@ -234,5 +234,8 @@ function insertIsBounded(body: Body): boolean {
   const select = (body.selectStmt as { SelectStmt?: Body } | undefined)?.SelectStmt;
   if (!select) return true; // DEFAULT VALUES
   if (Array.isArray(select.valuesLists)) return true;
-  return select.limitCount !== undefined;
+  // A number written in the statement: LIMIT ALL and LIMIT NULL are no limit, a parameter or an
+  // expression can be any number, and WITH TIES may take more rows than its count.
+  const limit = select.limitCount as { A_Const?: { ival?: unknown; isnull?: boolean } } | undefined;
+  return select.limitOption === 'LIMIT_OPTION_COUNT' && limit?.A_Const?.ival !== undefined && limit.A_Const.isnull !== true;
 }

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { classifySql } from '../../../../main/core/connectors/postgres/sql-classify.ts';
+import { planPostgresCall } from '../../../../main/core/connectors/postgres/plan.ts';
+import { parsePolicy, type PostgresPolicy } from '../../../../main/core/policy/policy.ts';
+import { readFileSync } from 'node:fs';
+
+const DEMO_POLICY = parsePolicy(readFileSync(new URL('../../../../main/core/policy/demo-clinic.policy.jsonc', import.meta.url), 'utf8')).postgres as PostgresPolicy;
 import { AppError } from '../../../../common/errors.ts';
 
 async function code(sql: string): Promise<string | undefined> {
@@ -66,6 +71,16 @@ describe('classifySql', () => {
     expect(c.bounded).toBe(true);
     expect((await classifySql("INSERT INTO notes (patient_id, body) SELECT id, 'x' FROM patients")).bounded).toBe(false);
     expect((await classifySql("INSERT INTO notes (patient_id, body) VALUES (1, 'x')")).bounded).toBe(true);
+  });
+
+  it('counts an INSERT … SELECT as bounded only by a number written in it: not LIMIT ALL, NULL, a parameter, an expression or WITH TIES', async () => {
+    const insert = "INSERT INTO notes (patient_id, body) SELECT patient_id, 'x' FROM notes ";
+    for (const tail of ['LIMIT 5', 'LIMIT 0', 'FETCH FIRST 3 ROWS ONLY']) expect((await classifySql(insert + tail)).bounded, tail).toBe(true);
+    for (const tail of ['LIMIT ALL', 'LIMIT NULL', 'LIMIT $1', 'LIMIT (SELECT 1000000)', 'ORDER BY patient_id FETCH FIRST 1 ROWS WITH TIES'])
+      expect((await classifySql(insert + tail)).bounded, tail).toBe(false);
+    // Unbounded, the write is tier 3: its own approval at every call, never covered by an earlier one.
+    const { plan } = await planPostgresCall(DEMO_POLICY, 'execute', { sql: `${insert}LIMIT ALL` });
+    expect(plan.tier).toBe(3);
   });
 
   it('lists every change as its class and table, telling an upsert from an INSERT and a write target from a table read', async () => {
