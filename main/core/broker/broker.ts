@@ -196,8 +196,11 @@ export function createBroker(options: BrokerOptions): Broker {
         failure = new AppError('CANCELLED', 'The call was cancelled.', { cause: error });
     }
     if (approvalId !== undefined) {
+      // A write that changed no row keeps no approval: a yes to a DELETE of nothing would otherwise
+      // cover the next DELETE of the same scope, which does delete.
+      const changedNothing = (result?.structuredContent as { rowCount?: unknown } | undefined)?.rowCount === 0;
       try {
-        approver.settle?.(approvalId, !failure);
+        approver.settle?.(approvalId, !failure && !changedNothing);
       } catch (error) {
         log(`broker: the approval's outcome could not be noted (${AppError.from(error).code})`);
       }

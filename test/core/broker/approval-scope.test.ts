@@ -57,6 +57,22 @@ describe('a tier-2 approval through the broker', () => {
     expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
   });
 
+  it('keeps no approval from a write that changed no row: the next write of the same scope is asked again', async () => {
+    const g = governed(['approve', 'deny']);
+    const [before] = await lab.admin<{ n: number }>('SELECT count(*)::int AS n FROM notes');
+    // The bait: a DELETE of nothing, approved.
+    const nothing = await g.execute('DELETE FROM notes WHERE id = $1', [-1]);
+    expect(nothing.isError, text(nothing)).toBeFalsy();
+    expect(text(nothing)).toContain('DELETE: 0 row(s) affected');
+    expect(g.approvals.cached()).toEqual([]);
+    // The same scope, deleting rows: asked again, denied by the script, and PostgreSQL still holds them.
+    const real = await g.execute('DELETE FROM notes WHERE id > 0 AND id <= 10');
+    expect(text(real)).toContain('APPROVAL_DENIED');
+    expect(g.prompter.shown).toHaveLength(2);
+    expect(await lab.admin<{ n: number }>('SELECT count(*)::int AS n FROM notes')).toEqual([before]);
+    expect(await settled(lab)).toEqual({ roles: [], leases: 0 });
+  });
+
   it('does not carry an approval for an INSERT to an INSERT … ON CONFLICT DO UPDATE of the same table', async () => {
     const g = governed(['approve', 'deny']);
     const insert = await g.execute('INSERT INTO notes (patient_id, body) VALUES ($1, $2)', [1, 'approval-scope test']);
