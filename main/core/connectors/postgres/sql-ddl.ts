@@ -7,7 +7,7 @@
 import type { StatementKind } from './sql-classify.ts';
 import { DML_NODES, visit } from './sql-walk.ts';
 import type { TreeFacts } from './sql-facts.ts';
-import { declareTable, functionName, operatorName } from './sql-resolve.ts';
+import { declareTable, exprOperators, fieldNames, functionName } from './sql-resolve.ts';
 
 export const SCHEMA_CHANGE_KINDS: Record<string, StatementKind> = {
   CreateStmt: 'DDL',
@@ -57,22 +57,9 @@ export function scanSchemaChange(stmt: Record<string, unknown>, f: TreeFacts): v
       if (key === 'FuncCall') f.functions.add(functionName((value as { funcname?: unknown }).funcname, f));
       // An expression in the change (USING, CHECK, DEFAULT) runs too: its operators and the names
       // written as fields (`x.f`, a call of f when x has no column f) go to the preflight, as a query's do.
-      if (key === 'A_Expr') {
-        const e = value as { kind?: unknown; name?: unknown };
-        if (String(e.kind).includes('BETWEEN')) ['>=', '<='].forEach((o) => f.operators.add(o));
-        else operatorName(e.name, f);
-      }
-      if (key === 'ColumnRef') {
-        const parts = ((value as { fields?: unknown[] }).fields ?? []) as Array<{ String?: { sval?: unknown } }>;
-        parts.forEach((p, i) => {
-          if (i > 0 && typeof p.String?.sval === 'string') f.attributes.add(p.String.sval);
-        });
-      }
-      if (key === 'A_Indirection') {
-        for (const p of ((value as { indirection?: unknown[] }).indirection ?? []) as Array<{ String?: { sval?: unknown } }>) {
-          if (typeof p.String?.sval === 'string') f.attributes.add(p.String.sval);
-        }
-      }
+      if (key === 'A_Expr') exprOperators(value as { kind?: unknown; name?: unknown }, f);
+      if (key === 'ColumnRef') fieldNames((((value as { fields?: unknown[] }).fields ?? []) as Array<{ String?: { sval?: unknown } }>).slice(1), f);
+      if (key === 'A_Indirection') fieldNames(((value as { indirection?: unknown[] }).indirection ?? []) as Array<{ String?: { sval?: unknown } }>, f);
       if (key === 'DropStmt' || key === 'TruncateStmt') dropped(value as Record<string, unknown>, f);
       if (key === 'CommentStmt') commented(value as Record<string, unknown>, f);
       scan(value);

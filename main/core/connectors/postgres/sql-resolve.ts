@@ -60,6 +60,19 @@ export function nameList(parts: unknown, what: string): string[] {
   });
 }
 
+/** The operators an A_Expr uses: BETWEEN's two comparisons, or its own (qualified at most by pg_catalog). */
+export function exprOperators(e: { kind?: unknown; name?: unknown }, f: TreeFacts): void {
+  if (String(e.kind).includes('BETWEEN')) {
+    f.operators.add('>=');
+    f.operators.add('<=');
+  } else operatorName(e.name, f);
+}
+
+/** Names written as fields (`x.f`, `(x).f`): a column, or a call of f when x has no column f (preflight.ts). */
+export function fieldNames(parts: ReadonlyArray<{ String?: { sval?: unknown } }>, f: TreeFacts): void {
+  for (const p of parts) if (typeof p.String?.sval === 'string') f.attributes.add(p.String.sval);
+}
+
 export function operatorName(parts: unknown, f: TreeFacts): void {
   if (!Array.isArray(parts)) refuse('an operator');
   const names = parts.map((p) => (p as { String?: { sval?: unknown } }).String?.sval);

@@ -11,7 +11,7 @@
 import { BUILTIN_TYPES } from './sql-functions.ts';
 import { CATALOG_SCHEMA } from './sql-names.ts';
 import { S, W, refuse, type Body, type Handler, type Rule, type Scope, type TreeFacts } from './sql-facts.ts';
-import { functionName, nameList, operatorName, rangeVar } from './sql-resolve.ts';
+import { exprOperators, fieldNames, functionName, nameList, operatorName, rangeVar } from './sql-resolve.ts';
 import { PASS_THROUGH, describeNode } from './sql-nodes.ts';
 import { statementHandlers } from './sql-statements.ts';
 
@@ -84,13 +84,7 @@ const columnDef: Handler = (b, scope, f) => {
 
 const aExpr: Handler = (b, scope, f) => {
   fields('A_Expr', { kind: S, name: S, lexpr: W, rexpr: W, location: S, rexpr_list_start: S, rexpr_list_end: S }, b, scope, f);
-  const kind = String(b.kind);
-  if (kind.includes('BETWEEN')) {
-    f.operators.add('>=');
-    f.operators.add('<=');
-    return;
-  }
-  operatorName(b.name, f);
+  exprOperators(b, f);
 };
 
 const subLink: Handler = (b, scope, f) => {
@@ -116,7 +110,7 @@ const columnRef: Handler = (b, scope, f) => {
 
 const aIndirection: Handler = (b, scope, f) => {
   fields('A_Indirection', { arg: W, indirection: W }, b, scope, f);
-  for (const p of (b.indirection ?? []) as Array<{ String?: { sval?: string } }>) if (typeof p.String?.sval === 'string') f.attributes.add(p.String.sval);
+  fieldNames((b.indirection ?? []) as Array<{ String?: { sval?: unknown } }>, f);
 };
 
 const typeCast: Handler = (b, scope, f) => {
