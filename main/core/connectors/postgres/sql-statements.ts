@@ -218,12 +218,20 @@ export function statementHandlers({ fields, visit }: Walker): Record<'SelectStmt
   return { SelectStmt: selectStmt, InsertStmt: insertStmt, UpdateStmt: updateStmt, DeleteStmt: deleteStmt, MergeStmt: mergeStmt };
 }
 
-/** True when a WHERE can restrict rows one by one: it references at least one column. `WHERE true` does not. */
+/**
+ * True when a WHERE can restrict rows one by one: it references at least one column. `WHERE true` does
+ * not, and neither does a sub-query's own WHERE: `EXISTS (SELECT 1 FROM patients p WHERE p.id = 1)` is
+ * the same for every row. The left side of `x IN (SELECT …)` is the row's.
+ */
 function referencesColumn(node: unknown): boolean {
   if (Array.isArray(node)) return node.some(referencesColumn);
   if (!node || typeof node !== 'object') return false;
   for (const [key, value] of Object.entries(node)) {
     if (key === 'ColumnRef') return true;
+    if (key === 'SubLink') {
+      if (referencesColumn((value as { testexpr?: unknown }).testexpr)) return true;
+      continue;
+    }
     if (referencesColumn(value)) return true;
   }
   return false;

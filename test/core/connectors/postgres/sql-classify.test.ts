@@ -63,6 +63,14 @@ describe('classifySql', () => {
     expect((await classifySql('DELETE FROM notes WHERE 1 = 1')).bounded).toBe(false);
   });
 
+  it("does not count a sub-query's own WHERE as the write's: EXISTS (… p.id = 1) is the same for every row", async () => {
+    expect((await classifySql('UPDATE notes SET body = body WHERE EXISTS (SELECT 1 FROM patients p WHERE p.id = 1)')).bounded).toBe(false);
+    expect((await classifySql('DELETE FROM notes WHERE (SELECT count(*) FROM patients p WHERE p.vip) > 0')).bounded).toBe(false);
+    // The row's own column on the left of IN, or beside the sub-query, does restrict it.
+    expect((await classifySql('DELETE FROM notes WHERE patient_id IN (SELECT id FROM patients WHERE vip)')).bounded).toBe(true);
+    expect((await classifySql('UPDATE notes SET body = body WHERE id = 1 AND EXISTS (SELECT 1 FROM patients)')).bounded).toBe(true);
+  });
+
   it('names the write target as identifier and includes tables read by the write', async () => {
     const c = await classifySql("INSERT INTO notes (patient_id, body) SELECT id, 'x' FROM patients LIMIT 1");
     expect(c.kind).toBe('INSERT');
