@@ -129,17 +129,23 @@ export async function describePreflightFailure(client: pg.Client, c: SqlClassifi
 }
 
 function preflightRefusal(first: { problem: string; name: string; detail: string | null }): AppError {
-  const message =
-    first.problem === 'kind'
-      ? first.detail === 'code'
-        ? `${first.name} is ${KINDS.code}: writing it reaches tables or functions the call's description does not name. Ask the database's owner to make this change.`
-        : `${first.name} is ${KINDS[first.detail ?? ''] ?? `a relation of kind ${first.detail}`}: reading it reaches tables or code the call's description does not name. Query the underlying tables.`
-      : first.problem === 'resolves'
-        ? `The table name ${first.name} does not resolve to the table the call was described with; qualify it with its schema.`
-        : first.problem === 'function'
-          ? `A schema on the search path holds a function named ${first.name}, which PostgreSQL could call instead of the built-in one the call was described with; write pg_catalog.${first.name}(…) or rename the column reference.`
-          : first.problem === 'attribute'
-            ? `.${first.name} is not a column of a table the statement names, and PostgreSQL would read it as a call of the function ${first.name}, which the call's description does not name; call functions by name, and select columns of the tables in FROM.`
-          : `A schema on the search path holds an operator ${first.name}, which PostgreSQL could use instead of the built-in one; write OPERATOR(pg_catalog.${first.name}).`;
-  return new AppError('SQL_UNCLASSIFIABLE', message);
+  return new AppError('SQL_UNCLASSIFIABLE', refusalMessage(first));
+}
+
+function refusalMessage(first: { problem: string; name: string; detail: string | null }): string {
+  switch (first.problem) {
+    case 'kind':
+      if (first.detail === 'code') {
+        return `${first.name} is ${KINDS.code}: writing it reaches tables or functions the call's description does not name. Ask the database's owner to make this change.`;
+      }
+      return `${first.name} is ${KINDS[first.detail ?? ''] ?? `a relation of kind ${first.detail}`}: reading it reaches tables or code the call's description does not name. Query the underlying tables.`;
+    case 'resolves':
+      return `The table name ${first.name} does not resolve to the table the call was described with; qualify it with its schema.`;
+    case 'function':
+      return `A schema on the search path holds a function named ${first.name}, which PostgreSQL could call instead of the built-in one the call was described with; write pg_catalog.${first.name}(…) or rename the column reference.`;
+    case 'attribute':
+      return `.${first.name} is not a column of a table the statement names, and PostgreSQL would read it as a call of the function ${first.name}, which the call's description does not name; call functions by name, and select columns of the tables in FROM.`;
+    default:
+      return `A schema on the search path holds an operator ${first.name}, which PostgreSQL could use instead of the built-in one; write OPERATOR(pg_catalog.${first.name}).`;
+  }
 }

@@ -72,11 +72,7 @@ export function scanSchemaChange(stmt: Record<string, unknown>, f: TreeFacts): v
 /** DROP names its objects as lists of identifiers rather than RangeVars. */
 function dropped(body: Record<string, unknown>, f: TreeFacts): void {
   if (body.removeType !== undefined && !RELATION_OBJECTS.has(String(body.removeType))) return;
-  for (const o of (body.objects ?? []) as Array<{ List?: { items?: Array<{ String?: { sval?: string } }> } }>) {
-    const parts = (o.List?.items ?? []).map((i) => i.String?.sval).filter((x): x is string => typeof x === 'string');
-    if (parts.length === 0) continue;
-    declareTable({ relname: parts[parts.length - 1], ...(parts.length > 1 ? { schemaname: parts[parts.length - 2] } : {}) }, f);
-  }
+  for (const o of (body.objects ?? []) as NameList[]) declareListed(identifiers(o), f);
 }
 
 /**
@@ -86,10 +82,18 @@ function dropped(body: Record<string, unknown>, f: TreeFacts): void {
 function commented(body: Record<string, unknown>, f: TreeFacts): void {
   const type = String(body.objtype);
   if (type !== 'OBJECT_COLUMN' && !RELATION_OBJECTS.has(type)) return;
-  const items = ((body.object as { List?: { items?: Array<{ String?: { sval?: string } }> } } | undefined)?.List?.items ?? [])
-    .map((i) => i.String?.sval)
-    .filter((x): x is string => typeof x === 'string');
-  const names = type === 'OBJECT_COLUMN' ? items.slice(0, -1) : items;
-  if (names.length === 0) return;
-  declareTable({ relname: names[names.length - 1], ...(names.length > 1 ? { schemaname: names[names.length - 2] } : {}) }, f);
+  const names = identifiers(body.object as NameList | undefined);
+  declareListed(type === 'OBJECT_COLUMN' ? names.slice(0, -1) : names, f);
+}
+
+type NameList = { List?: { items?: Array<{ String?: { sval?: string } }> } };
+
+function identifiers(o: NameList | undefined): string[] {
+  return (o?.List?.items ?? []).map((i) => i.String?.sval).filter((x): x is string => typeof x === 'string');
+}
+
+/** A table named as `[schema,] table`. */
+function declareListed(parts: string[], f: TreeFacts): void {
+  if (parts.length === 0) return;
+  declareTable({ relname: parts[parts.length - 1], ...(parts.length > 1 ? { schemaname: parts[parts.length - 2] } : {}) }, f);
 }
